@@ -1,0 +1,5 @@
+"""``python -m hacloud``."""
+
+from hacloud.cli import main
+
+main()

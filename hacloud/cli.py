@@ -1,0 +1,151 @@
+"""The ``hacloud`` command line: the only layer that prints or exits.
+
+Exit codes: 0 success, 1 an operation failed or ``check`` found an error, 2 bad input
+(spec, inventory or command line).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from hacloud.errors import HacloudError, SpecError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Build active-standby HA pairs: DRBD + Corosync + Pacemaker + fencing + a virtual IP.",
+    pretty_exceptions_enable=False,
+)
+
+SpecOption = Annotated[Path, typer.Option("-f", "--spec", help="cluster spec file")]
+InventoryOption = Annotated[
+    Path | None,
+    typer.Option("--inventory", help="inventory JSON (default: planned from the spec)"),
+]
+
+
+def _fail(exc: HacloudError) -> NoReturn:
+    if isinstance(exc, SpecError):
+        typer.echo(exc.report(), err=True)
+    else:
+        typer.echo(f"error: {exc.message}", err=True)
+        if exc.remedy:
+            typer.echo(f"  fix: {exc.remedy}", err=True)
+    raise typer.Exit(exc.exit_code)
+
+
+@app.command()
+def init(
+    provider: Annotated[str, typer.Option("--provider", help="lab, onprem, aws or azure")] = "lab",
+    out: Annotated[Path, typer.Option("--out", help="where to write the spec")] = Path("hacloud.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
+) -> None:
+    """Write a commented, valid example spec for a provider."""
+    from hacloud.commands import write_example
+
+    try:
+        write_example(provider, out, force)
+    except HacloudError as exc:
+        _fail(exc)
+    typer.echo(f"wrote {out}: edit it, then run `hacloud check -f {out}` and `hacloud render -f {out} --out DIR`")
+
+
+@app.command()
+def schema(
+    inventory: Annotated[bool, typer.Option("--inventory", help="the inventory's schema instead")] = False,
+) -> None:
+    """Print the JSON Schema of the spec (or of the inventory)."""
+    if inventory:
+        from hacloud.model import inventory_json_schema
+
+        typer.echo(json.dumps(inventory_json_schema(), indent=2, sort_keys=True))
+    else:
+        from hacloud.spec import json_schema
+
+        typer.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
+
+
+@app.command()
+def profile(
+    name: Annotated[str, typer.Argument(help="lab, onprem, aws or azure")],
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Show a profile's values, each with its source and, where sources disagree, why."""
+    from hacloud.profiles import PROFILE_NAMES, load_profile
+
+    if name not in PROFILE_NAMES:
+        _fail(HacloudError(f"no profile named {name!r}", f"use one of: {', '.join(PROFILE_NAMES)}"))
+    prof = load_profile(name)
+    if as_json:
+        typer.echo(json.dumps({k: {"value": v.value, "source": v.source, "why": v.why}
+                               for k, v in prof.values.items()}, indent=2))
+        return
+    typer.echo(f"profile {prof.name}: {prof.description}")
+    width = max(len(k) for k in prof.values)
+    for key, value in prof.values.items():
+        typer.echo(f"  {key:<{width}}  {value.value!s:<8}  {value.source}")
+        if value.why:
+            typer.echo(f"  {'':<{width}}  {'':<8}  why: {value.why}")
+
+
+@app.command()
+def render(
+    out: Annotated[Path, typer.Option("--out", help="directory to write into")],
+    spec: SpecOption = Path("hacloud.yaml"),
+    inventory: InventoryOption = None,
+) -> None:
+    """Write the CIB and every node's files for review; needs no credentials or infrastructure."""
+    from hacloud.commands import render_to_dir
+
+    try:
+        report = render_to_dir(spec, out, inventory)
+    except HacloudError as exc:
+        _fail(exc)
+    for line in report.written:
+        typer.echo(f"  {line}")
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"rendered {len(report.written)} files into {out}")
+
+
+@app.command()
+def check(
+    spec: SpecOption = Path("hacloud.yaml"),
+    inventory: InventoryOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Check the cross-layer invariants (timeouts, delays, grouping, host maps); exit 1 on error."""
+    from hacloud.commands import check_spec
+
+    try:
+        findings = check_spec(spec, inventory)
+    except HacloudError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps([f.as_dict() for f in findings], indent=2))
+    else:
+        for f in findings:
+            typer.echo(f"{f.severity.upper():7} {f.code}  {f.message}")
+            if f.severity != "ok":
+                typer.echo(f"        fix: {f.remedy}")
+                typer.echo(f"        source: {f.source}")
+        errors = sum(f.severity == "error" for f in findings)
+        warnings = sum(f.severity == "warning" for f in findings)
+        typer.echo(f"{len(findings)} checks: {errors} errors, {warnings} warnings")
+    if any(f.severity == "error" for f in findings):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    try:
+        app()
+    except HacloudError as exc:  # a command that forgot to catch: still no traceback
+        try:
+            _fail(exc)
+        except typer.Exit as done:
+            sys.exit(done.exit_code)

@@ -1,0 +1,76 @@
+"""Errors that carry their remedy.
+
+Every error hacloud raises for a user's input or environment is a ``HacloudError``: the CLI
+prints ``message`` and ``remedy`` and exits with ``exit_code``; nothing below the CLI prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class HacloudError(Exception):
+    """A failure the user can act on.
+
+    ``remedy`` says what to do next; ``exit_code`` is what the CLI returns (1 by default,
+    2 for bad input).
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, remedy: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.remedy = remedy
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in an input file.
+
+    ``path`` is the dotted location inside the document (``nodes[0].address``), ``line`` the
+    1-based line in the file when known, ``message`` what is wrong and ``remedy`` how to fix it.
+    """
+
+    path: str
+    message: str
+    remedy: str
+    line: int | None = None
+
+    def render(self, filename: str) -> str:
+        where = f"{filename}:{self.line}" if self.line else filename
+        loc = f" {self.path}:" if self.path else ""
+        text = f"{where}:{loc} {self.message}"
+        if self.remedy:
+            text += f"\n    fix: {self.remedy}"
+        return text
+
+
+class SpecError(HacloudError):
+    """An input document (spec, inventory) is invalid; ``problems`` lists every problem found."""
+
+    exit_code = 2
+
+    def __init__(self, filename: str, problems: list[Problem]) -> None:
+        self.filename = filename
+        self.problems = problems
+        count = len(problems)
+        super().__init__(
+            f"{filename}: {count} problem{'s' if count != 1 else ''} found",
+            "correct every problem listed, then run the command again",
+        )
+
+    def report(self) -> str:
+        lines = [self.message]
+        lines += [p.render(self.filename) for p in self.problems]
+        return "\n".join(lines)
+
+
+class UsageError(HacloudError):
+    """The command line asks for something impossible (exit 2)."""
+
+    exit_code = 2
+
+
+class ProviderUnavailable(HacloudError):
+    """A provider's optional dependencies are missing or it cannot do what was asked."""

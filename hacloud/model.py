@@ -1,0 +1,158 @@
+"""Frozen dataclasses exchanged between providers, renderers and the deploy engine.
+
+The :class:`Inventory` is what exists (or will exist) for a cluster: providers return it,
+``hacloud render --inventory FILE`` reads it, and the Terraform integration produces it. Its
+JSON form is documented in ``docs/inventory.md`` and ``docs/inventory.schema.json``
+(checked against :func:`inventory_json_schema` by a test).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from pydantic import ConfigDict, TypeAdapter
+
+INVENTORY_SCHEMA_VERSION = 1
+_FORBID = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """What is known about the software on a node; None means unknown (profile default used)."""
+
+    __pydantic_config__ = _FORBID
+
+    drbd: Literal["8.4", "9"] | None = None
+    pacemaker: str | None = None
+    os_family: Literal["debian", "rhel", "suse"] | None = None
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One cluster node.
+
+    ``name`` is the Pacemaker node name (host name); ``id`` the provider's id for it (EC2
+    instance id, Azure VM name, lab guest or host name); ``links`` the corosync link addresses
+    in link order; ``volumes`` maps volume name to the block device path on this node.
+    ``placeholder`` is true when ids or addresses are stand-ins for resources not yet created.
+    """
+
+    __pydantic_config__ = _FORBID
+
+    name: str
+    id: str
+    ssh_address: str
+    links: tuple[str, ...]
+    replication_address: str
+    volumes: dict[str, str]
+    zone: str | None = None
+    bmc_address: str | None = None
+    placeholder: bool = False
+    facts: NodeFacts = field(default_factory=NodeFacts)
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    """Network facts: provider-specific values live in ``extra`` (the core never reads them)."""
+
+    __pydantic_config__ = _FORBID
+
+    vpc_cidr: str | None = None
+    route_tables: tuple[str, ...] = ()
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    __pydantic_config__ = _FORBID
+
+    schema_version: Literal[1]
+    cluster: str
+    provider: str
+    nodes: tuple[NodeInfo, NodeInfo]
+    network: NetworkInfo = field(default_factory=NetworkInfo)
+
+    def node(self, name: str) -> NodeInfo:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    @property
+    def placeholder(self) -> bool:
+        return any(n.placeholder for n in self.nodes)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+
+INVENTORY_ADAPTER: TypeAdapter[Inventory] = TypeAdapter(Inventory)
+
+
+def inventory_json_schema() -> dict[str, Any]:
+    schema = INVENTORY_ADAPTER.json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "hacloud inventory"
+    return schema
+
+
+# ---------------------------------------------------------------- Pacemaker resources as data
+
+
+@dataclass(frozen=True)
+class Op:
+    """A resource operation; ``role`` is 'Promoted'/'Unpromoted' or None."""
+
+    name: str
+    interval: int
+    timeout: int
+    role: str | None = None
+
+
+@dataclass(frozen=True)
+class Primitive:
+    """A Pacemaker primitive as data; core templates render it to CIB XML.
+
+    ``standard`` is ocf, stonith or systemd; ``provider`` is set for ocf only. ``avoid`` names a
+    node the resource must never run on (a fence device is kept off the node it fences).
+    """
+
+    id: str
+    standard: str
+    type: str
+    provider: str | None = None
+    params: tuple[tuple[str, str], ...] = ()
+    meta: tuple[tuple[str, str], ...] = ()
+    ops: tuple[Op, ...] = ()
+    avoid: str | None = None
+
+    @property
+    def agent(self) -> str:
+        if self.provider:
+            return f"{self.standard}:{self.provider}:{self.type}"
+        return f"{self.standard}:{self.type}"
+
+    def param(self, name: str) -> str | None:
+        return dict(self.params).get(name)
+
+
+@dataclass(frozen=True)
+class FenceDevice:
+    """A fencing primitive and the node it fences, at topology ``level`` (1 = tried first)."""
+
+    primitive: Primitive
+    target: str
+    level: int = 1
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    """A file for one node: ``path`` absolute on the node; ``secret`` files are never shown."""
+
+    path: str
+    content: bytes
+    mode: int = 0o644
+    secret: bool = False

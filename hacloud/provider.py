@@ -1,0 +1,141 @@
+"""The provider seam: one small Protocol, found through the ``hacloud.providers`` entry points.
+
+Contract:
+- ``planned_inventory(spec)`` is pure: the inventory the cluster will have, with documented
+  placeholders (``placeholder=True``) where ids or addresses do not exist yet.
+- ``discover`` is read-only; ``ensure_*`` are idempotent and create only what is missing.
+- ``fencing`` / ``vip`` are pure and return Pacemaker resources as data.
+- Anything a provider cannot do raises :class:`~hacloud.errors.ProviderUnavailable` naming
+  what is missing; ``capabilities`` says up front what it can do.
+
+Provider packages must not import a cloud SDK at import time (``hacloud --help`` stays fast
+and works without the extras installed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from ipaddress import IPv4Address
+from typing import Protocol, runtime_checkable
+
+from hacloud.errors import HacloudError, ProviderUnavailable
+from hacloud.model import FenceDevice, Inventory, NetworkInfo, NodeInfo, Primitive
+from hacloud.profiles import Profile
+from hacloud.render.resources import fence_devices, vip_primitives
+from hacloud.spec import Spec
+
+ENTRY_POINT_GROUP = "hacloud.providers"
+
+# Placeholders for cloud nodes that do not exist yet: TEST-NET-3 (RFC 5737) addresses, which
+# are never routed, and ids that say what they stand for. `render` warns when it uses them.
+PLACEHOLDER_NET = IPv4Address("203.0.113.0")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider can do; ``missing`` maps an operation to why it is not available."""
+
+    create_nodes: bool
+    power_control: bool
+    missing: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Provider(Protocol):
+    name: str
+    capabilities: Capabilities
+
+    def planned_inventory(self, spec: Spec) -> Inventory: ...
+    def discover(self, spec: Spec) -> Inventory | None: ...
+    def ensure_nodes(self, spec: Spec) -> Inventory: ...
+    def ensure_volumes(self, spec: Spec, inventory: Inventory) -> Inventory: ...
+    def fencing(self, spec: Spec, inventory: Inventory, profile: Profile) -> list[FenceDevice]: ...
+    def vip(self, spec: Spec, inventory: Inventory, profile: Profile) -> list[Primitive]: ...
+    def teardown(self, spec: Spec, inventory: Inventory, delete_volumes: bool = False) -> None: ...
+
+
+class BaseProvider:
+    """Shared behaviour: inventory from the spec, fencing/VIP from the core builders, and a
+    typed error for every operation a provider has not implemented yet."""
+
+    name = "base"
+    capabilities = Capabilities(create_nodes=False, power_control=False)
+    #: issue that implements the rest of this provider, for the error message
+    tracking = ""
+    #: True when a node's provider id is its name (lab guest, on-prem host, Azure VM name
+    #: chosen by hacloud); False when the cloud assigns it (EC2 instance ids).
+    id_is_name = True
+
+    def default_device(self, spec: Spec, index: int) -> str | None:
+        """The data disk of volume ``index`` when the spec names none (None: unknown yet)."""
+        return None
+
+    def planned_inventory(self, spec: Spec) -> Inventory:
+        nodes = []
+        for i, node in enumerate(spec.nodes):
+            placeholder = node.address is None or (node.id is None and not self.id_is_name)
+            ssh = str(node.address) if node.address else str(PLACEHOLDER_NET + 11 + i)
+            links = tuple(str(a) for a in node.links) or (ssh,)
+            volumes: dict[str, str] = {}
+            for index, vol in enumerate(spec.volumes):
+                device = node.volumes.get(vol.name) or vol.device or self.default_device(spec, index)
+                if device is None:
+                    device = f"/dev/disk/by-id/hacloud-placeholder-{node.name}-{vol.name}"
+                    placeholder = True
+                volumes[vol.name] = device
+            nodes.append(NodeInfo(
+                name=node.name,
+                id=node.id or (node.name if self.id_is_name else f"PLACEHOLDER-{node.name}"),
+                ssh_address=ssh,
+                links=links,
+                replication_address=str(node.replication_address) if node.replication_address
+                else links[0],
+                volumes=volumes,
+                placeholder=placeholder,
+            ))
+        return Inventory(1, spec.cluster.name, self.name, (nodes[0], nodes[1]), NetworkInfo())
+
+    def fencing(self, spec: Spec, inventory: Inventory, profile: Profile) -> list[FenceDevice]:
+        return fence_devices(spec, inventory, profile)
+
+    def vip(self, spec: Spec, inventory: Inventory, profile: Profile) -> list[Primitive]:
+        return vip_primitives(spec, inventory, profile)
+
+    def _todo(self, operation: str) -> ProviderUnavailable:
+        return ProviderUnavailable(
+            f"the {self.name} provider cannot {operation} yet",
+            f"this lands with {self.tracking}; meanwhile use `hacloud render` and apply the files by hand"
+            if self.tracking else "use another provider",
+        )
+
+    def discover(self, spec: Spec) -> Inventory | None:
+        raise self._todo("discover nodes")
+
+    def ensure_nodes(self, spec: Spec) -> Inventory:
+        raise self._todo("create or find nodes")
+
+    def ensure_volumes(self, spec: Spec, inventory: Inventory) -> Inventory:
+        raise self._todo("create or find volumes")
+
+    def teardown(self, spec: Spec, inventory: Inventory, delete_volumes: bool = False) -> None:
+        raise self._todo("tear down")
+
+
+def provider_names() -> list[str]:
+    return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+
+
+def get_provider(name: str) -> Provider:
+    """Load the provider registered under ``name`` (imports only that provider's package)."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            provider = ep.load()
+            if not isinstance(provider, Provider):
+                raise HacloudError(f"entry point {ep.value} is not a hacloud provider",
+                                   "reinstall the package that registers it")
+            return provider
+    raise HacloudError(
+        f"no provider named {name!r} is installed (have: {', '.join(provider_names()) or 'none'})",
+        "install hacloud with `pip install -e .` so its entry points are registered",
+    )

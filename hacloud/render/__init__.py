@@ -1,0 +1,46 @@
+"""Pure rendering of everything a cluster needs: spec + inventory + profile + secrets -> files.
+
+Contract: :func:`render_all` reads nothing and writes nothing; equal input gives equal output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from hacloud.model import FenceDevice, Inventory, RenderedFile
+from hacloud.profiles import Profile
+from hacloud.render.cib import render_cib
+from hacloud.render.files import node_files
+from hacloud.render.resources import fence_devices
+from hacloud.render.versions import Targets, resolve_targets
+from hacloud.secrets import ClusterSecrets
+from hacloud.spec import Spec
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """What one cluster needs: the CIB and each node's files (by node name)."""
+
+    cib: str
+    files: Mapping[str, tuple[RenderedFile, ...]]
+    targets: Targets
+    fence_devices: tuple[FenceDevice, ...]
+
+
+def effective_profile(spec: Spec, profile: Profile) -> Profile:
+    return profile.with_overrides(spec.overrides)
+
+
+def render_all(spec: Spec, inventory: Inventory, profile: Profile, secrets: ClusterSecrets,
+               fence_passwords: Mapping[str, str] | None = None) -> Bundle:
+    """Render the bundle; ``profile`` must already carry the spec's overrides."""
+    targets = resolve_targets(spec, inventory, profile)
+    devices = fence_devices(spec, inventory, profile)
+    cib = render_cib(spec, inventory, profile, targets, devices)
+    files = {
+        node.name: tuple(node_files(spec, inventory, node, profile, targets, secrets,
+                                    fence_passwords or {}))
+        for node in inventory.nodes
+    }
+    return Bundle(cib, files, targets, tuple(devices))

@@ -1,0 +1,65 @@
+"""Target software versions and the syntax each one needs.
+
+Precedence for each node: facts read from the node (inventory) > ``targets`` in the spec >
+the profile's ``platform.*`` default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hacloud.errors import HacloudError
+from hacloud.model import Inventory
+from hacloud.profiles import Profile
+from hacloud.spec import Spec
+
+MIN_PACEMAKER = (2, 0, 4)  # priority-fencing-delay appeared in 2.0.4 (PX cluster-options.rst)
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+@dataclass(frozen=True)
+class Targets:
+    drbd: str
+    pacemaker: tuple[int, ...]
+    os_family: str
+
+    @property
+    def fencing_prefix(self) -> str:
+        """Pacemaker 3.0.2 renamed stonith-* cluster options to fencing-*."""
+        return "fencing" if self.pacemaker >= (3, 0, 2) else "stonith"
+
+    @property
+    def promoted(self) -> str:
+        return "Promoted" if self.pacemaker >= (2, 1, 0) else "Master"
+
+    @property
+    def unpromoted(self) -> str:
+        return "Unpromoted" if self.pacemaker >= (2, 1, 0) else "Slave"
+
+    @property
+    def schema(self) -> str:
+        # pacemaker-3.7 is the first schema that knows the Promoted/Unpromoted role names.
+        return "pacemaker-3.7" if self.pacemaker >= (2, 1, 0) else "pacemaker-3.2"
+
+
+def resolve_targets(spec: Spec, inventory: Inventory, profile: Profile) -> Targets:
+    """Pick one DRBD generation and the lowest Pacemaker version across both nodes."""
+    drbd = {n.facts.drbd or spec.targets.drbd or profile.str("platform.drbd") for n in inventory.nodes}
+    if len(drbd) != 1:
+        raise HacloudError(
+            f"the nodes run different DRBD generations ({', '.join(sorted(drbd))})",
+            "install the same DRBD kernel module generation on both nodes",
+        )
+    versions = [parse_version(n.facts.pacemaker or spec.targets.pacemaker
+                              or profile.str("platform.pacemaker")) for n in inventory.nodes]
+    pacemaker = min(versions)
+    if pacemaker < MIN_PACEMAKER:
+        raise HacloudError(
+            f"Pacemaker {'.'.join(map(str, pacemaker))} is too old",
+            "hacloud needs Pacemaker >= 2.0.4 (priority-fencing-delay); upgrade the nodes",
+        )
+    families = {n.facts.os_family or profile.str("platform.os_family") for n in inventory.nodes}
+    return Targets(drbd.pop(), pacemaker, sorted(families)[0])

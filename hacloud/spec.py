@@ -1,0 +1,358 @@
+"""The cluster spec (``hacloud.yaml``): what the user wants, as frozen, validated models.
+
+Contract: :func:`hacloud.specload.load_spec` is the only way a spec reaches the rest of
+hacloud; it either returns a :class:`Spec` that passed every check here and every
+cross-field check in :mod:`hacloud.speccheck`, or raises ``SpecError`` listing every problem.
+Every field carries a description: it feeds ``hacloud schema`` and the remedy of a type error.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PROVIDER_KINDS = ("lab", "onprem", "aws", "azure")
+FENCING_KINDS = ("fence_ipmilan", "fence_redfish", "sbd", "fence_aws", "fence_azure_arm")
+VIP_KINDS = ("IPaddr2", "aws-vpc-move-ip", "awseip", "azure-lb")
+
+ProviderKind = Literal["lab", "onprem", "aws", "azure"]
+
+# Pacemaker node names are the nodes' short host names; keep them DNS labels.
+HOSTNAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+# corosync's cluster_name and DRBD resource names end up in file names and XML ids.
+CLUSTER_NAME = r"^[a-z][a-z0-9-]{0,31}$"
+RESOURCE_NAME = r"^[a-z][a-z0-9_]{0,15}$"
+ABS_PATH = r"^/[^\s]*$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- cluster and provider
+
+
+class ClusterSpec(_Model):
+    name: str = Field(
+        pattern=CLUSTER_NAME,
+        description="cluster name: lower-case letter, then up to 31 letters, digits or '-'",
+    )
+
+
+class LabOptions(_Model):
+    memory_mib: int = Field(
+        1024, ge=768, le=8192,
+        description="memory of each lab guest in MiB (512 lets the OOM killer take corosync)",
+    )
+
+
+class LabProvider(_Model):
+    kind: Literal["lab"]
+    options: LabOptions = Field(default_factory=LabOptions, description="lab options")
+
+
+class OnpremProvider(_Model):
+    kind: Literal["onprem"]
+
+
+class AwsOptions(_Model):
+    region: str = Field(
+        pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$", description="AWS region, e.g. eu-central-1"
+    )
+    instance_type: str = Field("t3.medium", description="EC2 instance type, e.g. m6i.large")
+    ami: str | None = Field(
+        None, pattern=r"^ami-[0-9a-f]{8,17}$", description="AMI id (ami-...) for created instances"
+    )
+    key_name: str | None = Field(None, description="EC2 key pair name for SSH")
+    subnets: list[str] = Field(
+        default_factory=list,
+        description="two subnet ids (subnet-...) in two availability zones, one per node",
+    )
+    admin_cidr: str | None = Field(
+        None, description="CIDR allowed to reach the nodes over SSH, e.g. 203.0.113.0/24"
+    )
+    tags: dict[str, str] = Field(default_factory=dict, description="extra tags for what hacloud creates")
+
+
+class AwsProvider(_Model):
+    kind: Literal["aws"]
+    options: AwsOptions = Field(description="AWS options (region is required)")
+
+
+class AzureOptions(_Model):
+    subscription_id: str = Field(
+        pattern=r"^[0-9a-fA-F-]{36}$", description="Azure subscription id (a GUID)"
+    )
+    resource_group: str = Field(description="resource group that holds the cluster")
+    location: str = Field(description="Azure region, e.g. westeurope")
+    vm_size: str = Field("Standard_D2s_v5", description="VM size")
+    subnet_id: str | None = Field(None, description="resource id of the subnet for both NICs")
+    zones: list[str] = Field(
+        default_factory=lambda: ["1", "2"],
+        description="two availability zones, one per node; [] for an availability set",
+    )
+    tags: dict[str, str] = Field(default_factory=dict, description="extra tags for what hacloud creates")
+
+
+class AzureProvider(_Model):
+    kind: Literal["azure"]
+    options: AzureOptions = Field(description="Azure options")
+
+
+ProviderSpec = Annotated[
+    LabProvider | OnpremProvider | AwsProvider | AzureProvider, Field(discriminator="kind")
+]
+
+# ---------------------------------------------------------------- nodes
+
+
+class SshSpec(_Model):
+    user: str = Field("root", pattern=r"^[a-z_][a-z0-9_-]*$", description="SSH user (sudo if not root)")
+    port: int = Field(22, ge=1, le=65535, description="SSH port")
+    key: str | None = Field(None, description="path of the private key on this machine")
+    jump: str | None = Field(
+        None, pattern=r"^([a-z_][a-z0-9_-]*@)?[A-Za-z0-9.:-]+(:\d+)?$",
+        description="bastion host as [user@]host[:port]",
+    )
+
+
+class NodeSpec(_Model):
+    name: str = Field(pattern=HOSTNAME, description="host name, which is the Pacemaker node name")
+    address: IPv4Address | None = Field(
+        None, description="address hacloud reaches the node at over SSH (cloud: filled by the provider)"
+    )
+    links: list[IPv4Address] = Field(
+        default_factory=list, max_length=2,
+        description="corosync link addresses, one per network (default: [address])",
+    )
+    replication_address: IPv4Address | None = Field(
+        None, description="address DRBD replicates over (default: the first link)"
+    )
+    ssh: SshSpec = Field(default_factory=SshSpec, description="how to log in")
+    volumes: dict[str, Annotated[str, Field(pattern=ABS_PATH)]] = Field(
+        default_factory=dict,
+        description="volume name -> block device on this node, best a /dev/disk/by-id path",
+    )
+    id: str | None = Field(None, description="provider id: EC2 instance id or Azure VM name")
+
+
+# ---------------------------------------------------------------- volumes and service
+
+
+class VolumeSpec(_Model):
+    name: str = Field("r0", pattern=RESOURCE_NAME, description="DRBD resource name, e.g. r0")
+    size_gib: int = Field(10, ge=1, le=65536, description="size of each node's data disk in GiB")
+    mount_point: str = Field("/srv/data", pattern=ABS_PATH, description="absolute mount point")
+    filesystem: Literal["ext4", "xfs"] = Field("ext4", description="filesystem: ext4 or xfs")
+    mount_options: str = Field("noatime", pattern=r"^[A-Za-z0-9_=,.-]*$", description="mount options")
+    device: str | None = Field(
+        None, pattern=ABS_PATH,
+        description="backing block device, the same path on both nodes (else nodes[].volumes)",
+    )
+    minor: int | None = Field(None, ge=0, le=1048575, description="DRBD minor (default: index)")
+    port: int | None = Field(None, ge=1024, le=65535, description="DRBD TCP port (default 7789+index)")
+
+
+class DemoService(_Model):
+    kind: Literal["demo"]
+    port: int = Field(8080, ge=1, le=65535, description="TCP port of the demo service")
+
+
+class SystemdService(_Model):
+    kind: Literal["systemd"]
+    unit: str = Field(
+        pattern=r"^[A-Za-z0-9@_.-]+?(\.service)?$", description="systemd unit, e.g. postgresql.service"
+    )
+
+
+class OcfService(_Model):
+    kind: Literal["ocf"]
+    agent: str = Field(
+        pattern=r"^ocf:[a-z0-9_-]+:[A-Za-z0-9_.-]+$", description="OCF agent, e.g. ocf:heartbeat:apache"
+    )
+    params: dict[str, str | int | bool] = Field(default_factory=dict, description="agent parameters")
+
+
+ServiceSpec = Annotated[DemoService | SystemdService | OcfService, Field(discriminator="kind")]
+
+
+class CorosyncSpec(_Model):
+    cluster_port: int = Field(5405, ge=1024, le=65535, description="knet port of link 0 (link N: +N)")
+    crypto_cipher: Literal["aes256", "aes192", "aes128"] = Field("aes256", description="knet cipher")
+    crypto_hash: Literal["sha256", "sha384", "sha512"] = Field("sha256", description="knet hash")
+
+
+# ---------------------------------------------------------------- VIP
+
+
+class IPaddr2Vip(_Model):
+    kind: Literal["IPaddr2"]
+    address: IPv4Address = Field(description="the virtual IP")
+    cidr_netmask: int = Field(24, ge=1, le=32, description="prefix length of the VIP")
+    nic: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,15}$", description="interface, e.g. eth0")
+
+
+class AwsMoveIpVip(_Model):
+    kind: Literal["aws-vpc-move-ip"]
+    address: IPv4Address = Field(description="overlay IP: a /32 outside the VPC CIDR")
+    route_tables: list[Annotated[str, Field(pattern=r"^rtb-[0-9a-f]{8,17}$")]] = Field(
+        min_length=1, description="every route table (rtb-...) whose subnets reach the VIP"
+    )
+    interface: str = Field("eth0", description="interface the overlay IP is added to")
+
+
+class AwsEipVip(_Model):
+    kind: Literal["awseip"]
+    elastic_ip: IPv4Address = Field(description="the Elastic IP address")
+    allocation_id: str = Field(pattern=r"^eipalloc-[0-9a-f]{8,17}$", description="its allocation id")
+    private_ip_address: IPv4Address | None = Field(None, description="secondary private IP to bind")
+
+
+class AzureLbVip(_Model):
+    kind: Literal["azure-lb"]
+    address: IPv4Address = Field(description="frontend IP of the internal Standard load balancer")
+    cidr_netmask: int = Field(24, ge=1, le=32, description="prefix length for IPaddr2 on the node")
+    probe_port: int = Field(61000, ge=1024, le=65535, description="health probe port (azure-lb)")
+
+
+VipSpec = Annotated[
+    IPaddr2Vip | AwsMoveIpVip | AwsEipVip | AzureLbVip, Field(discriminator="kind")
+]
+
+# ---------------------------------------------------------------- fencing
+
+
+class _SecretSource(_Model):
+    password_file: str | None = Field(
+        None, description="file on this machine holding the password (kept out of the CIB)"
+    )
+    password_env: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="environment variable holding the password",
+    )
+
+
+class IpmiTarget(_SecretSource):
+    ip: str = Field(pattern=r"^[A-Za-z0-9.:-]+$", description="BMC address")
+    port: int = Field(623, ge=1, le=65535, description="IPMI port")
+    username: str = Field(description="BMC user")
+    lanplus: bool = Field(True, description="IPMI v2.0 lanplus")
+
+
+class RedfishTarget(_SecretSource):
+    ip: str = Field(pattern=r"^[A-Za-z0-9.:-]+$", description="BMC address")
+    port: int = Field(443, ge=1, le=65535, description="Redfish HTTPS port")
+    username: str = Field(description="BMC user")
+    systems_uri: str = Field("/redfish/v1/Systems/1", pattern=ABS_PATH, description="Redfish system URI")
+    ssl_insecure: bool = Field(False, description="skip TLS verification (self-signed BMC)")
+
+
+class IpmiFencing(_Model):
+    kind: Literal["fence_ipmilan"]
+    nodes: dict[str, IpmiTarget] = Field(description="node name -> its BMC")
+
+
+class RedfishFencing(_Model):
+    kind: Literal["fence_redfish"]
+    nodes: dict[str, RedfishTarget] = Field(description="node name -> its BMC")
+
+
+class SbdFencing(_Model):
+    kind: Literal["sbd"]
+    devices: list[Annotated[str, Field(pattern=ABS_PATH)]] = Field(
+        min_length=1, max_length=3,
+        description="1 or 3 shared disks, best /dev/disk/by-id paths (2 cannot fence when one fails)",
+    )
+    watchdog_device: str = Field("/dev/watchdog", pattern=ABS_PATH, description="watchdog device")
+
+
+class AwsFenceTarget(_Model):
+    instance_id: str = Field(pattern=r"^i-[0-9a-f]{8,17}$", description="EC2 instance id")
+
+
+class AwsFencing(_Model):
+    kind: Literal["fence_aws"]
+    region: str | None = Field(None, description="AWS region (default: provider.options.region)")
+    nodes: dict[str, AwsFenceTarget] = Field(
+        default_factory=dict, description="node name -> instance (default: from the provider)"
+    )
+
+
+class AzureFenceTarget(_Model):
+    vm_name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Azure VM name")
+
+
+class AzureFencing(_Model):
+    kind: Literal["fence_azure_arm"]
+    subscription_id: str | None = Field(None, description="default: provider.options.subscription_id")
+    resource_group: str | None = Field(None, description="default: provider.options.resource_group")
+    nodes: dict[str, AzureFenceTarget] = Field(
+        default_factory=dict, description="node name -> VM (default: from the provider)"
+    )
+
+
+FencingSpec = Annotated[
+    IpmiFencing | RedfishFencing | SbdFencing | AwsFencing | AzureFencing,
+    Field(discriminator="kind"),
+]
+
+
+class TargetsSpec(_Model):
+    drbd: Literal["8.4", "9"] | None = Field(
+        None, description="DRBD kernel module generation (default: profile; facts win at deploy)"
+    )
+    pacemaker: str | None = Field(
+        None, pattern=r"^\d+\.\d+(\.\d+)?$", description="Pacemaker version, e.g. 2.1.5 or 3.0.2"
+    )
+
+
+class Spec(_Model):
+    """A whole cluster spec. Cross-field rules live in :mod:`hacloud.speccheck`."""
+
+    version: Literal[1] = Field(1, description="spec format version")
+    cluster: ClusterSpec = Field(description="the cluster")
+    provider: ProviderSpec = Field(description="where the nodes come from")
+    profile: ProviderKind | None = Field(
+        None, description="tuning profile: lab, onprem, aws, azure (default: the provider kind)"
+    )
+    nodes: list[NodeSpec] = Field(min_length=2, max_length=2, description="exactly two nodes")
+    volumes: list[VolumeSpec] = Field(
+        default_factory=lambda: [VolumeSpec()], min_length=1, max_length=8,
+        description="replicated volumes (one DRBD resource each)",
+    )
+    service: ServiceSpec = Field(
+        default_factory=lambda: DemoService(kind="demo"), description="the service kept available"
+    )
+    corosync: CorosyncSpec = Field(default_factory=CorosyncSpec, description="corosync options")
+    vip: VipSpec = Field(description="the virtual IP that follows the service")
+    fencing: list[FencingSpec] = Field(
+        min_length=1, max_length=3,
+        description="fencing methods; more than one needs fencing_topology: true",
+    )
+    fencing_topology: bool = Field(
+        False, description="try the fencing methods as levels, in the order listed"
+    )
+    targets: TargetsSpec = Field(default_factory=TargetsSpec, description="target software versions")
+    overrides: dict[str, int | float | bool | str] = Field(
+        default_factory=dict, description="profile values to override, e.g. corosync.token: 5000"
+    )
+
+    @property
+    def profile_name(self) -> str:
+        return self.profile or self.provider.kind
+
+    def node(self, name: str) -> NodeSpec:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``hacloud.yaml`` (``hacloud schema``)."""
+    schema = Spec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "hacloud cluster spec"
+    return schema

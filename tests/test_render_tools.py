@@ -1,0 +1,104 @@
+"""Rendered DRBD and corosync files are accepted by drbdadm and corosync themselves."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import PROFILES, need, onprem_doc, render_doc
+from tools import DRBDADM84, run, write_files
+
+
+def _drbd_conf(node_dir: Path) -> Path:
+    conf = node_dir / "drbd.conf"
+    d = node_dir / "etc" / "drbd.d"
+    conf.write_text(f'include "{d}/global_common.conf";\ninclude "{d}/*.res";\n')
+    return conf
+
+
+def _drbdadm(version: str) -> list[str]:
+    return [DRBDADM84] if version == "8.4" else ["drbdadm"]
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize("version", ["8.4", "9"])
+@pytest.mark.parametrize("profile", PROFILES)
+def test_drbd_dump_and_dry_run_up(version: str, profile: str, tmp_path: Path) -> None:
+    need("drbdadm", DRBDADM84, "unshare")
+    doc = onprem_doc(profile=profile)
+    doc["targets"] = {"drbd": version}
+    doc["volumes"].append({"name": "r1", "mount_point": "/srv/logs", "filesystem": "xfs"})
+    for i, node in enumerate(doc["nodes"]):
+        node["volumes"]["r1"] = f"/dev/disk/by-id/wwn-0x60000000000000{i}"
+        node["replication_address"] = f"198.51.100.{11 + i}"
+    _, bundle = render_doc(doc)
+    for node in ("node1", "node2"):
+        conf = _drbd_conf(write_files(bundle, node, tmp_path))
+        dump = run([*_drbdadm(version), "-c", str(conf), "dump", "all"]).stdout
+        assert "protocol" in dump and "C;" in dump
+        for res, port in (("r0", 7789), ("r1", 7790)):
+            # -d: print what `up` would run, as this node (drbdadm picks its section by host name)
+            proc = run(["unshare", "-u", "sh", "-c",
+                        f'hostname {node} && exec "$@"', "sh", *_drbdadm(version), "-c", str(conf),
+                        "-d", "up", res])
+            own = "198.51.100.11" if node == "node1" else "198.51.100.12"
+            assert f"{own}:{port}" in proc.stdout
+            assert "resource-and-stonith" in proc.stdout
+            assert "--protocol=C" in proc.stdout
+
+
+@pytest.mark.tools
+def test_drbdadm_rejects_a_broken_file(tmp_path: Path) -> None:
+    """The validator can fail: a wrong keyword in a rendered file is caught."""
+    need("drbdadm")
+    doc = onprem_doc()
+    doc["targets"] = {"drbd": "9"}
+    _, bundle = render_doc(doc)
+    conf = _drbd_conf(write_files(bundle, "node1", tmp_path))
+    common = tmp_path / "node1" / "etc" / "drbd.d" / "global_common.conf"
+    common.write_text(common.read_text().replace("ko-count", "ko-cuont"))
+    assert run(["drbdadm", "-c", str(conf), "dump", "all"], check=False).returncode != 0
+
+
+def _corosync_test(conf_text: str, key: Path, addresses: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    conf = tmp_path / f"corosync-{uuid.uuid4().hex[:6]}.conf"
+    conf.write_text(conf_text.replace("keyfile: /etc/corosync/authkey", f"keyfile: {key}"))
+    ns = f"hacloud-t-{uuid.uuid4().hex[:8]}"
+    run(["ip", "netns", "add", ns])
+    try:
+        # A throwaway namespace with no route out holds the node's addresses on lo.
+        setup = "ip link set lo up; " + "; ".join(f"ip addr add {a}/32 dev lo" for a in addresses)
+        return run(["ip", "netns", "exec", ns, "sh", "-c", f"{setup}; corosync -t -c {conf}"], check=False)
+    finally:
+        run(["ip", "netns", "del", ns], check=False)
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize("links", [1, 2])
+@pytest.mark.parametrize("profile", PROFILES)
+def test_corosync_accepts_config(profile: str, links: int, tmp_path: Path) -> None:
+    need("corosync", "ip")
+    _, bundle = render_doc(onprem_doc(profile=profile, links=links))
+    for i, node in enumerate(("node1", "node2")):
+        root = write_files(bundle, node, tmp_path)
+        text = (root / "etc/corosync/corosync.conf").read_text()
+        addrs = [f"192.0.2.{11 + i}"] + ([f"198.51.100.{11 + i}"] if links == 2 else [])
+        proc = _corosync_test(text, root / "etc/corosync/authkey", addrs, tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert f"ring{links - 1}_addr" in text and f"ring{links}_addr" not in text
+
+
+@pytest.mark.tools
+def test_corosync_rejects_a_broken_file(tmp_path: Path) -> None:
+    need("corosync", "ip")
+    _, bundle = render_doc(onprem_doc())
+    root = write_files(bundle, "node1", tmp_path)
+    text = (root / "etc/corosync/corosync.conf").read_text()
+    key = root / "etc/corosync/authkey"
+    good = _corosync_test(text, key, ["192.0.2.11", "198.51.100.11"], tmp_path)
+    bad = _corosync_test(text.replace("token: 5000", "token: five"), key,
+                         ["192.0.2.11", "198.51.100.11"], tmp_path)
+    assert good.returncode == 0 and bad.returncode != 0

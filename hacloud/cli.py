@@ -52,7 +52,9 @@ def init(
         write_example(provider, out, force)
     except HacloudError as exc:
         _fail(exc)
-    typer.echo(f"wrote {out}: edit it, then run `hacloud check -f {out}` and `hacloud render -f {out} --out DIR`")
+    typer.echo(
+        f"wrote {out}: edit it, then run `hacloud check -f {out}` and `hacloud render -f {out} --out DIR`"
+    )
 
 
 @app.command()
@@ -82,8 +84,12 @@ def profile(
         _fail(HacloudError(f"no profile named {name!r}", f"use one of: {', '.join(PROFILE_NAMES)}"))
     prof = load_profile(name)
     if as_json:
-        typer.echo(json.dumps({k: {"value": v.value, "source": v.source, "why": v.why}
-                               for k, v in prof.values.items()}, indent=2))
+        typer.echo(
+            json.dumps(
+                {k: {"value": v.value, "source": v.source, "why": v.why} for k, v in prof.values.items()},
+                indent=2,
+            )
+        )
         return
     typer.echo(f"profile {prof.name}: {prof.description}")
     width = max(len(k) for k in prof.values)

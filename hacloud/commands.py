@@ -32,7 +32,9 @@ def write_example(provider: str, out: Path, force: bool) -> None:
     if provider not in PROVIDER_KINDS:
         raise UsageError(f"unknown provider {provider!r}", f"use one of: {', '.join(PROVIDER_KINDS)}")
     if out.exists() and not force:
-        raise UsageError(f"{out} already exists", "pass --force to overwrite it, or --out to choose another file")
+        raise UsageError(
+            f"{out} already exists", "pass --force to overwrite it, or --out to choose another file"
+        )
     text = (templates_dir() / "init" / f"{provider}.yaml").read_text(encoding="utf-8")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -66,7 +68,8 @@ def prepare(spec_path: Path, inventory_path: Path | None, *, create_secrets: boo
         warnings.append(
             "some node ids, addresses or devices do not exist yet and were rendered as "
             "placeholders (203.0.113.x, PLACEHOLDER-*, hacloud-placeholder-*); review only, "
-            "do not install these files (see docs/inventory.md)")
+            "do not install these files (see docs/inventory.md)"
+        )
     if create_secrets:
         secrets = load_or_create(state_dir(spec_path, spec.cluster.name))
     else:
@@ -98,8 +101,10 @@ def _fence_passwords(spec: Spec, base: Path) -> tuple[dict[str, str], list[str]]
             if value:
                 passwords[target] = value
             else:
-                missing.append(f"no BMC password for {target} in {where}: its secret file was "
-                               "not rendered; `hacloud up` will refuse until it is there")
+                missing.append(
+                    f"no BMC password for {target} in {where}: its secret file was "
+                    "not rendered; `hacloud up` will refuse until it is there"
+                )
     return passwords, missing
 
 
@@ -112,8 +117,10 @@ class RenderReport:
 def render_to_dir(spec_path: Path, out: Path, inventory_path: Path | None) -> RenderReport:
     prepared = prepare(spec_path, inventory_path)
     if out.exists() and any(out.iterdir()) and not (out / RENDER_MARKER).exists():
-        raise UsageError(f"{out} is not empty and was not written by `hacloud render`",
-                         "choose an empty or new directory with --out")
+        raise UsageError(
+            f"{out} is not empty and was not written by `hacloud render`",
+            "choose an empty or new directory with --out",
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     written: list[str] = []

@@ -37,16 +37,16 @@ class Profile:
     def get(self, key: str) -> Scalar:
         return self.values[key].value
 
-    def int(self, key: str) -> int:
+    def num(self, key: str) -> int:
         value = self.values[key].value
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"profile {self.name}: {key} is not an integer: {value!r}")
         return value
 
-    def str(self, key: str) -> str:
+    def text(self, key: str) -> str:
         return str(self.values[key].value)
 
-    def bool(self, key: str) -> bool:
+    def flag(self, key: str) -> bool:
         value = self.values[key].value
         if not isinstance(value, bool):
             raise TypeError(f"profile {self.name}: {key} is not true/false: {value!r}")
@@ -96,21 +96,36 @@ def override_problems(profile: Profile, overrides: Mapping[str, object]) -> list
     for key, value in overrides.items():
         if key.startswith("sysctl."):
             if not isinstance(value, int | str) or len(key) <= len("sysctl."):
-                out.append((key, "a sysctl override needs a name and a number or text",
-                            "write e.g. `sysctl.vm.swappiness: 10`"))
+                out.append(
+                    (
+                        key,
+                        "a sysctl override needs a name and a number or text",
+                        "write e.g. `sysctl.vm.swappiness: 10`",
+                    )
+                )
             continue
         if key not in profile.values:
             close = difflib.get_close_matches(key, list(profile.values), n=1)
             hint = f"did you mean `{close[0]}`? " if close else ""
-            out.append((key, f"profile {profile.name} has no value named {key}",
-                        f"{hint}list the names with `hacloud profile {profile.name}`"))
+            out.append(
+                (
+                    key,
+                    f"profile {profile.name} has no value named {key}",
+                    f"{hint}list the names with `hacloud profile {profile.name}`",
+                )
+            )
             continue
         current = profile.values[key].value
         if type(value) is not type(current) and not (
             isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool)
         ):
-            out.append((key, f"must be {_type_name(current)} like the profile's {current!r}, "
-                             f"not {_type_name(value)}", f"write e.g. `{key}: {_example(current)}`"))
+            out.append(
+                (
+                    key,
+                    f"must be {_type_name(current)} like the profile's {current!r}, not {_type_name(value)}",
+                    f"write e.g. `{key}: {_example(current)}`",
+                )
+            )
         elif isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
             out.append((key, "must not be negative", f"write e.g. `{key}: {_example(current)}`"))
     return out
@@ -118,7 +133,8 @@ def override_problems(profile: Profile, overrides: Mapping[str, object]) -> list
 
 def _type_name(value: object) -> str:
     return {bool: "true/false", int: "a whole number", float: "a number", str: "text"}.get(
-        type(value), type(value).__name__)
+        type(value), type(value).__name__
+    )
 
 
 def _example(value: Scalar) -> str:

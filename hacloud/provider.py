@@ -84,16 +84,19 @@ class BaseProvider:
                     device = f"/dev/disk/by-id/hacloud-placeholder-{node.name}-{vol.name}"
                     placeholder = True
                 volumes[vol.name] = device
-            nodes.append(NodeInfo(
-                name=node.name,
-                id=node.id or (node.name if self.id_is_name else f"PLACEHOLDER-{node.name}"),
-                ssh_address=ssh,
-                links=links,
-                replication_address=str(node.replication_address) if node.replication_address
-                else links[0],
-                volumes=volumes,
-                placeholder=placeholder,
-            ))
+            nodes.append(
+                NodeInfo(
+                    name=node.name,
+                    id=node.id or (node.name if self.id_is_name else f"PLACEHOLDER-{node.name}"),
+                    ssh_address=ssh,
+                    links=links,
+                    replication_address=str(node.replication_address)
+                    if node.replication_address
+                    else links[0],
+                    volumes=volumes,
+                    placeholder=placeholder,
+                )
+            )
         return Inventory(1, spec.cluster.name, self.name, (nodes[0], nodes[1]), NetworkInfo())
 
     def fencing(self, spec: Spec, inventory: Inventory, profile: Profile) -> list[FenceDevice]:
@@ -106,7 +109,8 @@ class BaseProvider:
         return ProviderUnavailable(
             f"the {self.name} provider cannot {operation} yet",
             f"this lands with {self.tracking}; meanwhile use `hacloud render` and apply the files by hand"
-            if self.tracking else "use another provider",
+            if self.tracking
+            else "use another provider",
         )
 
     def discover(self, spec: Spec) -> Inventory | None:
@@ -132,8 +136,10 @@ def get_provider(name: str) -> Provider:
         if ep.name == name:
             provider = ep.load()
             if not isinstance(provider, Provider):
-                raise HacloudError(f"entry point {ep.value} is not a hacloud provider",
-                                   "reinstall the package that registers it")
+                raise HacloudError(
+                    f"entry point {ep.value} is not a hacloud provider",
+                    "reinstall the package that registers it",
+                )
             return provider
     raise HacloudError(
         f"no provider named {name!r} is installed (have: {', '.join(provider_names()) or 'none'})",

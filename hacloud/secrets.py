@@ -49,15 +49,19 @@ def load_or_create(directory: Path) -> ClusterSecrets:
             raw = json.loads(path.read_text(encoding="utf-8"))
             return ClusterSecrets(base64.b64decode(raw["corosync_authkey"]), str(raw["drbd_secret"]))
         except (ValueError, KeyError, TypeError) as exc:
-            raise HacloudError(f"{path} is damaged ({type(exc).__name__})",
-                               "restore it from a backup; the running cluster holds the same keys") from None
+            raise HacloudError(
+                f"{path} is damaged ({type(exc).__name__})",
+                "restore it from a backup; the running cluster holds the same keys",
+            ) from None
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(directory, 0o700)
     made = ClusterSecrets.generate()
-    body = json.dumps({
-        "corosync_authkey": base64.b64encode(made.authkey).decode(),
-        "drbd_secret": made.drbd_secret,
-    })
+    body = json.dumps(
+        {
+            "corosync_authkey": base64.b64encode(made.authkey).decode(),
+            "drbd_secret": made.drbd_secret,
+        }
+    )
     # O_EXCL: two concurrent runs must not end with different keys on different nodes.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

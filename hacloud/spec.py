@@ -43,7 +43,9 @@ class ClusterSpec(_Model):
 
 class LabOptions(_Model):
     memory_mib: int = Field(
-        1024, ge=768, le=8192,
+        1024,
+        ge=768,
+        le=8192,
         description="memory of each lab guest in MiB (512 lets the OOM killer take corosync)",
     )
 
@@ -58,9 +60,7 @@ class OnpremProvider(_Model):
 
 
 class AwsOptions(_Model):
-    region: str = Field(
-        pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$", description="AWS region, e.g. eu-central-1"
-    )
+    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$", description="AWS region, e.g. eu-central-1")
     instance_type: str = Field("t3.medium", description="EC2 instance type, e.g. m6i.large")
     ami: str | None = Field(
         None, pattern=r"^ami-[0-9a-f]{8,17}$", description="AMI id (ami-...) for created instances"
@@ -82,9 +82,7 @@ class AwsProvider(_Model):
 
 
 class AzureOptions(_Model):
-    subscription_id: str = Field(
-        pattern=r"^[0-9a-fA-F-]{36}$", description="Azure subscription id (a GUID)"
-    )
+    subscription_id: str = Field(pattern=r"^[0-9a-fA-F-]{36}$", description="Azure subscription id (a GUID)")
     resource_group: str = Field(description="resource group that holds the cluster")
     location: str = Field(description="Azure region, e.g. westeurope")
     vm_size: str = Field("Standard_D2s_v5", description="VM size")
@@ -113,7 +111,8 @@ class SshSpec(_Model):
     port: int = Field(22, ge=1, le=65535, description="SSH port")
     key: str | None = Field(None, description="path of the private key on this machine")
     jump: str | None = Field(
-        None, pattern=r"^([a-z_][a-z0-9_-]*@)?[A-Za-z0-9.:-]+(:\d+)?$",
+        None,
+        pattern=r"^([a-z_][a-z0-9_-]*@)?[A-Za-z0-9.:-]+(:\d+)?$",
         description="bastion host as [user@]host[:port]",
     )
 
@@ -124,7 +123,8 @@ class NodeSpec(_Model):
         None, description="address hacloud reaches the node at over SSH (cloud: filled by the provider)"
     )
     links: list[IPv4Address] = Field(
-        default_factory=list, max_length=2,
+        default_factory=list,
+        max_length=2,
         description="corosync link addresses, one per network (default: [address])",
     )
     replication_address: IPv4Address | None = Field(
@@ -148,7 +148,8 @@ class VolumeSpec(_Model):
     filesystem: Literal["ext4", "xfs"] = Field("ext4", description="filesystem: ext4 or xfs")
     mount_options: str = Field("noatime", pattern=r"^[A-Za-z0-9_=,.-]*$", description="mount options")
     device: str | None = Field(
-        None, pattern=ABS_PATH,
+        None,
+        pattern=ABS_PATH,
         description="backing block device, the same path on both nodes (else nodes[].volumes)",
     )
     minor: int | None = Field(None, ge=0, le=1048575, description="DRBD minor (default: index)")
@@ -217,9 +218,7 @@ class AzureLbVip(_Model):
     probe_port: int = Field(61000, ge=1024, le=65535, description="health probe port (azure-lb)")
 
 
-VipSpec = Annotated[
-    IPaddr2Vip | AwsMoveIpVip | AwsEipVip | AzureLbVip, Field(discriminator="kind")
-]
+VipSpec = Annotated[IPaddr2Vip | AwsMoveIpVip | AwsEipVip | AzureLbVip, Field(discriminator="kind")]
 
 # ---------------------------------------------------------------- fencing
 
@@ -229,7 +228,8 @@ class _SecretSource(_Model):
         None, description="file on this machine holding the password (kept out of the CIB)"
     )
     password_env: str | None = Field(
-        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="environment variable holding the password",
     )
 
@@ -262,7 +262,8 @@ class RedfishFencing(_Model):
 class SbdFencing(_Model):
     kind: Literal["sbd"]
     devices: list[Annotated[str, Field(pattern=ABS_PATH)]] = Field(
-        min_length=1, max_length=3,
+        min_length=1,
+        max_length=3,
         description="1 or 3 shared disks, best /dev/disk/by-id paths (2 cannot fence when one fails)",
     )
     watchdog_device: str = Field("/dev/watchdog", pattern=ABS_PATH, description="watchdog device")
@@ -319,7 +320,9 @@ class Spec(_Model):
     )
     nodes: list[NodeSpec] = Field(min_length=2, max_length=2, description="exactly two nodes")
     volumes: list[VolumeSpec] = Field(
-        default_factory=lambda: [VolumeSpec()], min_length=1, max_length=8,
+        default_factory=lambda: [VolumeSpec()],
+        min_length=1,
+        max_length=8,
         description="replicated volumes (one DRBD resource each)",
     )
     service: ServiceSpec = Field(
@@ -328,7 +331,8 @@ class Spec(_Model):
     corosync: CorosyncSpec = Field(default_factory=CorosyncSpec, description="corosync options")
     vip: VipSpec = Field(description="the virtual IP that follows the service")
     fencing: list[FencingSpec] = Field(
-        min_length=1, max_length=3,
+        min_length=1,
+        max_length=3,
         description="fencing methods; more than one needs fencing_topology: true",
     )
     fencing_topology: bool = Field(

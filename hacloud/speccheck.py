@@ -69,8 +69,9 @@ def _provider_kind(doc: dict[str, Any]) -> str | None:
 
 
 def _node_names(doc: dict[str, Any]) -> list[str]:
-    return [n["name"] for n in _list(doc.get("nodes"))
-            if isinstance(n, dict) and isinstance(n.get("name"), str)]
+    return [
+        n["name"] for n in _list(doc.get("nodes")) if isinstance(n, dict) and isinstance(n.get("name"), str)
+    ]
 
 
 def _nodes(doc: dict[str, Any]) -> Iterator[Found]:
@@ -82,18 +83,26 @@ def _nodes(doc: dict[str, Any]) -> Iterator[Found]:
         name = node.get("name")
         if isinstance(name, str):
             if name in seen:
-                yield (["nodes", i, "name"], f"node name {name!r} is used twice",
-                       "give the two nodes different host names")
+                yield (
+                    ["nodes", i, "name"],
+                    f"node name {name!r} is used twice",
+                    "give the two nodes different host names",
+                )
             seen[name] = i
         if needs_address and node.get("address") is None:
-            yield (["nodes", i, "address"] if "address" in node else ["nodes", i],
-                   "an on-prem or lab node needs the address hacloud reaches it at",
-                   "add `address:` with the node's IPv4 address")
+            yield (
+                ["nodes", i, "address"] if "address" in node else ["nodes", i],
+                "an on-prem or lab node needs the address hacloud reaches it at",
+                "add `address:` with the node's IPv4 address",
+            )
         declared = {str(v.get("name", "r0")) for v in _list(doc.get("volumes")) if isinstance(v, dict)}
         for vol in _dict(node.get("volumes")):
             if vol not in declared and doc.get("volumes") is not None:
-                yield (["nodes", i, "volumes", vol], f"no volume named {vol!r} in volumes",
-                       "use a name listed under `volumes:`")
+                yield (
+                    ["nodes", i, "volumes", vol],
+                    f"no volume named {vol!r} in volumes",
+                    "use a name listed under `volumes:`",
+                )
 
 
 def _links(doc: dict[str, Any]) -> Iterator[Found]:
@@ -102,20 +111,28 @@ def _links(doc: dict[str, Any]) -> Iterator[Found]:
         return
     counts = [len(_list(n.get("links"))) or 1 for n in nodes]
     if counts[0] != counts[1]:
-        yield (["nodes", 1, "links"], f"node has {counts[1]} corosync link(s), its peer {counts[0]}",
-               "give both nodes one address on each corosync network, in the same order")
+        yield (
+            ["nodes", 1, "links"],
+            f"node has {counts[1]} corosync link(s), its peer {counts[0]}",
+            "give both nodes one address on each corosync network, in the same order",
+        )
         return
     for link in range(counts[0]):
         addrs = [_ip((_list(n.get("links")) or [n.get("address")])[link]) for n in nodes]
         if addrs[0] is not None and addrs[0] == addrs[1]:
-            yield (["nodes", 1, "links", link] if nodes[1].get("links") else ["nodes", 1, "address"],
-                   f"both nodes use {addrs[0]} on corosync link {link}",
-                   "each node needs its own address on every link")
+            yield (
+                ["nodes", 1, "links", link] if nodes[1].get("links") else ["nodes", 1, "address"],
+                f"both nodes use {addrs[0]} on corosync link {link}",
+                "each node needs its own address on every link",
+            )
     for i, node in enumerate(nodes):
         links = [_ip(a) for a in _list(node.get("links"))]
         if len(links) == 2 and links[0] is not None and links[0] == links[1]:
-            yield (["nodes", i, "links", 1], "both links use the same address",
-                   "put the second link on a second network (an independent path)")
+            yield (
+                ["nodes", i, "links", 1],
+                "both links use the same address",
+                "put the second link on a second network (an independent path)",
+            )
 
 
 def _lab_addresses(doc: dict[str, Any]) -> Iterator[Found]:
@@ -129,19 +146,29 @@ def _lab_addresses(doc: dict[str, Any]) -> Iterator[Found]:
         for path, value, net in places:
             ip = _ip(value)
             if ip is not None and ip not in LAB_NETWORKS[min(net, 1)]:
-                yield (path, f"{ip} is outside the lab network {LAB_NETWORKS[min(net, 1)]}",
-                       f"lab link {net} addresses come from {LAB_NETWORKS[min(net, 1)]}, "
-                       f"e.g. {LAB_NETWORKS[min(net, 1)].network_address + 11 + i}")
+                yield (
+                    path,
+                    f"{ip} is outside the lab network {LAB_NETWORKS[min(net, 1)]}",
+                    f"lab link {net} addresses come from {LAB_NETWORKS[min(net, 1)]}, "
+                    f"e.g. {LAB_NETWORKS[min(net, 1)].network_address + 11 + i}",
+                )
     vip = _ip(_dict(doc.get("vip")).get("address"))
     if vip is not None and vip not in LAB_NETWORKS[0]:
-        yield (["vip", "address"], f"{vip} is outside the lab network {LAB_NETWORKS[0]}",
-               "use e.g. 192.0.2.100")
+        yield (
+            ["vip", "address"],
+            f"{vip} is outside the lab network {LAB_NETWORKS[0]}",
+            "use e.g. 192.0.2.100",
+        )
 
 
 def _volumes(doc: dict[str, Any]) -> Iterator[Found]:
     vols = [v for v in _list(doc.get("volumes")) if isinstance(v, dict)]
-    for key, default, what in (("name", None, "name"), ("mount_point", None, "mount point"),
-                               ("minor", None, "DRBD minor"), ("port", None, "DRBD port")):
+    for key, default, what in (
+        ("name", None, "name"),
+        ("mount_point", None, "mount point"),
+        ("minor", None, "DRBD minor"),
+        ("port", None, "DRBD port"),
+    ):
         seen: set[Any] = set()
         for i, vol in enumerate(_list(doc.get("volumes"))):
             if not isinstance(vol, dict) or vol.get(key, default) is None:
@@ -150,13 +177,19 @@ def _volumes(doc: dict[str, Any]) -> Iterator[Found]:
             if not isinstance(value, str | int):
                 continue
             if value in seen:
-                yield (["volumes", i, key], f"{what} {value!r} is used by two volumes",
-                       f"give every volume its own {what}")
+                yield (
+                    ["volumes", i, key],
+                    f"{what} {value!r} is used by two volumes",
+                    f"give every volume its own {what}",
+                )
             seen.add(value)
     for i, vol in enumerate(vols):
         if vol.get("mount_point") in ("/", "/boot", "/usr", "/var", "/etc", "/home"):
-            yield (["volumes", i, "mount_point"], f"{vol['mount_point']} is a system directory",
-                   "mount replicated data on its own directory, e.g. /srv/data")
+            yield (
+                ["volumes", i, "mount_point"],
+                f"{vol['mount_point']} is a system directory",
+                "mount replicated data on its own directory, e.g. /srv/data",
+            )
     if _provider_kind(doc) == "onprem":
         nodes = [n for n in _list(doc.get("nodes")) if isinstance(n, dict)]
         for i, vol in enumerate(vols):
@@ -165,9 +198,12 @@ def _volumes(doc: dict[str, Any]) -> Iterator[Found]:
                 continue
             for j, node in enumerate(nodes):
                 if name not in _dict(node.get("volumes")):
-                    yield (["nodes", j], f"no block device given for volume {name!r}",
-                           f"add `volumes: {{{name}: /dev/disk/by-id/...}}` to this node, "
-                           f"or `device:` to volumes[{i}]")
+                    yield (
+                        ["nodes", j],
+                        f"no block device given for volume {name!r}",
+                        f"add `volumes: {{{name}: /dev/disk/by-id/...}}` to this node, "
+                        f"or `device:` to volumes[{i}]",
+                    )
 
 
 def _kinds(doc: dict[str, Any]) -> Iterator[Found]:
@@ -177,12 +213,18 @@ def _kinds(doc: dict[str, Any]) -> Iterator[Found]:
     for i, method in enumerate(_list(doc.get("fencing"))):
         kind = _dict(method).get("kind")
         if isinstance(kind, str) and kind in _all(ALLOWED_FENCING) and kind not in ALLOWED_FENCING[provider]:
-            yield (["fencing", i, "kind"], f"{kind} cannot fence {provider} nodes",
-                   f"use one of: {', '.join(sorted(ALLOWED_FENCING[provider]))}")
+            yield (
+                ["fencing", i, "kind"],
+                f"{kind} cannot fence {provider} nodes",
+                f"use one of: {', '.join(sorted(ALLOWED_FENCING[provider]))}",
+            )
     kind = _dict(doc.get("vip")).get("kind")
     if isinstance(kind, str) and kind in _all(ALLOWED_VIP) and kind not in ALLOWED_VIP[provider]:
-        yield (["vip", "kind"], f"a {kind} VIP does not work on {provider}",
-               f"use one of: {', '.join(sorted(ALLOWED_VIP[provider]))}")
+        yield (
+            ["vip", "kind"],
+            f"a {kind} VIP does not work on {provider}",
+            f"use one of: {', '.join(sorted(ALLOWED_VIP[provider]))}",
+        )
     profile = doc.get("profile")
     if profile is not None and profile not in PROFILE_NAMES:
         return
@@ -198,61 +240,86 @@ def _fencing(doc: dict[str, Any]) -> Iterator[Found]:
     options = _dict(_dict(doc.get("provider")).get("options"))
     kinds: dict[str, int] = {}
     methods = _list(doc.get("fencing"))
-    for i, method in enumerate(methods):
-        method = _dict(method)
+    for i, raw_method in enumerate(methods):
+        method = _dict(raw_method)
         kind = method.get("kind")
         if isinstance(kind, str):
             if kind in kinds:
-                yield (["fencing", i, "kind"], f"{kind} is listed twice",
-                       "list each fencing method once")
+                yield (["fencing", i, "kind"], f"{kind} is listed twice", "list each fencing method once")
             kinds[kind] = i
         targets = _dict(method.get("nodes"))
         for target in targets:
             if names and target not in names:
-                yield (["fencing", i, "nodes", target], f"no node named {target!r}",
-                       f"use the node names: {', '.join(names)}")
+                yield (
+                    ["fencing", i, "nodes", target],
+                    f"no node named {target!r}",
+                    f"use the node names: {', '.join(names)}",
+                )
         required = kind in ("fence_ipmilan", "fence_redfish") or bool(targets)
         if required and len(names) == 2 and "nodes" in method:
             for name in names:
                 if name not in targets:
-                    yield (["fencing", i, "nodes"], f"no fencing target for node {name!r}",
-                           f"add `{name}:` under this method's nodes (every node must be fenceable)")
+                    yield (
+                        ["fencing", i, "nodes"],
+                        f"no fencing target for node {name!r}",
+                        f"add `{name}:` under this method's nodes (every node must be fenceable)",
+                    )
         if kind in ("fence_ipmilan", "fence_redfish"):
-            for target, params in targets.items():
-                params = _dict(params)
+            for target, raw_params in targets.items():
+                params = _dict(raw_params)
                 given = [k for k in ("password_file", "password_env") if params.get(k)]
                 if len(given) != 1:
-                    yield (["fencing", i, "nodes", target],
-                           "give the BMC password through exactly one of password_file, password_env",
-                           "add `password_file: /path/to/secret` (hacloud keeps it out of the CIB)")
-        if kind == "fence_aws" and not method.get("region") and not (provider == "aws" and options.get("region")):
-            yield (["fencing", i], "fence_aws needs a region",
-                   "add `region:` here or use provider kind aws with options.region")
+                    yield (
+                        ["fencing", i, "nodes", target],
+                        "give the BMC password through exactly one of password_file, password_env",
+                        "add `password_file: /path/to/secret` (hacloud keeps it out of the CIB)",
+                    )
+        if (
+            kind == "fence_aws"
+            and not method.get("region")
+            and not (provider == "aws" and options.get("region"))
+        ):
+            yield (
+                ["fencing", i],
+                "fence_aws needs a region",
+                "add `region:` here or use provider kind aws with options.region",
+            )
         if kind == "fence_azure_arm" and provider != "azure":
             for key in ("subscription_id", "resource_group"):
                 if not method.get(key):
-                    yield (["fencing", i], f"fence_azure_arm needs {key} outside the azure provider",
-                           f"add `{key}:` to this method")
+                    yield (
+                        ["fencing", i],
+                        f"fence_azure_arm needs {key} outside the azure provider",
+                        f"add `{key}:` to this method",
+                    )
         if kind == "sbd" and len(_list(method.get("devices"))) == 2:
-            yield (["fencing", i, "devices"], "two SBD devices cannot fence when one of them fails",
-                   "use one device, or three on independent storage (MS-SLES)")
+            yield (
+                ["fencing", i, "devices"],
+                "two SBD devices cannot fence when one of them fails",
+                "use one device, or three on independent storage (MS-SLES)",
+            )
     if len(methods) > 1 and doc.get("fencing_topology") is not True:
-        yield (["fencing_topology"] if "fencing_topology" in doc else ["fencing"],
-               "more than one fencing method without fencing_topology",
-               "set `fencing_topology: true` to try them as levels in order, or keep one method")
+        yield (
+            ["fencing_topology"] if "fencing_topology" in doc else ["fencing"],
+            "more than one fencing method without fencing_topology",
+            "set `fencing_topology: true` to try them as levels in order, or keep one method",
+        )
 
 
 def _vip(doc: dict[str, Any]) -> Iterator[Found]:
     vip = _ip(_dict(doc.get("vip")).get("address"))
     if vip is None:
         return
-    for i, node in enumerate(_list(doc.get("nodes"))):
-        node = _dict(node)
+    for i, raw_node in enumerate(_list(doc.get("nodes"))):
+        node = _dict(raw_node)
         used = [_ip(node.get("address")), _ip(node.get("replication_address"))]
         used += [_ip(a) for a in _list(node.get("links"))]
         if vip in used:
-            yield (["vip", "address"], f"the VIP {vip} is also an address of nodes[{i}]",
-                   "pick a free address for the VIP; it moves between the nodes")
+            yield (
+                ["vip", "address"],
+                f"the VIP {vip} is also an address of nodes[{i}]",
+                "pick a free address for the VIP; it moves between the nodes",
+            )
 
 
 def _overrides(doc: dict[str, Any]) -> Iterator[Found]:

@@ -39,11 +39,18 @@ def _compose(text: str, filename: str) -> tuple[Any, yaml.Node | None, list[Prob
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
-        return None, None, [Problem(
-            "", f"not valid YAML: {problem}",
-            "fix the YAML syntax at that line (indentation, a missing ':' or an unclosed quote)",
-            line,
-        )]
+        return (
+            None,
+            None,
+            [
+                Problem(
+                    "",
+                    f"not valid YAML: {problem}",
+                    "fix the YAML syntax at that line (indentation, a missing ':' or an unclosed quote)",
+                    line,
+                )
+            ],
+        )
     problems = list(_duplicate_keys(node, []))
     return data, node, problems
 
@@ -82,10 +89,9 @@ def line_of(node: yaml.Node | None, path: Iterable[PathElem]) -> int | None:
                     nxt = value_node
                     line = key_node.start_mark.line + 1
                     break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(elem, int):
-            if 0 <= elem < len(node.value):
-                nxt = node.value[elem]
-                line = nxt.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(elem, int) and 0 <= elem < len(node.value):
+            nxt = node.value[elem]
+            line = nxt.start_mark.line + 1
         if nxt is None:
             break
         node = nxt
@@ -135,9 +141,7 @@ def _kind_of(model: type[BaseModel]) -> str | None:
     return str(args[0]) if typing.get_origin(field.annotation) is Literal and args else None
 
 
-def _walk(root: Any, loc: tuple[PathElem, ...]) -> tuple[
-    list[PathElem], list[str], FieldInfo | None
-]:
+def _walk(root: Any, loc: tuple[PathElem, ...]) -> tuple[list[PathElem], list[str], FieldInfo | None]:
     """Map a pydantic ``loc`` to the user's path, dropping union tags.
 
     Returns (path, the valid keys where the last key sits, FieldInfo of the last key or None).
@@ -213,8 +217,7 @@ def _remedy(err: Any, path: list[PathElem], owner: list[str], info: FieldInfo | 
     return "see `hacloud schema` for what this field takes"
 
 
-def problems_from_validation(exc: ValidationError, model: Any,
-                             node: yaml.Node | None) -> list[Problem]:
+def problems_from_validation(exc: ValidationError, model: Any, node: yaml.Node | None) -> list[Problem]:
     out: dict[str, Problem] = {}
     for err in exc.errors():
         path, owner, info = _walk(model, tuple(err["loc"]))
@@ -234,9 +237,12 @@ def problems_from_validation(exc: ValidationError, model: Any,
 # ---------------------------------------------------------------- entry points
 
 
-def parse_document(text: str, filename: str, model: Any,
-                   cross: typing.Callable[..., list[tuple[list[PathElem], str, str]]] | None = None,
-                   ) -> Any:
+def parse_document(
+    text: str,
+    filename: str,
+    model: Any,
+    cross: typing.Callable[..., list[tuple[list[PathElem], str, str]]] | None = None,
+) -> Any:
     """Validate ``text`` (YAML or JSON) as ``model`` (a pydantic model class or a dataclass);
     raise SpecError with every problem."""
     data, node, problems = _compose(text, filename)
@@ -245,13 +251,21 @@ def parse_document(text: str, filename: str, model: Any,
     if problems and data is None:
         raise SpecError(filename, problems)
     if not isinstance(data, dict):
-        raise SpecError(filename, [*problems, Problem(
-            "", f"the document must be a mapping, not {type(data).__name__}",
-            "start from `hacloud init`, which writes a valid example", 1)])
+        raise SpecError(
+            filename,
+            [
+                *problems,
+                Problem(
+                    "",
+                    f"the document must be a mapping, not {type(data).__name__}",
+                    "start from `hacloud init`, which writes a valid example",
+                    1,
+                ),
+            ],
+        )
     result: Any = None
     try:
-        result = (model.model_validate(data) if _is_model(model)
-                  else TypeAdapter(model).validate_python(data))
+        result = model.model_validate(data) if _is_model(model) else TypeAdapter(model).validate_python(data)
     except ValidationError as exc:
         problems += problems_from_validation(exc, model, node)
     if cross is not None:
@@ -278,11 +292,19 @@ def load_spec(path: Path) -> Spec:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SpecError(str(path), [Problem(
-            "", "no such file",
-            f"create one with `hacloud init --provider lab --out {path}` or pass -f/--spec",
-        )]) from None
+        raise SpecError(
+            str(path),
+            [
+                Problem(
+                    "",
+                    "no such file",
+                    f"create one with `hacloud init --provider lab --out {path}` or pass -f/--spec",
+                )
+            ],
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(str(path), [Problem("", f"cannot read the file: {exc}",
-                                            "check the path and that it is UTF-8 text")]) from None
+        raise SpecError(
+            str(path),
+            [Problem("", f"cannot read the file: {exc}", "check the path and that it is UTF-8 text")],
+        ) from None
     return parse_spec(text, str(path))

@@ -29,8 +29,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--update-golden", action="store_true", default=False,
-                     help="rewrite tests/golden/ from the current renderers")
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="rewrite tests/golden/ from the current renderers",
+    )
 
 
 def need(*tools: str) -> None:
@@ -43,46 +47,77 @@ def need(*tools: str) -> None:
 
 def fencing_block(kind: str, names: tuple[str, str] = ("node1", "node2")) -> dict[str, Any]:
     if kind == "fence_ipmilan":
-        return {"kind": kind, "nodes": {n: {"ip": f"192.0.2.{201 + i}", "username": "admin",
-                                            "password_file": f"bmc-{n}.secret"} for i, n in enumerate(names)}}
+        return {
+            "kind": kind,
+            "nodes": {
+                n: {"ip": f"192.0.2.{201 + i}", "username": "admin", "password_file": f"bmc-{n}.secret"}
+                for i, n in enumerate(names)
+            },
+        }
     if kind == "fence_redfish":
-        return {"kind": kind, "nodes": {n: {"ip": f"192.0.2.{201 + i}", "username": "admin",
-                                            "password_env": "BMC_PW", "ssl_insecure": True}
-                                        for i, n in enumerate(names)}}
+        return {
+            "kind": kind,
+            "nodes": {
+                n: {
+                    "ip": f"192.0.2.{201 + i}",
+                    "username": "admin",
+                    "password_env": "BMC_PW",
+                    "ssl_insecure": True,
+                }
+                for i, n in enumerate(names)
+            },
+        }
     if kind == "sbd":
         return {"kind": kind, "devices": ["/dev/disk/by-id/scsi-3600140500000000000000000000sbd1"]}
     if kind == "fence_aws":
-        return {"kind": kind, "region": "eu-central-1",
-                "nodes": {n: {"instance_id": f"i-0123456789abcdef{i}"} for i, n in enumerate(names)}}
-    return {"kind": kind, "subscription_id": "00000000-0000-0000-0000-000000000000",
-            "resource_group": "rg-test"}
+        return {
+            "kind": kind,
+            "region": "eu-central-1",
+            "nodes": {n: {"instance_id": f"i-0123456789abcdef{i}"} for i, n in enumerate(names)},
+        }
+    return {
+        "kind": kind,
+        "subscription_id": "00000000-0000-0000-0000-000000000000",
+        "resource_group": "rg-test",
+    }
 
 
 def vip_block(kind: str) -> dict[str, Any]:
     if kind == "IPaddr2":
         return {"kind": kind, "address": "192.0.2.100", "cidr_netmask": 24}
     if kind == "aws-vpc-move-ip":
-        return {"kind": kind, "address": "192.168.200.10",
-                "route_tables": ["rtb-0aaaaaaaaaaaaaaaa", "rtb-0bbbbbbbbbbbbbbbb"]}
+        return {
+            "kind": kind,
+            "address": "192.168.200.10",
+            "route_tables": ["rtb-0aaaaaaaaaaaaaaaa", "rtb-0bbbbbbbbbbbbbbbb"],
+        }
     if kind == "awseip":
         return {"kind": kind, "elastic_ip": "198.51.100.50", "allocation_id": "eipalloc-0123456789abcdef0"}
     return {"kind": kind, "address": "192.0.2.100", "probe_port": 61000}
 
 
-def onprem_doc(fencing: str = "fence_ipmilan", vip: str = "IPaddr2", profile: str | None = None,
-               links: int = 2) -> dict[str, Any]:
+def onprem_doc(
+    fencing: str = "fence_ipmilan", vip: str = "IPaddr2", profile: str | None = None, links: int = 2
+) -> dict[str, Any]:
     """A valid on-prem spec (on-prem accepts every fencing and VIP kind)."""
     nodes = []
     for i, name in enumerate(("node1", "node2")):
-        node: dict[str, Any] = {"name": name, "address": f"192.0.2.{11 + i}",
-                                "volumes": {"r0": f"/dev/disk/by-id/wwn-0x50000000000000{i}"}}
+        node: dict[str, Any] = {
+            "name": name,
+            "address": f"192.0.2.{11 + i}",
+            "volumes": {"r0": f"/dev/disk/by-id/wwn-0x50000000000000{i}"},
+        }
         if links == 2:
             node["links"] = [f"192.0.2.{11 + i}", f"198.51.100.{11 + i}"]
         nodes.append(node)
     doc: dict[str, Any] = {
-        "version": 1, "cluster": {"name": "test"}, "provider": {"kind": "onprem"},
-        "nodes": nodes, "volumes": [{"name": "r0", "mount_point": "/srv/data"}],
-        "vip": vip_block(vip), "fencing": [fencing_block(fencing)],
+        "version": 1,
+        "cluster": {"name": "test"},
+        "provider": {"kind": "onprem"},
+        "nodes": nodes,
+        "volumes": [{"name": "r0", "mount_point": "/srv/data"}],
+        "vip": vip_block(vip),
+        "fencing": [fencing_block(fencing)],
     }
     if profile:
         doc["profile"] = profile

@@ -12,7 +12,6 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-
 from conftest import FENCING, VIPS, need, onprem_doc, render_doc
 from tools import run
 
@@ -27,8 +26,10 @@ def _names(xml_text: str) -> set[str]:
 @cache
 def agent_params(standard: str, provider: str | None, kind: str) -> frozenset[str]:
     if standard == "stonith":
-        return frozenset(_names(run([kind, "-o", "metadata"]).stdout)
-                         | _names(run(["/usr/lib/pacemaker/pacemaker-fenced", "metadata"]).stdout))
+        return frozenset(
+            _names(run([kind, "-o", "metadata"]).stdout)
+            | _names(run(["/usr/lib/pacemaker/pacemaker-fenced", "metadata"]).stdout)
+        )
     script = OCF_ROOT / "resource.d" / str(provider) / kind
     env = {"OCF_ROOT": str(OCF_ROOT)}
     return frozenset(_names(run([str(script), "meta-data"], env=env).stdout))
@@ -45,11 +46,15 @@ def cluster_options() -> frozenset[str]:
 @pytest.mark.tools
 @pytest.mark.parametrize(("fencing", "vip"), list(itertools.product(FENCING, VIPS)))
 def test_rendered_params_exist_in_agent_metadata(fencing: str, vip: str) -> None:
-    need("/usr/lib/pacemaker/pacemaker-fenced", str(OCF_ROOT / "resource.d/heartbeat/IPaddr2"),
-         "fence_ipmilan")
+    need(
+        "/usr/lib/pacemaker/pacemaker-fenced", str(OCF_ROOT / "resource.d/heartbeat/IPaddr2"), "fence_ipmilan"
+    )
     doc = onprem_doc(fencing, vip)
-    doc["service"] = {"kind": "ocf", "agent": "ocf:heartbeat:Filesystem",
-                      "params": {"device": "/dev/sdz", "directory": "/mnt", "fstype": "ext4"}}
+    doc["service"] = {
+        "kind": "ocf",
+        "agent": "ocf:heartbeat:Filesystem",
+        "params": {"device": "/dev/sdz", "directory": "/mnt", "fstype": "ext4"},
+    }
     _, bundle = render_doc(doc)
     cib = ET.fromstring(bundle.cib)
     for prim in cib.iter("primitive"):
@@ -85,13 +90,21 @@ def test_fence_agent_reads_the_password_script(tmp_path: Path) -> None:
     log = tmp_path / "argv.txt"
     stub.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\necho 'Chassis Power is on'\n")
     stub.chmod(0o755)
-    stdin = "\n".join([
-        "action=status", f"ip={params['ip']}", f"username={params['username']}", "lanplus=1",
-        f"password_script=/bin/cat {secret}", f"ipmitool_path={stub}", "",
-    ])
+    stdin = "\n".join(
+        [
+            "action=status",
+            f"ip={params['ip']}",
+            f"username={params['username']}",
+            "lanplus=1",
+            f"password_script=/bin/cat {secret}",
+            f"ipmitool_path={stub}",
+            "",
+        ]
+    )
     import subprocess
 
-    proc = subprocess.run(["fence_ipmilan"], input=stdin, capture_output=True, text=True, timeout=60,
-                          env={**os.environ})
+    proc = subprocess.run(
+        ["fence_ipmilan"], input=stdin, capture_output=True, text=True, timeout=60, env={**os.environ}
+    )
     assert proc.returncode == 0, proc.stderr
     assert "s3cret-marker" in log.read_text()

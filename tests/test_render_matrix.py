@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import FENCING, PROFILES, VIPS, onprem_doc, render_doc
 from tools import executed_order, simulate_failover
 
@@ -16,8 +15,7 @@ COMBOS = list(itertools.product(FENCING, VIPS, PROFILES))
 
 
 @pytest.mark.tools
-@pytest.mark.parametrize(("fencing", "vip", "profile"), COMBOS,
-                         ids=[f"{f}-{v}-{p}" for f, v, p in COMBOS])
+@pytest.mark.parametrize(("fencing", "vip", "profile"), COMBOS, ids=[f"{f}-{v}-{p}" for f, v, p in COMBOS])
 def test_cib_verifies_and_fails_over(fencing: str, vip: str, profile: str, tmp_path: Path) -> None:
     from conftest import need
 
@@ -26,7 +24,9 @@ def test_cib_verifies_and_fails_over(fencing: str, vip: str, profile: str, tmp_p
     active, survivor, summary, after = simulate_failover(bundle.cib, tmp_path)
 
     assert re.search(rf"\* Fence \((off|reboot)\) {active}\b", summary), summary
-    assert re.search(rf"\* Promote\s+drbd_r0:\d\s+\(\s*Unpromoted -> Promoted {survivor}\s*\)", summary), summary
+    assert re.search(rf"\* Promote\s+drbd_r0:\d\s+\(\s*Unpromoted -> Promoted {survivor}\s*\)", summary), (
+        summary
+    )
     assert after["@online"] == [("online", survivor)]
     assert ("Promoted", survivor) in after["drbd_r0"]
     group = [rid for rid in after if rid.startswith(("fs_", "svc_", "vip_"))]
@@ -39,7 +39,8 @@ def test_cib_verifies_and_fails_over(fencing: str, vip: str, profile: str, tmp_p
     # before the old primary is known to be off.
     steps = executed_order(tmp_path, survivor)
     order = ["fence", "promote drbd_r0", "start fs_r0"] + [
-        f"start {rid}" for rid in group if not rid.startswith("fs_")]
+        f"start {rid}" for rid in group if not rid.startswith("fs_")
+    ]
     positions = [steps.index(step) for step in order]
     assert positions == sorted(positions), steps
 
@@ -76,7 +77,7 @@ def test_two_volumes_fail_over_together(tmp_path: Path) -> None:
     for i, node in enumerate(doc["nodes"]):
         node["volumes"]["r1"] = f"/dev/disk/by-id/wwn-0x60000000000000{i}"
     _, bundle = render_doc(doc)
-    _, survivor, summary, after = simulate_failover(bundle.cib, tmp_path)
+    _, survivor, _, after = simulate_failover(bundle.cib, tmp_path)
     for rid in ("drbd_r0", "drbd_r1"):
         assert ("Promoted", survivor) in after[rid]
     assert after["fs_r1"] == [("Started", survivor)]

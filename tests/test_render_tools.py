@@ -7,7 +7,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from conftest import PROFILES, need, onprem_doc, render_doc
 from tools import DRBDADM84, run, write_files
 
@@ -41,9 +40,22 @@ def test_drbd_dump_and_dry_run_up(version: str, profile: str, tmp_path: Path) ->
         assert "protocol" in dump and "C;" in dump
         for res, port in (("r0", 7789), ("r1", 7790)):
             # -d: print what `up` would run, as this node (drbdadm picks its section by host name)
-            proc = run(["unshare", "-u", "sh", "-c",
-                        f'hostname {node} && exec "$@"', "sh", *_drbdadm(version), "-c", str(conf),
-                        "-d", "up", res])
+            proc = run(
+                [
+                    "unshare",
+                    "-u",
+                    "sh",
+                    "-c",
+                    f'hostname {node} && exec "$@"',
+                    "sh",
+                    *_drbdadm(version),
+                    "-c",
+                    str(conf),
+                    "-d",
+                    "up",
+                    res,
+                ]
+            )
             own = "198.51.100.11" if node == "node1" else "198.51.100.12"
             assert f"{own}:{port}" in proc.stdout
             assert "resource-and-stonith" in proc.stdout
@@ -63,7 +75,9 @@ def test_drbdadm_rejects_a_broken_file(tmp_path: Path) -> None:
     assert run(["drbdadm", "-c", str(conf), "dump", "all"], check=False).returncode != 0
 
 
-def _corosync_test(conf_text: str, key: Path, addresses: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _corosync_test(
+    conf_text: str, key: Path, addresses: list[str], tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
     conf = tmp_path / f"corosync-{uuid.uuid4().hex[:6]}.conf"
     conf.write_text(conf_text.replace("keyfile: /etc/corosync/authkey", f"keyfile: {key}"))
     ns = f"hacloud-t-{uuid.uuid4().hex[:8]}"
@@ -99,6 +113,7 @@ def test_corosync_rejects_a_broken_file(tmp_path: Path) -> None:
     text = (root / "etc/corosync/corosync.conf").read_text()
     key = root / "etc/corosync/authkey"
     good = _corosync_test(text, key, ["192.0.2.11", "198.51.100.11"], tmp_path)
-    bad = _corosync_test(text.replace("token: 5000", "token: five"), key,
-                         ["192.0.2.11", "198.51.100.11"], tmp_path)
+    bad = _corosync_test(
+        text.replace("token: 5000", "token: five"), key, ["192.0.2.11", "198.51.100.11"], tmp_path
+    )
     assert good.returncode == 0 and bad.returncode != 0

@@ -13,10 +13,10 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from conftest import REPO, onprem_doc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import REPO, onprem_doc
 from hacloud.errors import SpecError
 from hacloud.spec import PROVIDER_KINDS, json_schema
 from hacloud.specload import parse_spec
@@ -54,8 +54,15 @@ overrides: {corosync.tokn: 1}
 """
     found = problems(text)
     paths = {p for p, *_ in found}
-    assert {"cluster.name", "provider.colour", "nodes[1].address", "nodes[1].name",
-            "vip.cidr_netmask", "overrides.corosync.tokn", "fencing[0].nodes.a"} <= paths
+    assert {
+        "cluster.name",
+        "provider.colour",
+        "nodes[1].address",
+        "nodes[1].name",
+        "vip.cidr_netmask",
+        "overrides.corosync.tokn",
+        "fencing[0].nodes.a",
+    } <= paths
     lines = {p: line for p, line, *_ in found}
     assert lines["cluster.name"] == 2 and lines["provider.colour"] == 3 and lines["vip.cidr_netmask"] == 7
     for path, _, message, remedy in found:
@@ -84,21 +91,35 @@ def test_malformed_documents(text: str) -> None:
     assert found and all(r for *_, r in found)
 
 
-@pytest.mark.parametrize(("mutate", "path", "fragment"), [
-    (lambda d: d["nodes"].pop(), "nodes", "exactly two"),
-    (lambda d: d["nodes"][0].pop("address"), "nodes[0]", "address"),
-    (lambda d: d.update(fencing=[d["fencing"][0], d["fencing"][0]]), "fencing[1].kind", "twice"),
-    (lambda d: d["fencing"][0]["nodes"].pop("node2"), "fencing[0].nodes", "node2"),
-    (lambda d: d["nodes"][1]["volumes"].clear(), "nodes[1]", "r0"),
-    (lambda d: d.update(vip={"kind": "IPaddr2", "address": "192.0.2.11"}), "vip.address", "free address"),
-    (lambda d: d.update(fencing=[{"kind": "sbd", "devices": ["/dev/a", "/dev/b"]}]), "fencing[0].devices",
-     "three"),
-    (lambda d: d["volumes"].append({"name": "r0", "mount_point": "/srv/x"}), "volumes[1].name", "own name"),
-    (lambda d: d["volumes"][0].update(mount_point="/var"), "volumes[0].mount_point", "own directory"),
-    (lambda d: d.update(overrides={"corosync.token": "fast"}), "overrides.corosync.token", "5000"),
-    (lambda d: d["nodes"][1].update(links=["192.0.2.12"]), "nodes[1].links", "same order"),
-    (lambda d: d["fencing"][0]["nodes"]["node1"].update(password_env="X"), "fencing[0].nodes.node1", "exactly one"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "path", "fragment"),
+    [
+        (lambda d: d["nodes"].pop(), "nodes", "exactly two"),
+        (lambda d: d["nodes"][0].pop("address"), "nodes[0]", "address"),
+        (lambda d: d.update(fencing=[d["fencing"][0], d["fencing"][0]]), "fencing[1].kind", "twice"),
+        (lambda d: d["fencing"][0]["nodes"].pop("node2"), "fencing[0].nodes", "node2"),
+        (lambda d: d["nodes"][1]["volumes"].clear(), "nodes[1]", "r0"),
+        (lambda d: d.update(vip={"kind": "IPaddr2", "address": "192.0.2.11"}), "vip.address", "free address"),
+        (
+            lambda d: d.update(fencing=[{"kind": "sbd", "devices": ["/dev/a", "/dev/b"]}]),
+            "fencing[0].devices",
+            "three",
+        ),
+        (
+            lambda d: d["volumes"].append({"name": "r0", "mount_point": "/srv/x"}),
+            "volumes[1].name",
+            "own name",
+        ),
+        (lambda d: d["volumes"][0].update(mount_point="/var"), "volumes[0].mount_point", "own directory"),
+        (lambda d: d.update(overrides={"corosync.token": "fast"}), "overrides.corosync.token", "5000"),
+        (lambda d: d["nodes"][1].update(links=["192.0.2.12"]), "nodes[1].links", "same order"),
+        (
+            lambda d: d["fencing"][0]["nodes"]["node1"].update(password_env="X"),
+            "fencing[0].nodes.node1",
+            "exactly one",
+        ),
+    ],
+)
 def test_cross_field_rules(mutate: Any, path: str, fragment: str) -> None:
     doc = onprem_doc()
     mutate(doc)
@@ -106,11 +127,14 @@ def test_cross_field_rules(mutate: Any, path: str, fragment: str) -> None:
     assert any(p == path and (fragment in m or fragment in r) for p, _, m, r in found), found
 
 
-@pytest.mark.parametrize(("provider", "fencing", "vip", "path"), [
-    ("aws", "fence_ipmilan", "aws-vpc-move-ip", "fencing[0].kind"),
-    ("azure", "fence_azure_arm", "IPaddr2", "vip.kind"),
-    ("lab", "fence_aws", "IPaddr2", "fencing[0].kind"),
-])
+@pytest.mark.parametrize(
+    ("provider", "fencing", "vip", "path"),
+    [
+        ("aws", "fence_ipmilan", "aws-vpc-move-ip", "fencing[0].kind"),
+        ("azure", "fence_azure_arm", "IPaddr2", "vip.kind"),
+        ("lab", "fence_aws", "IPaddr2", "fencing[0].kind"),
+    ],
+)
 def test_kinds_must_fit_the_provider(provider: str, fencing: str, vip: str, path: str) -> None:
     from conftest import fencing_block, vip_block
 
@@ -131,15 +155,17 @@ def test_lab_addresses_stay_in_the_lab_networks() -> None:
 def test_cli_bad_spec_exit_2_without_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "hacloud.yaml"
     bad.write_text("version: 1\ncluster: {name: x}\nnodes: 3\n")
-    proc = subprocess.run([sys.executable, "-m", "hacloud", "check", "-f", str(bad)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hacloud", "check", "-f", str(bad)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "hacloud.yaml:3: nodes:" in proc.stderr
 
 
 def test_schema_command_prints_the_schema() -> None:
-    proc = subprocess.run([sys.executable, "-m", "hacloud", "schema"], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hacloud", "schema"], capture_output=True, text=True, timeout=60
+    )
     schema = json.loads(proc.stdout)
     jsonschema.Draft202012Validator.check_schema(schema)
     assert set(schema["required"]) >= {"cluster", "provider", "nodes", "vip", "fencing"}
@@ -147,10 +173,16 @@ def test_schema_command_prints_the_schema() -> None:
 
 # ---------------------------------------------------------------- fuzzing
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False),
-                    st.text(max_size=12))
-trees = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=4)), max_leaves=12)
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=False), st.text(max_size=12)
+)
+trees = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 BASE = onprem_doc()
 
 

@@ -12,7 +12,9 @@ from hacloud.render import Bundle
 DRBDADM84 = "/usr/lib/drbd/drbdadm-84"
 
 
-def run(cmd: list[str], env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: list[str], env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     import os
 
     full = {**os.environ, **(env or {})}
@@ -63,8 +65,10 @@ def simulate_failover(cib: str, tmp: Path) -> tuple[str, str, str, dict[str, lis
     for rid in drbd:
         for node in ("node1", "node2"):
             # what ocf:linbit:drbd reports for an UpToDate disk (crm_master)
-            run(["crm_attribute", "-N", node, "-n", f"master-{rid}", "-v", "10000", "-l", "reboot"],
-                env={"CIB_file": str(tmp / "s1.xml")})
+            run(
+                ["crm_attribute", "-N", node, "-n", f"master-{rid}", "-v", "10000", "-l", "reboot"],
+                env={"CIB_file": str(tmp / "s1.xml")},
+            )
     run(["crm_simulate", "-x", str(tmp / "s1.xml"), "-S", "-O", str(tmp / "s2.xml")])
     before = crm_mon_placement(tmp / "s2.xml")
     fs = [rid for rid in before if rid.startswith("fs_")]
@@ -72,8 +76,9 @@ def simulate_failover(cib: str, tmp: Path) -> tuple[str, str, str, dict[str, lis
     if not active:
         raise AssertionError(f"service did not start: {before}")
     survivor = "node2" if active == "node1" else "node1"
-    proc = run(["crm_simulate", "-x", str(tmp / "s2.xml"), "--node-fail", active, "-S",
-                "-O", str(tmp / "s3.xml")])
+    proc = run(
+        ["crm_simulate", "-x", str(tmp / "s2.xml"), "--node-fail", active, "-S", "-O", str(tmp / "s3.xml")]
+    )
     summary = proc.stdout.split("Transition Summary:", 1)[-1].split("Executing Cluster Transition", 1)[0]
     (tmp / "executed.txt").write_text(proc.stdout.split("Executing Cluster Transition", 1)[-1])
     return active, survivor, summary, crm_mon_placement(tmp / "s3.xml")

@@ -32,15 +32,19 @@ def effective_profile(spec: Spec, profile: Profile) -> Profile:
     return profile.with_overrides(spec.overrides)
 
 
-def render_all(spec: Spec, inventory: Inventory, profile: Profile, secrets: ClusterSecrets,
-               fence_passwords: Mapping[str, str] | None = None) -> Bundle:
+def render_all(
+    spec: Spec,
+    inventory: Inventory,
+    profile: Profile,
+    secrets: ClusterSecrets,
+    fence_passwords: Mapping[str, str] | None = None,
+) -> Bundle:
     """Render the bundle; ``profile`` must already carry the spec's overrides."""
     targets = resolve_targets(spec, inventory, profile)
     devices = fence_devices(spec, inventory, profile)
     cib = render_cib(spec, inventory, profile, targets, devices)
     files = {
-        node.name: tuple(node_files(spec, inventory, node, profile, targets, secrets,
-                                    fence_passwords or {}))
+        node.name: tuple(node_files(spec, inventory, node, profile, targets, secrets, fence_passwords or {}))
         for node in inventory.nodes
     }
     return Bundle(cib, files, targets, tuple(devices))

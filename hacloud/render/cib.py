@@ -27,8 +27,8 @@ class DrbdClone:
 def stonith_timeout(spec: Spec, profile: Profile) -> int:
     """SBD needs its own, longer timeout (msgwait must pass before a fence counts as done)."""
     if any(isinstance(m, SbdFencing) for m in spec.fencing):
-        return max(profile.int("pacemaker.stonith_timeout"), profile.int("pacemaker.stonith_timeout_sbd"))
-    return profile.int("pacemaker.stonith_timeout")
+        return max(profile.num("pacemaker.stonith_timeout"), profile.num("pacemaker.stonith_timeout_sbd"))
+    return profile.num("pacemaker.stonith_timeout")
 
 
 def cluster_properties(spec: Spec, profile: Profile, targets: Targets) -> list[tuple[str, str]]:
@@ -37,10 +37,10 @@ def cluster_properties(spec: Spec, profile: Profile, targets: Targets) -> list[t
     return [
         ("cluster-name", spec.cluster.name),
         (f"{prefix}-enabled", "true"),
-        (f"{prefix}-action", profile.str("pacemaker.stonith_action")),
+        (f"{prefix}-action", profile.text("pacemaker.stonith_action")),
         (f"{prefix}-timeout", f"{stonith_timeout(spec, profile)}s"),
-        ("priority-fencing-delay", f"{profile.int('pacemaker.priority_fencing_delay')}s"),
-        ("concurrent-fencing", bool_[profile.bool("pacemaker.concurrent_fencing")]),
+        ("priority-fencing-delay", f"{profile.num('pacemaker.priority_fencing_delay')}s"),
+        ("concurrent-fencing", bool_[profile.flag("pacemaker.concurrent_fencing")]),
         # Two-node quorum is handled by corosync's two_node/wait_for_all; keep the default
         # `stop` so a node that lost quorum never runs the service (PX cluster-options.rst).
         ("no-quorum-policy", "stop"),
@@ -48,12 +48,21 @@ def cluster_properties(spec: Spec, profile: Profile, targets: Targets) -> list[t
 
 
 def drbd_clones(spec: Spec, profile: Profile, targets: Targets) -> list[DrbdClone]:
-    meta = (("promotable", "true"), ("promoted-max", "1"), ("promoted-node-max", "1"),
-            ("clone-max", "2"), ("clone-node-max", "1"), ("notify", "true"), ("interleave", "true"))
+    meta: tuple[tuple[str, str], ...] = (
+        ("promotable", "true"),
+        ("promoted-max", "1"),
+        ("promoted-node-max", "1"),
+        ("clone-max", "2"),
+        ("clone-node-max", "1"),
+        ("notify", "true"),
+        ("interleave", "true"),
+    )
     if targets.pacemaker < (2, 1, 0):
         meta = tuple((k.replace("promoted-", "master-"), v) for k, v in meta)
-    return [DrbdClone(f"ms_drbd_{vol.name}", r.drbd_primitive(vol, profile, targets), meta)
-            for vol in spec.volumes]
+    return [
+        DrbdClone(f"ms_drbd_{vol.name}", r.drbd_primitive(vol, profile, targets), meta)
+        for vol in spec.volumes
+    ]
 
 
 def group_members(spec: Spec, inventory: Inventory, profile: Profile) -> list[Primitive]:
@@ -65,8 +74,9 @@ def group_members(spec: Spec, inventory: Inventory, profile: Profile) -> list[Pr
     return members
 
 
-def render_cib(spec: Spec, inventory: Inventory, profile: Profile, targets: Targets,
-               fence_devices: list[FenceDevice]) -> str:
+def render_cib(
+    spec: Spec, inventory: Inventory, profile: Profile, targets: Targets, fence_devices: list[FenceDevice]
+) -> str:
     p = profile
     return render_template(
         "pacemaker/cib.xml.j2",
@@ -83,12 +93,12 @@ def render_cib(spec: Spec, inventory: Inventory, profile: Profile, targets: Targ
         promoted=targets.promoted,
         topology=spec.fencing_topology,
         rsc_defaults=[
-            ("resource-stickiness", str(p.int("pacemaker.resource_stickiness"))),
-            ("migration-threshold", str(p.int("pacemaker.migration_threshold"))),
-            ("priority", str(p.int("pacemaker.resource_priority"))),
+            ("resource-stickiness", str(p.num("pacemaker.resource_stickiness"))),
+            ("migration-threshold", str(p.num("pacemaker.migration_threshold"))),
+            ("priority", str(p.num("pacemaker.resource_priority"))),
         ],
         op_defaults=[
-            ("timeout", f"{p.int('pacemaker.op_timeout')}s"),
-            ("record-pending", "true" if p.bool("pacemaker.record_pending") else "false"),
+            ("timeout", f"{p.num('pacemaker.op_timeout')}s"),
+            ("record-pending", "true" if p.flag("pacemaker.record_pending") else "false"),
         ],
     )

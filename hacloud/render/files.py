@@ -19,9 +19,22 @@ from hacloud.secrets import ClusterSecrets
 from hacloud.spec import IpmiFencing, RedfishFencing, SbdFencing, Spec
 
 AUTHKEY_PATH = "/etc/corosync/authkey"
-DRBD_KEYS = ("on_io_error", "c_plan_ahead", "c_max_rate", "c_min_rate", "c_fill_target",
-             "after_sb_0pri", "after_sb_1pri", "after_sb_2pri", "ping_int", "ping_timeout",
-             "timeout", "connect_int", "ko_count", "max_buffers")
+DRBD_KEYS = (
+    "on_io_error",
+    "c_plan_ahead",
+    "c_max_rate",
+    "c_min_rate",
+    "c_fill_target",
+    "after_sb_0pri",
+    "after_sb_1pri",
+    "after_sb_2pri",
+    "ping_int",
+    "ping_timeout",
+    "timeout",
+    "connect_int",
+    "ko_count",
+    "max_buffers",
+)
 COROSYNC_KEYS = ("token", "consensus", "token_retransmits_before_loss_const", "join", "max_messages")
 
 
@@ -31,8 +44,7 @@ def _text(path: str, content: str, mode: int = 0o644, secret: bool = False) -> R
 
 def drbd_global(profile: Profile, targets: Targets) -> str:
     values = {k: profile.get(f"drbd.{k}") for k in DRBD_KEYS}
-    return render_template("drbd/global_common.conf.j2", drbd=targets.drbd, profile=profile.name,
-                           p=values)
+    return render_template("drbd/global_common.conf.j2", drbd=targets.drbd, profile=profile.name, p=values)
 
 
 def volume_device(spec: Spec, node: NodeInfo, index: int) -> str:
@@ -40,47 +52,75 @@ def volume_device(spec: Spec, node: NodeInfo, index: int) -> str:
     return node.volumes.get(vol.name) or vol.device or ""
 
 
-def drbd_resource(spec: Spec, inventory: Inventory, index: int, targets: Targets,
-                  secrets: ClusterSecrets) -> str:
+def drbd_resource(
+    spec: Spec, inventory: Inventory, index: int, targets: Targets, secrets: ClusterSecrets
+) -> str:
     vol = spec.volumes[index]
-    nodes = [{"name": n.name, "disk": volume_device(spec, n, index), "address": n.replication_address}
-             for n in inventory.nodes]
-    return render_template("drbd/resource.res.j2", drbd=targets.drbd, name=vol.name,
-                           minor=r.volume_minor(spec, index), port=r.volume_port(spec, index),
-                           nodes=nodes, secret=secrets.drbd_secret)
+    nodes = [
+        {"name": n.name, "disk": volume_device(spec, n, index), "address": n.replication_address}
+        for n in inventory.nodes
+    ]
+    return render_template(
+        "drbd/resource.res.j2",
+        drbd=targets.drbd,
+        name=vol.name,
+        minor=r.volume_minor(spec, index),
+        port=r.volume_port(spec, index),
+        nodes=nodes,
+        secret=secrets.drbd_secret,
+    )
 
 
 def corosync_conf(spec: Spec, inventory: Inventory, profile: Profile) -> str:
     count = len(inventory.nodes[0].links)
     return render_template(
-        "corosync/corosync.conf.j2", cluster=spec.cluster.name, profile=profile.name,
-        cipher=spec.corosync.crypto_cipher, hash=spec.corosync.crypto_hash, keyfile=AUTHKEY_PATH,
-        p={k: profile.int(f"corosync.{k}") for k in COROSYNC_KEYS},
+        "corosync/corosync.conf.j2",
+        cluster=spec.cluster.name,
+        profile=profile.name,
+        cipher=spec.corosync.crypto_cipher,
+        hash=spec.corosync.crypto_hash,
+        keyfile=AUTHKEY_PATH,
+        p={k: profile.num(f"corosync.{k}") for k in COROSYNC_KEYS},
         links=[{"number": i, "port": spec.corosync.cluster_port + i} for i in range(count)],
-        nodes=[{"name": n.name, "id": i, "links": n.links}
-               for i, n in enumerate(inventory.nodes, start=1)],
+        nodes=[{"name": n.name, "id": i, "links": n.links} for i, n in enumerate(inventory.nodes, start=1)],
     )
 
 
 def sbd_delay_start(profile: Profile) -> int:
     """token + consensus + pcmk_delay_max + msgwait, in seconds, rounded up."""
-    ms = profile.int("corosync.token") + profile.int("corosync.consensus")
-    return math.ceil(ms / 1000) + profile.int("fencing.pcmk_delay_max") + profile.int("sbd.msgwait")
+    ms = profile.num("corosync.token") + profile.num("corosync.consensus")
+    return math.ceil(ms / 1000) + profile.num("fencing.pcmk_delay_max") + profile.num("sbd.msgwait")
 
 
-def node_files(spec: Spec, inventory: Inventory, node: NodeInfo, profile: Profile,
-               targets: Targets, secrets: ClusterSecrets,
-               fence_passwords: Mapping[str, str]) -> list[RenderedFile]:
+def node_files(
+    spec: Spec,
+    inventory: Inventory,
+    node: NodeInfo,
+    profile: Profile,
+    targets: Targets,
+    secrets: ClusterSecrets,
+    fence_passwords: Mapping[str, str],
+) -> list[RenderedFile]:
     files = [_text("/etc/drbd.d/global_common.conf", drbd_global(profile, targets))]
     for index, vol in enumerate(spec.volumes):
-        files.append(_text(f"/etc/drbd.d/{vol.name}.res",
-                           drbd_resource(spec, inventory, index, targets, secrets), 0o600, True))
+        files.append(
+            _text(
+                f"/etc/drbd.d/{vol.name}.res",
+                drbd_resource(spec, inventory, index, targets, secrets),
+                0o600,
+                True,
+            )
+        )
     files.append(_text("/etc/corosync/corosync.conf", corosync_conf(spec, inventory, profile)))
     files.append(RenderedFile(AUTHKEY_PATH, secrets.authkey, 0o400, True))
     sysctl = profile.sysctl()
     if sysctl:
-        files.append(_text("/etc/sysctl.d/90-hacloud.conf", render_template(
-            "os/sysctl.conf.j2", profile=profile.name, sysctl=sorted(sysctl.items()))))
+        files.append(
+            _text(
+                "/etc/sysctl.d/90-hacloud.conf",
+                render_template("os/sysctl.conf.j2", profile=profile.name, sysctl=sorted(sysctl.items())),
+            )
+        )
     for method in spec.fencing:
         if isinstance(method, SbdFencing):
             files += _sbd_files(method, profile, targets)
@@ -88,8 +128,7 @@ def node_files(spec: Spec, inventory: Inventory, node: NodeInfo, profile: Profil
             # Each node can be asked to fence its peer, so both hold both BMC passwords.
             for target in sorted(method.nodes):
                 if target in fence_passwords:
-                    files.append(_text(r.secret_path(target), fence_passwords[target] + "\n",
-                                       0o600, True))
+                    files.append(_text(r.secret_path(target), fence_passwords[target] + "\n", 0o600, True))
     return files
 
 
@@ -97,10 +136,20 @@ def _sbd_files(method: SbdFencing, profile: Profile, targets: Targets) -> list[R
     delay = sbd_delay_start(profile)
     config = "/etc/default/sbd" if targets.os_family == "debian" else "/etc/sysconfig/sbd"
     return [
-        _text(config, render_template(
-            "os/sbd.j2", profile=profile.name, devices=method.devices, delay_start=delay,
-            watchdog_device=method.watchdog_device, watchdog=profile.int("sbd.watchdog_timeout"),
-            msgwait=profile.int("sbd.msgwait"))),
-        _text("/etc/systemd/system/sbd.service.d/hacloud.conf", render_template(
-            "os/sbd-timeout.conf.j2", delay_start=delay, timeout=math.ceil(delay * 1.2))),
+        _text(
+            config,
+            render_template(
+                "os/sbd.j2",
+                profile=profile.name,
+                devices=method.devices,
+                delay_start=delay,
+                watchdog_device=method.watchdog_device,
+                watchdog=profile.num("sbd.watchdog_timeout"),
+                msgwait=profile.num("sbd.msgwait"),
+            ),
+        ),
+        _text(
+            "/etc/systemd/system/sbd.service.d/hacloud.conf",
+            render_template("os/sbd-timeout.conf.j2", delay_start=delay, timeout=math.ceil(delay * 1.2)),
+        ),
     ]

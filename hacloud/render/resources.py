@@ -30,7 +30,7 @@ from hacloud.spec import (
     VolumeSpec,
 )
 
-FENCING_SECRET_DIR = "/etc/hacloud/fencing"
+FENCING_SECRET_DIR = "/etc/hacloud/fencing"  # noqa: S105 (a directory, not a password)
 GROUP_ID = "g_service"
 DEMO_UNIT = "hacloud-demo"
 
@@ -53,9 +53,12 @@ def volume_port(spec: Spec, index: int) -> int:
 
 
 def drbd_primitive(vol: VolumeSpec, profile: Profile, targets: Targets) -> Primitive:
-    p = profile.int
+    p = profile.num
     return Primitive(
-        id=f"drbd_{vol.name}", standard="ocf", provider="linbit", type="drbd",
+        id=f"drbd_{vol.name}",
+        standard="ocf",
+        provider="linbit",
+        type="drbd",
         params=(("drbd_resource", vol.name),),
         ops=(
             Op("start", 0, p("ops.drbd.start_timeout")),
@@ -65,33 +68,44 @@ def drbd_primitive(vol: VolumeSpec, profile: Profile, targets: Targets) -> Primi
             Op("notify", 0, p("ops.drbd.notify_timeout")),
             # Two monitors on one resource must differ in interval (Pacemaker keys ops by it).
             Op("monitor", p("ops.drbd.monitor_promoted"), p("ops.drbd.monitor_timeout"), targets.promoted),
-            Op("monitor", p("ops.drbd.monitor_unpromoted"), p("ops.drbd.monitor_timeout"),
-               targets.unpromoted),
+            Op(
+                "monitor", p("ops.drbd.monitor_unpromoted"), p("ops.drbd.monitor_timeout"), targets.unpromoted
+            ),
         ),
     )
 
 
 def filesystem_primitive(spec: Spec, index: int, profile: Profile) -> Primitive:
     vol = spec.volumes[index]
-    p = profile.int
-    params = [("device", f"/dev/drbd{volume_minor(spec, index)}"), ("directory", vol.mount_point),
-              ("fstype", vol.filesystem)]
+    p = profile.num
+    params = [
+        ("device", f"/dev/drbd{volume_minor(spec, index)}"),
+        ("directory", vol.mount_point),
+        ("fstype", vol.filesystem),
+    ]
     if vol.mount_options:
         params.append(("options", vol.mount_options))
     return Primitive(
-        id=f"fs_{vol.name}", standard="ocf", provider="heartbeat", type="Filesystem",
+        id=f"fs_{vol.name}",
+        standard="ocf",
+        provider="heartbeat",
+        type="Filesystem",
         params=tuple(params),
-        ops=(Op("start", 0, p("ops.filesystem.start_timeout")),
-             Op("stop", 0, p("ops.filesystem.stop_timeout")),
-             Op("monitor", p("ops.filesystem.monitor_interval"), p("ops.filesystem.monitor_timeout"))),
+        ops=(
+            Op("start", 0, p("ops.filesystem.start_timeout")),
+            Op("stop", 0, p("ops.filesystem.stop_timeout")),
+            Op("monitor", p("ops.filesystem.monitor_interval"), p("ops.filesystem.monitor_timeout")),
+        ),
     )
 
 
 def _service_ops(profile: Profile) -> tuple[Op, ...]:
-    p = profile.int
-    return (Op("start", 0, p("ops.service.start_timeout")),
-            Op("stop", 0, p("ops.service.stop_timeout")),
-            Op("monitor", p("ops.service.monitor_interval"), p("ops.service.monitor_timeout")))
+    p = profile.num
+    return (
+        Op("start", 0, p("ops.service.start_timeout")),
+        Op("stop", 0, p("ops.service.stop_timeout")),
+        Op("monitor", p("ops.service.monitor_interval"), p("ops.service.monitor_timeout")),
+    )
 
 
 def service_primitive(spec: Spec, profile: Profile) -> Primitive:
@@ -104,8 +118,9 @@ def service_primitive(spec: Spec, profile: Profile) -> Primitive:
     assert isinstance(svc, OcfService)
     _, provider, kind = svc.agent.split(":")
     params = tuple((k, _text(v)) for k, v in sorted(svc.params.items()))
-    return Primitive(f"svc_{_id(kind)}", "ocf", kind, provider=provider, params=params,
-                     ops=_service_ops(profile))
+    return Primitive(
+        f"svc_{_id(kind)}", "ocf", kind, provider=provider, params=params, ops=_service_ops(profile)
+    )
 
 
 def _id(text: str) -> str:
@@ -120,9 +135,12 @@ def _text(value: str | int | bool) -> str:
 
 
 def _vip_ops(profile: Profile) -> tuple[Op, ...]:
-    p = profile.int
-    return (Op("start", 0, p("ops.vip.start_timeout")), Op("stop", 0, p("ops.vip.stop_timeout")),
-            Op("monitor", p("ops.vip.monitor_interval"), p("ops.vip.monitor_timeout")))
+    p = profile.num
+    return (
+        Op("start", 0, p("ops.vip.start_timeout")),
+        Op("stop", 0, p("ops.vip.stop_timeout")),
+        Op("monitor", p("ops.vip.monitor_interval"), p("ops.vip.monitor_timeout")),
+    )
 
 
 def vip_primitives(spec: Spec, inventory: Inventory, profile: Profile) -> list[Primitive]:
@@ -135,13 +153,23 @@ def vip_primitives(spec: Spec, inventory: Inventory, profile: Profile) -> list[P
             params.append(("nic", vip.nic))
         return [Primitive("vip_ip", "ocf", "IPaddr2", "heartbeat", tuple(params), ops=ops)]
     if isinstance(vip, AwsMoveIpVip):
-        return [Primitive("vip_aws", "ocf", "aws-vpc-move-ip", "heartbeat", (
-            ("ip", str(vip.address)), ("routing_table", ",".join(vip.route_tables)),
-            ("interface", vip.interface),
-            # monapi=false: the monitor checks the local route only, so an EC2 API hiccup
-            # does not fail the VIP over (AWS sample config, TFSAP).
-            ("monapi", "false"),
-        ), ops=ops)]
+        return [
+            Primitive(
+                "vip_aws",
+                "ocf",
+                "aws-vpc-move-ip",
+                "heartbeat",
+                (
+                    ("ip", str(vip.address)),
+                    ("routing_table", ",".join(vip.route_tables)),
+                    ("interface", vip.interface),
+                    # monapi=false: the monitor checks the local route only, so an EC2 API hiccup
+                    # does not fail the VIP over (AWS sample config, TFSAP).
+                    ("monapi", "false"),
+                ),
+                ops=ops,
+            )
+        ]
     if isinstance(vip, AwsEipVip):
         params = [("elastic_ip", str(vip.elastic_ip)), ("allocation_id", vip.allocation_id)]
         if vip.private_ip_address:
@@ -149,12 +177,25 @@ def vip_primitives(spec: Spec, inventory: Inventory, profile: Profile) -> list[P
         return [Primitive("vip_eip", "ocf", "awseip", "heartbeat", tuple(params), ops=ops)]
     assert isinstance(vip, AzureLbVip)
     return [
-        Primitive("vip_ip", "ocf", "IPaddr2", "heartbeat",
-                  (("ip", str(vip.address)), ("cidr_netmask", str(vip.cidr_netmask))), ops=ops),
+        Primitive(
+            "vip_ip",
+            "ocf",
+            "IPaddr2",
+            "heartbeat",
+            (("ip", str(vip.address)), ("cidr_netmask", str(vip.cidr_netmask))),
+            ops=ops,
+        ),
         # The probe listener starts last: the load balancer sends traffic only once the
         # service and the VIP are up on this node. stickiness 0 per MicrosoftDocs #97227.
-        Primitive("vip_lb", "ocf", "azure-lb", "heartbeat", (("port", str(vip.probe_port)),),
-                  meta=(("resource-stickiness", "0"),), ops=ops),
+        Primitive(
+            "vip_lb",
+            "ocf",
+            "azure-lb",
+            "heartbeat",
+            (("port", str(vip.probe_port)),),
+            meta=(("resource-stickiness", "0"),),
+            ops=ops,
+        ),
     ]
 
 
@@ -162,22 +203,26 @@ def vip_primitives(spec: Spec, inventory: Inventory, profile: Profile) -> list[P
 
 
 def _fence_common(profile: Profile, target: str) -> list[tuple[str, str]]:
-    p = profile.int
+    p = profile.num
     params = [("pcmk_host_list", target)]
     if p("fencing.pcmk_delay_max"):
         params.append(("pcmk_delay_max", f"{p('fencing.pcmk_delay_max')}s"))
     if p("fencing.pcmk_delay_base"):
         params.append(("pcmk_delay_base", f"{p('fencing.pcmk_delay_base')}s"))
-    params += [("pcmk_reboot_timeout", str(p("fencing.reboot_timeout"))),
-               ("pcmk_reboot_retries", str(p("fencing.reboot_retries"))),
-               ("power_timeout", str(p("fencing.power_timeout")))]
+    params += [
+        ("pcmk_reboot_timeout", str(p("fencing.reboot_timeout"))),
+        ("pcmk_reboot_retries", str(p("fencing.reboot_retries"))),
+        ("power_timeout", str(p("fencing.power_timeout"))),
+    ]
     return params
 
 
 def _fence_ops(profile: Profile) -> tuple[Op, ...]:
-    p = profile.int
-    return (Op("start", 0, p("fencing.start_timeout")),
-            Op("monitor", p("fencing.monitor_interval"), p("fencing.monitor_timeout")))
+    p = profile.num
+    return (
+        Op("start", 0, p("fencing.start_timeout")),
+        Op("monitor", p("fencing.monitor_interval"), p("fencing.monitor_timeout")),
+    )
 
 
 def secret_path(target: str) -> str:
@@ -186,17 +231,28 @@ def secret_path(target: str) -> str:
 
 def _ipmi(method: IpmiFencing, target: str, inventory: Inventory, profile: Profile) -> list[tuple[str, str]]:
     bmc = method.nodes[target]
-    return [("ip", bmc.ip), ("ipport", str(bmc.port)), ("username", bmc.username),
-            ("lanplus", "1" if bmc.lanplus else "0"),
-            # The password stays in a 0600 file on the node, out of the world-readable CIB.
-            ("password_script", f"/bin/cat {secret_path(target)}")]
+    return [
+        ("ip", bmc.ip),
+        ("ipport", str(bmc.port)),
+        ("username", bmc.username),
+        ("lanplus", "1" if bmc.lanplus else "0"),
+        # The password stays in a 0600 file on the node, out of the world-readable CIB.
+        ("password_script", f"/bin/cat {secret_path(target)}"),
+    ]
 
 
-def _redfish(method: RedfishFencing, target: str, inventory: Inventory, profile: Profile) -> list[tuple[str, str]]:
+def _redfish(
+    method: RedfishFencing, target: str, inventory: Inventory, profile: Profile
+) -> list[tuple[str, str]]:
     bmc = method.nodes[target]
-    params = [("ip", bmc.ip), ("ipport", str(bmc.port)), ("username", bmc.username),
-              ("systems_uri", bmc.systems_uri), ("ssl", "1"),
-              ("password_script", f"/bin/cat {secret_path(target)}")]
+    params = [
+        ("ip", bmc.ip),
+        ("ipport", str(bmc.port)),
+        ("username", bmc.username),
+        ("systems_uri", bmc.systems_uri),
+        ("ssl", "1"),
+        ("password_script", f"/bin/cat {secret_path(target)}"),
+    ]
     if bmc.ssl_insecure:
         params.append(("ssl_insecure", "1"))
     return params
@@ -206,18 +262,25 @@ def _sbd(method: SbdFencing, target: str, inventory: Inventory, profile: Profile
     return [("devices", ",".join(method.devices))]
 
 
-def _aws(method: AwsFencing, target: str, inventory: Inventory, profile: Profile,
-         region: str) -> list[tuple[str, str]]:
+def _aws(
+    method: AwsFencing, target: str, inventory: Inventory, profile: Profile, region: str
+) -> list[tuple[str, str]]:
     instance = method.nodes[target].instance_id if target in method.nodes else inventory.node(target).id
     return [("region", region), ("pcmk_host_map", f"{target}:{instance}")]
 
 
-def _azure(method: AzureFencing, target: str, inventory: Inventory, profile: Profile,
-           subscription: str, group: str) -> list[tuple[str, str]]:
+def _azure(
+    method: AzureFencing, target: str, inventory: Inventory, profile: Profile, subscription: str, group: str
+) -> list[tuple[str, str]]:
     vm = method.nodes[target].vm_name if target in method.nodes else inventory.node(target).id
-    return [("msi", "true"), ("subscriptionId", subscription), ("resourceGroup", group),
-            ("pcmk_host_map", f"{target}:{vm}"),
-            ("pcmk_monitor_retries", "4"), ("pcmk_action_limit", "3")]
+    return [
+        ("msi", "true"),
+        ("subscriptionId", subscription),
+        ("resourceGroup", group),
+        ("pcmk_host_map", f"{target}:{vm}"),
+        ("pcmk_monitor_retries", "4"),
+        ("pcmk_action_limit", "3"),
+    ]
 
 
 def fence_devices(spec: Spec, inventory: Inventory, profile: Profile) -> list[FenceDevice]:
@@ -234,8 +297,15 @@ def fence_devices(spec: Spec, inventory: Inventory, profile: Profile) -> list[Fe
             meta: tuple[tuple[str, str], ...] = ()
             if isinstance(method, AzureFencing):
                 meta = (("failure-timeout", "120s"),)
-            prim = Primitive(f"fence_{_id(node.name)}{suffix}", "stonith", _agent(method),
-                             params=tuple(params), meta=meta, ops=_fence_ops(profile), avoid=node.name)
+            prim = Primitive(
+                f"fence_{_id(node.name)}{suffix}",
+                "stonith",
+                _agent(method),
+                params=tuple(params),
+                meta=meta,
+                ops=_fence_ops(profile),
+                avoid=node.name,
+            )
             out.append(FenceDevice(prim, node.name, level))
     return out
 
@@ -244,7 +314,9 @@ def _agent(method: FencingSpec) -> str:
     return "fence_sbd" if isinstance(method, SbdFencing) else method.kind
 
 
-def _kind_params(spec: Spec, method: FencingSpec) -> Callable[[str, Inventory, Profile], list[tuple[str, str]]]:
+def _kind_params(
+    spec: Spec, method: FencingSpec
+) -> Callable[[str, Inventory, Profile], list[tuple[str, str]]]:
     if isinstance(method, IpmiFencing):
         return lambda t, i, p: _ipmi(method, t, i, p)
     if isinstance(method, RedfishFencing):

@@ -47,19 +47,21 @@ class Targets:
 
 def resolve_targets(spec: Spec, inventory: Inventory, profile: Profile) -> Targets:
     """Pick one DRBD generation and the lowest Pacemaker version across both nodes."""
-    drbd = {n.facts.drbd or spec.targets.drbd or profile.str("platform.drbd") for n in inventory.nodes}
+    drbd = {n.facts.drbd or spec.targets.drbd or profile.text("platform.drbd") for n in inventory.nodes}
     if len(drbd) != 1:
         raise HacloudError(
             f"the nodes run different DRBD generations ({', '.join(sorted(drbd))})",
             "install the same DRBD kernel module generation on both nodes",
         )
-    versions = [parse_version(n.facts.pacemaker or spec.targets.pacemaker
-                              or profile.str("platform.pacemaker")) for n in inventory.nodes]
+    versions = [
+        parse_version(n.facts.pacemaker or spec.targets.pacemaker or profile.text("platform.pacemaker"))
+        for n in inventory.nodes
+    ]
     pacemaker = min(versions)
     if pacemaker < MIN_PACEMAKER:
         raise HacloudError(
             f"Pacemaker {'.'.join(map(str, pacemaker))} is too old",
             "hacloud needs Pacemaker >= 2.0.4 (priority-fencing-delay); upgrade the nodes",
         )
-    families = {n.facts.os_family or profile.str("platform.os_family") for n in inventory.nodes}
+    families = {n.facts.os_family or profile.text("platform.os_family") for n in inventory.nodes}
     return Targets(drbd.pop(), pacemaker, sorted(families)[0])

@@ -12,7 +12,8 @@ from hacloud.provider import BaseProvider, Capabilities
 class OnpremProvider(BaseProvider):
     name = "onprem"
     capabilities = Capabilities(
-        create_nodes=False, power_control=False,
+        create_nodes=False,
+        power_control=False,
         missing={"create_nodes": "on-prem nodes are the hosts you list in the spec"},
     )
     tracking = "issue #4 (deploy engine, on-prem provider)"

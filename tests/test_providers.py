@@ -1,0 +1,64 @@
+"""Provider registration and the planned-inventory contract every provider shares."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+import yaml
+from conftest import REPO, spec_of
+
+from hacloud.errors import ProviderUnavailable
+from hacloud.model import INVENTORY_ADAPTER, Inventory
+from hacloud.provider import Provider, get_provider, provider_names
+
+# A provider without a row here has no contract test: adding one to the entry points
+# without testing it fails this suite.
+CONTRACT = {"lab": "lab.yaml", "onprem": "onprem.yaml", "aws": "aws.yaml", "azure": "azure.yaml"}
+
+
+def test_every_registered_provider_has_a_contract_test() -> None:
+    assert set(provider_names()) == set(CONTRACT)
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACT))
+def test_planned_inventory_contract(name: str) -> None:
+    provider = get_provider(name)
+    assert isinstance(provider, Provider) and provider.name == name
+    spec = spec_of(yaml.safe_load((REPO / "templates/init" / CONTRACT[name]).read_text()))
+    inv = provider.planned_inventory(spec)
+    assert inv == provider.planned_inventory(spec)  # pure
+    assert [n.name for n in inv.nodes] == [n.name for n in spec.nodes]
+    # round-trips through its JSON form and schema
+    assert INVENTORY_ADAPTER.validate_json(inv.to_json()) == inv
+    for node in inv.nodes:
+        ipaddress.IPv4Address(node.ssh_address)
+        assert set(node.volumes) == {v.name for v in spec.volumes}
+        assert all(dev.startswith("/dev/") for dev in node.volumes.values())
+        if node.placeholder:
+            assert (
+                ipaddress.IPv4Address(node.ssh_address) in ipaddress.IPv4Network("203.0.113.0/24")
+                or "PLACEHOLDER" in node.id
+                or any("placeholder" in d for d in node.volumes.values())
+            )
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACT))
+def test_unimplemented_operations_raise_a_typed_error(name: str) -> None:
+    provider = get_provider(name)
+    spec = spec_of(yaml.safe_load((REPO / "templates/init" / CONTRACT[name]).read_text()))
+    with pytest.raises(ProviderUnavailable) as info:
+        provider.ensure_nodes(spec)
+    assert info.value.remedy
+
+
+def test_lab_and_azure_know_their_devices_aws_does_not() -> None:
+    specs = {
+        n: spec_of(yaml.safe_load((REPO / "templates/init" / f).read_text())) for n, f in CONTRACT.items()
+    }
+    lab: Inventory = get_provider("lab").planned_inventory(specs["lab"])
+    assert lab.nodes[0].volumes == {"r0": "/dev/ubdb"} and not lab.placeholder
+    azure = get_provider("azure").planned_inventory(specs["azure"])
+    assert azure.nodes[1].volumes == {"r0": "/dev/disk/azure/scsi1/lun0"} and azure.nodes[1].id == "node2"
+    aws = get_provider("aws").planned_inventory(specs["aws"])
+    assert aws.placeholder and aws.nodes[0].id == "PLACEHOLDER-node1"

@@ -56,14 +56,16 @@ def crm_mon_placement(cib_file: Path) -> dict[str, list[tuple[str, str]]]:
 def simulate_failover(cib: str, tmp: Path) -> tuple[str, str, str, dict[str, list[tuple[str, str]]]]:
     """Bring both nodes up, let DRBD report UpToDate on both, start everything, fail the node
     running the service. Returns (active, survivor, transition summary, final placement)."""
+    tmp.mkdir(parents=True, exist_ok=True)
     base = tmp / "cib.xml"
     base.write_text(with_quorum(cib))
-    run(["crm_simulate", "-x", str(base), "-u", "node1", "-u", "node2", "-O", str(tmp / "s0.xml")])
+    names = re.findall(r'<node id="\d+" uname="([^"]+)"/>', cib)
+    run(["crm_simulate", "-x", str(base), "-u", names[0], "-u", names[1], "-O", str(tmp / "s0.xml")])
     run(["crm_verify", "-x", str(tmp / "s0.xml")])
     run(["crm_simulate", "-x", str(tmp / "s0.xml"), "-S", "-O", str(tmp / "s1.xml")])
     drbd = re.findall(r'<primitive id="(drbd_[a-z0-9_]+)"', cib)
     for rid in drbd:
-        for node in ("node1", "node2"):
+        for node in names:
             # what ocf:linbit:drbd reports for an UpToDate disk (crm_master)
             run(
                 ["crm_attribute", "-N", node, "-n", f"master-{rid}", "-v", "10000", "-l", "reboot"],
@@ -75,7 +77,7 @@ def simulate_failover(cib: str, tmp: Path) -> tuple[str, str, str, dict[str, lis
     active = before[fs[0]][0][1] if fs and before[fs[0]] else ""
     if not active:
         raise AssertionError(f"service did not start: {before}")
-    survivor = "node2" if active == "node1" else "node1"
+    survivor = names[1] if active == names[0] else names[0]
     proc = run(
         ["crm_simulate", "-x", str(tmp / "s2.xml"), "--node-fail", active, "-S", "-O", str(tmp / "s3.xml")]
     )

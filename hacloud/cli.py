@@ -147,6 +147,141 @@ def check(
         raise typer.Exit(1)
 
 
+class _Progress:
+    """Progress lines with the elapsed time, on stderr (stdout stays for results)."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._time = time.monotonic
+        self._start = self._time()
+
+    def __call__(self, message: str) -> None:
+        typer.echo(f"[{self._time() - self._start:5.0f}s] {message}", err=True)
+
+
+@app.command()
+def up(spec: SpecOption = Path("hacloud.yaml")) -> None:
+    """Create or find the nodes, volumes and network; a second run changes nothing."""
+    from hacloud.commands import up as do_up
+
+    try:
+        inventory = do_up(spec, _Progress())
+    except HacloudError as exc:
+        _fail(exc)
+    for node in inventory.nodes:
+        bmc = f", BMC {node.bmc_address}" if node.bmc_address else ""
+        typer.echo(f"{node.name}: {node.ssh_address} (links {', '.join(node.links)}){bmc}")
+    typer.echo(
+        "nodes are up. Cluster configuration (DRBD, corosync, Pacemaker) is applied by the "
+        "deploy engine; until then use `hacloud render` to see what it will install."
+    )
+
+
+@app.command()
+def down(
+    spec: SpecOption = Path("hacloud.yaml"),
+    delete_volumes: Annotated[bool, typer.Option("--delete-volumes", help="also delete data disks")] = False,
+    purge: Annotated[
+        bool, typer.Option("--purge", help="lab: also delete disks and the image cache")
+    ] = False,
+) -> None:
+    """Stop the nodes and remove what hacloud made; data disks stay unless asked."""
+    from hacloud.commands import down as do_down
+
+    try:
+        do_down(spec, delete_volumes, purge)
+    except HacloudError as exc:
+        _fail(exc)
+    kept = "" if delete_volumes or purge else " (data disks kept: a later `up` reuses them)"
+    typer.echo(f"down{kept}")
+
+
+@app.command()
+def status(spec: SpecOption = Path("hacloud.yaml")) -> None:
+    """Show each node: power (asked of its BMC), addresses, BMC."""
+    from hacloud.commands import lab_provider
+
+    try:
+        ws, provider = lab_provider(spec)
+        rows = provider.status(ws)
+    except HacloudError as exc:
+        _fail(exc)
+    typer.echo(f"{'node':8} {'power':7} {'process':8} {'address':15} {'links':31} bmc")
+    for r in rows:
+        typer.echo(f"{r.name:8} {r.power:7} {r.process:8} {r.ssh_address:15} {' '.join(r.links):31} {r.bmc}")
+
+
+lab_app = typer.Typer(help="Act inside the local lab (its private network and guests).", no_args_is_help=True)
+app.add_typer(lab_app, name="lab")
+
+
+@lab_app.command("exec", context_settings={"allow_interspersed_args": False})
+def lab_exec(
+    command: Annotated[list[str], typer.Argument(help="command to run inside the lab's network")],
+    spec: SpecOption = Path("hacloud.yaml"),
+) -> None:
+    """Run a command on the host side inside the lab's network (e.g. curl to the VIP)."""
+    import subprocess
+
+    from hacloud.commands import lab_provider
+
+    try:
+        ws, provider = lab_provider(spec)
+    except HacloudError as exc:
+        _fail(exc)
+    rc = subprocess.call(["ip", "netns", "exec", provider.namespace(ws), *command])
+    raise typer.Exit(rc)
+
+
+@lab_app.command("ssh", context_settings={"allow_interspersed_args": False})
+def lab_ssh(
+    node: Annotated[str, typer.Argument(help="node name")],
+    command: Annotated[list[str] | None, typer.Argument(help="command (default: a shell)")] = None,
+    spec: SpecOption = Path("hacloud.yaml"),
+) -> None:
+    """Open a root shell on a lab guest, or run a command there."""
+    import subprocess
+
+    from hacloud.commands import lab_provider
+
+    try:
+        ws, provider = lab_provider(spec)
+        index = [n.name for n in ws.spec.nodes].index(node)
+    except ValueError:
+        _fail(HacloudError(f"no node named {node!r}", "use a node name from the spec"))
+    except HacloudError as exc:
+        _fail(exc)
+    address = ws.spec.nodes[index].address
+    tty = [] if command else ["-t"]
+    rc = subprocess.call([*provider.ssh_command(ws), *tty, f"root@{address}", *(command or [])])
+    raise typer.Exit(rc)
+
+
+@lab_app.command("power")
+def lab_power(
+    node: Annotated[str, typer.Argument(help="node name")],
+    action: Annotated[str, typer.Argument(help="on, off or status")] = "status",
+    spec: SpecOption = Path("hacloud.yaml"),
+) -> None:
+    """Power a lab guest on or off through its virtual BMC (IPMI), or show its power."""
+    from hacloud.commands import lab_provider
+
+    try:
+        ws, provider = lab_provider(spec)
+        if node not in [n.name for n in ws.spec.nodes]:
+            raise HacloudError(f"no node named {node!r}", "use a node name from the spec")
+        if action == "on":
+            provider.power_on(ws, node)
+        elif action == "off":
+            provider.power_off(ws, node)
+        elif action != "status":
+            raise HacloudError(f"unknown power action {action!r}", "use on, off or status")
+        typer.echo(f"{node}: {provider.power(ws, node)}")
+    except HacloudError as exc:
+        _fail(exc)
+
+
 def main() -> None:
     try:
         app()

@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hacloud.checks import Finding, run_checks
 from hacloud.errors import HacloudError, Problem, SpecError, UsageError
@@ -24,6 +26,10 @@ from hacloud.resources import templates_dir
 from hacloud.secrets import load_or_create, state_dir
 from hacloud.spec import PROVIDER_KINDS, IpmiFencing, RedfishFencing, Spec
 from hacloud.specload import load_spec
+from hacloud.workspace import Workspace
+
+if TYPE_CHECKING:
+    from hacloud_lab.lab import LabProvider as LabProviderType
 
 RENDER_MARKER = ".hacloud-render"
 
@@ -160,8 +166,54 @@ def check_spec(spec_path: Path, inventory_path: Path | None) -> list[Finding]:
     return run_checks(prepared.spec, prepared.inventory, prepared.profile, prepared.bundle)
 
 
+def workspace(spec_path: Path, progress: Callable[[str], None] | None = None) -> Workspace:
+    spec = load_spec(spec_path)
+    return Workspace(spec, spec_path, progress) if progress else Workspace(spec, spec_path)
+
+
+def up(spec_path: Path, progress: Callable[[str], None]) -> Inventory:
+    """Provider phase of `hacloud up`: nodes, volumes, network exist and answer SSH."""
+    ws = workspace(spec_path, progress)
+    provider = get_provider(ws.spec.provider.kind)
+    inventory = provider.ensure_nodes(ws)
+    return provider.ensure_volumes(ws, inventory)
+
+
+def down(spec_path: Path, delete_volumes: bool, purge: bool) -> None:
+    ws = workspace(spec_path)
+    get_provider(ws.spec.provider.kind).teardown(ws, delete_volumes=delete_volumes or purge)
+    if purge and ws.spec.provider.kind == "lab":
+        from hacloud_lab.lab import purge_images
+
+        purge_images()
+
+
+def lab_provider(spec_path: Path) -> tuple[Workspace, LabProviderType]:
+    ws = workspace(spec_path)
+    if ws.spec.provider.kind != "lab":
+        raise UsageError(
+            f"`hacloud lab` works on lab clusters; {spec_path} uses {ws.spec.provider.kind}",
+            "pass -f with a lab spec",
+        )
+    from hacloud_lab.lab import LabProvider
+
+    provider = get_provider("lab")
+    if not isinstance(provider, LabProvider):
+        raise HacloudError("the installed lab provider is not hacloud's", "reinstall hacloud")
+    return ws, provider
+
+
 def inventory_error(filename: str, message: str, remedy: str) -> SpecError:
     return SpecError(filename, [Problem("", message, remedy)])
 
 
-__all__ = ["HacloudError", "check_spec", "prepare", "render_to_dir", "write_example"]
+__all__ = [
+    "HacloudError",
+    "check_spec",
+    "down",
+    "lab_provider",
+    "prepare",
+    "render_to_dir",
+    "up",
+    "write_example",
+]

@@ -24,6 +24,7 @@ from hacloud.model import FenceDevice, Inventory, NetworkInfo, NodeInfo, Primiti
 from hacloud.profiles import Profile
 from hacloud.render.resources import fence_devices, vip_primitives
 from hacloud.spec import Spec
+from hacloud.workspace import Workspace
 
 ENTRY_POINT_GROUP = "hacloud.providers"
 
@@ -41,18 +42,24 @@ class Capabilities:
     missing: dict[str, str] = field(default_factory=dict)
 
 
+PowerState = str  # "on" | "off" | "unknown"
+
+
 @runtime_checkable
 class Provider(Protocol):
     name: str
     capabilities: Capabilities
 
     def planned_inventory(self, spec: Spec) -> Inventory: ...
-    def discover(self, spec: Spec) -> Inventory | None: ...
-    def ensure_nodes(self, spec: Spec) -> Inventory: ...
-    def ensure_volumes(self, spec: Spec, inventory: Inventory) -> Inventory: ...
+    def discover(self, ws: Workspace) -> Inventory | None: ...
+    def ensure_nodes(self, ws: Workspace) -> Inventory: ...
+    def ensure_volumes(self, ws: Workspace, inventory: Inventory) -> Inventory: ...
     def fencing(self, spec: Spec, inventory: Inventory, profile: Profile) -> list[FenceDevice]: ...
     def vip(self, spec: Spec, inventory: Inventory, profile: Profile) -> list[Primitive]: ...
-    def teardown(self, spec: Spec, inventory: Inventory, delete_volumes: bool = False) -> None: ...
+    def power(self, ws: Workspace, node: str) -> PowerState: ...
+    def power_off(self, ws: Workspace, node: str) -> None: ...
+    def power_on(self, ws: Workspace, node: str) -> None: ...
+    def teardown(self, ws: Workspace, delete_volumes: bool = False) -> None: ...
 
 
 class BaseProvider:
@@ -113,16 +120,25 @@ class BaseProvider:
             else "use another provider",
         )
 
-    def discover(self, spec: Spec) -> Inventory | None:
+    def discover(self, ws: Workspace) -> Inventory | None:
         raise self._todo("discover nodes")
 
-    def ensure_nodes(self, spec: Spec) -> Inventory:
+    def ensure_nodes(self, ws: Workspace) -> Inventory:
         raise self._todo("create or find nodes")
 
-    def ensure_volumes(self, spec: Spec, inventory: Inventory) -> Inventory:
-        raise self._todo("create or find volumes")
+    def ensure_volumes(self, ws: Workspace, inventory: Inventory) -> Inventory:
+        return inventory
 
-    def teardown(self, spec: Spec, inventory: Inventory, delete_volumes: bool = False) -> None:
+    def power(self, ws: Workspace, node: str) -> PowerState:
+        raise self._todo("read a node's power state")
+
+    def power_off(self, ws: Workspace, node: str) -> None:
+        raise self._todo("power a node off")
+
+    def power_on(self, ws: Workspace, node: str) -> None:
+        raise self._todo("power a node on")
+
+    def teardown(self, ws: Workspace, delete_volumes: bool = False) -> None:
         raise self._todo("tear down")
 
 

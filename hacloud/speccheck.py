@@ -19,7 +19,8 @@ Found = tuple[list[str | int], str, str]
 # Which fencing and VIP kinds make sense for each provider. On-prem means "hosts you bring",
 # which may themselves be cloud instances, so it accepts every kind.
 ALLOWED_FENCING = {
-    "lab": {"fence_ipmilan", "sbd"},
+    # the lab fences through its virtual BMCs; SBD would need a shared disk it does not make
+    "lab": {"fence_ipmilan"},
     "onprem": {"fence_ipmilan", "fence_redfish", "sbd", "fence_aws", "fence_azure_arm"},
     "aws": {"fence_aws", "sbd"},
     "azure": {"fence_azure_arm", "sbd"},

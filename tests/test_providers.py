@@ -47,8 +47,12 @@ def test_planned_inventory_contract(name: str) -> None:
 def test_unimplemented_operations_raise_a_typed_error(name: str) -> None:
     provider = get_provider(name)
     spec = spec_of(yaml.safe_load((REPO / "templates/init" / CONTRACT[name]).read_text()))
+    if name == "lab":
+        pytest.skip("the lab implements every operation; tests/test_lab.py runs them for real")
+    from hacloud.workspace import Workspace
+
     with pytest.raises(ProviderUnavailable) as info:
-        provider.ensure_nodes(spec)
+        provider.ensure_nodes(Workspace(spec, REPO / "hacloud.yaml"))
     assert info.value.remedy
 
 

@@ -1,0 +1,163 @@
+"""One user-mode Linux guest: its command line, and power by process group.
+
+Contract: a guest is "on" while its process group has a live ``linux.uml`` process whose
+command line carries the guest's ``umid``. :func:`start` runs it in a new session (so it and
+every helper it forks share one process group) inside the lab namespace; :func:`kill` sends
+SIGKILL to the whole group, like pulling the plug, and waits until no process of it is left,
+so no helper keeps the disk images locked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from hacloud_lab.image import UML_KERNEL
+
+
+@dataclass(frozen=True)
+class GuestConfig:
+    name: str
+    umid: str
+    directory: str  # per-guest state: root.cow, data disks, console.log, guest.pid
+    base_image: str
+    data_disks: tuple[str, ...]
+    taps: tuple[tuple[str, str], ...]  # (tap, mac) per link
+    addresses: tuple[str, ...]  # "192.0.2.11/24" per link
+    hosts: str  # "node1:192.0.2.11,node2:192.0.2.12"
+    admin_key: str  # base64 blob of the ssh-ed25519 public key
+    memory_mib: int
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+
+    @staticmethod
+    def load(path: Path) -> GuestConfig:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw["data_disks"] = tuple(raw["data_disks"])
+        raw["taps"] = tuple(tuple(t) for t in raw["taps"])
+        raw["addresses"] = tuple(raw["addresses"])
+        return GuestConfig(**raw)
+
+    @property
+    def pidfile(self) -> Path:
+        return Path(self.directory) / "guest.pid"
+
+    def command(self) -> list[str]:
+        d = Path(self.directory)
+        args = [
+            str(UML_KERNEL),
+            f"umid={self.umid}",
+            f"uml_dir={d / 'uml'}",
+            f"mem={self.memory_mib}M",
+            # ubd0 = per-guest copy-on-write layer over the shared, never-modified image
+            f"ubd0={d / 'root.cow'},{self.base_image}",
+        ]
+        args += [f"ubd{i + 1}={disk}" for i, disk in enumerate(self.data_disks)]
+        args += [f"eth{i}=tuntap,{tap},{mac}" for i, (tap, mac) in enumerate(self.taps)]
+        args += [
+            "root=/dev/ubda",
+            "rw",
+            "con0=null,fd:1",
+            "con=null",
+            "ssl=null",
+            f"lab.hostname={self.name}",
+            f"lab.hosts={self.hosts}",
+            f"lab.key={self.admin_key}",
+        ]
+        args += [f"lab.ip{i}={addr}" for i, addr in enumerate(self.addresses)]
+        return args
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[2])  # state, process group
+
+
+def group_members(pgid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            st = _stat(int(entry))
+            if st and st[1] == pgid and st[0] != "Z":
+                out.append(int(entry))
+    return out
+
+
+def running_pgid(config: GuestConfig) -> int | None:
+    """The guest's process group if it is on, else None."""
+    try:
+        pgid = int(config.pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    marker = f"umid={config.umid} "
+    for pid in group_members(pgid):
+        if marker in _cmdline(pid) + " ":
+            return pgid
+    return None
+
+
+def start(config: GuestConfig) -> int:
+    """Power on: start the guest in its own session; returns its process group id."""
+    existing = running_pgid(config)
+    if existing is not None:
+        return existing
+    d = Path(config.directory)
+    (d / "uml").mkdir(parents=True, exist_ok=True)
+    console = open(d / "console.log", "ab")  # noqa: SIM115 (handed to the child)
+    try:
+        proc = subprocess.Popen(
+            config.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    finally:
+        console.close()
+    config.pidfile.write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def kill(config: GuestConfig, timeout: float = 20.0) -> bool:
+    """Power off hard. Returns True if the guest was on."""
+    pgid = running_pgid(config)
+    if pgid is None:
+        return False
+    deadline = time.monotonic() + timeout
+    while group_members(pgid) and time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            break
+        _reap()
+        time.sleep(0.1)
+    _reap()
+    return True
+
+
+def _reap() -> None:
+    # Guests started by this process are its children; collect them so none stays a zombie.
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return

@@ -1,0 +1,310 @@
+"""The lab guest image: Debian with the cluster stack and the UML kernel's modules.
+
+Contract: :func:`ensure_image` returns the path of a root filesystem image for the guests,
+building it only when no cached image with the same inputs exists. The cache key is a hash of
+every input (suite, mirrors, packages, kernel module tree, first-boot script, recipe version),
+so a changed input builds a new image and never alters one that copy-on-write layers use.
+The mirror is read from this machine's own apt sources, never hard-coded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hacloud.errors import HacloudError
+
+RECIPE_VERSION = "1"
+UML_KERNEL = Path("/usr/bin/linux.uml")
+UML_MODULES = Path("/usr/lib/uml/modules")
+IMAGE_SIZE = "2G"
+
+PACKAGES = (
+    "systemd-sysv",
+    "udev",
+    "dbus",
+    "openssh-server",
+    "sudo",
+    "corosync",
+    "pacemaker",
+    "pacemaker-cli-utils",
+    "drbd-utils",
+    "resource-agents",
+    "fence-agents",
+    "ipmitool",
+    "sbd",
+    "kmod",
+    "iproute2",
+    "iputils-ping",
+    "e2fsprogs",
+    "xfsprogs",
+    "procps",
+    "curl",
+    "netcat-openbsd",
+    "socat",
+    "ca-certificates",
+    "python3",
+)
+
+# Runs at every boot: identity, addresses and the admin key come from the kernel command
+# line (UML passes unknown arguments through to /proc/cmdline), so one image serves all guests.
+FIRST_BOOT = r"""#!/bin/sh
+set -eu
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    lab.hostname=*) NAME="${arg#*=}" ;;
+    lab.ip0=*) IP0="${arg#*=}" ;;
+    lab.ip1=*) IP1="${arg#*=}" ;;
+    lab.key=*) KEY="${arg#*=}" ;;
+    lab.hosts=*) HOSTS="${arg#*=}" ;;
+  esac
+done
+echo "$NAME" > /etc/hostname
+hostname "$NAME"
+ip link set lo up
+ip addr add "$IP0" dev eth0 2>/dev/null || true
+ip link set eth0 up
+if [ -n "${IP1:-}" ]; then
+  ip addr add "$IP1" dev eth1 2>/dev/null || true
+  ip link set eth1 up
+fi
+{
+  echo "127.0.0.1 localhost"
+  echo "$HOSTS" | tr ',' '\n' | sed -n 's/^\([^:]*\):\(.*\)$/\2 \1/p'
+} > /etc/hosts
+# Host keys are made on the first boot of each guest (its own copy-on-write layer).
+[ -f /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -A
+install -d -m 700 /root/.ssh
+echo "ssh-ed25519 ${KEY} hacloud-lab" > /root/.ssh/authorized_keys
+chmod 600 /root/.ssh/authorized_keys
+"""
+
+FIRST_BOOT_UNIT = """[Unit]
+Description=hacloud lab identity (host name, addresses, SSH keys from the kernel command line)
+DefaultDependencies=no
+After=local-fs.target
+Before=network-pre.target ssh.service
+Wants=network-pre.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/hacloud-lab-init
+RemainAfterExit=yes
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+@dataclass(frozen=True)
+class AptSource:
+    uri: str
+    suite: str
+    components: tuple[str, ...]
+
+    def line(self) -> str:
+        return f"deb {self.uri} {self.suite} {' '.join(self.components)}"
+
+
+def host_codename() -> str:
+    text = Path("/etc/os-release").read_text(encoding="utf-8")
+    m = re.search(r"^VERSION_CODENAME=\"?([a-z]+)\"?$", text, re.MULTILINE)
+    if not m:
+        raise HacloudError(
+            "cannot tell this machine's Debian release from /etc/os-release",
+            "the lab needs a Debian or Ubuntu host",
+        )
+    return m.group(1)
+
+
+def _parse_sources(root: Path) -> list[AptSource]:
+    found: list[AptSource] = []
+    files = [root / "sources.list"] if (root / "sources.list").exists() else []
+    files += sorted((root / "sources.list.d").glob("*.list")) if (root / "sources.list.d").is_dir() else []
+    for path in files:
+        for raw in path.read_text(encoding="utf-8").splitlines():
+            line = re.sub(r"\[[^]]*\]", "", raw.split("#", 1)[0]).split()
+            if len(line) >= 4 and line[0] == "deb":
+                found.append(AptSource(line[1], line[2], tuple(line[3:])))
+    for path in (
+        sorted((root / "sources.list.d").glob("*.sources")) if (root / "sources.list.d").is_dir() else []
+    ):
+        for stanza in re.split(r"\n\s*\n", path.read_text(encoding="utf-8")):
+            fields: dict[str, str] = {}
+            for raw in stanza.splitlines():
+                if raw.startswith("#") or ":" not in raw:
+                    continue
+                key, value = raw.split(":", 1)
+                fields[key.strip().lower()] = value.strip()
+            if "deb" not in fields.get("types", "").split() or fields.get("enabled", "yes") == "no":
+                continue
+            for uri in fields.get("uris", "").split():
+                for suite in fields.get("suites", "").split():
+                    found.append(AptSource(uri, suite, tuple(fields.get("components", "main").split())))
+    return found
+
+
+def mirror_sources(codename: str, apt_root: Path = Path("/etc/apt")) -> list[AptSource]:
+    """This machine's apt sources for its own release (main component only), e.g. bookworm,
+    bookworm-updates, bookworm-security; third-party repositories are left out."""
+    wanted = {codename, f"{codename}-updates", f"{codename}-security", f"{codename}/updates"}
+    out = [
+        AptSource(s.uri, s.suite, ("main",))
+        for s in _parse_sources(apt_root)
+        if s.suite in wanted and "main" in s.components
+    ]
+    if not any(s.suite == codename for s in out):
+        raise HacloudError(
+            f"no apt source for {codename} main in {apt_root}",
+            "add this machine's Debian mirror to /etc/apt/sources.list(.d); the lab builds from it",
+        )
+    return list(dict.fromkeys(out))
+
+
+def kernel_version() -> str:
+    versions = sorted(p.name for p in UML_MODULES.iterdir()) if UML_MODULES.is_dir() else []
+    if not UML_KERNEL.exists() or not versions:
+        raise HacloudError(
+            "user-mode Linux is not installed", "run `apt-get install user-mode-linux` (or `bash .ci/setup`)"
+        )
+    return versions[-1]
+
+
+def image_key(codename: str, sources: list[AptSource], kernel: str) -> str:
+    digest = hashlib.sha256()
+    for part in (
+        RECIPE_VERSION,
+        codename,
+        kernel,
+        IMAGE_SIZE,
+        FIRST_BOOT,
+        FIRST_BOOT_UNIT,
+        *PACKAGES,
+        *(s.line() for s in sources),
+    ):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def data_dir() -> Path:
+    """Where hacloud keeps data shared by all clusters (images): $HACLOUD_DATA_DIR, else
+    $XDG_DATA_HOME/hacloud, else ~/.local/share/hacloud."""
+    if os.environ.get("HACLOUD_DATA_DIR"):
+        return Path(os.environ["HACLOUD_DATA_DIR"])
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "hacloud"
+
+
+Progress = Callable[[str], None]
+
+
+def ensure_image(progress: Progress = lambda _m: None) -> Path:
+    """Return the cached image for the current inputs, building it first when missing."""
+    codename = host_codename()
+    sources = mirror_sources(codename)
+    kernel = kernel_version()
+    key = image_key(codename, sources, kernel)
+    target = data_dir() / "images" / key / "base.img"
+    if target.exists():
+        progress(f"image {key}: cached at {target}")
+        return target
+    for tool in ("mmdebstrap", "mke2fs", "depmod"):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+            raise HacloudError(f"{tool} is missing", "run `apt-get install mmdebstrap e2fsprogs kmod`")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="hacloud-image-", dir=target.parent) as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        progress(f"image {key}: mmdebstrap {codename} from {', '.join(s.uri for s in sources)}")
+        _mmdebstrap(codename, sources, rootfs, progress)
+        progress("image: kernel modules, first-boot unit")
+        _customise(rootfs, kernel)
+        progress(f"image: mke2fs {IMAGE_SIZE}")
+        partial = Path(tmp) / "base.img"
+        subprocess.run(
+            [
+                "mke2fs",
+                "-q",
+                "-F",
+                "-t",
+                "ext4",
+                "-L",
+                "hacloud-root",
+                "-d",
+                str(rootfs),
+                str(partial),
+                IMAGE_SIZE,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        # Rename last: a half-built image never looks cached.
+        partial.replace(target)
+    progress(f"image {key}: built in {time.monotonic() - started:.0f} s")
+    return target
+
+
+def _mmdebstrap(codename: str, sources: list[AptSource], rootfs: Path, progress: Progress) -> None:
+    cmd = [
+        "mmdebstrap",
+        "--variant=minbase",
+        "--mode=root",
+        f"--include={','.join(PACKAGES)}",
+        # Debian enables the stack on install; hacloud starts it once configured.
+        '--customize-hook=chroot "$1" systemctl disable corosync pacemaker sbd || true',
+        codename,
+        str(rootfs),
+        *(s.line() for s in sources),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    tail: list[str] = []
+    for line in proc.stdout:
+        tail = [*tail[-30:], line.rstrip()]
+        m = re.search(r"I: (downloading|extracting|installing|running|creating)[^\n]*", line)
+        if m:
+            progress(f"image: {m.group(0)[3:][:70]}")
+    if proc.wait() != 0:
+        raise HacloudError(
+            "mmdebstrap failed:\n" + "\n".join(tail),
+            "check that this machine reaches its Debian mirror (apt-get update)",
+        )
+
+
+def _customise(rootfs: Path, kernel: str) -> None:
+    modules = rootfs / "usr" / "lib" / "modules" / kernel
+    shutil.copytree(UML_MODULES / kernel, modules, dirs_exist_ok=True)
+    subprocess.run(["depmod", "-b", str(rootfs), kernel], check=True, capture_output=True)
+    (rootfs / "etc" / "modules-load.d" / "hacloud.conf").write_text("drbd\n", encoding="utf-8")
+    init = rootfs / "usr" / "local" / "sbin" / "hacloud-lab-init"
+    init.parent.mkdir(parents=True, exist_ok=True)
+    init.write_text(FIRST_BOOT, encoding="utf-8")
+    init.chmod(0o755)
+    unit = rootfs / "etc" / "systemd" / "system" / "hacloud-lab-init.service"
+    unit.write_text(FIRST_BOOT_UNIT, encoding="utf-8")
+    wants = rootfs / "etc" / "systemd" / "system" / "multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    (wants / "hacloud-lab-init.service").symlink_to("/etc/systemd/system/hacloud-lab-init.service")
+    (rootfs / "etc" / "fstab").write_text("/dev/ubda / ext4 defaults,noatime 0 1\n", encoding="utf-8")
+    (rootfs / "etc" / "machine-id").write_text("", encoding="utf-8")
+    for key in (rootfs / "etc" / "ssh").glob("ssh_host_*"):
+        key.unlink()
+    # Debian's sample corosync.conf would make corosync start with the wrong cluster.
+    (rootfs / "etc" / "corosync" / "corosync.conf").unlink(missing_ok=True)
+    # No console login: the guests are reached over SSH only.
+    for unit_name in ("getty@tty1.service", "serial-getty@ttyS0.service", "console-getty.service"):
+        (rootfs / "etc" / "systemd" / "system" / unit_name).symlink_to("/dev/null")
+    sshd = rootfs / "etc" / "ssh" / "sshd_config.d" / "hacloud.conf"
+    sshd.parent.mkdir(parents=True, exist_ok=True)
+    sshd.write_text(
+        "PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\n", encoding="utf-8"
+    )

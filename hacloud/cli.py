@@ -160,27 +160,88 @@ class _Progress:
         typer.echo(f"[{self._time() - self._start:5.0f}s] {message}", err=True)
 
 
-@app.command()
-def up(spec: SpecOption = Path("hacloud.yaml")) -> None:
-    """Create or find the nodes, volumes and network; a second run changes nothing."""
-    from hacloud.commands import up as do_up
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="show each remote command")]
 
+
+def _confirm(question: str, yes: bool) -> None:
+    """Ask on a terminal; scripts (no terminal) and --yes proceed."""
+    if yes or not sys.stdin.isatty():
+        return
+    if not typer.confirm(question, default=False):
+        typer.echo("nothing done", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def up(
+    spec: SpecOption = Path("hacloud.yaml"),
+    yes: YesOption = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="put DRBD metadata over a disk that holds data")
+    ] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Create or find the nodes, then converge the HA pair; a second run changes nothing."""
+    from hacloud.commands import converge
+
+    _confirm(f"Create or change the cluster described in {spec}?", yes)
     try:
-        inventory = do_up(spec, _Progress())
+        changes = converge(spec, _Progress(), apply=True, force=force, verbose=verbose)
     except HacloudError as exc:
         _fail(exc)
-    for node in inventory.nodes:
-        bmc = f", BMC {node.bmc_address}" if node.bmc_address else ""
-        typer.echo(f"{node.name}: {node.ssh_address} (links {', '.join(node.links)}){bmc}")
-    typer.echo(
-        "nodes are up. Cluster configuration (DRBD, corosync, Pacemaker) is applied by the "
-        "deploy engine; until then use `hacloud render` to see what it will install."
-    )
+    typer.echo(f"{len(changes)} changes; the cluster is healthy (`hacloud status` shows it)")
+
+
+@app.command()
+def plan(spec: SpecOption = Path("hacloud.yaml"), verbose: VerboseOption = False) -> None:
+    """Show what `hacloud up` would change, node by node, without changing anything."""
+    from hacloud.commands import converge
+
+    try:
+        changes = converge(spec, _Progress(), apply=False, verbose=verbose)
+    except HacloudError as exc:
+        _fail(exc)
+    for change in changes:
+        typer.echo(str(change))
+    typer.echo(f"{len(changes)} changes")
+
+
+@app.command()
+def failover(spec: SpecOption = Path("hacloud.yaml"), yes: YesOption = False) -> None:
+    """Planned switchover to the other node; waits until the service answers there."""
+    from hacloud.commands import failover as do_failover
+
+    _confirm("Move the service to the other node?", yes)
+    try:
+        source, target = do_failover(spec, _Progress())
+    except HacloudError as exc:
+        _fail(exc)
+    typer.echo(f"the service moved from {source} to {target}")
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def ssh(
+    node: Annotated[str, typer.Argument(help="node name")],
+    command: Annotated[list[str] | None, typer.Argument(help="command (default: a shell)")] = None,
+    spec: SpecOption = Path("hacloud.yaml"),
+) -> None:
+    """Open a shell on a cluster node, or run a command there, with the recorded keys."""
+    import subprocess
+
+    from hacloud.commands import ssh_command
+
+    try:
+        cmd = ssh_command(spec, node)
+    except HacloudError as exc:
+        _fail(exc)
+    raise typer.Exit(subprocess.call([*cmd, *(command or [])]))
 
 
 @app.command()
 def down(
     spec: SpecOption = Path("hacloud.yaml"),
+    yes: YesOption = False,
     delete_volumes: Annotated[bool, typer.Option("--delete-volumes", help="also delete data disks")] = False,
     purge: Annotated[
         bool, typer.Option("--purge", help="lab: also delete disks and the image cache")
@@ -189,6 +250,7 @@ def down(
     """Stop the nodes and remove what hacloud made; data disks stay unless asked."""
     from hacloud.commands import down as do_down
 
+    _confirm(f"Stop the cluster in {spec}{' and delete its disks' if delete_volumes or purge else ''}?", yes)
     try:
         do_down(spec, delete_volumes, purge)
     except HacloudError as exc:
@@ -198,18 +260,40 @@ def down(
 
 
 @app.command()
-def status(spec: SpecOption = Path("hacloud.yaml")) -> None:
-    """Show each node: power (asked of its BMC), addresses, BMC."""
-    from hacloud.commands import lab_provider
+def status(
+    spec: SpecOption = Path("hacloud.yaml"),
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Nodes, quorum, DRBD per node, where the service and VIP run, fencing, failed actions."""
+    from hacloud.commands import cluster_status
 
     try:
-        ws, provider = lab_provider(spec)
-        rows = provider.status(ws)
+        st = cluster_status(spec)
     except HacloudError as exc:
         _fail(exc)
-    typer.echo(f"{'node':8} {'power':7} {'process':8} {'address':15} {'links':31} bmc")
-    for r in rows:
-        typer.echo(f"{r.name:8} {r.power:7} {r.process:8} {r.ssh_address:15} {' '.join(r.links):31} {r.bmc}")
+    if as_json:
+        typer.echo(json.dumps(st, indent=2))
+        return
+    typer.echo(
+        f"cluster {st['cluster']}: {'healthy' if st['healthy'] else 'NOT HEALTHY'}, "
+        f"quorum {'yes' if st['quorum'] else 'no'}, fencing {'enabled' if st['fencing_enabled'] else 'OFF'}"
+    )
+    typer.echo(f"{'node':8} {'online':6} {'address':15} {'drbd role':9} {'disk':12} {'connection':12} bmc")
+    for n in st["nodes"]:
+        typer.echo(
+            f"{n['name']:8} {'yes' if n['online'] else 'no':6} {n['address']:15} "
+            f"{n['drbd_role'] or '-':9} {n['drbd_disk'] or '-':12} {n['drbd_connection'] or '-':12} "
+            f"{n.get('bmc') or '-'}" + (f"  sync {n['sync']}" if n["sync"] else "")
+        )
+    typer.echo(f"service and VIP {st['vip']}: on {st['service_node'] or 'nowhere'}")
+    for dev in st["fencing"]:
+        typer.echo(f"fencing {dev['id']} (fences {dev['target']}): {dev['state']} on {dev['node'] or '-'}")
+    for line in st["fencing_history"]:
+        typer.echo(f"  fence history: {line}")
+    for line in st["failed_actions"]:
+        typer.echo(f"failed: {line}")
+    if not st["healthy"]:
+        raise typer.Exit(1)
 
 
 lab_app = typer.Typer(help="Act inside the local lab (its private network and guests).", no_args_is_help=True)

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hacloud.checks import Finding, run_checks
 from hacloud.errors import HacloudError, Problem, SpecError, UsageError
@@ -217,3 +217,324 @@ __all__ = [
     "up",
     "write_example",
 ]
+
+
+# ---------------------------------------------------------------- converge, plan, status, failover
+
+
+@dataclass
+class Session:
+    """Connections to both nodes of a cluster, with the files rendered for their real facts."""
+
+    ws: Workspace
+    inventory: Inventory
+    conns: dict[str, Any]
+    bundle: Bundle
+
+    def close(self) -> None:
+        for conn in self.conns.values():
+            conn.close()
+
+
+def open_session(
+    ws: Workspace, inventory: Inventory, verbose: bool = False, tolerate_down: bool = False
+) -> Session:
+    """Connect to both nodes in parallel, read their software facts, render for them."""
+    import dataclasses
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hacloud.deploy import gather
+    from hacloud.model import NodeFacts
+    from hacloud.remote import Connection
+
+    provider = get_provider(ws.spec.provider.kind)
+    known = ws.state_dir / "known_hosts"
+    conns = {
+        n.name: Connection(provider.endpoint(ws, n), known, ws.progress, verbose) for n in inventory.nodes
+    }
+
+    def connect(name: str) -> Any:
+        try:
+            conn = conns[name].connect()
+            return gather(conn, [])
+        except HacloudError:
+            if tolerate_down:
+                return None
+            raise
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        facts = dict(zip(conns, pool.map(connect, list(conns)), strict=True))
+    nodes = []
+    for node in inventory.nodes:
+        f = facts[node.name]
+        if f is None:
+            nodes.append(node)
+            continue
+        drbd = f.drbd if f.drbd in ("8.4", "9") else node.facts.drbd
+        family = f.family if f.family in ("debian", "rhel", "suse") else node.facts.os_family
+        nodes.append(
+            dataclasses.replace(node, facts=NodeFacts(drbd, f.pacemaker or node.facts.pacemaker, family))
+        )
+    inventory = dataclasses.replace(inventory, nodes=(nodes[0], nodes[1]))
+    profile = effective_profile(ws.spec, load_profile(ws.spec.profile_name))
+    secrets = load_or_create(ws.state_dir)
+    passwords, missing = _fence_passwords(ws.spec, ws.base_dir)
+    if missing:
+        raise HacloudError(missing[0], "create the file the spec names (mode 0600) with the BMC password")
+    bundle = render_all(ws.spec, inventory, profile, secrets, passwords)
+    live = {name: c for name, c in conns.items() if facts[name] is not None}
+    return Session(ws, inventory, live, bundle)
+
+
+class _Lock:
+    """One hacloud run per cluster at a time (an flock on the state directory's lock file)."""
+
+    def __init__(self, ws: Workspace) -> None:
+        ws.state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = ws.state_dir / "lock"
+        self.fd = -1
+
+    def __enter__(self) -> _Lock:
+        import fcntl
+
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise HacloudError(
+                "another hacloud run is working on this cluster",
+                "wait for it to finish, then run the command again",
+            ) from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
+def converge(
+    spec_path: Path,
+    progress: Callable[[str], None],
+    *,
+    apply: bool,
+    force: bool = False,
+    verbose: bool = False,
+) -> list[Any]:
+    """`hacloud up` (apply) or `hacloud plan`: returns the changes made or needed."""
+    from hacloud.deploy import Engine
+
+    ws = workspace(spec_path, progress)
+    provider = get_provider(ws.spec.provider.kind)
+    with _Lock(ws):
+        if apply:
+            inventory = provider.ensure_volumes(ws, provider.ensure_nodes(ws))
+        else:
+            found = provider.discover(ws)
+            if found is None:
+                raise HacloudError(
+                    "the nodes do not exist yet: nothing to compare with",
+                    "run `hacloud up` to create them (or `hacloud render` to review files)",
+                )
+            inventory = found
+        session = open_session(ws, inventory, verbose)
+        try:
+            engine = Engine(
+                ws.spec, session.inventory, session.bundle, session.conns, progress, apply=apply, force=force
+            )
+            return engine.run_all()
+        finally:
+            session.close()
+
+
+def cluster_status(spec_path: Path) -> dict[str, Any]:
+    """Everything `hacloud status` shows, as data (also its --json form)."""
+    import xml.etree.ElementTree as ET
+
+    from hacloud.deploy import crm_mon, online_nodes, resource_nodes
+
+    ws = workspace(spec_path)
+    provider = get_provider(ws.spec.provider.kind)
+    inventory = provider.discover(ws)
+    if inventory is None:
+        raise HacloudError("the cluster's nodes do not exist", "run `hacloud up`")
+    session = open_session(ws, inventory, tolerate_down=True)
+    try:
+        mon: ET.Element | None = None
+        for conn in session.conns.values():
+            mon = crm_mon(conn)
+            if mon is not None:
+                break
+        online = online_nodes(mon) if mon is not None else []
+        nodes = []
+        primaries = 0
+        all_up = True
+        for node in inventory.nodes:
+            entry: dict[str, Any] = {
+                "name": node.name,
+                "address": node.ssh_address,
+                "online": node.name in online,
+                "reachable": node.name in session.conns,
+                "drbd_role": None,
+                "drbd_disk": None,
+                "drbd_connection": None,
+                "sync": None,
+            }
+            if node.bmc_address:
+                entry["bmc"] = node.bmc_address
+            conn = session.conns.get(node.name)
+            if conn is not None:
+                res = ws.spec.volumes[0].name
+                out = conn.run(
+                    f"drbdadm role {res}; drbdadm dstate {res}; drbdadm cstate {res}; "
+                    'grep -o "sync\'ed: *[0-9.]*%" /proc/drbd || true',
+                    check=False,
+                ).stdout.split("\n")
+                role, disk, cstate = [*out, "", "", ""][:3]
+                entry.update(
+                    drbd_role=role.split("/")[0] or None,
+                    drbd_disk=disk.split("/")[0] or None,
+                    drbd_connection=cstate or None,
+                    sync=(out[3].split()[-1] if len(out) > 3 and out[3] else None),
+                )
+                primaries += entry["drbd_role"] == "Primary"
+                all_up &= entry["drbd_disk"] == "UpToDate" and entry["drbd_connection"] == "Connected"
+            else:
+                all_up = False
+            nodes.append(entry)
+        fencing = []
+        service_node = None
+        failed: list[str] = []
+        quorum = False
+        stonith = None
+        if mon is not None:
+            for dev in session.bundle.fence_devices:
+                placed = resource_nodes(mon, dev.primitive.id)
+                fencing.append(
+                    {
+                        "id": dev.primitive.id,
+                        "target": dev.target,
+                        "state": placed[0][0] if placed else "Stopped",
+                        "node": placed[0][1] if placed else None,
+                    }
+                )
+            fs = resource_nodes(mon, f"fs_{ws.spec.volumes[0].name}")
+            service_node = fs[0][1] if fs and fs[0][0] == "Started" else None
+            failed = [
+                f"{f.get('op_key')} on {f.get('node')}: {f.get('exitreason') or f.get('status')}"
+                for f in mon.iter("failure")
+            ]
+            summary = mon.find("./summary/current_dc")
+            quorum = summary is not None and summary.get("with_quorum") == "true"
+            conn = next(iter(session.conns.values()))
+            stonith = conn.run(
+                "crm_attribute -t crm_config -n stonith-enabled -G -q 2>/dev/null || echo true", check=False
+            ).stdout.strip().splitlines()[-1:] == ["true"]
+        history: list[str] = []
+        if session.conns:
+            conn = next(iter(session.conns.values()))
+            hist = conn.run("stonith_admin --history '*' 2>/dev/null | tail -5", check=False).stdout
+            history = [line.strip() for line in hist.splitlines() if line.strip()]
+        vip = getattr(ws.spec.vip, "address", None) or getattr(ws.spec.vip, "elastic_ip", None)
+        healthy = (
+            mon is not None
+            and len(online) == 2
+            and quorum
+            and all_up
+            and primaries == 1
+            and service_node is not None
+            and bool(stonith)
+            and not failed
+            and all(f["state"] == "Started" for f in fencing)
+        )
+        return {
+            "cluster": ws.spec.cluster.name,
+            "nodes": nodes,
+            "quorum": quorum,
+            "service_node": service_node,
+            "vip": str(vip) if vip else None,
+            "vip_node": service_node,
+            "fencing_enabled": stonith,
+            "fencing": fencing,
+            "fencing_history": history,
+            "failed_actions": failed,
+            "healthy": healthy,
+        }
+    finally:
+        session.close()
+
+
+def failover(spec_path: Path, progress: Callable[[str], None], timeout: float = 300) -> tuple[str, str]:
+    """Move the service to the other node, wait until it answers there, leave no constraint."""
+    import time
+
+    from hacloud.deploy import Engine, crm_mon
+    from hacloud.render.resources import GROUP_ID
+
+    ws = workspace(spec_path, progress)
+    provider = get_provider(ws.spec.provider.kind)
+    inventory = provider.discover(ws)
+    if inventory is None:
+        raise HacloudError("the cluster's nodes do not exist", "run `hacloud up`")
+    with _Lock(ws):
+        session = open_session(ws, inventory)
+        try:
+            engine = Engine(ws.spec, session.inventory, session.bundle, session.conns, progress, apply=True)
+            first = session.conns[engine.names[0]]
+            mon = crm_mon(first)
+            source = engine.service_node(mon) if mon is not None else None
+            if source is None:
+                raise HacloudError("the service is not running anywhere", "see `hacloud status`")
+            target = next(n for n in engine.names if n != source)
+            progress(f"moving {GROUP_ID} from {source} to {target}")
+            first.run(f"crm_resource --move -r {GROUP_ID} --node {target}")
+            try:
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    mon = crm_mon(first)
+                    if mon is not None and engine.service_node(mon) == target:
+                        break
+                    time.sleep(2)
+                else:
+                    raise HacloudError(
+                        f"the service did not start on {target} in {timeout:.0f} s",
+                        "see `hacloud status`; the move was undone",
+                    )
+            finally:
+                # Leave no cli-prefer constraint behind: stickiness keeps the service where it is.
+                first.run(f"crm_resource --clear -r {GROUP_ID}")
+            engine.service_check(mon)
+            return source, target
+        finally:
+            session.close()
+
+
+def ssh_command(spec_path: Path, node: str) -> list[str]:
+    """The OpenSSH command line that reaches ``node`` with the recorded keys and host keys."""
+    ws = workspace(spec_path)
+    provider = get_provider(ws.spec.provider.kind)
+    inventory = provider.discover(ws) or provider.planned_inventory(ws.spec)
+    try:
+        info = inventory.node(node)
+    except KeyError:
+        raise UsageError(
+            f"no node named {node!r}", f"use one of: {', '.join(n.name for n in inventory.nodes)}"
+        ) from None
+    ep = provider.endpoint(ws, info)
+    known = ws.state_dir / "known_hosts"
+    cmd = [
+        "ssh",
+        "-o",
+        f"UserKnownHostsFile={known}",
+        "-o",
+        "StrictHostKeyChecking=yes" if known.exists() else "StrictHostKeyChecking=accept-new",
+        "-p",
+        str(ep.port),
+    ]
+    if ep.key_file:
+        cmd += ["-i", ep.key_file]
+    if ep.jump:
+        cmd += ["-J", ep.jump]
+    cmd.append(f"{ep.user}@{ep.address}")
+    if ep.namespace:
+        cmd = ["ip", "netns", "exec", ep.namespace, *cmd]
+    return cmd

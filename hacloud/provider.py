@@ -22,6 +22,7 @@ from typing import Protocol, runtime_checkable
 from hacloud.errors import HacloudError, ProviderUnavailable
 from hacloud.model import FenceDevice, Inventory, NetworkInfo, NodeInfo, Primitive
 from hacloud.profiles import Profile
+from hacloud.remote import Endpoint
 from hacloud.render.resources import fence_devices, vip_primitives
 from hacloud.spec import Spec
 from hacloud.workspace import Workspace
@@ -56,6 +57,7 @@ class Provider(Protocol):
     def ensure_volumes(self, ws: Workspace, inventory: Inventory) -> Inventory: ...
     def fencing(self, spec: Spec, inventory: Inventory, profile: Profile) -> list[FenceDevice]: ...
     def vip(self, spec: Spec, inventory: Inventory, profile: Profile) -> list[Primitive]: ...
+    def endpoint(self, ws: Workspace, node: NodeInfo) -> Endpoint: ...
     def power(self, ws: Workspace, node: str) -> PowerState: ...
     def power_off(self, ws: Workspace, node: str) -> None: ...
     def power_on(self, ws: Workspace, node: str) -> None: ...
@@ -128,6 +130,12 @@ class BaseProvider:
 
     def ensure_volumes(self, ws: Workspace, inventory: Inventory) -> Inventory:
         return inventory
+
+    def endpoint(self, ws: Workspace, node: NodeInfo) -> Endpoint:
+        """How to reach ``node`` over SSH: the spec's nodes[].ssh settings."""
+        ssh = ws.spec.node(node.name).ssh
+        key = str(ws.resolve(ssh.key)) if ssh.key else None
+        return Endpoint(node.name, node.ssh_address, ssh.port, ssh.user, key, ssh.jump)
 
     def power(self, ws: Workspace, node: str) -> PowerState:
         raise self._todo("read a node's power state")

@@ -16,9 +16,11 @@ from hacloud.render import resources as r
 from hacloud.render.env import render_template
 from hacloud.render.versions import Targets
 from hacloud.secrets import ClusterSecrets
-from hacloud.spec import IpmiFencing, RedfishFencing, SbdFencing, Spec
+from hacloud.spec import DemoService, IpmiFencing, RedfishFencing, SbdFencing, Spec
 
 AUTHKEY_PATH = "/etc/corosync/authkey"
+DEMO_PROGRAM = "/usr/local/lib/hacloud/hacloud-demo.py"
+DEMO_UNIT = "/etc/systemd/system/hacloud-demo.service"
 DRBD_KEYS = (
     "on_io_error",
     "c_plan_ahead",
@@ -121,6 +123,8 @@ def node_files(
                 render_template("os/sysctl.conf.j2", profile=profile.name, sysctl=sorted(sysctl.items())),
             )
         )
+    if isinstance(spec.service, DemoService):
+        files += demo_files(spec)
     for method in spec.fencing:
         if isinstance(method, SbdFencing):
             files += _sbd_files(method, profile, targets)
@@ -130,6 +134,23 @@ def node_files(
                 if target in fence_passwords:
                     files.append(_text(r.secret_path(target), fence_passwords[target] + "\n", 0o600, True))
     return files
+
+
+def demo_files(spec: Spec) -> list[RenderedFile]:
+    """The demo service: its program (shipped with hacloud) and its systemd unit."""
+    from pathlib import Path
+
+    assert isinstance(spec.service, DemoService)
+    program = (Path(__file__).resolve().parent.parent / "demo_service.py").read_text(encoding="utf-8")
+    mount = spec.volumes[0].mount_point
+    unit = render_template(
+        "service/hacloud-demo.service.j2",
+        program=DEMO_PROGRAM,
+        mount_point=mount,
+        data=f"{mount.rstrip('/')}/hacloud-demo",
+        port=spec.service.port,
+    )
+    return [_text(DEMO_PROGRAM, program, 0o755), _text(DEMO_UNIT, unit)]
 
 
 def _sbd_files(method: SbdFencing, profile: Profile, targets: Targets) -> list[RenderedFile]:

@@ -47,6 +47,7 @@ PACKAGES = (
     "e2fsprogs",
     "xfsprogs",
     "procps",
+    "psmisc",  # fuser: ocf:heartbeat:Filesystem refuses to run without it
     "curl",
     "netcat-openbsd",
     "socat",

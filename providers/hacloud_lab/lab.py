@@ -3,7 +3,7 @@
 Layout (``.hacloud/<cluster>/lab`` next to the spec)::
 
     id_ed25519[.pub]   admin key the guests accept (root)
-    known_hosts        guests' host keys, recorded at first contact and then enforced
+    ../known_hosts     guests' host keys, recorded at first contact and then enforced
     <node>/            root.cow (copy-on-write root), data-<volume>.img, console.log,
                        guest.json, guest.pid, bmc.json, bmc.pid, bmc.log
 
@@ -31,6 +31,7 @@ from pathlib import Path
 from hacloud.errors import HacloudError
 from hacloud.model import Inventory, NetworkInfo, NodeFacts, NodeInfo
 from hacloud.provider import BaseProvider, Capabilities, PowerState
+from hacloud.remote import Endpoint
 from hacloud.spec import IpmiFencing, IpmiTarget, Spec
 from hacloud.spec import LabProvider as LabSpec
 from hacloud.workspace import Workspace
@@ -255,7 +256,7 @@ class LabProvider(BaseProvider):
             "-i",
             str(lab / "id_ed25519"),
             "-o",
-            f"UserKnownHostsFile={lab / 'known_hosts'}",
+            f"UserKnownHostsFile={ws.state_dir / 'known_hosts'}",
             # first contact records the guest's key; a changed key later is refused
             "-o",
             "StrictHostKeyChecking=accept-new",
@@ -266,6 +267,17 @@ class LabProvider(BaseProvider):
             "-o",
             "LogLevel=ERROR",
         ]
+
+    def endpoint(self, ws: Workspace, node: NodeInfo) -> Endpoint:
+        return Endpoint(
+            node.name,
+            node.ssh_address,
+            22,
+            "root",
+            str(self.lab_dir(ws) / "id_ed25519"),
+            None,
+            self.namespace(ws),
+        )
 
     def ssh(
         self, ws: Workspace, node: str, command: str, timeout: float = 120
@@ -425,6 +437,8 @@ class LabProvider(BaseProvider):
         net.delete_network(self.namespace(ws))
         if delete_volumes and lab.exists():
             shutil.rmtree(lab)
+            # New disks mean new host keys: forget the old ones with them.
+            (ws.state_dir / "known_hosts").unlink(missing_ok=True)
 
 
 def _ensure_disk(path: Path, size_gib: int) -> None:

@@ -1,12 +1,16 @@
 """The on-prem provider: hosts and block devices the user already has, named in the spec.
 
 Nodes, addresses and devices all come from the spec (the spec loader insists on them), so the
-planned inventory is the real one; the SSH deploy engine lands with issue #4.
+planned inventory is the real one. The SSH deploy engine (hacloud.deploy) converges them; the
+lab is this provider with nodes hacloud made, so the same engine is proven on the lab.
 """
 
 from __future__ import annotations
 
+from hacloud.errors import HacloudError
+from hacloud.model import Inventory
 from hacloud.provider import BaseProvider, Capabilities
+from hacloud.workspace import Workspace
 
 
 class OnpremProvider(BaseProvider):
@@ -17,6 +21,19 @@ class OnpremProvider(BaseProvider):
         missing={"create_nodes": "on-prem nodes are the hosts you list in the spec"},
     )
     tracking = "issue #4 (deploy engine, on-prem provider)"
+
+    def discover(self, ws: Workspace) -> Inventory | None:
+        return self.planned_inventory(ws.spec)
+
+    def ensure_nodes(self, ws: Workspace) -> Inventory:
+        """The hosts exist already; the deploy engine checks that it can reach them."""
+        return self.planned_inventory(ws.spec)
+
+    def teardown(self, ws: Workspace, delete_volumes: bool = False) -> None:
+        raise HacloudError(
+            "hacloud does not take down on-prem hosts it did not create",
+            "to stop the cluster run `hacloud ssh NODE -- systemctl stop pacemaker corosync` on each node",
+        )
 
 
 provider = OnpremProvider()

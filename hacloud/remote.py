@@ -1,0 +1,313 @@
+"""SSH transport to the cluster nodes (paramiko, imported only when a connection is made).
+
+Contracts:
+- Host keys: the first contact records the node's key in ``known_hosts`` (in the cluster's
+  state directory) and reports its fingerprint; every later contact must present the same key
+  or the connection is refused with a remedy. Nothing is accepted silently.
+- ``run`` has a timeout, captures output, and raises :class:`RemoteError` (with the output)
+  when ``check`` and the command fails. A non-root user runs commands through ``sudo -n``.
+- ``put`` writes a file atomically with its mode and owner; the content travels over SFTP and
+  is never readable by others at any moment (the temporary file is 0600 before data goes in).
+  Secrets therefore never appear on a command line.
+- Nodes inside a network namespace (the lab) are reached through a socket opened in that
+  namespace, so no route into the namespace is needed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import posixpath
+import secrets as _rand
+import shlex
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hacloud.errors import HacloudError
+
+if TYPE_CHECKING:
+    import paramiko
+
+CLONE_NEWNET = 0x40000000
+
+
+class RemoteError(HacloudError):
+    """A remote command failed; ``output`` holds what it printed."""
+
+    def __init__(self, node: str, command: str, rc: int, output: str) -> None:
+        short = command if len(command) < 120 else command[:117] + "..."
+        super().__init__(
+            f"{node}: `{short}` failed (exit {rc}):\n{output.strip()[-2000:]}",
+            "fix the cause shown above, then run the command again; hacloud resumes where it stopped",
+        )
+        self.node = node
+        self.rc = rc
+        self.output = output
+
+
+@dataclass(frozen=True)
+class Result:
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How to reach one node. ``namespace``: open the socket inside this network namespace."""
+
+    name: str
+    address: str
+    port: int = 22
+    user: str = "root"
+    key_file: str | None = None
+    jump: str | None = None
+    namespace: str | None = None
+
+
+def connect_in_namespace(namespace: str, address: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection made from inside ``namespace`` (setns affects only the helper thread)."""
+    result: dict[str, Any] = {}
+
+    def worker() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = os.open(f"/run/netns/{namespace}", os.O_RDONLY)
+            try:
+                if libc.setns(fd, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "setns failed")
+            finally:
+                os.close(fd)
+            result["sock"] = socket.create_connection((address, port), timeout=timeout)
+        except OSError as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=worker, name=f"netns-{namespace}")
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    sock: socket.socket = result["sock"]
+    return sock
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    import base64
+
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return f"{key.get_name()} SHA256:{base64.b64encode(digest).decode().rstrip('=')}"
+
+
+class Connection:
+    """One SSH connection to a node; safe to use from one thread at a time."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        known_hosts: Path,
+        log: Callable[[str], None],
+        verbose: bool = False,
+        timeout: float = 15.0,
+    ) -> None:
+        self.endpoint = endpoint
+        self.known_hosts = known_hosts
+        self.log = log
+        self.verbose = verbose
+        self.timeout = timeout
+        self._client: paramiko.SSHClient | None = None
+        self._jump: paramiko.SSHClient | None = None
+
+    # ------------------------------------------------------------ connect
+
+    def _record(self, host: str, key: paramiko.PKey) -> None:
+        """First contact: record the node's key (never overwrite one already recorded)."""
+        import paramiko
+
+        keys = paramiko.HostKeys()
+        if self.known_hosts.exists():
+            keys.load(str(self.known_hosts))
+        if keys.lookup(host) is not None:
+            raise HacloudError(
+                f"{self.endpoint.name} ({host}) offered a key type that was not recorded",
+                f"if the node was rebuilt on purpose, delete its line from {self.known_hosts}",
+            )
+        keys.add(host, key.get_name(), key)
+        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        keys.save(str(self.known_hosts))
+        os.chmod(self.known_hosts, 0o600)
+        self.log(
+            f"{self.endpoint.name}: first contact, recorded host key {fingerprint(key)} in {self.known_hosts}"
+        )
+
+    def _open(self, address: str, port: int, user: str, sock: Any) -> paramiko.SSHClient:
+        import paramiko
+
+        outer = self
+
+        class RecordFirstContact(paramiko.MissingHostKeyPolicy):
+            def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+                outer._record(hostname, key)
+
+        client = paramiko.SSHClient()
+        # paramiko checks the recorded keys itself, before authenticating; an unknown host is
+        # recorded (first contact) and reported, a different key is refused.
+        if self.known_hosts.exists():
+            client.load_host_keys(str(self.known_hosts))
+        client.set_missing_host_key_policy(RecordFirstContact())
+        key_filename = str(Path(self.endpoint.key_file).expanduser()) if self.endpoint.key_file else None
+        try:
+            client.connect(
+                address,
+                port=port,
+                username=user,
+                key_filename=key_filename,
+                sock=sock,
+                timeout=self.timeout,
+                banner_timeout=self.timeout,
+                auth_timeout=self.timeout,
+                look_for_keys=key_filename is None,
+                allow_agent=key_filename is None,
+            )
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise HacloudError(
+                f"{self.endpoint.name} ({address}:{port}) presented host key {fingerprint(exc.key)}, "
+                "which is not the one recorded at first contact",
+                f"if the node was rebuilt on purpose, delete its line from {self.known_hosts}; "
+                "otherwise someone may be intercepting the connection: do not proceed",
+            ) from None
+        except (paramiko.SSHException, OSError) as exc:
+            client.close()
+            raise HacloudError(
+                f"{self.endpoint.name}: cannot log in to {user}@{address}:{port}: {exc}",
+                "check the node's address, that sshd runs, and the key in nodes[].ssh.key",
+            ) from None
+        transport = client.get_transport()
+        assert transport is not None
+        transport.set_keepalive(15)
+        return client
+
+    def connect(self) -> Connection:
+        ep = self.endpoint
+        sock: Any = None
+        if ep.jump:
+            user, _, rest = ep.jump.rpartition("@")
+            host, _, port = rest.partition(":")
+            jport = int(port or 22)
+            jsock = connect_in_namespace(ep.namespace, host, jport, self.timeout) if ep.namespace else None
+            self._jump = self._open(host, jport, user or ep.user, jsock)
+            jt = self._jump.get_transport()
+            assert jt is not None
+            sock = jt.open_channel("direct-tcpip", (ep.address, ep.port), ("127.0.0.1", 0))
+        elif ep.namespace:
+            try:
+                sock = connect_in_namespace(ep.namespace, ep.address, ep.port, self.timeout)
+            except OSError as exc:
+                raise HacloudError(
+                    f"{ep.name}: cannot reach {ep.address}:{ep.port} in {ep.namespace}: {exc}",
+                    "is the lab up? run `hacloud up`",
+                ) from None
+        self._client = self._open(ep.address, ep.port, ep.user, sock)
+        return self
+
+    def close(self) -> None:
+        for client in (self._client, self._jump):
+            if client is not None:
+                client.close()
+        self._client = self._jump = None
+
+    @property
+    def client(self) -> paramiko.SSHClient:
+        if self._client is None:
+            self.connect()
+        assert self._client is not None
+        return self._client
+
+    # ------------------------------------------------------------ commands
+
+    def _wrap(self, command: str) -> str:
+        if self.endpoint.user == "root":
+            return command
+        return f"sudo -n sh -c {shlex.quote(command)}"
+
+    def run(
+        self, command: str, *, check: bool = True, timeout: float = 120.0, stdin: bytes | None = None
+    ) -> Result:
+        if self.verbose:
+            self.log(f"{self.endpoint.name}$ {command}")
+        try:
+            chan_in, chan_out, chan_err = self.client.exec_command(self._wrap(command), timeout=timeout)
+            if stdin is not None:
+                chan_in.write(stdin)
+                chan_in.channel.shutdown_write()
+            out = chan_out.read().decode(errors="replace")
+            err = chan_err.read().decode(errors="replace")
+            rc = chan_out.channel.recv_exit_status()
+        except TimeoutError:
+            raise HacloudError(
+                f"{self.endpoint.name}: `{command[:80]}` did not finish in {timeout:.0f} s",
+                "check the node's load and logs; then run the command again",
+            ) from None
+        except (OSError, EOFError) as exc:
+            self.close()
+            raise HacloudError(
+                f"{self.endpoint.name}: the SSH connection broke during `{command[:80]}`: {exc}",
+                "run the command again: hacloud re-reads the node and resumes",
+            ) from None
+        if check and rc != 0:
+            raise RemoteError(self.endpoint.name, command, rc, out + err)
+        return Result(rc, out, err)
+
+    def put(self, path: str, content: bytes, mode: int = 0o644, owner: str = "root:root") -> None:
+        """Write ``content`` to ``path`` atomically with ``mode`` and ``owner``."""
+        import paramiko
+
+        if self.verbose:
+            self.log(f"{self.endpoint.name}: write {path} ({len(content)} bytes, {mode:04o}, {owner})")
+        tmp_name = f".hacloud-{_rand.token_hex(6)}"
+        try:
+            sftp = self.client.open_sftp()
+        except (paramiko.SSHException, OSError) as exc:
+            raise HacloudError(
+                f"{self.endpoint.name}: SFTP unavailable: {exc}",
+                "enable the sftp subsystem in the node's sshd",
+            ) from None
+        try:
+            if self.endpoint.user == "root":
+                directory = posixpath.dirname(path)
+                self.run(f"mkdir -p {shlex.quote(directory)}")
+                staged = posixpath.join(directory, tmp_name)
+            else:
+                home = self.run('printf %s "$HOME"').stdout or "/tmp"  # noqa: S108
+                staged = posixpath.join(home, tmp_name)
+            with sftp.open(staged, "wb") as fh:
+                sftp.chmod(staged, 0o600)  # before any byte of content arrives
+                fh.write(content)
+            q = shlex.quote
+            self.run(
+                f"mkdir -p {q(posixpath.dirname(path))} && chown {q(owner)} {q(staged)} && "
+                f"chmod {mode:o} {q(staged)} && mv -f {q(staged)} {q(path)}"
+            )
+        finally:
+            sftp.close()
+
+    def read(self, path: str) -> bytes | None:
+        result = self.run(f"test -f {shlex.quote(path)} && base64 -w0 {shlex.quote(path)}", check=False)
+        if result.rc != 0:
+            return None
+        import base64
+
+        return base64.b64decode(result.stdout)
+
+
+def sha256_hex(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()

@@ -1,0 +1,230 @@
+"""`hacloud up` converges a real HA pair on the lab, safely, and a re-run changes nothing.
+
+One module-scoped lab (cluster ``deploytest``), tests in file order:
+existing filesystem refused -> --force run killed mid-way -> re-run converges -> healthy pair ->
+0 changes -> one profile value changes exactly that -> records survive a failover.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO
+from hacloud_lab.lab import LabProvider
+from test_lab import _require_lab
+
+from hacloud.specload import load_spec
+from hacloud.workspace import Workspace
+
+pytestmark = pytest.mark.lab
+CLUSTER = "deploytest"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    _require_lab()
+    root = tmp_path_factory.mktemp("deploy")
+    doc = yaml.safe_load((REPO / "templates/init/lab.yaml").read_text())
+    doc["cluster"]["name"] = CLUSTER
+    for target in doc["fencing"][0]["nodes"].values():
+        target["password_file"] = target["password_file"].replace("/demo/", f"/{CLUSTER}/")
+    spec = root / "hacloud.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    env = {**os.environ, "HACLOUD_DATA_DIR": os.environ.get("HACLOUD_TEST_DATA_DIR", str(root / "data"))}
+    state: dict[str, object] = {"root": root, "spec": spec, "env": env, "doc": doc}
+    yield state
+    subprocess.run(
+        [sys.executable, "-m", "hacloud", "down", "-y", "--purge", "-f", str(spec)],
+        env=env,
+        capture_output=True,
+        timeout=180,
+    )
+
+
+def hacloud(lab: dict[str, object], *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hacloud", *args, "-f", str(lab["spec"])],
+        env=lab["env"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )  # type: ignore[arg-type]
+
+
+def on(lab: dict[str, object], node: str, command: str) -> subprocess.CompletedProcess[str]:
+    path = lab["spec"]
+    assert isinstance(path, Path)
+    return LabProvider().ssh(Workspace(load_spec(path), path), node, command)
+
+
+def client(lab: dict[str, object], *curl: str) -> str:
+    """curl from the host side, inside the lab's network (as a user's client would)."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hacloud",
+            "lab",
+            "exec",
+            "-f",
+            str(lab["spec"]),
+            "--",
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            *curl,
+        ],
+        env=lab["env"],  # type: ignore[arg-type]
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return proc.stdout
+
+
+def test_boot_nodes_and_preformat_one_disk(lab: dict[str, object]) -> None:
+    env = lab["env"]
+    assert isinstance(env, dict)
+    os.environ["HACLOUD_DATA_DIR"] = env["HACLOUD_DATA_DIR"]
+    try:
+        path = lab["spec"]
+        assert isinstance(path, Path)
+        LabProvider().ensure_nodes(Workspace(load_spec(path), path))
+    finally:
+        del os.environ["HACLOUD_DATA_DIR"]
+    out = on(
+        lab,
+        "node1",
+        "mkfs.ext4 -q /dev/ubdb && mkdir -p /mnt/x && mount /dev/ubdb /mnt/x && "
+        "echo precious > /mnt/x/data.txt && umount /mnt/x",
+    )
+    assert out.returncode == 0, out.stderr
+
+
+def test_existing_filesystem_is_refused_and_kept(lab: dict[str, object]) -> None:
+    proc = hacloud(lab, "up", "-y")
+    assert proc.returncode == 1
+    assert "/dev/ubdb already holds ext4" in proc.stderr and "--force" in proc.stderr
+    out = on(lab, "node1", "mount -o ro /dev/ubdb /mnt/x && cat /mnt/x/data.txt; umount /mnt/x")
+    assert out.stdout.strip() == "precious"
+    assert on(lab, "node1", "drbdadm dump-md r0 >/dev/null 2>&1; echo $?").stdout.strip() != "0"
+
+
+def test_run_killed_mid_way_then_rerun_converges(lab: dict[str, object]) -> None:
+    """--force wipes the disk the user gave up; the run is killed (its SSH connections die)
+    right after DRBD metadata is written on node1; a plain re-run must converge."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hacloud", "up", "-y", "--force", "-f", str(lab["spec"])],
+        env=lab["env"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )  # type: ignore[arg-type]
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "node1: drbd: create metadata" in line:
+            time.sleep(1)
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    started = time.monotonic()
+    again = hacloud(lab, "up", "-y")
+    assert again.returncode == 0, again.stderr[-3000:]
+    print(f"\nre-run after the kill converged in {time.monotonic() - started:.0f} s")
+
+
+def test_pair_is_healthy_and_serves_on_the_vip(lab: dict[str, object]) -> None:
+    proc = hacloud(lab, "status", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    st = json.loads(proc.stdout)
+    assert st["healthy"] is True and st["quorum"] is True and st["fencing_enabled"] is True
+    assert [n["online"] for n in st["nodes"]] == [True, True]
+    assert [n["drbd_disk"] for n in st["nodes"]] == ["UpToDate", "UpToDate"]
+    assert sorted(n["drbd_role"] for n in st["nodes"]) == ["Primary", "Secondary"]
+    assert all(f["state"] == "Started" for f in st["fencing"]) and len(st["fencing"]) == 2
+    health = json.loads(client(lab, "http://192.0.2.100:8080/health"))
+    assert health["node"] == st["service_node"]
+    # Independent of hacloud: Pacemaker's own view on the node.
+    mon = on(
+        lab, "node1", "crm_attribute -t crm_config -n stonith-enabled -G -q; crm_mon -1 | grep -c Started"
+    )
+    assert mon.stdout.split()[0] == "true" and int(mon.stdout.split()[1]) >= 5
+
+
+def test_second_up_changes_nothing(lab: dict[str, object]) -> None:
+    sums = on(
+        lab,
+        "node2",
+        "sha256sum /etc/corosync/corosync.conf /etc/drbd.d/r0.res; cibadmin -Q -o configuration | md5sum",
+    ).stdout
+    proc = hacloud(lab, "up", "-y")
+    assert proc.returncode == 0 and proc.stdout.startswith("0 changes"), proc.stdout + proc.stderr
+    assert (
+        on(
+            lab,
+            "node2",
+            "sha256sum /etc/corosync/corosync.conf /etc/drbd.d/r0.res; cibadmin -Q -o configuration | md5sum",
+        ).stdout
+        == sums
+    )
+
+
+def test_one_profile_value_changes_exactly_that(lab: dict[str, object]) -> None:
+    doc = lab["doc"]
+    assert isinstance(doc, dict)
+    doc["overrides"] = {"pacemaker.resource_stickiness": 500}
+    Path(str(lab["spec"])).write_text(yaml.safe_dump(doc))
+    plan = hacloud(lab, "plan")
+    assert plan.returncode == 0, plan.stderr
+    lines = [line for line in plan.stdout.splitlines() if line and not line.endswith("changes")]
+    assert lines == ["cluster: cib: update rsc_defaults"], plan.stdout
+    assert hacloud(lab, "up", "-y").stdout.startswith("1 changes")
+    assert (
+        on(lab, "node1", "crm_attribute -t rsc_defaults -n resource-stickiness -G -q").stdout.strip() == "500"
+    )
+    assert hacloud(lab, "plan").stdout.strip().endswith("0 changes")
+
+
+def test_records_survive_a_failover(lab: dict[str, object]) -> None:
+    ids = [
+        json.loads(client(lab, "-X", "POST", "--data", f"record-{i}", "http://192.0.2.100:8080/records"))[
+            "id"
+        ]
+        for i in range(20)
+    ]
+    before = json.loads(client(lab, "http://192.0.2.100:8080/health"))["node"]
+    proc = hacloud(lab, "failover", "-y")
+    assert proc.returncode == 0, proc.stderr
+    after = json.loads(client(lab, "http://192.0.2.100:8080/health"))["node"]
+    assert after != before
+    for i, rid in enumerate(ids):
+        assert client(lab, f"http://192.0.2.100:8080/records/{rid}") == f"record-{i}"
+    constraints = on(lab, after, "cibadmin -Q -o constraints").stdout
+    assert "cli-prefer" not in constraints and "cli-ban" not in constraints
+
+
+def test_hacloud_ssh_uses_the_recorded_host_keys(lab: dict[str, object]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "hacloud", "ssh", "-f", str(lab["spec"]), "node2", "--", "hostname"],
+        env=lab["env"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # type: ignore[arg-type]
+    assert proc.returncode == 0 and proc.stdout.strip() == "node2"
+    known = Path(str(lab["root"])) / ".hacloud" / CLUSTER / "known_hosts"
+    assert oct(known.stat().st_mode & 0o777) in ("0o600", "0o644")
+    assert len(known.read_text().splitlines()) >= 2

@@ -228,3 +228,53 @@ def test_hacloud_ssh_uses_the_recorded_host_keys(lab: dict[str, object]) -> None
     known = Path(str(lab["root"])) / ".hacloud" / CLUSTER / "known_hosts"
     assert oct(known.stat().st_mode & 0o777) in ("0o600", "0o644")
     assert len(known.read_text().splitlines()) >= 2
+
+
+def _endpoint(lab: dict[str, object], node: str, **changes: object) -> tuple[object, Path]:
+    import dataclasses
+
+    path = lab["spec"]
+    assert isinstance(path, Path)
+    ws = Workspace(load_spec(path), path)
+    provider = LabProvider()
+    inventory = provider.discover(ws)
+    assert inventory is not None
+    ep = dataclasses.replace(provider.endpoint(ws, inventory.node(node)), **changes)  # type: ignore[arg-type]
+    return ep, ws.state_dir / "known_hosts"
+
+
+def test_non_root_user_with_sudo(lab: dict[str, object]) -> None:
+    from hacloud.remote import Connection
+
+    setup = on(
+        lab,
+        "node1",
+        "id hacadmin >/dev/null 2>&1 || useradd -m -s /bin/sh hacadmin; "
+        "install -d -m 700 -o hacadmin /home/hacadmin/.ssh; "
+        "install -m 600 -o hacadmin /root/.ssh/authorized_keys /home/hacadmin/.ssh/; "
+        "echo 'hacadmin ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/hacadmin",
+    )
+    assert setup.returncode == 0, setup.stderr
+    ep, known = _endpoint(lab, "node1", user="hacadmin")
+    conn = Connection(ep, known, lambda _m: None).connect()  # type: ignore[arg-type]
+    try:
+        assert conn.run("id -u").stdout.strip() == "0"  # commands run through sudo -n
+        conn.put("/etc/hacloud/sudo-test.secret", b"s3cret\n", 0o600)
+    finally:
+        conn.close()
+    check = on(
+        lab, "node1", "stat -c '%U %a' /etc/hacloud/sudo-test.secret; ls -a /home/hacadmin | grep -c hacloud-"
+    )
+    assert check.stdout.split("\n")[:2] == ["root 600", "0"], check.stdout
+
+
+def test_jump_host(lab: dict[str, object]) -> None:
+    """node2 reached through node1 as bastion (direct-tcpip), host keys checked for both."""
+    from hacloud.remote import Connection
+
+    ep, known = _endpoint(lab, "node2", jump="root@192.0.2.11")
+    conn = Connection(ep, known, lambda _m: None).connect()  # type: ignore[arg-type]
+    try:
+        assert conn.run("hostname").stdout.strip() == "node2"
+    finally:
+        conn.close()

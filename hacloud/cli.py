@@ -181,15 +181,21 @@ def up(
         bool, typer.Option("--force", help="put DRBD metadata over a disk that holds data")
     ] = False,
     verbose: VerboseOption = False,
+    nodes_only: Annotated[
+        bool, typer.Option("--nodes-only", help="only create or find nodes, volumes and network")
+    ] = False,
 ) -> None:
     """Create or find the nodes, then converge the HA pair; a second run changes nothing."""
     from hacloud.commands import converge
 
     _confirm(f"Create or change the cluster described in {spec}?", yes)
     try:
-        changes = converge(spec, _Progress(), apply=True, force=force, verbose=verbose)
+        changes = converge(spec, _Progress(), apply=True, force=force, verbose=verbose, nodes_only=nodes_only)
     except HacloudError as exc:
         _fail(exc)
+    if nodes_only:
+        typer.echo("nodes are up; `hacloud up` (without --nodes-only) configures the cluster")
+        return
     typer.echo(f"{len(changes)} changes; the cluster is healthy (`hacloud status` shows it)")
 
 

@@ -290,7 +290,13 @@ class _Lock:
     """One hacloud run per cluster at a time (an flock on the state directory's lock file)."""
 
     def __init__(self, ws: Workspace) -> None:
-        ws.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            ws.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HacloudError(
+                f"cannot write the cluster's state directory {ws.state_dir}: {exc.strerror}",
+                "run hacloud as a user who can write next to the spec",
+            ) from None
         self.path = ws.state_dir / "lock"
         self.fd = -1
 
@@ -319,15 +325,24 @@ def converge(
     apply: bool,
     force: bool = False,
     verbose: bool = False,
+    nodes_only: bool = False,
 ) -> list[Any]:
-    """`hacloud up` (apply) or `hacloud plan`: returns the changes made or needed."""
+    """`hacloud up` (apply) or `hacloud plan`: returns the changes made or needed.
+    ``nodes_only``: stop once the nodes, volumes and network exist (no cluster configuration)."""
     from hacloud.deploy import Engine
 
     ws = workspace(spec_path, progress)
     provider = get_provider(ws.spec.provider.kind)
+    if apply:
+        provider.check_environment()
     with _Lock(ws):
         if apply:
             inventory = provider.ensure_volumes(ws, provider.ensure_nodes(ws))
+            if nodes_only:
+                for node in inventory.nodes:
+                    bmc = f", BMC {node.bmc_address}" if node.bmc_address else ""
+                    progress(f"{node.name}: {node.ssh_address} (links {', '.join(node.links)}){bmc}")
+                return []
         else:
             found = provider.discover(ws)
             if found is None:

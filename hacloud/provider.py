@@ -52,6 +52,7 @@ class Provider(Protocol):
     capabilities: Capabilities
 
     def planned_inventory(self, spec: Spec) -> Inventory: ...
+    def check_environment(self) -> None: ...
     def discover(self, ws: Workspace) -> Inventory | None: ...
     def ensure_nodes(self, ws: Workspace) -> Inventory: ...
     def ensure_volumes(self, ws: Workspace, inventory: Inventory) -> Inventory: ...
@@ -78,6 +79,10 @@ class BaseProvider:
 
     def default_device(self, spec: Spec, index: int) -> str | None:
         """The data disk of volume ``index`` when the spec names none (None: unknown yet)."""
+        return None
+
+    def check_environment(self) -> None:
+        """Raise HacloudError (with the fix) when this machine cannot drive the provider."""
         return None
 
     def planned_inventory(self, spec: Spec) -> Inventory:

@@ -287,11 +287,17 @@ class Connection:
                 self.run(f"mkdir -p {shlex.quote(directory)}")
                 staged = posixpath.join(directory, tmp_name)
             else:
-                home = self.run('printf %s "$HOME"').stdout or "/tmp"  # noqa: S108
-                staged = posixpath.join(home, tmp_name)
-            with sftp.open(staged, "wb") as fh:
-                sftp.chmod(staged, 0o600)  # before any byte of content arrives
-                fh.write(content)
+                # The login user's home, as SFTP sees it (under sudo, $HOME is root's).
+                staged = posixpath.join(sftp.normalize("."), tmp_name)
+            try:
+                with sftp.open(staged, "wb") as fh:
+                    sftp.chmod(staged, 0o600)  # before any byte of content arrives
+                    fh.write(content)
+            except OSError as exc:
+                raise HacloudError(
+                    f"{self.endpoint.name}: cannot stage {path} at {staged}: {exc}",
+                    "check that the SSH user can write its home directory",
+                ) from None
             q = shlex.quote
             self.run(
                 f"mkdir -p {q(posixpath.dirname(path))} && chown {q(owner)} {q(staged)} && "

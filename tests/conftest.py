@@ -137,6 +137,31 @@ def render_doc(doc: dict[str, Any], passwords: dict[str, str] | None = None) -> 
     return spec, render_all(spec, inventory, profile, FIXED_SECRETS, passwords or {})
 
 
+def write_lab_spec(root: Path, cluster: str) -> tuple[Path, dict[str, Any]]:
+    """The `hacloud init --provider lab` example for another cluster name, written to root."""
+    doc = yaml.safe_load((REPO / "templates/init/lab.yaml").read_text())
+    doc["cluster"]["name"] = cluster
+    for target in doc["fencing"][0]["nodes"].values():
+        target["password_file"] = target["password_file"].replace("/demo/", f"/{cluster}/")
+    spec = root / "hacloud.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    return spec, doc
+
+
+def run_hacloud(spec: Path, env: dict[str, str], *args: str, timeout: float = 1200) -> Any:
+    """`hacloud ARGS -f SPEC` as a user runs it; a CompletedProcess with text output."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "hacloud", *args, "-f", str(spec)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @pytest.fixture
 def onprem() -> dict[str, Any]:
     return onprem_doc()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import run_hacloud, write_lab_spec
 from hacloud_lab.lab import LabProvider
 from test_lab import _require_lab
 
@@ -33,17 +33,13 @@ CLUSTER = "deploytest"
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     _require_lab()
     root = tmp_path_factory.mktemp("deploy")
-    doc = yaml.safe_load((REPO / "templates/init/lab.yaml").read_text())
-    doc["cluster"]["name"] = CLUSTER
-    for target in doc["fencing"][0]["nodes"].values():
-        target["password_file"] = target["password_file"].replace("/demo/", f"/{CLUSTER}/")
-    spec = root / "hacloud.yaml"
-    spec.write_text(yaml.safe_dump(doc))
+    spec, doc = write_lab_spec(root, CLUSTER)
     env = {**os.environ, "HACLOUD_DATA_DIR": os.environ.get("HACLOUD_TEST_DATA_DIR", str(root / "data"))}
     state: dict[str, object] = {"root": root, "spec": spec, "env": env, "doc": doc}
     yield state
     subprocess.run(
-        [sys.executable, "-m", "hacloud", "down", "-y", "--purge", "-f", str(spec)],
+        # --delete-volumes, not --purge: the image cache is shared and stays
+        [sys.executable, "-m", "hacloud", "down", "-y", "--delete-volumes", "-f", str(spec)],
         env=env,
         capture_output=True,
         timeout=180,
@@ -51,13 +47,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]
 
 
 def hacloud(lab: dict[str, object], *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hacloud", *args, "-f", str(lab["spec"])],
-        env=lab["env"],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )  # type: ignore[arg-type]
+    spec, env = lab["spec"], lab["env"]
+    assert isinstance(spec, Path) and isinstance(env, dict)
+    result: subprocess.CompletedProcess[str] = run_hacloud(spec, env, *args, timeout=timeout)
+    return result
 
 
 def on(lab: dict[str, object], node: str, command: str) -> subprocess.CompletedProcess[str]:

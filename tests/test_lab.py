@@ -17,8 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import REPO
+from conftest import run_hacloud, write_lab_spec
 from hacloud_lab import guest, image, net
 from hacloud_lab.lab import LabProvider
 
@@ -49,12 +48,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]
     _require_lab()
     root = tmp_path_factory.mktemp("lab")
     data = root / "data"  # a fresh image cache: the image is built from nothing
-    doc = yaml.safe_load((REPO / "templates/init/lab.yaml").read_text())
-    doc["cluster"]["name"] = CLUSTER
-    for target in doc["fencing"][0]["nodes"].values():
-        target["password_file"] = target["password_file"].replace("/demo/", f"/{CLUSTER}/")
-    spec_path = root / "hacloud.yaml"
-    spec_path.write_text(yaml.safe_dump(doc))
+    spec_path, _ = write_lab_spec(root, CLUSTER)
     env = {**os.environ, "HACLOUD_DATA_DIR": str(data)}
     state: dict[str, object] = {"root": root, "spec": spec_path, "env": env, "data": data}
     yield state
@@ -67,13 +61,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]
 
 
 def hacloud(lab: dict[str, object], *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hacloud", *args, "-f", str(lab["spec"])],
-        env=lab["env"],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )  # type: ignore[arg-type]
+    spec, env = lab["spec"], lab["env"]
+    assert isinstance(spec, Path) and isinstance(env, dict)
+    result: subprocess.CompletedProcess[str] = run_hacloud(spec, env, *args, timeout=timeout)
+    return result
 
 
 def ws_of(lab: dict[str, object]) -> Workspace:
@@ -106,10 +97,10 @@ def on_guest(lab: dict[str, object], node: str, command: str) -> subprocess.Comp
 
 
 def test_up_from_nothing(lab: dict[str, object]) -> None:
-    proc = hacloud(lab, "up")
+    proc = hacloud(lab, "up", "-y", "--nodes-only")
     assert proc.returncode == 0, proc.stderr
     assert "image" in proc.stderr and "built in" in proc.stderr  # progress shown while building
-    assert "node1: 192.0.2.11" in proc.stdout and "BMC 192.0.2.201" in proc.stdout
+    assert "node1: 192.0.2.11" in proc.stderr and "BMC 192.0.2.201" in proc.stderr
     for node in ("node1", "node2"):
         out = on_guest(lab, node, "hostname; lsmod | grep -c '^drbd '; cat /proc/drbd | head -1")
         assert out.returncode == 0, out.stderr
@@ -147,15 +138,18 @@ def test_guests_reach_each_other_on_every_link_and_nothing_else(lab: dict[str, o
 def test_second_up_reuses_running_guests(lab: dict[str, object]) -> None:
     before = {n: guest_pgid(lab, n) for n in ("node1", "node2")}
     started = time.monotonic()
-    proc = hacloud(lab, "up")
+    proc = hacloud(lab, "up", "-y", "--nodes-only")
     assert proc.returncode == 0, proc.stderr
     assert time.monotonic() - started < 15
     assert {n: guest_pgid(lab, n) for n in ("node1", "node2")} == before
 
 
 def test_status_and_lab_exec(lab: dict[str, object]) -> None:
-    proc = hacloud(lab, "status")
-    assert re.search(r"node1\s+on\s+running\s+192\.0\.2\.11 .* 192\.0\.2\.201:623", proc.stdout), proc.stdout
+    proc = hacloud(lab, "lab", "power", "node1")
+    assert proc.stdout.strip() == "node1: on", proc.stdout + proc.stderr
+    proc = hacloud(lab, "status")  # no cluster configured yet: not healthy, but nodes and BMCs shown
+    assert proc.returncode == 1
+    assert re.search(r"node1\s+no\s+192\.0\.2\.11 .* 192\.0\.2\.201", proc.stdout), proc.stdout + proc.stderr
     proc = subprocess.run(
         [
             sys.executable,
@@ -265,7 +259,7 @@ def test_down_leaves_nothing_and_up_reuses_the_disks(lab: dict[str, object]) -> 
         lab, "node1", f"echo {marker} | dd of=/dev/ubdb bs=512 count=1 conv=fsync 2>/dev/null; sync"
     )
     assert out.returncode == 0
-    proc = hacloud(lab, "down")
+    proc = hacloud(lab, "down", "-y")
     assert proc.returncode == 0, proc.stderr
     assert not net.namespace_exists(NS)
     ps = subprocess.run(["ps", "-eo", "stat=,args="], capture_output=True, text=True).stdout
@@ -281,13 +275,13 @@ def test_down_leaves_nothing_and_up_reuses_the_disks(lab: dict[str, object]) -> 
     mounts = Path("/proc/mounts").read_text()
     assert str(lab["root"]) not in mounts
     # disks kept; a second up boots from them
-    proc = hacloud(lab, "up")
+    proc = hacloud(lab, "up", "-y", "--nodes-only")
     assert proc.returncode == 0, proc.stderr
     assert marker in on_guest(lab, "node1", "head -c 100 /dev/ubdb").stdout
 
 
 def test_purge_removes_disks_and_image(lab: dict[str, object]) -> None:
-    proc = hacloud(lab, "down", "--purge")
+    proc = hacloud(lab, "down", "-y", "--purge")
     assert proc.returncode == 0, proc.stderr
     root = lab["root"]
     data = lab["data"]

@@ -126,6 +126,9 @@ class LabProvider(BaseProvider):
 
     # ------------------------------------------------------------ ensure
 
+    def check_environment(self) -> None:
+        net.preflight()
+
     def ensure_nodes(self, ws: Workspace) -> Inventory:
         net.preflight()
         for tool in ("ipmitool", "ssh", "ssh-keygen"):

@@ -29,7 +29,7 @@ from typing import Any
 
 from hacloud.errors import HacloudError
 from hacloud.model import Inventory, RenderedFile
-from hacloud.remote import Connection, RemoteError, sha256_hex
+from hacloud.remote import Connection, sha256_hex
 from hacloud.render import Bundle
 from hacloud.render.resources import volume_minor
 from hacloud.spec import DemoService, IPaddr2Vip, Spec
@@ -350,9 +350,6 @@ class Engine:
 
     # -------------------------------------------------------------- DRBD
 
-    def _drbdadm(self, args: str) -> str:
-        return f"drbdadm {args}"
-
     def _managed_by_pacemaker(self, resource: str) -> bool:
         result = self.conns[self.names[0]].run(
             f'cibadmin -Q -o resources 2>/dev/null | grep -c \'drbd_resource" value="{resource}"\'',
@@ -637,10 +634,3 @@ class Engine:
             f"the service does not answer on {url}",
             "see `hacloud status` and the service's journal on the active node",
         )
-
-
-def ignore_remote(fn: Callable[[], Any]) -> Any:
-    try:
-        return fn()
-    except (RemoteError, HacloudError):
-        return None

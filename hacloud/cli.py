@@ -53,7 +53,7 @@ def init(
     except HacloudError as exc:
         _fail(exc)
     typer.echo(
-        f"wrote {out}: edit it, then run `hacloud check -f {out}` and `hacloud render -f {out} --out DIR`"
+        f"wrote {out}: edit it, then `hacloud check -f {out}` (review) and `hacloud up -f {out}` (build)"
     )
 
 

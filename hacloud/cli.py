@@ -330,22 +330,8 @@ def lab_ssh(
     command: Annotated[list[str] | None, typer.Argument(help="command (default: a shell)")] = None,
     spec: SpecOption = Path("hacloud.yaml"),
 ) -> None:
-    """Open a root shell on a lab guest, or run a command there."""
-    import subprocess
-
-    from hacloud.commands import lab_provider
-
-    try:
-        ws, provider = lab_provider(spec)
-        index = [n.name for n in ws.spec.nodes].index(node)
-    except ValueError:
-        _fail(HacloudError(f"no node named {node!r}", "use a node name from the spec"))
-    except HacloudError as exc:
-        _fail(exc)
-    address = ws.spec.nodes[index].address
-    tty = [] if command else ["-t"]
-    rc = subprocess.call([*provider.ssh_command(ws), *tty, f"root@{address}", *(command or [])])
-    raise typer.Exit(rc)
+    """Open a root shell on a lab guest, or run a command there (same as `hacloud ssh`)."""
+    ssh(node, command, spec)
 
 
 @lab_app.command("power")

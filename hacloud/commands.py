@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hacloud.checks import Finding, run_checks
-from hacloud.errors import HacloudError, Problem, SpecError, UsageError
+from hacloud.errors import HacloudError, UsageError
 from hacloud.inventory import check_inventory_matches, load_inventory
 from hacloud.model import Inventory
 from hacloud.profiles import Profile, load_profile
@@ -203,10 +203,6 @@ def lab_provider(spec_path: Path) -> tuple[Workspace, LabProviderType]:
     return ws, provider
 
 
-def inventory_error(filename: str, message: str, remedy: str) -> SpecError:
-    return SpecError(filename, [Problem("", message, remedy)])
-
-
 __all__ = [
     "HacloudError",
     "check_spec",
@@ -365,7 +361,7 @@ def cluster_status(spec_path: Path) -> dict[str, Any]:
     """Everything `hacloud status` shows, as data (also its --json form)."""
     import xml.etree.ElementTree as ET
 
-    from hacloud.deploy import crm_mon, online_nodes, resource_nodes
+    from hacloud.deploy import crm_mon, fencing_enabled, online_nodes, resource_nodes
 
     ws = workspace(spec_path)
     provider = get_provider(ws.spec.provider.kind)
@@ -440,10 +436,7 @@ def cluster_status(spec_path: Path) -> dict[str, Any]:
             ]
             summary = mon.find("./summary/current_dc")
             quorum = summary is not None and summary.get("with_quorum") == "true"
-            conn = next(iter(session.conns.values()))
-            stonith = conn.run(
-                "crm_attribute -t crm_config -n stonith-enabled -G -q 2>/dev/null || echo true", check=False
-            ).stdout.strip().splitlines()[-1:] == ["true"]
+            stonith = fencing_enabled(mon)
         history: list[str] = []
         if session.conns:
             conn = next(iter(session.conns.values()))

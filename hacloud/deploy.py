@@ -173,6 +173,15 @@ def crm_mon(conn: Connection) -> ET.Element | None:
         return None
 
 
+def fencing_enabled(mon: ET.Element) -> bool:
+    """Pacemaker's effective fencing switch (defaults included) from crm_mon's summary."""
+    options = mon.find("./summary/cluster_options")
+    if options is None:
+        return False
+    value = options.get("stonith-enabled", options.get("fencing-enabled", "false"))
+    return value.lower() == "true"
+
+
 def online_nodes(mon: ET.Element) -> list[str]:
     return [n.get("name", "") for n in mon.iterfind("./nodes/node") if n.get("online") == "true"]
 
@@ -602,12 +611,7 @@ class Engine:
 
         self.progress("waiting for fencing devices, DRBD and the service group to start")
         mon = self._wait(healthy, "fencing devices and the service group to start", timeout)
-        enabled = self.conns[self.names[0]].run(
-            "crm_attribute -t crm_config -n stonith-enabled -G -q 2>/dev/null || "
-            "crm_attribute -t crm_config -n fencing-enabled -G -q 2>/dev/null || echo true",
-            check=False,
-        )
-        if enabled.stdout.strip().splitlines()[-1:] != ["true"]:
+        if not fencing_enabled(mon):
             raise HacloudError(
                 "fencing is not enabled on the cluster",
                 "never run a DRBD pair without fencing: run `hacloud up` again",

@@ -18,12 +18,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_hacloud, write_lab_spec
+from conftest import write_lab_spec
 from hacloud_lab.lab import LabProvider
-from test_lab import _require_lab
-
-from hacloud.specload import load_spec
-from hacloud.workspace import Workspace
+from test_lab import _require_lab, hacloud, ws_of
+from test_lab import on_guest as on
 
 pytestmark = pytest.mark.lab
 CLUSTER = "deploytest"
@@ -44,19 +42,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]
         capture_output=True,
         timeout=180,
     )
-
-
-def hacloud(lab: dict[str, object], *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
-    spec, env = lab["spec"], lab["env"]
-    assert isinstance(spec, Path) and isinstance(env, dict)
-    result: subprocess.CompletedProcess[str] = run_hacloud(spec, env, *args, timeout=timeout)
-    return result
-
-
-def on(lab: dict[str, object], node: str, command: str) -> subprocess.CompletedProcess[str]:
-    path = lab["spec"]
-    assert isinstance(path, Path)
-    return LabProvider().ssh(Workspace(load_spec(path), path), node, command)
 
 
 def client(lab: dict[str, object], *curl: str) -> str:
@@ -90,9 +75,7 @@ def test_boot_nodes_and_preformat_one_disk(lab: dict[str, object]) -> None:
     assert isinstance(env, dict)
     os.environ["HACLOUD_DATA_DIR"] = env["HACLOUD_DATA_DIR"]
     try:
-        path = lab["spec"]
-        assert isinstance(path, Path)
-        LabProvider().ensure_nodes(Workspace(load_spec(path), path))
+        LabProvider().ensure_nodes(ws_of(lab))
     finally:
         del os.environ["HACLOUD_DATA_DIR"]
     out = on(
@@ -226,9 +209,7 @@ def test_hacloud_ssh_uses_the_recorded_host_keys(lab: dict[str, object]) -> None
 def _endpoint(lab: dict[str, object], node: str, **changes: object) -> tuple[object, Path]:
     import dataclasses
 
-    path = lab["spec"]
-    assert isinstance(path, Path)
-    ws = Workspace(load_spec(path), path)
+    ws = ws_of(lab)
     provider = LabProvider()
     inventory = provider.discover(ws)
     assert inventory is not None

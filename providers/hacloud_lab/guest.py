@@ -119,19 +119,23 @@ def start(config: GuestConfig) -> int:
         return existing
     d = Path(config.directory)
     (d / "uml").mkdir(parents=True, exist_ok=True)
-    console = open(d / "console.log", "ab")  # noqa: SIM115 (handed to the child)
-    try:
+    pid = spawn_detached(config.command(), d / "console.log")
+    config.pidfile.write_text(f"{pid}\n")
+    return pid
+
+
+def spawn_detached(command: list[str], log: Path) -> int:
+    """Start ``command`` in a new session (its own process group), output appended to ``log``;
+    returns its pid. The caller's exit does not stop it."""
+    with open(log, "ab") as out:
         proc = subprocess.Popen(
-            config.command(),
+            command,
             stdin=subprocess.DEVNULL,
-            stdout=console,
+            stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
         )
-    finally:
-        console.close()
-    config.pidfile.write_text(f"{proc.pid}\n")
     return proc.pid
 
 

@@ -218,27 +218,10 @@ class LabProvider(BaseProvider):
         (directory / "bmc.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
         if _bmc_pid(directory) is not None:
             return
-        log = open(directory / "bmc.log", "ab")  # noqa: SIM115 (handed to the daemon)
-        try:
-            subprocess.Popen(
-                [
-                    "ip",
-                    "netns",
-                    "exec",
-                    ns,
-                    sys.executable,
-                    "-m",
-                    "hacloud_lab.bmc",
-                    str(directory / "bmc.json"),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
-        finally:
-            log.close()
+        guest.spawn_detached(
+            ["ip", "netns", "exec", ns, sys.executable, "-m", "hacloud_lab.bmc", str(directory / "bmc.json")],
+            directory / "bmc.log",
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if _bmc_pid(directory) is not None and b"listening" in (directory / "bmc.log").read_bytes():

@@ -292,32 +292,50 @@ def test_purge_removes_disks_and_image(lab: dict[str, object]) -> None:
 
 
 def test_not_root_is_a_clear_error(lab: dict[str, object]) -> None:
+    """`hacloud up` as an unprivileged user: a clear error with the fix, exit 1, no traceback.
+
+    The CLI runs in a forked child that drops to nobody after hacloud is imported, so the test
+    does not depend on the checkout being readable by other users (a 0700 clone is not)."""
+    import json
     import tempfile
 
+    import hacloud_lab.lab  # noqa: F401  (the lazy imports the command needs, loaded before dropping root)
+    from typer.testing import CliRunner
+
+    import hacloud.commands
+    from hacloud.cli import app
+
+    del hacloud.commands
     # pytest's own tmp directories are 0700: the unprivileged user could not even read the spec.
     where = Path(tempfile.mkdtemp(prefix="hacloud-nonroot-"))
     where.chmod(0o755)
     spec = where / "hacloud.yaml"
     spec.write_text(Path(str(lab["spec"])).read_text())
     spec.chmod(0o644)
-    proc = subprocess.run(
-        [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            sys.executable,
-            "-m",
-            "hacloud",
-            "up",
-            "-f",
-            str(spec),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=lab["env"],
-    )  # type: ignore[arg-type]
-    assert proc.returncode == 1, proc.stderr
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: become nobody, run the real command, report, exit
+        os.close(read_end)
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            result = CliRunner().invoke(app, ["up", "-y", "-f", str(spec)])
+            report = {
+                "code": result.exit_code,
+                "output": result.output,
+                "exception": type(result.exception).__name__ if result.exception else None,
+            }
+        except BaseException as exc:  # report anything, never return into pytest
+            report = {"code": -1, "output": repr(exc), "exception": type(exc).__name__}
+        os.write(write_end, json.dumps(report).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as fh:
+        report = json.loads(fh.read() or b"{}")
+    os.waitpid(pid, 0)
     shutil.rmtree(where)
-    assert "needs root" in proc.stderr and "fix:" in proc.stderr and "Traceback" not in proc.stderr
+    assert report["code"] == 1, report
+    assert report["exception"] in (None, "SystemExit"), report
+    assert "needs root" in report["output"] and "fix:" in report["output"], report
+    assert "Traceback" not in report["output"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -300,6 +300,77 @@ def status(
         typer.echo(f"failed: {line}")
     if not st["healthy"]:
         raise typer.Exit(1)
+
+
+@app.command("fence-test")
+def fence_test(
+    spec: SpecOption = Path("hacloud.yaml"),
+    method: Annotated[
+        str, typer.Option("--method", help="fence (through the cluster), power, crash or partition")
+    ] = "power",
+    node: Annotated[str | None, typer.Option("--node", help="node to fail (default: the active one)")] = None,
+    rounds: Annotated[int, typer.Option("--rounds", help="rounds to run (min/median/p95 RTO)")] = 1,
+    no_recover: Annotated[
+        bool, typer.Option("--no-recover", help="leave the fenced node off afterwards")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per round")] = False,
+    yes: YesOption = False,
+) -> None:
+    """Fail the active node for real and measure, from a client, how long writes stop (RTO) and
+    whether any acknowledged write is lost (RPO); then bring the node back and resync."""
+    from hacloud.fencetest.runner import Options, history_path, rto_summary, run
+
+    _confirm(
+        f"Inject a {method} fault into the cluster in {spec} ({rounds} round(s))? Its service stops briefly.",
+        yes,
+    )
+    try:
+        results = run(
+            spec, Options(method=method, node=node, rounds=rounds, recover=not no_recover), _Progress()
+        )
+    except HacloudError as exc:
+        _fail(exc)
+    if as_json:
+        for r in results:
+            typer.echo(json.dumps(r.as_dict()))
+    else:
+        _print_rounds(results)
+        if len(results) > 1:
+            s = rto_summary(results)
+            typer.echo(
+                f"RTO over {len(results)} rounds: min {s['min']} s, median {s['median']} s, p95 {s['p95']} s"
+            )
+        from hacloud.commands import workspace
+
+        typer.echo(f"history: {history_path(workspace(spec))}")
+    if not all(r.passed for r in results) or len(results) < rounds:
+        raise typer.Exit(1)
+
+
+def _print_rounds(results: list[Any]) -> None:
+    def num(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
+    typer.echo(
+        f"{'method':9} {'node':7} {'RTO s':>6} {'outage':>6} {'floor':>6} {'acked':>6} {'lost':>4} "
+        f"{'dup':>3} {'off':>4} {'1 prim':>6} {'back':>5} {'resync':>6}  result"
+    )
+    for r in results:
+        back = "-" if r.recovered is None else ("yes" if r.recovered else "NO")
+        typer.echo(
+            f"{r.method:9} {r.node:7} {num(r.rto_seconds):>6} {num(r.outage_seconds):>6} {num(r.floor_seconds):>6} "
+            f"{r.acknowledged:>6} {r.lost:>4} {r.duplicates:>3} {'yes' if r.fenced_confirmed_off else 'NO':>4} "
+            f"{'yes' if r.single_primary else 'NO':>6} {back:>5} {num(r.resync_seconds):>6}  "
+            f"{'PASS' if r.passed else 'FAIL'}"
+        )
+        previous = 0.0
+        for name, at in sorted(r.stages.items(), key=lambda kv: kv[1]):
+            typer.echo(f"    +{at:6.2f} s  {name:<16} (+{at - previous:.2f})")
+            previous = at
+        parts = ", ".join(f"{k} {v:g} s" for k, v in r.floor_parts.items())
+        typer.echo(f"    floor {num(r.floor_seconds)} s from the timers: {parts}")
+        for problem in r.problems:
+            typer.echo(f"    problem: {problem}")
 
 
 lab_app = typer.Typer(help="Act inside the local lab (its private network and guests).", no_args_is_help=True)

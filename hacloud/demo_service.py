@@ -1,13 +1,15 @@
 """hacloud's demo service: a tiny HTTP record store on the replicated filesystem.
 
-Shipped to the nodes as one file and run by Pacemaker (systemd unit ``hacloud-demo``) next to
+Shipped to the nodes as one file and run by Pacemaker (agent ``ocf:hacloud:demo``) next to
 the VIP. A write is acknowledged only after the record and its directory entry are fsync'd,
 so with DRBD protocol C an acknowledged record survives the loss of the active node.
 
-    POST /records        body (<= 1 MiB) -> 201 {"id": N}
+    POST /records        body (<= 1 MiB) -> 201 {"id": N, "node": hostname}
     GET  /records        -> 200 [ids]
     GET  /records/N      -> 200 the body, or 404
-    GET  /health         -> 200 {"node": hostname, "records": count}
+    GET  /digest?after=N -> 200 {"node": hostname, "records": [[id, sha256, first line], ...]}
+                            for ids > N (how fence-test checks every record in one request)
+    GET  /health         -> 200 {"node": hostname, "records": count, "last_id": N}
 
 Standard library only: the nodes need nothing but python3.
 """
@@ -15,12 +17,14 @@ Standard library only: the nodes need nothing but python3.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 MAX_BODY = 1024 * 1024
 
@@ -54,6 +58,17 @@ class Store:
             self.next_id = rid + 1
             return rid
 
+    def digest(self, after: int) -> list[list[object]]:
+        out: list[list[object]] = []
+        for rid in self.ids():
+            if rid <= after:
+                continue
+            body = self.get(rid)
+            if body is not None:
+                first = body.split(b"\n", 1)[0][:200].decode("utf-8", errors="replace")
+                out.append([rid, hashlib.sha256(body).hexdigest(), first])
+        return out
+
     def get(self, rid: int) -> bytes | None:
         try:
             return (self.directory / str(rid)).read_bytes()
@@ -79,8 +94,16 @@ def make_handler(store: Store, node: str) -> type[BaseHTTPRequestHandler]:
             self._send(code, json.dumps(value).encode())
 
         def do_GET(self) -> None:
+            url = urlsplit(self.path)
             if self.path == "/health":
-                self._json(200, {"node": node, "records": len(store.ids())})
+                ids = store.ids()
+                self._json(200, {"node": node, "records": len(ids), "last_id": ids[-1] if ids else 0})
+            elif url.path == "/digest":
+                after = parse_qs(url.query).get("after", ["0"])[0]
+                if not after.isdigit():
+                    self._json(400, {"error": "after must be a record id"})
+                    return
+                self._json(200, {"node": node, "records": store.digest(int(after))})
             elif self.path == "/records":
                 self._json(200, store.ids())
             elif self.path.startswith("/records/") and self.path[9:].isdigit():
@@ -105,7 +128,7 @@ def make_handler(store: Store, node: str) -> type[BaseHTTPRequestHandler]:
                 self._json(413, {"error": f"body must be at most {MAX_BODY} bytes"})
                 return
             body = self.rfile.read(length)
-            self._json(201, {"id": store.add(body)})
+            self._json(201, {"id": store.add(body), "node": node})
 
     return Handler
 

@@ -71,6 +71,15 @@ INSTALL = {
 }
 
 
+# Files earlier hacloud versions installed and this one replaced, with how to retire them:
+# the demo ran as a systemd unit before it got its own OCF agent; a unit left running would
+# keep the port and make the agent's start fail.
+RETIRED_FILES = {
+    "/etc/systemd/system/hacloud-demo.service": "systemctl stop hacloud-demo 2>/dev/null; "
+    "rm -f /etc/systemd/system/hacloud-demo.service; systemctl daemon-reload",
+}
+
+
 @dataclass(frozen=True)
 class Change:
     node: str  # "" for cluster-wide changes
@@ -305,7 +314,7 @@ class Engine:
     # -------------------------------------------------------------- facts and packages
 
     def paths(self, node: str) -> list[str]:
-        return [f.path for f in self.bundle.files[node]]
+        return [f.path for f in self.bundle.files[node]] + list(RETIRED_FILES)
 
     def read_facts(self) -> None:
         results = _parallel(lambda n: gather(self.conns[n], self.paths(n)), self.names)
@@ -337,6 +346,11 @@ class Engine:
         """Upload every file whose checksum differs; returns node -> changed paths."""
         changed: dict[str, set[str]] = {n: set() for n in self.names}
         for name in self.names:
+            for path, retire in RETIRED_FILES.items():
+                if self.facts[name].sums.get(path):
+                    self.change(name, "file", f"retire {path} (replaced in this hacloud version)")
+                    if self.apply:
+                        self.conns[name].run(retire)
             for f in self.bundle.files[name]:
                 if self.facts[name].sums.get(f.path) != sha256_hex(f.content):
                     changed[name].add(f.path)
@@ -390,6 +404,11 @@ class Engine:
             if states[name]["md"] == "yes":
                 continue
             conn = self.conns[name]
+            # Right after a boot Pacemaker may bring the resource up between the two probes
+            # (dump-md then fails on the attached disk): look again before judging the disk.
+            states[name] = self._state(name, res)
+            if states[name]["md"] == "yes":
+                continue
             exists = conn.run(f"test -b {shlex.quote(disk)}", check=False)
             if exists.rc != 0:
                 raise HacloudError(
@@ -444,7 +463,12 @@ class Engine:
         deadline = time.monotonic() + 60
         while True:
             states = {n: self._state(n, res) for n in self.names}
-            if all(s.get("cstate") == "Connected" for s in states.values()):
+            # Connected alone is not enough: right after the handshake the peer's disk state
+            # may still read DUnknown, and deciding on that would skip the brand-new check.
+            if all(
+                s.get("cstate") == "Connected" and "DUnknown" not in s.get("dstate", "DUnknown")
+                for s in states.values()
+            ):
                 break
             if time.monotonic() > deadline:
                 raise HacloudError(
@@ -475,7 +499,14 @@ class Engine:
         has_fs = probe.stdout.strip() not in ("", "drbd")
         if not has_fs:
             self.change(first, "drbd", f"make a {fstype} filesystem on {res} ({device})")
-            mkfs = f"mkfs.{fstype} -q {device}" if fstype == "ext4" else f"mkfs.{fstype} -q -f {device}"
+            # ext4: initialise inode tables and journal now. Lazy init would write across the
+            # whole disk in the background for minutes, and a primary that dies meanwhile has
+            # every extent in DRBD's activity log: a full resync instead of a few MiB.
+            mkfs = (
+                f"mkfs.ext4 -q -E lazy_itable_init=0,lazy_journal_init=0 {device}"
+                if fstype == "ext4"
+                else f"mkfs.{fstype} -q -f {device}"
+            )
             conn.run(
                 f"drbdadm primary {res} && {mkfs}; rc=$?; drbdadm secondary {res}; exit $rc", timeout=600
             )

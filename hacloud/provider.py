@@ -5,6 +5,10 @@ Contract:
   placeholders (``placeholder=True``) where ids or addresses do not exist yet.
 - ``discover`` is read-only; ``ensure_*`` are idempotent and create only what is missing.
 - ``fencing`` / ``vip`` are pure and return Pacemaker resources as data.
+- Fault injection for ``hacloud fence-test`` (``power_off``, ``freeze``, ``partition``) acts
+  behind the cluster's back, through the provider, never through Pacemaker; ``power`` and
+  ``power_events`` read the provider's own record of a node's power, so a fence can be
+  confirmed independently of the cluster that claims it.
 - Anything a provider cannot do raises :class:`~hacloud.errors.ProviderUnavailable` naming
   what is missing; ``capabilities`` says up front what it can do.
 
@@ -41,6 +45,8 @@ class Capabilities:
     create_nodes: bool
     power_control: bool
     missing: dict[str, str] = field(default_factory=dict)
+    #: fence-test fault methods it can inject ("fence" goes through the cluster: always)
+    faults: tuple[str, ...] = ("fence",)
 
 
 PowerState = str  # "on" | "off" | "unknown"
@@ -62,6 +68,10 @@ class Provider(Protocol):
     def power(self, ws: Workspace, node: str) -> PowerState: ...
     def power_off(self, ws: Workspace, node: str) -> None: ...
     def power_on(self, ws: Workspace, node: str) -> None: ...
+    def power_events(self, ws: Workspace, node: str, since: float) -> list[tuple[float, str]]: ...
+    def freeze(self, ws: Workspace, node: str) -> bool: ...
+    def partition(self, ws: Workspace, cut: bool) -> None: ...
+    def client_command(self, ws: Workspace, argv: list[str]) -> list[str]: ...
     def teardown(self, ws: Workspace, delete_volumes: bool = False) -> None: ...
 
 
@@ -150,6 +160,25 @@ class BaseProvider:
 
     def power_on(self, ws: Workspace, node: str) -> None:
         raise self._todo("power a node on")
+
+    def power_events(self, ws: Workspace, node: str, since: float) -> list[tuple[float, str]]:
+        """(epoch seconds, "on"/"off") power changes the provider recorded since ``since``;
+        [] when it keeps no such record (fence-test then relies on ``power`` alone)."""
+        return []
+
+    def freeze(self, ws: Workspace, node: str) -> bool:
+        """Make ``node`` stop answering without powering it off. False: the provider cannot,
+        and fence-test crashes the kernel over SSH instead (sysrq)."""
+        return False
+
+    def partition(self, ws: Workspace, cut: bool) -> None:
+        """Cut (``cut=True``) or heal every network path between the two nodes, leaving each
+        reachable from this machine and from its fence device. Idempotent."""
+        raise self._todo("cut the network between the nodes")
+
+    def client_command(self, ws: Workspace, argv: list[str]) -> list[str]:
+        """``argv`` run where a client of the service sits (default: this machine)."""
+        return argv
 
     def teardown(self, ws: Workspace, delete_volumes: bool = False) -> None:
         raise self._todo("tear down")

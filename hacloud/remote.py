@@ -149,7 +149,14 @@ class Connection:
         )
 
     def _open(self, address: str, port: int, user: str, sock: Any) -> paramiko.SSHClient:
+        import logging
+
         import paramiko
+
+        # paramiko's transport thread logs a dying peer ("Socket exception: ...") through the
+        # root logger's last-resort handler; the failure reaches the caller as an exception.
+        logging.getLogger("paramiko").addHandler(logging.NullHandler())
+        logging.getLogger("paramiko").propagate = False
 
         outer = self
 

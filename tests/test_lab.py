@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_hacloud, write_lab_spec
-from hacloud_lab import guest, image, net
+from hacloud_lab import guest, image, kernel, net
 from hacloud_lab.lab import LabProvider
 
 from hacloud.specload import load_spec
@@ -33,7 +33,7 @@ def _require_lab() -> None:
     problems = []
     if os.geteuid() != 0:
         problems.append("not root")
-    if not image.UML_KERNEL.exists():
+    if not kernel.SYSTEM_KERNEL.exists():
         problems.append("user-mode-linux missing")
     if shutil.which("mmdebstrap") is None or shutil.which("ipmitool") is None:
         problems.append("mmdebstrap/ipmitool missing")
@@ -114,7 +114,7 @@ def test_image_is_cached(lab: dict[str, object]) -> None:
     os.environ["HACLOUD_DATA_DIR"] = env["HACLOUD_DATA_DIR"]
     try:
         started = time.monotonic()
-        path = image.ensure_image()
+        path = image.ensure_image(image.select_kernel())
         assert time.monotonic() - started < 5
     finally:
         del os.environ["HACLOUD_DATA_DIR"]

@@ -20,7 +20,7 @@ from hacloud.spec import DemoService, IpmiFencing, RedfishFencing, SbdFencing, S
 
 AUTHKEY_PATH = "/etc/corosync/authkey"
 DEMO_PROGRAM = "/usr/local/lib/hacloud/hacloud-demo.py"
-DEMO_UNIT = "/etc/systemd/system/hacloud-demo.service"
+DEMO_AGENT = "/usr/lib/ocf/resource.d/hacloud/demo"
 DRBD_KEYS = (
     "on_io_error",
     "c_plan_ahead",
@@ -137,20 +137,23 @@ def node_files(
 
 
 def demo_files(spec: Spec) -> list[RenderedFile]:
-    """The demo service: its program (shipped with hacloud) and its systemd unit."""
+    """The demo service: its program (shipped with hacloud) and its OCF agent ``ocf:hacloud:demo``."""
     from pathlib import Path
 
     assert isinstance(spec.service, DemoService)
     program = (Path(__file__).resolve().parent.parent / "demo_service.py").read_text(encoding="utf-8")
     mount = spec.volumes[0].mount_point
-    unit = render_template(
-        "service/hacloud-demo.service.j2",
+    agent = render_template(
+        "service/hacloud-demo.ocf.j2",
         program=DEMO_PROGRAM,
-        mount_point=mount,
-        data=f"{mount.rstrip('/')}/hacloud-demo",
+        data=demo_data_dir(spec),
         port=spec.service.port,
     )
-    return [_text(DEMO_PROGRAM, program, 0o755), _text(DEMO_UNIT, unit)]
+    return [_text(DEMO_PROGRAM, program, 0o755), _text(DEMO_AGENT, agent, 0o755)]
+
+
+def demo_data_dir(spec: Spec) -> str:
+    return f"{spec.volumes[0].mount_point.rstrip('/')}/hacloud-demo"
 
 
 def _sbd_files(method: SbdFencing, profile: Profile, targets: Targets) -> list[RenderedFile]:

@@ -32,7 +32,6 @@ from hacloud.spec import (
 
 FENCING_SECRET_DIR = "/etc/hacloud/fencing"  # noqa: S105 (a directory, not a password)
 GROUP_ID = "g_service"
-DEMO_UNIT = "hacloud-demo"
 
 
 def _b(value: bool) -> str:
@@ -111,7 +110,9 @@ def _service_ops(profile: Profile) -> tuple[Op, ...]:
 def service_primitive(spec: Spec, profile: Profile) -> Primitive:
     svc = spec.service
     if isinstance(svc, DemoService):
-        return Primitive("svc_demo", "systemd", DEMO_UNIT, ops=_service_ops(profile))
+        data = f"{spec.volumes[0].mount_point.rstrip('/')}/hacloud-demo"
+        params = (("data", data), ("port", str(svc.port)))
+        return Primitive("svc_demo", "ocf", "demo", provider="hacloud", params=params, ops=_service_ops(profile))
     if isinstance(svc, SystemdService):
         unit = svc.unit.removesuffix(".service")
         return Primitive(f"svc_{_id(unit)}", "systemd", unit, ops=_service_ops(profile))

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hacloud.errors import HacloudError
+from hacloud_lab import kernel as kernel_mod
 
-RECIPE_VERSION = "1"
-UML_KERNEL = Path("/usr/bin/linux.uml")
-UML_MODULES = Path("/usr/lib/uml/modules")
+RECIPE_VERSION = "2"
 IMAGE_SIZE = "2G"
+Progress = Callable[[str], None]
 
 PACKAGES = (
     "systemd-sysv",
@@ -66,16 +66,19 @@ for arg in $(cat /proc/cmdline); do
     lab.ip1=*) IP1="${arg#*=}" ;;
     lab.key=*) KEY="${arg#*=}" ;;
     lab.hosts=*) HOSTS="${arg#*=}" ;;
+    lab.if=*) IFP="${arg#*=}" ;;
   esac
 done
+# eth0, eth1 with the legacy tuntap transport; vec0, vec1 with the vector driver (later kernels)
+IFP="${IFP:-eth}"
 echo "$NAME" > /etc/hostname
 hostname "$NAME"
 ip link set lo up
-ip addr add "$IP0" dev eth0 2>/dev/null || true
-ip link set eth0 up
+ip addr add "$IP0" dev "${IFP}0" 2>/dev/null || true
+ip link set "${IFP}0" up
 if [ -n "${IP1:-}" ]; then
-  ip addr add "$IP1" dev eth1 2>/dev/null || true
-  ip link set eth1 up
+  ip addr add "$IP1" dev "${IFP}1" 2>/dev/null || true
+  ip link set "${IFP}1" up
 fi
 {
   echo "127.0.0.1 localhost"
@@ -170,13 +173,17 @@ def mirror_sources(codename: str, apt_root: Path = Path("/etc/apt")) -> list[Apt
     return list(dict.fromkeys(out))
 
 
-def kernel_version() -> str:
-    versions = sorted(p.name for p in UML_MODULES.iterdir()) if UML_MODULES.is_dir() else []
-    if not UML_KERNEL.exists() or not versions:
-        raise HacloudError(
-            "user-mode Linux is not installed", "run `apt-get install user-mode-linux` (or `bash .ci/setup`)"
-        )
-    return versions[-1]
+def debian_mirror(codename: str, sources: list[AptSource]) -> str:
+    """The URI of the main Debian archive among this machine's sources (for the lab kernel)."""
+    for source in sources:
+        if source.suite == codename:
+            return source.uri
+    return sources[0].uri if sources else "http://deb.debian.org/debian"
+
+
+def select_kernel(progress: Progress = lambda _m: None) -> kernel_mod.Kernel:
+    codename = host_codename()
+    return kernel_mod.select(data_dir(), progress, debian_mirror(codename, mirror_sources(codename)))
 
 
 def image_key(codename: str, sources: list[AptSource], kernel: str) -> str:
@@ -205,15 +212,12 @@ def data_dir() -> Path:
     return Path(base) / "hacloud"
 
 
-Progress = Callable[[str], None]
-
-
-def ensure_image(progress: Progress = lambda _m: None) -> Path:
-    """Return the cached image for the current inputs, building it first when missing."""
+def ensure_image(kernel: kernel_mod.Kernel, progress: Progress = lambda _m: None) -> Path:
+    """Return the cached image for the current inputs and ``kernel``'s modules, building it
+    first when missing."""
     codename = host_codename()
     sources = mirror_sources(codename)
-    kernel = kernel_version()
-    key = image_key(codename, sources, kernel)
+    key = image_key(codename, sources, kernel.version)
     target = data_dir() / "images" / key / "base.img"
     if target.exists():
         progress(f"image {key}: cached at {target}")
@@ -281,10 +285,10 @@ def _mmdebstrap(codename: str, sources: list[AptSource], rootfs: Path, progress:
         )
 
 
-def _customise(rootfs: Path, kernel: str) -> None:
-    modules = rootfs / "usr" / "lib" / "modules" / kernel
-    shutil.copytree(UML_MODULES / kernel, modules, dirs_exist_ok=True)
-    subprocess.run(["depmod", "-b", str(rootfs), kernel], check=True, capture_output=True)
+def _customise(rootfs: Path, kernel: kernel_mod.Kernel) -> None:
+    modules = rootfs / "usr" / "lib" / "modules" / kernel.version
+    shutil.copytree(Path(kernel.modules) / kernel.version, modules, dirs_exist_ok=True)
+    subprocess.run(["depmod", "-b", str(rootfs), kernel.version], check=True, capture_output=True)
     (rootfs / "etc" / "modules-load.d" / "hacloud.conf").write_text("drbd\n", encoding="utf-8")
     init = rootfs / "usr" / "local" / "sbin" / "hacloud-lab-init"
     init.parent.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ from hacloud.remote import Endpoint
 from hacloud.spec import IpmiFencing, IpmiTarget, Spec
 from hacloud.spec import LabProvider as LabSpec
 from hacloud.workspace import Workspace
-from hacloud_lab import guest, image, net
+from hacloud_lab import guest, image, kernel, net
 
 SSH_TIMEOUT = 180.0
 LINK_NETWORKS = (IPv4Network("192.0.2.0/24"), IPv4Network("198.51.100.0/24"))
@@ -53,7 +53,9 @@ class NodeStatus:
 
 class LabProvider(BaseProvider):
     name = "lab"
-    capabilities = Capabilities(create_nodes=True, power_control=True)
+    capabilities = Capabilities(
+        create_nodes=True, power_control=True, faults=("fence", "power", "crash", "partition")
+    )
     tracking = "issue #3 (lab provider)"
 
     def default_device(self, spec: Spec, index: int) -> str | None:
@@ -104,7 +106,9 @@ class LabProvider(BaseProvider):
         node = spec.nodes[index]
         return tuple(str(a) for a in node.links) or (str(node.address),)
 
-    def _guest_config(self, ws: Workspace, index: int, base: Path, key: str) -> guest.GuestConfig:
+    def _guest_config(
+        self, ws: Workspace, index: int, base: Path, key: str, uml: kernel.Kernel
+    ) -> guest.GuestConfig:
         spec = ws.spec
         node = spec.nodes[index]
         directory = self.lab_dir(ws) / node.name
@@ -122,6 +126,9 @@ class LabProvider(BaseProvider):
             hosts=hosts,
             admin_key=key,
             memory_mib=memory,
+            kernel=uml.binary,
+            network=uml.network,
+            seccomp=uml.seccomp,
         )
 
     # ------------------------------------------------------------ ensure
@@ -139,15 +146,18 @@ class LabProvider(BaseProvider):
         lab.mkdir(parents=True, exist_ok=True, mode=0o700)
         existing = [lab / n.name / "guest.json" for n in ws.spec.nodes]
         if all(p.exists() for p in existing):
-            # Disks exist: keep the image they were made from, even if a newer one is cached.
-            base = Path(guest.GuestConfig.load(existing[0]).base_image)
-            if not base.exists():
+            # Disks exist: keep the image (and kernel) they were made with, even if newer ones exist.
+            old = guest.GuestConfig.load(existing[0])
+            base = Path(old.base_image)
+            if not base.exists() or not Path(old.kernel).exists():
                 raise HacloudError(
-                    f"the lab disks were made from {base}, which is gone",
+                    f"the lab disks were made from {base} for kernel {old.kernel}, which is gone",
                     "run `hacloud down --purge` to start the lab from scratch",
                 )
+            uml = kernel.Kernel(old.kernel, "", "", old.network, "as recorded in guest.json", old.seccomp)
         else:
-            base = image.ensure_image(ws.progress)
+            uml = image.select_kernel(ws.progress)
+            base = image.ensure_image(uml, ws.progress)
         key = self._ensure_key(lab)
         password_files = {name: self._password_file(ws, t) for name, t in targets.items()}
         for path in password_files.values():
@@ -166,7 +176,7 @@ class LabProvider(BaseProvider):
         ws.progress(f"network: namespace {ns}, {link_count} link(s)")
         net.ensure_network(ns, plans, len(ws.spec.nodes))
         for index, node in enumerate(ws.spec.nodes):
-            config = self._guest_config(ws, index, base, key)
+            config = self._guest_config(ws, index, base, key, uml)
             directory = Path(config.directory)
             directory.mkdir(parents=True, exist_ok=True)
             for vol, disk in zip(ws.spec.volumes, config.data_disks, strict=True):
@@ -408,6 +418,41 @@ class LabProvider(BaseProvider):
                 f"the BMC of {node} refused power {state}: {proc.stderr.strip()}",
                 "run `hacloud up` to restart the lab's BMCs",
             )
+
+    def power_events(self, ws: Workspace, node: str, since: float) -> list[tuple[float, str]]:
+        """The BMC's own log: it is the guest's power supply, so its timestamps are when the
+        plug was pulled or put back, whoever asked (fence_ipmilan or fence-test)."""
+        events = []
+        try:
+            text = (self.lab_dir(ws) / node / "bmc.log").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return []
+        for line in text.splitlines():
+            m = re.match(r"(\d+\.\d+) power (on|off) ", line)
+            if m and float(m.group(1)) >= since:
+                events.append((float(m.group(1)), m.group(2)))
+        return events
+
+    def freeze(self, ws: Workspace, node: str) -> bool:
+        """SIGSTOP the guest's whole process group: its kernel stops, its memory and disks stay,
+        and the BMC still reports it on (a hung kernel, not a dead machine)."""
+        cfg = guest.GuestConfig.load(self.lab_dir(ws) / node / "guest.json")
+        pgid = guest.running_pgid(cfg)
+        if pgid is None:
+            raise HacloudError(f"{node} is not running", "power it on with `hacloud lab power NODE on`")
+        os.killpg(pgid, signal.SIGSTOP)
+        return True
+
+    def partition(self, ws: Workspace, cut: bool) -> None:
+        """Bridge port isolation on every link: the guests' taps cannot reach each other, but
+        each still reaches the namespace (clients, BMCs), like a failed inter-node switch."""
+        ns = self.namespace(ws)
+        for k in range(len(self._links(ws.spec, 0))):
+            for index in range(len(ws.spec.nodes)):
+                net.set_isolated(ns, net.tap_name(index, k), cut)
+
+    def client_command(self, ws: Workspace, argv: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.namespace(ws), *argv]
 
     # ------------------------------------------------------------ teardown
 

@@ -90,6 +90,31 @@ def ensure_network(ns: str, links: Sequence[LinkPlan], nodes: int) -> None:
                 ip("tuntap", "add", "dev", tap, "mode", "tap", ns=ns)
             ip("link", "set", tap, "master", plan.bridge, ns=ns)
             ip("link", "set", tap, "up", ns=ns)
+            # heals a partition a fence-test run may have left behind when it was killed
+            set_isolated(ns, tap, False)
+
+
+def set_isolated(ns: str, tap: str, isolated: bool) -> None:
+    """Bridge port isolation: isolated ports cannot talk to each other, only to the bridge."""
+    cmd = [
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "bridge",
+        "link",
+        "set",
+        "dev",
+        tap,
+        "isolated",
+        "on" if isolated else "off",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        raise HacloudError(
+            f"`{' '.join(cmd)}` failed: {proc.stderr.strip()}",
+            "the lab's partition needs bridge port isolation (Linux >= 4.18, iproute2 bridge)",
+        )
 
 
 def namespace_pids(ns: str) -> list[int]:

@@ -357,9 +357,10 @@ def _print_rounds(results: list[Any]) -> None:
     )
     for r in results:
         back = "-" if r.recovered is None else ("yes" if r.recovered else "NO")
+        off = "yes" if r.fenced_confirmed_off else "NO"
         typer.echo(
-            f"{r.method:9} {r.node:7} {num(r.rto_seconds):>6} {num(r.outage_seconds):>6} {num(r.floor_seconds):>6} "
-            f"{r.acknowledged:>6} {r.lost:>4} {r.duplicates:>3} {'yes' if r.fenced_confirmed_off else 'NO':>4} "
+            f"{r.method:9} {r.node:7} {num(r.rto_seconds):>6} {num(r.outage_seconds):>6} "
+            f"{num(r.floor_seconds):>6} {r.acknowledged:>6} {r.lost:>4} {r.duplicates:>3} {off:>4} "
             f"{'yes' if r.single_primary else 'NO':>6} {back:>5} {num(r.resync_seconds):>6}  "
             f"{'PASS' if r.passed else 'FAIL'}"
         )

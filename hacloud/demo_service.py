@@ -9,7 +9,7 @@ so with DRBD protocol C an acknowledged record survives the loss of the active n
     GET  /records/N      -> 200 the body, or 404
     GET  /digest?after=N -> 200 {"node": hostname, "records": [[id, sha256, first line], ...]}
                             for ids > N (how fence-test checks every record in one request)
-    GET  /health         -> 200 {"node": hostname, "records": count, "last_id": N}
+    GET  /health         -> 200 {"node": hostname, "records": count, "last_id": N, "pid": PID}
 
 Standard library only: the nodes need nothing but python3.
 """
@@ -97,7 +97,8 @@ def make_handler(store: Store, node: str) -> type[BaseHTTPRequestHandler]:
             url = urlsplit(self.path)
             if self.path == "/health":
                 ids = store.ids()
-                self._json(200, {"node": node, "records": len(ids), "last_id": ids[-1] if ids else 0})
+                last = ids[-1] if ids else 0
+                self._json(200, {"node": node, "records": len(ids), "last_id": last, "pid": os.getpid()})
             elif url.path == "/digest":
                 after = parse_qs(url.query).get("after", ["0"])[0]
                 if not after.isdigit():

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--run", required=True)
     w.add_argument("--out", required=True)
     w.add_argument("--rate", type=float, default=20.0, help="requests per second, all workers together")
-    w.add_argument("--workers", type=int, default=4)
+    w.add_argument("--workers", type=int, default=8)
     w.add_argument("--timeout", type=float, default=1.0, help="seconds per request")
     w.add_argument("--max-seconds", type=float, default=600.0)
     w.add_argument("--max-requests", type=int, default=100_000)

@@ -231,7 +231,7 @@ class RoleSampler(threading.Thread):
                     continue
                 try:
                     out = conn.run(ROLE_PROBE, check=False, timeout=3).stdout
-                except Exception:  # noqa: BLE001 (paramiko raises many kinds once a node dies)
+                except Exception:  # paramiko raises many kinds once a node dies
                     self.unreachable.add(name)  # dead, frozen or fenced: it cannot serve either
                     continue
                 roles[name] = "Primary" in out.split("/")[0] if "ro:" in out else out.startswith("Primary")

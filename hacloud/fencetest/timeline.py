@@ -36,15 +36,17 @@ def stage_patterns(
         StagePattern(
             "detected",
             rf"(Node {v} state is now lost|Our peer on the DC \({v}\) is dead|Members\[1\]:"
-            rf"|Requesting fencing \(\w+\) targeting node {v})",
+            rf"|Requesting fencing \(\w+\) (of|targeting) node {v}\b)",
         ),
         StagePattern(
             "fence_requested",
-            rf"(Requesting fencing \(\w+\) targeting node {v}|Client .* wants to fence \(\w+\) '{v}'|Requesting peer fencing \(\w+\) targeting {v})",
+            rf"(Requesting fencing \(\w+\) (of|targeting) node {v}\b|wants to fence \(\w+\) '?{v}'?"
+            rf"|Requesting peer fencing \(\w+\) targeting {v}\b)",
         ),
         StagePattern(
             "fenced",
-            rf"(Operation '\w+' targeting {v} (by|on) \S+ for \S+: (OK|ok)|Peer {v} was terminated \(\w+\) by \S+ on behalf of .*: (OK|ok))",
+            rf"(Operation '\w+' targeting {v} (by|on) \S+ for \S+: (OK|ok)"
+            rf"|Peer {v} was terminated \(\w+\) by \S+ on behalf of .*: (OK|ok))",
         ),
         StagePattern("promoted", started(drbd, "promote")),
         StagePattern("mounted", started(fs)),

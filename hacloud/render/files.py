@@ -142,18 +142,13 @@ def demo_files(spec: Spec) -> list[RenderedFile]:
 
     assert isinstance(spec.service, DemoService)
     program = (Path(__file__).resolve().parent.parent / "demo_service.py").read_text(encoding="utf-8")
-    mount = spec.volumes[0].mount_point
     agent = render_template(
         "service/hacloud-demo.ocf.j2",
         program=DEMO_PROGRAM,
-        data=demo_data_dir(spec),
+        data=r.demo_data_dir(spec),
         port=spec.service.port,
     )
     return [_text(DEMO_PROGRAM, program, 0o755), _text(DEMO_AGENT, agent, 0o755)]
-
-
-def demo_data_dir(spec: Spec) -> str:
-    return f"{spec.volumes[0].mount_point.rstrip('/')}/hacloud-demo"
 
 
 def _sbd_files(method: SbdFencing, profile: Profile, targets: Targets) -> list[RenderedFile]:

@@ -110,18 +110,24 @@ def _service_ops(profile: Profile) -> tuple[Op, ...]:
 def service_primitive(spec: Spec, profile: Profile) -> Primitive:
     svc = spec.service
     if isinstance(svc, DemoService):
-        data = f"{spec.volumes[0].mount_point.rstrip('/')}/hacloud-demo"
-        params = (("data", data), ("port", str(svc.port)))
-        return Primitive("svc_demo", "ocf", "demo", provider="hacloud", params=params, ops=_service_ops(profile))
+        params = (("data", demo_data_dir(spec)), ("port", str(svc.port)))
+        return Primitive(
+            "svc_demo", "ocf", "demo", provider="hacloud", params=params, ops=_service_ops(profile)
+        )
     if isinstance(svc, SystemdService):
         unit = svc.unit.removesuffix(".service")
         return Primitive(f"svc_{_id(unit)}", "systemd", unit, ops=_service_ops(profile))
     assert isinstance(svc, OcfService)
     _, provider, kind = svc.agent.split(":")
-    params = tuple((k, _text(v)) for k, v in sorted(svc.params.items()))
+    ocf_params = tuple((k, _text(v)) for k, v in sorted(svc.params.items()))
     return Primitive(
-        f"svc_{_id(kind)}", "ocf", kind, provider=provider, params=params, ops=_service_ops(profile)
+        f"svc_{_id(kind)}", "ocf", kind, provider=provider, params=ocf_params, ops=_service_ops(profile)
     )
+
+
+def demo_data_dir(spec: Spec) -> str:
+    """Where the demo keeps its records: on the first volume's replicated filesystem."""
+    return f"{spec.volumes[0].mount_point.rstrip('/')}/hacloud-demo"
 
 
 def _id(text: str) -> str:

@@ -213,7 +213,7 @@ def _fetch_unstable(cache: Path, mirror: str, progress: Progress) -> Kernel:
     version = _module_version(modules)
     if version is None or not probe(binary, cache):
         raise HacloudError(
-            f"the UML kernel from Debian unstable ({package_version}) cannot run processes on this CPU either",
+            f"the UML kernel from Debian unstable ({package_version}) cannot run processes here either",
             "run the lab on another machine, or set HACLOUD_UML_KERNEL to a UML kernel that works here",
         )
     kernel = Kernel(

@@ -386,13 +386,27 @@ class Engine:
 
     def _state(self, name: str, res: str) -> dict[str, str]:
         conn = self.conns[name]
-        role = conn.run(f"drbdadm role {res} 2>/dev/null", check=False)
-        if role.rc == 0 and role.stdout.strip():
-            dstate = conn.run(f"drbdadm dstate {res}", check=False).stdout.strip()
-            cstate = conn.run(f"drbdadm cstate {res}", check=False).stdout.strip()
-            return {"up": "yes", "md": "yes", "role": role.stdout.strip(), "dstate": dstate, "cstate": cstate}
-        md = conn.run(f"drbdadm dump-md {res} >/dev/null 2>&1", check=False)
-        return {"up": "no", "md": "yes" if md.rc == 0 else "no"}
+        for _ in range(30):
+            role = conn.run(f"drbdadm role {res} 2>/dev/null", check=False)
+            if role.rc == 0 and role.stdout.strip():
+                dstate = conn.run(f"drbdadm dstate {res}", check=False).stdout.strip()
+                cstate = conn.run(f"drbdadm cstate {res}", check=False).stdout.strip()
+                return {
+                    "up": "yes",
+                    "md": "yes",
+                    "role": role.stdout.strip(),
+                    "dstate": dstate,
+                    "cstate": cstate,
+                }
+            md = conn.run(f"drbdadm dump-md {res} 2>&1 >/dev/null", check=False)
+            if "busy" not in md.stdout:
+                return {"up": "no", "md": "yes" if md.rc == 0 else "no"}
+            # The disk is held open: right after a boot Pacemaker may be attaching it just now.
+            time.sleep(1)
+        raise HacloudError(
+            f"{name}: the disk of DRBD resource {res} is in use but the resource is not up",
+            "find what holds the disk (`fuser -v` on it, mounts) and stop it; hacloud will not touch it",
+        )
 
     def _drbd_volume(
         self, index: int, res: str, fstype: str, mount: str, changed_files: dict[str, set[str]]
@@ -404,11 +418,6 @@ class Engine:
             if states[name]["md"] == "yes":
                 continue
             conn = self.conns[name]
-            # Right after a boot Pacemaker may bring the resource up between the two probes
-            # (dump-md then fails on the attached disk): look again before judging the disk.
-            states[name] = self._state(name, res)
-            if states[name]["md"] == "yes":
-                continue
             exists = conn.run(f"test -b {shlex.quote(disk)}", check=False)
             if exists.rc != 0:
                 raise HacloudError(

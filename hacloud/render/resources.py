@@ -221,6 +221,8 @@ def _fence_common(profile: Profile, target: str) -> list[tuple[str, str]]:
         ("pcmk_reboot_retries", str(p("fencing.reboot_retries"))),
         ("power_timeout", str(p("fencing.power_timeout"))),
     ]
+    if p("fencing.power_wait") >= 0:  # -1: the agent's own default
+        params.append(("power_wait", str(p("fencing.power_wait"))))
     return params
 
 

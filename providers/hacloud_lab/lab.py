@@ -184,6 +184,10 @@ class LabProvider(BaseProvider):
             config.save(directory / "guest.json")
             target = targets[node.name]
             self._ensure_bmc(ns, directory, target, password_files[node.name])
+            if guest.running_pgid(config) is None:
+                # fenced off (stonith-action off, `fence-test --no-recover`) or powered off by hand
+                ws.progress(f"{node.name}: powered off; powering it on through its BMC")
+                self.power_on(ws, node.name)
         ws.progress("guests: waiting for SSH")
         with ThreadPoolExecutor(max_workers=2) as pool:
             facts = list(pool.map(lambda n: self._wait_ssh(ws, n.name), ws.spec.nodes))

@@ -314,11 +314,36 @@ def fence_test(
         bool, typer.Option("--no-recover", help="leave the fenced node off afterwards")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per round")] = False,
+    history: Annotated[
+        bool, typer.Option("--history", help="summarise earlier runs by method and timers; inject nothing")
+    ] = False,
     yes: YesOption = False,
 ) -> None:
     """Fail the active node for real and measure, from a client, how long writes stop (RTO) and
     whether any acknowledged write is lost (RPO); then bring the node back and resync."""
-    from hacloud.fencetest.runner import Options, history_path, rto_summary, run
+    from hacloud.fencetest.runner import Options, history_path, history_summary, rto_summary, run
+
+    if history:
+        from hacloud.commands import workspace
+
+        try:
+            groups = history_summary(workspace(spec))
+        except HacloudError as exc:
+            _fail(exc)
+        if as_json:
+            typer.echo(json.dumps(groups, indent=2))
+            return
+        for g in groups:
+            r = g["rto"]
+            timers = ", ".join(f"{k.split('.')[-1]} {v}" for k, v in g["timers"].items())
+            rto = f"RTO min {r['min']} median {r['median']} p95 {r['p95']} s" if r else "no RTO"
+            typer.echo(
+                f"{g['method']:9} {g['rounds']:>3} rounds, {g['passed']} passed, lost {g['lost']}, {rto}"
+                f"  ({g['first']} .. {g['last']}; {timers})"
+            )
+        if not groups:
+            typer.echo("no fence-test has run on this cluster yet")
+        return
 
     _confirm(
         f"Inject a {method} fault into the cluster in {spec} ({rounds} round(s))? Its service stops briefly.",

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import write_lab_spec
 from hacloud_lab.lab import LabProvider
-from test_lab import _require_lab, hacloud, ws_of
+from test_lab import cluster_lab, hacloud, lab_exec, ws_of
 from test_lab import on_guest as on
 
 pytestmark = pytest.mark.lab
@@ -29,45 +28,12 @@ CLUSTER = "deploytest"
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
-    _require_lab()
-    root = tmp_path_factory.mktemp("deploy")
-    spec, doc = write_lab_spec(root, CLUSTER)
-    env = {**os.environ, "HACLOUD_DATA_DIR": os.environ.get("HACLOUD_TEST_DATA_DIR", str(root / "data"))}
-    state: dict[str, object] = {"root": root, "spec": spec, "env": env, "doc": doc}
-    yield state
-    subprocess.run(
-        # --delete-volumes, not --purge: the image cache is shared and stays
-        [sys.executable, "-m", "hacloud", "down", "-y", "--delete-volumes", "-f", str(spec)],
-        env=env,
-        capture_output=True,
-        timeout=180,
-    )
+    yield from cluster_lab(tmp_path_factory, CLUSTER)
 
 
 def client(lab: dict[str, object], *curl: str) -> str:
     """curl from the host side, inside the lab's network (as a user's client would)."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hacloud",
-            "lab",
-            "exec",
-            "-f",
-            str(lab["spec"]),
-            "--",
-            "curl",
-            "-sS",
-            "--max-time",
-            "5",
-            *curl,
-        ],
-        env=lab["env"],  # type: ignore[arg-type]
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return proc.stdout
+    return lab_exec(lab, "curl", "-sS", "--max-time", "5", *curl).stdout
 
 
 def test_boot_nodes_and_preformat_one_disk(lab: dict[str, object]) -> None:

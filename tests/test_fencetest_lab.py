@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import write_lab_spec
-from test_lab import _require_lab, hacloud
+import yaml
+from test_lab import cluster_lab, hacloud, lab_exec
 from test_lab import on_guest as on
 
 pytestmark = pytest.mark.lab
@@ -30,20 +30,10 @@ CLUSTER = "fencetest"
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
-    _require_lab()
-    root = tmp_path_factory.mktemp("fencetest")
-    spec, doc = write_lab_spec(root, CLUSTER)
-    env = {**os.environ, "HACLOUD_DATA_DIR": os.environ.get("HACLOUD_TEST_DATA_DIR", str(root / "data"))}
-    state: dict[str, object] = {"root": root, "spec": spec, "env": env, "doc": doc}
-    up = hacloud(state, "up", "-y")
-    assert up.returncode == 0, up.stderr[-3000:]
-    yield state
-    subprocess.run(
-        [sys.executable, "-m", "hacloud", "down", "-y", "--delete-volumes", "-f", str(spec)],
-        env=env,
-        capture_output=True,
-        timeout=180,
-    )
+    for state in cluster_lab(tmp_path_factory, CLUSTER):
+        up = hacloud(state, "up", "-y")
+        assert up.returncode == 0, up.stderr[-3000:]
+        yield state
 
 
 def bmc_events(lab: dict[str, object], node: str, since: float) -> list[tuple[float, str]]:
@@ -57,28 +47,9 @@ def bmc_events(lab: dict[str, object], node: str, since: float) -> list[tuple[fl
 
 
 def curl(lab: dict[str, object], path: str) -> str:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hacloud",
-            "lab",
-            "exec",
-            "-f",
-            str(lab["spec"]),
-            "--",
-            "curl",
-            "-sS",
-            "--max-time",
-            "30",
-            f"http://192.0.2.100:8080{path}",
-        ],
-        env=lab["env"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )  # type: ignore[arg-type]
-    return proc.stdout
+    return lab_exec(
+        lab, "curl", "-sS", "--max-time", "30", f"http://192.0.2.100:8080{path}", timeout=120
+    ).stdout
 
 
 def test_a_broken_fence_device_is_refused_before_any_fault(lab: dict[str, object]) -> None:
@@ -156,3 +127,72 @@ def test_one_round(lab: dict[str, object], method: str) -> None:
     assert st.returncode == 0, st.stdout
     status = json.loads(st.stdout)
     assert status["healthy"] and [n["drbd_disk"] for n in status["nodes"]] == ["UpToDate", "UpToDate"]
+
+
+def test_onprem_provider_power_round(lab: dict[str, object]) -> None:
+    """The lab's guests as on-prem servers: the on-prem provider pulls the plug through the
+    BMCs the spec names (the stock fence_ipmilan run on this machine) and confirms the fence
+    the same way. Run from inside the lab's network, where an on-prem admin host would sit."""
+    doc, root = lab["doc"], lab["root"]
+    assert isinstance(doc, dict) and isinstance(root, Path)
+    key = str(root / ".hacloud" / CLUSTER / "lab" / "id_ed25519")
+    onprem = {
+        **doc,
+        "provider": {"kind": "onprem"},
+        "profile": "lab",
+        "nodes": [
+            {**n, "ssh": {"user": "root", "key": key}, "volumes": {"r0": "/dev/ubdb"}} for n in doc["nodes"]
+        ],
+    }
+    spec = root / "onprem.yaml"  # same directory: same state (secrets, recorded host keys)
+    spec.write_text(yaml.safe_dump(onprem))
+    started = time.time()
+    proc = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            f"hacloud-{CLUSTER}",
+            sys.executable,
+            "-m",
+            "hacloud",
+            "fence-test",
+            "-y",
+            "--json",
+            "--method",
+            "power",
+            "-f",
+            str(spec),
+        ],
+        env=lab["env"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )  # type: ignore[arg-type]
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
+    r = json.loads(proc.stdout.splitlines()[-1])
+    assert r["passed"] and r["lost"] == 0 and r["fenced_confirmed_off"] and r["recovered"]
+    assert [e for _, e in bmc_events(lab, r["node"], started)][:2] == ["off", "on"]
+    # partition needs the servers' switches: refused up front with the reason
+    refused = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            f"hacloud-{CLUSTER}",
+            sys.executable,
+            "-m",
+            "hacloud",
+            "fence-test",
+            "-y",
+            "--method",
+            "partition",
+            "-f",
+            str(spec),
+        ],
+        env=lab["env"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # type: ignore[arg-type]
+    assert refused.returncode == 2 and "switches" in refused.stderr

@@ -96,6 +96,35 @@ def on_guest(lab: dict[str, object], node: str, command: str) -> subprocess.Comp
     return LabProvider().ssh(ws_of(lab), node, command)
 
 
+def lab_exec(lab: dict[str, object], *command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`hacloud lab exec -- COMMAND`: run on the host side, inside the lab's network."""
+    spec, env = lab["spec"], lab["env"]
+    assert isinstance(spec, Path) and isinstance(env, dict)
+    return subprocess.run(
+        [sys.executable, "-m", "hacloud", "lab", "exec", "-f", str(spec), "--", *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def cluster_lab(factory: pytest.TempPathFactory, cluster: str) -> Iterator[dict[str, object]]:
+    """A module's lab cluster sharing the cached image; its disks are deleted at the end."""
+    _require_lab()
+    root = factory.mktemp(cluster)
+    spec, doc = write_lab_spec(root, cluster)
+    env = {**os.environ, "HACLOUD_DATA_DIR": os.environ.get("HACLOUD_TEST_DATA_DIR", str(root / "data"))}
+    yield {"root": root, "spec": spec, "env": env, "doc": doc}
+    subprocess.run(
+        # --delete-volumes, not --purge: the image cache is shared and stays
+        [sys.executable, "-m", "hacloud", "down", "-y", "--delete-volumes", "-f", str(spec)],
+        env=env,
+        capture_output=True,
+        timeout=180,
+    )
+
+
 def test_up_from_nothing(lab: dict[str, object]) -> None:
     proc = hacloud(lab, "up", "-y", "--nodes-only")
     assert proc.returncode == 0, proc.stderr
@@ -150,27 +179,7 @@ def test_status_and_lab_exec(lab: dict[str, object]) -> None:
     proc = hacloud(lab, "status")  # no cluster configured yet: not healthy, but nodes and BMCs shown
     assert proc.returncode == 1
     assert re.search(r"node1\s+no\s+192\.0\.2\.11 .* 192\.0\.2\.201", proc.stdout), proc.stdout + proc.stderr
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hacloud",
-            "lab",
-            "exec",
-            "-f",
-            str(lab["spec"]),
-            "--",
-            "ip",
-            "-o",
-            "addr",
-            "show",
-            "br0",
-        ],
-        env=lab["env"],
-        capture_output=True,  # type: ignore[arg-type]
-        text=True,
-        timeout=60,
-    )
+    proc = lab_exec(lab, "ip", "-o", "addr", "show", "br0")
     assert proc.returncode == 0 and "192.0.2.254/24" in proc.stdout
 
 

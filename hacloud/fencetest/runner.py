@@ -124,7 +124,8 @@ def validate(spec: Spec, provider: Provider, options: Options) -> None:
         )
     if need == "partition" and "partition" not in provider.capabilities.faults:
         raise UsageError(
-            f"the {provider.name} provider cannot cut the network between the nodes",
+            f"the {provider.name} provider cannot cut the network between the nodes"
+            + (f" ({missing['partition']})" if "partition" in missing else ""),
             "use --method power, crash or fence",
         )
 
@@ -361,6 +362,13 @@ def run_round(ws: Workspace, provider: Provider, options: Options, progress: Pro
             )
         victim = options.node or pre.active
         survivor = next(n for n in session.conns if n != victim)
+        for name in session.conns:
+            # fails now, before any fault, when the provider has no power switch for a node
+            if provider.power(ws, name) != "on":
+                raise HacloudError(
+                    f"the provider does not report {name} powered on; fence-test could not confirm a fence",
+                    "check the node's BMC (or cloud API) access from this machine",
+                )
         if options.method == "partition":
             victim, survivor = pre.standby, pre.active  # expected; the cluster decides below
         offsets = {name: clock_offset(conn) for name, conn in session.conns.items()}
@@ -379,9 +387,13 @@ def run_round(ws: Workspace, provider: Provider, options: Options, progress: Pro
             progress(f"{options.method}: injecting the fault on {where}")
             t0 = time.time()
             fence_thread = _inject(ws, provider, session.conns, options.method, victim, survivor, profile)
-            back = _wait_answering(client, t0, options, progress)
+            try:
+                _wait_answering(client, t0, options, progress)
+            except HacloudError as exc:
+                # Still a result: record it, confirm the fence, recover, and report the failure.
+                result.problems.append(exc.message)
             if options.method == "partition":
-                victim, survivor = _partition_loser(ws, provider, session.conns, back, pre)
+                victim, survivor = _partition_loser(ws, provider, session.conns)
                 result.node, result.survivor = victim, survivor
             result.fenced_confirmed_off, result.power_off_at = _confirm_off(ws, provider, victim, t0)
             time.sleep(options.settle)
@@ -520,9 +532,7 @@ def _wait_answering(client: Client, t0: float, options: Options, progress: Progr
     )
 
 
-def _partition_loser(
-    ws: Workspace, provider: Provider, conns: dict[str, Connection], back: float, pre: Preflight
-) -> tuple[str, str]:
+def _partition_loser(ws: Workspace, provider: Provider, conns: dict[str, Connection]) -> tuple[str, str]:
     """Which side was fenced: the one whose power the provider reports off."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -610,7 +620,7 @@ def _healthy_again(ws: Workspace, deadline: float, progress: Progress) -> bool:
 
 def _judge(result: RoundResult, answered: bool, options: Options) -> None:
     problems = result.problems
-    if not answered:
+    if not answered and not any("did not answer again" in p for p in problems):
         problems.append("the service did not answer again")
     if result.lost:
         problems.append(f"{result.lost} acknowledged records are missing (RPO > 0)")
@@ -669,6 +679,7 @@ def append_history(ws: Workspace, result: RoundResult) -> None:
             "pacemaker.priority_fencing_delay",
             "fencing.pcmk_delay_max",
             "fencing.pcmk_delay_base",
+            "fencing.power_wait",
             "drbd.timeout",
             "drbd.ping_timeout",
         )
@@ -685,3 +696,34 @@ def append_history(ws: Workspace, result: RoundResult) -> None:
 
 def rto_summary(results: list[RoundResult]) -> dict[str, float]:
     return summary([r.rto_seconds for r in results if r.rto_seconds is not None])
+
+
+def history_summary(ws: Workspace) -> list[dict[str, Any]]:
+    """The history file grouped by method and the timers in force: rounds, passes, data lost,
+    min/median/p95 RTO. A change of timers starts a new group, so before/after is one look."""
+    path = history_path(ws)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            key = (row.get("method", "?"), json.dumps(row.get("timers", {}), sort_keys=True))
+            groups.setdefault(key, []).append(row)
+    out = []
+    for (method, timers), rows in groups.items():
+        rto = [r["rto_seconds"] for r in rows if r.get("rto_seconds") is not None]
+        out.append(
+            {
+                "method": method,
+                "timers": json.loads(timers),
+                "rounds": len(rows),
+                "passed": sum(bool(r.get("passed")) for r in rows),
+                "lost": sum(int(r.get("lost", 0)) for r in rows),
+                "first": rows[0].get("started"),
+                "last": rows[-1].get("started"),
+                "rto": summary(rto),
+            }
+        )
+    return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from hacloud.errors import HacloudError
 from hacloud.model import Inventory
-from hacloud.provider import BaseProvider, Capabilities
+from hacloud.provider import BaseProvider, Capabilities, PowerState
 from hacloud.workspace import Workspace
 
 
@@ -17,8 +17,13 @@ class OnpremProvider(BaseProvider):
     name = "onprem"
     capabilities = Capabilities(
         create_nodes=False,
-        power_control=False,
-        missing={"create_nodes": "on-prem nodes are the hosts you list in the spec"},
+        power_control=True,
+        missing={
+            "create_nodes": "on-prem nodes are the hosts you list in the spec",
+            "power_control": "needs a fence_ipmilan or fence_redfish BMC per node (SBD has no switch)",
+            "partition": "cutting the links between servers needs their switches; hacloud drives none",
+        },
+        faults=("fence", "power", "crash"),
     )
     tracking = "issue #4 (deploy engine, on-prem provider)"
 
@@ -28,6 +33,23 @@ class OnpremProvider(BaseProvider):
     def ensure_nodes(self, ws: Workspace) -> Inventory:
         """The hosts exist already; the deploy engine checks that it can reach them."""
         return self.planned_inventory(ws.spec)
+
+    def power(self, ws: Workspace, node: str) -> PowerState:
+        """The BMC's answer, through the same agent the cluster fences with."""
+        from hacloud_onprem.power import OFF, ON, run_agent
+
+        rc = run_agent(ws, node, "status")
+        return "on" if rc == ON else "off" if rc == OFF else "unknown"
+
+    def power_off(self, ws: Workspace, node: str) -> None:
+        from hacloud_onprem.power import run_agent
+
+        run_agent(ws, node, "off")
+
+    def power_on(self, ws: Workspace, node: str) -> None:
+        from hacloud_onprem.power import run_agent
+
+        run_agent(ws, node, "on")
 
     def teardown(self, ws: Workspace, delete_volumes: bool = False) -> None:
         raise HacloudError(

@@ -304,3 +304,40 @@ def test_cli_refuses_bad_requests_before_touching_anything(tmp_path: Path) -> No
     assert other.returncode == 2 and "demo" in other.stderr
     # nothing was created: no lab
     assert not (tmp_path / ".hacloud" / "cliref" / "lab").exists()
+
+
+def test_history_groups_runs_by_the_timers_in_force(tmp_path: Path) -> None:
+    from hacloud.fencetest.runner import history_path, history_summary
+    from hacloud.specload import load_spec
+    from hacloud.workspace import Workspace
+
+    spec, _ = write_lab_spec(tmp_path, "hist")
+    ws = Workspace(load_spec(spec), spec)
+    ws.state_dir.mkdir(parents=True)
+    rows = [("power", 1000, 20.0), ("power", 1000, 18.0), ("power", 3000, 30.0), ("crash", 1000, 25.0)]
+    history_path(ws).write_text(
+        "".join(
+            json.dumps(
+                {"method": m, "timers": {"corosync.token": t}, "rto_seconds": r, "passed": True, "lost": 0}
+            )
+            + "\n"
+            for m, t, r in rows
+        )
+        + "{torn line\n"
+    )
+    groups = {(g["method"], g["timers"]["corosync.token"]): g for g in history_summary(ws)}
+    assert set(groups) == {("power", 1000), ("power", 3000), ("crash", 1000)}
+    assert groups[("power", 1000)]["rounds"] == 2 and groups[("power", 1000)]["rto"]["median"] == 19.0
+
+
+def test_onprem_power_needs_a_bmc(tmp_path: Path) -> None:
+    from conftest import onprem_doc, spec_of
+    from hacloud_onprem import OnpremProvider
+
+    from hacloud.errors import ProviderUnavailable
+    from hacloud.workspace import Workspace
+
+    spec = spec_of(onprem_doc(fencing="sbd"))
+    with pytest.raises(ProviderUnavailable) as info:
+        OnpremProvider().power(Workspace(spec, tmp_path / "hacloud.yaml"), "node1")
+    assert "fence_ipmilan or fence_redfish" in info.value.message and "--method fence" in info.value.remedy

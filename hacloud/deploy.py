@@ -384,6 +384,9 @@ class Engine:
         for index, vol in enumerate(self.spec.volumes):
             self._drbd_volume(index, vol.name, vol.filesystem, vol.mount_point, changed_files)
 
+    def _pacemaker_active(self, name: str) -> bool:
+        return self.facts[name].services.get("pacemaker", ("", ""))[1] == "active"
+
     def _state(self, name: str, res: str) -> dict[str, str]:
         conn = self.conns[name]
         for _ in range(30):
@@ -432,6 +435,12 @@ class Engine:
             lines = sigs.stdout.split()
             found = [t for t in lines[:-1] if t]
             parts = int(lines[-1]) if lines and lines[-1].isdigit() else 0
+            if "drbd" in found:
+                # DRBD metadata is there (dump-md can fail while a booting node loads the module
+                # or Pacemaker attaches the disk). Never re-create it, not even with --force:
+                # that would throw away the data and the replication history.
+                states[name]["md"] = "yes"
+                continue
             if (found or parts) and not self.force:
                 what = ", ".join(found) or f"{parts} partition(s)"
                 raise HacloudError(
@@ -450,7 +459,10 @@ class Engine:
                     conn.run(f"wipefs -a {shlex.quote(disk)}")
                 conn.run(f"drbdadm -- --force create-md {res}")
                 fresh.add(name)
+        managed = self._managed_by_pacemaker(res)
         for name in self.names:
+            if states[name]["up"] == "no" and managed and self._pacemaker_active(name):
+                continue  # Pacemaker starts it (a node that just booted); two starters would collide
             if states[name]["up"] == "no":
                 self.change(name, "drbd", f"bring {res} up")
                 if self.apply:
@@ -462,7 +474,7 @@ class Engine:
                 self.change(name, "drbd", f"adjust {res} to the new configuration")
                 if self.apply:
                     self.conns[name].run(f"drbdadm adjust {res}")
-        if not self.apply or self._managed_by_pacemaker(res):
+        if not self.apply or managed:
             return
         self._initialise(res, index, fstype, mount, fresh)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from hacloud_lab.lab import LabProvider
-from test_lab import cluster_lab, hacloud, lab_exec, ws_of
+from test_lab import cluster_lab, hacloud, hacloud_in_lab_network, lab_exec, onprem_spec_over, ws_of
 from test_lab import on_guest as on
 
 pytestmark = pytest.mark.lab
@@ -223,35 +223,7 @@ def test_jump_host(lab: dict[str, object]) -> None:
 def test_onprem_provider_sees_the_same_converged_cluster(lab: dict[str, object]) -> None:
     """The lab is on-prem with hosts hacloud made: an on-prem spec naming the same hosts, disks
     and profile, run from inside the lab's network, plans 0 changes with the same engine."""
-    doc = lab["doc"]
-    root = lab["root"]
-    assert isinstance(doc, dict) and isinstance(root, Path)
-    onprem = dict(doc)
-    onprem["provider"] = {"kind": "onprem"}
-    onprem["profile"] = "lab"
-    key = str(root / ".hacloud" / CLUSTER / "lab" / "id_ed25519")
-    onprem["nodes"] = [
-        {**n, "ssh": {"user": "root", "key": key}, "volumes": {"r0": "/dev/ubdb"}} for n in doc["nodes"]
-    ]
-    spec = root / "onprem.yaml"  # same directory: same state (secrets, recorded host keys)
-    spec.write_text(yaml.safe_dump(onprem))
-    proc = subprocess.run(
-        [
-            "ip",
-            "netns",
-            "exec",
-            f"hacloud-{CLUSTER}",
-            sys.executable,
-            "-m",
-            "hacloud",
-            "plan",
-            "-f",
-            str(spec),
-        ],
-        env=lab["env"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )  # type: ignore[arg-type]
+    spec = onprem_spec_over(lab, CLUSTER)
+    proc = hacloud_in_lab_network(lab, CLUSTER, spec, "plan", timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("0 changes"), proc.stdout

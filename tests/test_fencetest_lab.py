@@ -13,15 +13,12 @@ import itertools
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
-from test_lab import cluster_lab, hacloud, lab_exec
+from test_lab import cluster_lab, hacloud, hacloud_in_lab_network, lab_exec, onprem_spec_over
 from test_lab import on_guest as on
 
 pytestmark = pytest.mark.lab
@@ -133,66 +130,15 @@ def test_onprem_provider_power_round(lab: dict[str, object]) -> None:
     """The lab's guests as on-prem servers: the on-prem provider pulls the plug through the
     BMCs the spec names (the stock fence_ipmilan run on this machine) and confirms the fence
     the same way. Run from inside the lab's network, where an on-prem admin host would sit."""
-    doc, root = lab["doc"], lab["root"]
-    assert isinstance(doc, dict) and isinstance(root, Path)
-    key = str(root / ".hacloud" / CLUSTER / "lab" / "id_ed25519")
-    onprem = {
-        **doc,
-        "provider": {"kind": "onprem"},
-        "profile": "lab",
-        "nodes": [
-            {**n, "ssh": {"user": "root", "key": key}, "volumes": {"r0": "/dev/ubdb"}} for n in doc["nodes"]
-        ],
-    }
-    spec = root / "onprem.yaml"  # same directory: same state (secrets, recorded host keys)
-    spec.write_text(yaml.safe_dump(onprem))
+    spec = onprem_spec_over(lab, CLUSTER)
     started = time.time()
-    proc = subprocess.run(
-        [
-            "ip",
-            "netns",
-            "exec",
-            f"hacloud-{CLUSTER}",
-            sys.executable,
-            "-m",
-            "hacloud",
-            "fence-test",
-            "-y",
-            "--json",
-            "--method",
-            "power",
-            "-f",
-            str(spec),
-        ],
-        env=lab["env"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )  # type: ignore[arg-type]
+    proc = hacloud_in_lab_network(lab, CLUSTER, spec, "fence-test", "-y", "--json", "--method", "power")
     assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
     r = json.loads(proc.stdout.splitlines()[-1])
     assert r["passed"] and r["lost"] == 0 and r["fenced_confirmed_off"] and r["recovered"]
     assert [e for _, e in bmc_events(lab, r["node"], started)][:2] == ["off", "on"]
     # partition needs the servers' switches: refused up front with the reason
-    refused = subprocess.run(
-        [
-            "ip",
-            "netns",
-            "exec",
-            f"hacloud-{CLUSTER}",
-            sys.executable,
-            "-m",
-            "hacloud",
-            "fence-test",
-            "-y",
-            "--method",
-            "partition",
-            "-f",
-            str(spec),
-        ],
-        env=lab["env"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )  # type: ignore[arg-type]
+    refused = hacloud_in_lab_network(
+        lab, CLUSTER, spec, "fence-test", "-y", "--method", "partition", timeout=120
+    )
     assert refused.returncode == 2 and "switches" in refused.stderr

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import run_hacloud, write_lab_spec
 from hacloud_lab import guest, image, kernel, net
 from hacloud_lab.lab import LabProvider
@@ -102,6 +103,51 @@ def lab_exec(lab: dict[str, object], *command: str, timeout: float = 60) -> subp
     assert isinstance(spec, Path) and isinstance(env, dict)
     return subprocess.run(
         [sys.executable, "-m", "hacloud", "lab", "exec", "-f", str(spec), "--", *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def onprem_spec_over(lab: dict[str, object], cluster: str) -> Path:
+    """An on-prem spec naming the lab's guests, disks and keys as existing servers, written next
+    to the lab spec (same state directory: secrets and recorded host keys)."""
+    doc, root = lab["doc"], lab["root"]
+    assert isinstance(doc, dict) and isinstance(root, Path)
+    key = str(root / ".hacloud" / cluster / "lab" / "id_ed25519")
+    onprem = {
+        **doc,
+        "provider": {"kind": "onprem"},
+        "profile": "lab",
+        "nodes": [
+            {**n, "ssh": {"user": "root", "key": key}, "volumes": {"r0": "/dev/ubdb"}} for n in doc["nodes"]
+        ],
+    }
+    spec = root / "onprem.yaml"
+    spec.write_text(yaml.safe_dump(onprem))
+    return spec
+
+
+def hacloud_in_lab_network(
+    lab: dict[str, object], cluster: str, spec: Path, *args: str, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    """`hacloud ARGS -f SPEC` run from inside the lab's network, where an on-prem admin host sits."""
+    env = lab["env"]
+    assert isinstance(env, dict)
+    return subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            f"hacloud-{cluster}",
+            sys.executable,
+            "-m",
+            "hacloud",
+            *args,
+            "-f",
+            str(spec),
+        ],
         env=env,
         capture_output=True,
         text=True,

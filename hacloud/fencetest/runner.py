@@ -214,6 +214,11 @@ class Client:
 # ---------------------------------------------------------------- sampling DRBD roles
 
 
+def is_primary(probe_output: str) -> bool:
+    """The local role from ROLE_PROBE's output ("ro:Primary/Secondary" or "Primary/...")."""
+    return probe_output.strip().removeprefix("ro:").split("/")[0].startswith("Primary")
+
+
 class RoleSampler(threading.Thread):
     """Counts DRBD Primaries across the nodes about once a second (split brain shows as 2)."""
 
@@ -235,7 +240,7 @@ class RoleSampler(threading.Thread):
                 except Exception:  # paramiko raises many kinds once a node dies
                     self.unreachable.add(name)  # dead, frozen or fenced: it cannot serve either
                     continue
-                roles[name] = "Primary" in out.split("/")[0] if "ro:" in out else out.startswith("Primary")
+                roles[name] = is_primary(out)
             self.samples.append((time.time(), roles))
             self.stop_event.wait(1.0)
 
@@ -600,7 +605,7 @@ def _confirm_off(ws: Workspace, provider: Provider, victim: str, t0: float) -> t
 
 def _primary_count(conns: dict[str, Connection], survivor: str) -> int:
     out = conns[survivor].run(ROLE_PROBE, check=False, timeout=20).stdout
-    return 1 if "Primary" in out.split("/")[0] else 0
+    return 1 if is_primary(out) else 0
 
 
 def _recover(

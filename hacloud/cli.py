@@ -124,12 +124,15 @@ def check(
     spec: SpecOption = Path("hacloud.yaml"),
     inventory: InventoryOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    live: Annotated[
+        bool, typer.Option("--live", help="also check the provider's real resources (cloud: read-only calls)")
+    ] = False,
 ) -> None:
     """Check the cross-layer invariants (timeouts, delays, grouping, host maps); exit 1 on error."""
     from hacloud.commands import check_spec
 
     try:
-        findings = check_spec(spec, inventory)
+        findings = check_spec(spec, inventory, live=live)
     except HacloudError as exc:
         _fail(exc)
     if as_json:
@@ -184,13 +187,24 @@ def up(
     nodes_only: Annotated[
         bool, typer.Option("--nodes-only", help="only create or find nodes, volumes and network")
     ] = False,
+    provider: Annotated[
+        str | None, typer.Option("--provider", help="refuse to run unless the spec uses this provider")
+    ] = None,
 ) -> None:
     """Create or find the nodes, then converge the HA pair; a second run changes nothing."""
     from hacloud.commands import converge
 
     _confirm(f"Create or change the cluster described in {spec}?", yes)
     try:
-        changes = converge(spec, _Progress(), apply=True, force=force, verbose=verbose, nodes_only=nodes_only)
+        changes = converge(
+            spec,
+            _Progress(),
+            apply=True,
+            force=force,
+            verbose=verbose,
+            nodes_only=nodes_only,
+            expect_provider=provider,
+        )
     except HacloudError as exc:
         _fail(exc)
     if nodes_only:
@@ -201,16 +215,36 @@ def up(
 
 @app.command()
 def plan(spec: SpecOption = Path("hacloud.yaml"), verbose: VerboseOption = False) -> None:
-    """Show what `hacloud up` would change, node by node, without changing anything."""
-    from hacloud.commands import converge
+    """Show what `hacloud up` would change, node by node, without changing anything; on a cloud,
+    also the infrastructure it would create and the IAM policy it gives the agents."""
+    from hacloud.commands import NodesMissing, converge, plan_infrastructure
 
+    progress = _Progress()
     try:
-        changes = converge(spec, _Progress(), apply=False, verbose=verbose)
+        infra = plan_infrastructure(spec, progress)
+    except HacloudError as exc:
+        _fail(exc)
+    infra_changes: list[str] = []
+    if infra is not None:
+        infra_changes, policy = infra
+        for line in infra_changes:
+            typer.echo(f"infrastructure: {line}")
+        typer.echo("IAM policy of the nodes' instance profile (exactly what the agents call):")
+        typer.echo(policy)
+    try:
+        changes = converge(spec, progress, apply=False, verbose=verbose)
+    except NodesMissing as exc:
+        if infra is None:
+            _fail(exc)
+        typer.echo(
+            f"{len(infra_changes)} infrastructure changes; the cluster is planned once the nodes exist"
+        )
+        return
     except HacloudError as exc:
         _fail(exc)
     for change in changes:
         typer.echo(str(change))
-    typer.echo(f"{len(changes)} changes")
+    typer.echo(f"{len(infra_changes) + len(changes)} changes")
 
 
 @app.command()

@@ -161,7 +161,20 @@ def render_to_dir(spec_path: Path, out: Path, inventory_path: Path | None) -> Re
     return RenderReport(written, prepared.warnings)
 
 
-def check_spec(spec_path: Path, inventory_path: Path | None) -> list[Finding]:
+def check_spec(spec_path: Path, inventory_path: Path | None, live: bool = False) -> list[Finding]:
+    """The invariants of the rendered configuration; with ``live``, also the provider's checks
+    of the real resources (routes, identities, attributes), read-only."""
+    if live and inventory_path is None:
+        ws = workspace(spec_path)
+        provider = get_provider(ws.spec.provider.kind)
+        provider.check_environment()
+        found = provider.discover(ws)
+        if found is None:
+            raise HacloudError("the nodes do not exist yet: nothing live to check", "run `hacloud up` first")
+        prepared = prepare(spec_path, None, create_secrets=False)
+        prepared = Prepared(prepared.spec, found, prepared.profile, prepared.bundle, prepared.warnings)
+        findings = run_checks(prepared.spec, found, prepared.profile, prepared.bundle)
+        return findings + provider.live_checks(ws, found)
     prepared = prepare(spec_path, inventory_path, create_secrets=False)
     return run_checks(prepared.spec, prepared.inventory, prepared.profile, prepared.bundle)
 
@@ -314,6 +327,23 @@ class _Lock:
         os.close(self.fd)
 
 
+class NodesMissing(HacloudError):
+    """`plan` found no nodes to compare the cluster configuration with."""
+
+
+def plan_infrastructure(spec_path: Path, progress: Callable[[str], None]) -> tuple[list[str], str] | None:
+    """(infrastructure changes `up` would make, the agents' IAM policy) for providers that build
+    infrastructure (AWS); None for the others. Reads the account, changes nothing."""
+    ws = workspace(spec_path, progress)
+    provider = get_provider(ws.spec.provider.kind)
+    plan = getattr(provider, "plan_infrastructure", None)
+    if plan is None:
+        return None
+    provider.check_environment()
+    result: tuple[list[str], str] = plan(ws)
+    return result
+
+
 def converge(
     spec_path: Path,
     progress: Callable[[str], None],
@@ -322,12 +352,18 @@ def converge(
     force: bool = False,
     verbose: bool = False,
     nodes_only: bool = False,
+    expect_provider: str | None = None,
 ) -> list[Any]:
     """`hacloud up` (apply) or `hacloud plan`: returns the changes made or needed.
     ``nodes_only``: stop once the nodes, volumes and network exist (no cluster configuration)."""
     from hacloud.deploy import Engine
 
     ws = workspace(spec_path, progress)
+    if expect_provider is not None and expect_provider != ws.spec.provider.kind:
+        raise UsageError(
+            f"--provider {expect_provider} but {spec_path} uses provider {ws.spec.provider.kind}",
+            f"run `hacloud init --provider {expect_provider}` for a new spec, or drop --provider",
+        )
     provider = get_provider(ws.spec.provider.kind)
     if apply:
         provider.check_environment()
@@ -342,19 +378,75 @@ def converge(
         else:
             found = provider.discover(ws)
             if found is None:
-                raise HacloudError(
+                raise NodesMissing(
                     "the nodes do not exist yet: nothing to compare with",
                     "run `hacloud up` to create them (or `hacloud render` to review files)",
                 )
             inventory = found
-        session = open_session(ws, inventory, verbose)
+        if apply:
+            wait_for_ssh(ws, inventory, provider.ssh_wait_seconds(ws.spec), progress)
+        try:
+            session = open_session(ws, inventory, verbose)
+        except HacloudError as exc:
+            if ws.spec.provider.kind in ("lab", "onprem"):
+                raise
+            raise HacloudError(
+                f"the {ws.spec.provider.kind} infrastructure is in place, but step 'log in to the nodes "
+                f"over SSH' failed: {exc.message}",
+                exc.remedy,
+            ) from None
         try:
             engine = Engine(
-                ws.spec, session.inventory, session.bundle, session.conns, progress, apply=apply, force=force
+                ws.spec,
+                session.inventory,
+                session.bundle,
+                session.conns,
+                progress,
+                apply=apply,
+                force=force,
+                needs=provider.node_needs(ws.spec, session.inventory),
             )
             return engine.run_all()
         finally:
             session.close()
+
+
+def wait_for_ssh(
+    ws: Workspace, inventory: Inventory, timeout: float, progress: Callable[[str], None]
+) -> None:
+    """Wait until every node's SSH port accepts a TCP connection (fresh cloud instances take a
+    minute or two to boot); a jump host makes the login itself the test."""
+    import socket
+    import time
+
+    if timeout <= 0:
+        return
+    deadline = time.monotonic() + timeout
+    for node in inventory.nodes:
+        ssh = ws.spec.node(node.name).ssh
+        if ssh.jump:
+            continue
+        said = False
+        while True:
+            try:
+                with socket.create_connection((node.ssh_address, ssh.port), timeout=5):
+                    break
+            except OSError as exc:
+                if time.monotonic() >= deadline:
+                    raise HacloudError(
+                        f"the {ws.spec.provider.kind} infrastructure is in place, but step 'reach the "
+                        f"nodes over SSH' failed: {node.name} ({node.id}) at {node.ssh_address}:{ssh.port} "
+                        f"did not answer within {timeout:.0f} s ({exc.strerror or exc})",
+                        "check that the instance booted (console or serial log), that the security group "
+                        "admits this machine (provider.options.admin_cidr), and that this machine can "
+                        "route to the address (run hacloud inside the VPC, set nodes[].ssh.jump, or "
+                        "provider.options.ssh_address: public); then run `hacloud up` again: what exists "
+                        "is reused",
+                    ) from None
+                if not said:
+                    progress(f"waiting for {node.name} to answer SSH at {node.ssh_address}:{ssh.port}")
+                    said = True
+                time.sleep(3)
 
 
 def cluster_status(spec_path: Path) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from typing import Any
 
 from hacloud.errors import HacloudError
 from hacloud.model import Inventory, RenderedFile
+from hacloud.provider import NodeNeeds
 from hacloud.remote import Connection, sha256_hex
 from hacloud.render import Bundle
 from hacloud.render.resources import volume_minor
@@ -280,7 +281,9 @@ class Engine:
         *,
         apply: bool,
         force: bool = False,
+        needs: NodeNeeds | None = None,
     ) -> None:
+        self.needs = needs or NodeNeeds()
         self.spec = spec
         self.inventory = inventory
         self.bundle = bundle
@@ -303,6 +306,7 @@ class Engine:
         changed_files = self.files()
         self.drbd(changed_files)
         self.cluster_services(changed_files)
+        self.provider_checks()
         if self.apply or self._cluster_running():
             self.cib()
         else:
@@ -324,6 +328,13 @@ class Engine:
         for name in self.names:
             facts = self.facts[name]
             missing = [c for c in REQUIRED if c not in facts.commands]
+            if self.needs.commands:
+                probe = "; ".join(
+                    f"command -v {shlex.quote(c)} >/dev/null 2>&1 && echo {shlex.quote(c)}"
+                    for c in self.needs.commands
+                )
+                have = self.conns[name].run(f"{probe}; true").stdout.split()
+                missing += [c for c in self.needs.commands if c not in have]
             if not missing:
                 continue
             pm = facts.package_manager
@@ -332,13 +343,27 @@ class Engine:
                     f"{name}: missing {', '.join(missing)} and no apt-get, dnf or zypper",
                     "install DRBD utils, corosync, pacemaker and the agents by hand",
                 )
-            self.change(name, "packages", f"install {PACKAGES[pm]} (missing {', '.join(missing)})")
+            packages = " ".join(p for p in (PACKAGES[pm], self.needs.packages.get(pm, "")) if p)
+            self.change(name, "packages", f"install {packages} (missing {', '.join(missing)})")
             if self.apply:
                 if pm == "apt-get":
                     self.conns[name].run("apt-get update -q", timeout=600)
-                self.conns[name].run(f"{INSTALL[pm]} {PACKAGES[pm]}", timeout=1800)
+                self.conns[name].run(f"{INSTALL[pm]} {packages}", timeout=1800)
         if self.apply and any(c.step == "packages" for c in self.changes):
             self.read_facts()
+
+    def provider_checks(self) -> None:
+        """The provider's read-only node checks (IMDS, cloud API reach, agent listing), before
+        the CIB that enables fencing goes in: a fence agent that cannot work must stop `up`."""
+        for check in self.needs.checks:
+            for name in self.names:
+                res = self.conns[name].run(check.command, check=False, timeout=120)
+                if res.rc != 0:
+                    detail = " / ".join((res.stdout + res.stderr).strip().splitlines()[-3:]) or f"rc {res.rc}"
+                    raise HacloudError(
+                        f"{name}: check {check.code} failed: {check.what} ({detail})",
+                        check.remedy,
+                    )
 
     # -------------------------------------------------------------- files
 

@@ -23,6 +23,7 @@ from importlib.metadata import entry_points
 from ipaddress import IPv4Address
 from typing import Protocol, runtime_checkable
 
+from hacloud.checks import Finding
 from hacloud.errors import HacloudError, ProviderUnavailable
 from hacloud.model import FenceDevice, Inventory, NetworkInfo, NodeInfo, Primitive
 from hacloud.profiles import Profile
@@ -52,6 +53,27 @@ class Capabilities:
 PowerState = str  # "on" | "off" | "unknown"
 
 
+@dataclass(frozen=True)
+class NodeCheck:
+    """A read-only check the deploy engine runs as root on each node before it enables fencing
+    (and `hacloud check --live` runs): ``command`` is a shell line, exit 0 means it passed."""
+
+    code: str
+    what: str
+    command: str
+    remedy: str
+
+
+@dataclass(frozen=True)
+class NodeNeeds:
+    """What a provider's agents need on the nodes beyond the core packages: ``commands`` that
+    must exist, ``packages`` per package manager that provide them, and ``checks``."""
+
+    commands: tuple[str, ...] = ()
+    packages: dict[str, str] = field(default_factory=dict)
+    checks: tuple[NodeCheck, ...] = ()
+
+
 @runtime_checkable
 class Provider(Protocol):
     name: str
@@ -73,6 +95,9 @@ class Provider(Protocol):
     def partition(self, ws: Workspace, cut: bool) -> None: ...
     def client_command(self, ws: Workspace, argv: list[str]) -> list[str]: ...
     def teardown(self, ws: Workspace, delete_volumes: bool = False) -> None: ...
+    def node_needs(self, spec: Spec, inventory: Inventory) -> NodeNeeds: ...
+    def ssh_wait_seconds(self, spec: Spec) -> float: ...
+    def live_checks(self, ws: Workspace, inventory: Inventory) -> list[Finding]: ...
 
 
 class BaseProvider:
@@ -182,6 +207,18 @@ class BaseProvider:
 
     def teardown(self, ws: Workspace, delete_volumes: bool = False) -> None:
         raise self._todo("tear down")
+
+    def node_needs(self, spec: Spec, inventory: Inventory) -> NodeNeeds:
+        """Extra commands, packages and pre-fencing checks for this provider's agents."""
+        return NodeNeeds()
+
+    def ssh_wait_seconds(self, spec: Spec) -> float:
+        """How long `up` waits for nodes it may just have booted to accept SSH (0: no wait)."""
+        return 0
+
+    def live_checks(self, ws: Workspace, inventory: Inventory) -> list[Finding]:
+        """Checks of the provider's own resources (routes, identities, rules), read-only."""
+        return []
 
 
 def provider_names() -> list[str]:

@@ -25,6 +25,7 @@ HOSTNAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 CLUSTER_NAME = r"^[a-z][a-z0-9-]{0,31}$"
 RESOURCE_NAME = r"^[a-z][a-z0-9_]{0,15}$"
 ABS_PATH = r"^/[^\s]*$"
+CIDR = r"^(\d{1,3}\.){3}\d{1,3}/\d{1,2}$"
 
 
 class _Model(BaseModel):
@@ -71,7 +72,18 @@ class AwsOptions(_Model):
         description="two subnet ids (subnet-...) in two availability zones, one per node",
     )
     admin_cidr: str | None = Field(
-        None, description="CIDR allowed to reach the nodes over SSH, e.g. 203.0.113.0/24"
+        None, pattern=CIDR, description="CIDR allowed to reach the nodes over SSH, e.g. 203.0.113.0/24"
+    )
+    client_cidr: str | None = Field(
+        None, pattern=CIDR, description="CIDR of the service's clients (demo port opened to it)"
+    )
+    ssh_address: Literal["private", "public"] = Field(
+        "private",
+        description="address hacloud uses over SSH: private (from inside the VPC or via nodes[].ssh.jump) "
+        "or public",
+    )
+    ssh_wait_seconds: int = Field(
+        300, ge=0, le=3600, description="how long `up` waits for the instances to answer SSH after boot"
     )
     tags: dict[str, str] = Field(default_factory=dict, description="extra tags for what hacloud creates")
 

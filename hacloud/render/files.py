@@ -16,9 +16,10 @@ from hacloud.render import resources as r
 from hacloud.render.env import render_template
 from hacloud.render.versions import Targets
 from hacloud.secrets import ClusterSecrets
-from hacloud.spec import DemoService, IpmiFencing, RedfishFencing, SbdFencing, Spec
+from hacloud.spec import AwsMoveIpVip, DemoService, IpmiFencing, RedfishFencing, SbdFencing, Spec
 
 AUTHKEY_PATH = "/etc/corosync/authkey"
+AWS_CONFIG_PATH = "/root/.aws/config"
 DEMO_PROGRAM = "/usr/local/lib/hacloud/hacloud-demo.py"
 DEMO_AGENT = "/usr/lib/ocf/resource.d/hacloud/demo"
 DRBD_KEYS = (
@@ -125,6 +126,8 @@ def node_files(
         )
     if isinstance(spec.service, DemoService):
         files += demo_files(spec)
+    if isinstance(spec.vip, AwsMoveIpVip) and r.aws_region(spec):
+        files.append(_text(AWS_CONFIG_PATH, render_template("os/aws-config.j2", region=r.aws_region(spec))))
     for method in spec.fencing:
         if isinstance(method, SbdFencing):
             files += _sbd_files(method, profile, targets)

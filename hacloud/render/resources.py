@@ -173,6 +173,10 @@ def vip_primitives(spec: Spec, inventory: Inventory, profile: Profile) -> list[P
                     # monapi=false: the monitor checks the local route only, so an EC2 API hiccup
                     # does not fail the VIP over (AWS sample config, TFSAP).
                     ("monapi", "false"),
+                    # The agent always writes the route by interface id (replace-route
+                    # --network-interface-id); comparing by the same id is exact even on an
+                    # instance with several interfaces (the default compares instance ids).
+                    ("lookup_type", "NetworkInterfaceId"),
                 ),
                 ops=ops,
             )
@@ -339,6 +343,14 @@ def _kind_params(
     subscription = method.subscription_id or _provider_option(spec, "subscription_id")
     group = method.resource_group or _provider_option(spec, "resource_group")
     return lambda t, i, p: _azure(method, t, i, p, subscription, group)
+
+
+def aws_region(spec: Spec) -> str:
+    """The region the AWS agents talk to: the fence_aws method's, else the provider's."""
+    for method in spec.fencing:
+        if isinstance(method, AwsFencing) and method.region:
+            return method.region
+    return _provider_option(spec, "region")
 
 
 def _provider_option(spec: Spec, name: str) -> str:

@@ -1,20 +1,194 @@
-"""The AWS provider (boto3, imported lazily; install with `pip install 'hacloud[aws]'`).
+"""The AWS provider: two EC2 instances in two zones, gp3 data volumes, a security group, an
+instance profile for the agents, the overlay-IP route, and fence_aws.
 
-Today it declares what rendering needs: instance ids are assigned by EC2, so until the
-instances exist the planned inventory carries placeholders. Creating and discovering
-instances, volumes, IAM and routes lands with issue #6.
+boto3 is imported only when an operation needs AWS (install with `pip install 'hacloud[aws]'`);
+planning and rendering work without it. The work is in :mod:`hacloud_aws.infra`; this module
+maps the provider Protocol onto it.
 """
 
 from __future__ import annotations
 
-from hacloud.provider import BaseProvider, Capabilities
+import shlex
+
+from hacloud.checks import Finding
+from hacloud.errors import HacloudError
+from hacloud.model import Inventory
+from hacloud.provider import BaseProvider, Capabilities, NodeCheck, NodeNeeds, PowerState
+from hacloud.spec import AwsFencing, AwsMoveIpVip, AwsOptions, Spec
+from hacloud.workspace import Workspace
+
+
+def region_of(spec: Spec) -> str:
+    options = getattr(spec.provider, "options", None)
+    if isinstance(options, AwsOptions):
+        return options.region
+    for method in spec.fencing:
+        if isinstance(method, AwsFencing) and method.region:
+            return method.region
+    raise HacloudError("no AWS region in the spec", "set provider.options.region")
 
 
 class AwsProvider(BaseProvider):
     name = "aws"
-    capabilities = Capabilities(create_nodes=True, power_control=True)
+    capabilities = Capabilities(
+        create_nodes=True,
+        power_control=True,
+        missing={"partition": "cutting the network between two instances would need NACL changes; not done"},
+        faults=("fence", "power", "crash"),
+    )
     tracking = "issue #6 (AWS provider)"
     id_is_name = False
+
+    def _infra(self, ws: Workspace, apply: bool = True):  # type: ignore[no-untyped-def]
+        from hacloud_aws.api import clients
+        from hacloud_aws.infra import Infra
+
+        return Infra(ws, clients(region_of(ws.spec)), apply=apply)
+
+    def check_environment(self) -> None:
+        try:
+            import boto3  # noqa: F401
+        except ImportError:
+            raise HacloudError(
+                "the AWS provider needs boto3, which is not installed",
+                "install hacloud with its AWS extra: pip install 'hacloud[aws]'",
+            ) from None
+
+    def discover(self, ws: Workspace) -> Inventory | None:
+        inventory: Inventory | None = self._infra(ws, apply=False).discover()
+        return inventory
+
+    def ensure_nodes(self, ws: Workspace) -> Inventory:
+        """Instances, identity, security group, policy, volumes and routes in one pass (the
+        volumes need the instances' zones, the policy their ids)."""
+        inventory: Inventory = self._infra(ws).ensure()
+        return inventory
+
+    def ensure_volumes(self, ws: Workspace, inventory: Inventory) -> Inventory:
+        return inventory  # made and attached by ensure_nodes
+
+    def plan_infrastructure(self, ws: Workspace) -> tuple[list[str], str]:
+        """(what `up` would create or change, the agents' IAM policy), changing nothing."""
+        from hacloud_aws.iam import policy_json
+
+        infra = self._infra(ws, apply=False)
+        infra.ensure()
+        site_account = infra.c.sts.get_caller_identity()["Account"]
+        ids = []
+        for node in ws.spec.nodes:
+            inst = infra.find_instance(node)
+            ids.append(inst["InstanceId"] if inst else f"<{node.name} instance id>")
+        from hacloud_aws.iam import agent_policy
+
+        return infra.changes, policy_json(agent_policy(ws.spec, infra.c.region, site_account, ids))
+
+    def teardown(self, ws: Workspace, delete_volumes: bool = False) -> None:
+        self._infra(ws).teardown(delete_volumes)
+
+    def live_checks(self, ws: Workspace, inventory: Inventory) -> list[Finding]:
+        from hacloud_aws.preflight import live_checks
+
+        return live_checks(self._infra(ws, apply=False), inventory)
+
+    # -------------------------------------------------------------- power (fence-test)
+
+    def power(self, ws: Workspace, node: str) -> PowerState:
+        from hacloud_aws.api import call
+
+        infra = self._infra(ws, apply=False)
+        inst = infra.find_instance(ws.spec.node(node))
+        if inst is None:
+            return "unknown"
+        state = call(f"read {node}", infra.c.ec2.describe_instances, InstanceIds=[inst["InstanceId"]])
+        name = state["Reservations"][0]["Instances"][0]["State"]["Name"]
+        return "on" if name == "running" else "off" if name == "stopped" else "unknown"
+
+    def power_off(self, ws: Workspace, node: str) -> None:
+        from hacloud_aws.api import call
+
+        infra = self._infra(ws)
+        inst = infra.find_instance(ws.spec.node(node))
+        if inst is not None:
+            # Force: no OS shutdown, as a fence would do it (fence_aws stops with Force=True).
+            call(f"stop {node}", infra.c.ec2.stop_instances, InstanceIds=[inst["InstanceId"]], Force=True)
+
+    def power_on(self, ws: Workspace, node: str) -> None:
+        from hacloud_aws.api import call
+
+        infra = self._infra(ws)
+        inst = infra.find_instance(ws.spec.node(node))
+        if inst is not None:
+            call(f"start {node}", infra.c.ec2.start_instances, InstanceIds=[inst["InstanceId"]])
+
+    def ssh_wait_seconds(self, spec: Spec) -> float:
+        options = getattr(spec.provider, "options", None)
+        return float(options.ssh_wait_seconds) if isinstance(options, AwsOptions) else 300.0
+
+    # -------------------------------------------------------------- what the nodes need
+
+    def node_needs(self, spec: Spec, inventory: Inventory) -> NodeNeeds:
+        return aws_node_needs(spec, inventory)
+
+
+def aws_node_needs(spec: Spec, inventory: Inventory) -> NodeNeeds:
+    """Packages the AWS agents need and the checks run on each node before fencing is enabled.
+
+    fence_aws stops the peer only after asking IMDS which instance it runs on, and silently
+    does nothing when IMDS cannot be reached (testbed.md §3): so the first check is IMDS."""
+    region = region_of(spec)
+    ids = [n.id for n in inventory.nodes]
+    q = shlex.quote
+    imds = (
+        "t=$(curl -sf -m 3 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' "
+        "http://169.254.169.254/latest/api/token) && "
+        'i=$(curl -sf -m 3 -H "X-aws-ec2-metadata-token: $t" '
+        "http://169.254.169.254/latest/meta-data/instance-id) && "
+        f'case "$i" in {"|".join(q(i) for i in ids)}) exit 0;; esac; echo "IMDS says $i"; exit 1'
+    )
+    checks = [
+        NodeCheck(
+            "aws.imds",
+            "instance metadata (IMDSv2) names this node's instance",
+            imds,
+            "fence_aws does nothing without IMDS: enable the metadata endpoint "
+            "(aws ec2 modify-instance-metadata-options --http-endpoint enabled) and keep "
+            "169.254.169.254 out of any proxy or firewall rule on the node",
+        ),
+    ]
+    if any(isinstance(m, AwsFencing) for m in spec.fencing):
+        listed = " && ".join(f"printf '%s\\n' \"$out\" | grep -q '^{i},'" for i in ids)
+        checks.append(
+            NodeCheck(
+                "aws.fence_list",
+                "fence_aws -o list reaches the EC2 API and sees both instances",
+                f"out=$(fence_aws -o list --region {q(region)}) && {listed}",
+                "give the instance profile ec2:DescribeInstances (see `hacloud plan`), and let the node "
+                "reach the EC2 API (NAT gateway or an ec2 VPC interface endpoint)",
+            )
+        )
+    commands: tuple[str, ...] = ()
+    if isinstance(spec.vip, AwsMoveIpVip):
+        commands = ("aws",)
+        tables = " ".join(q(r) for r in spec.vip.route_tables)
+        checks.append(
+            NodeCheck(
+                "aws.route_read",
+                "the AWS CLI (as aws-vpc-move-ip calls it) reads the route tables",
+                f"aws --profile default --region {q(region)} --output text ec2 describe-route-tables "
+                f"--route-table-ids {tables} >/dev/null",
+                "give the instance profile ec2:DescribeRouteTables, make sure /root/.aws/config has a "
+                "[default] profile (hacloud installs it), and let the node reach the EC2 API",
+            )
+        )
+    return NodeNeeds(
+        commands=commands,
+        packages={
+            "apt-get": "awscli python3-boto3 python3-requests",
+            "dnf": "fence-agents-aws awscli2",
+            "zypper": "aws-cli python3-boto3",
+        },
+        checks=tuple(checks),
+    )
 
 
 provider = AwsProvider()

@@ -1,0 +1,178 @@
+"""Live, read-only checks of what the AWS agents rely on (`hacloud check --live`, and before
+the deploy engine enables fencing).
+
+Contract: :func:`live_checks` reads the account and returns one Finding per rule and subject;
+it changes nothing. The policy check evaluates the policies attached to each node's role
+against every (action, resource) the agents will call — the same list the generated policy is
+built from, so a hand-made profile is held to the same bar.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from typing import Any
+
+from hacloud.checks import Finding
+from hacloud.model import Inventory
+from hacloud.spec import AwsEipVip, AwsFencing, AwsMoveIpVip
+from hacloud_aws import iam
+from hacloud_aws.api import call, error_code
+from hacloud_aws.infra import Infra, primary_eni
+
+SOURCE = "best-practices.md §3.1"
+
+
+def _f(code: str, ok: bool, message: str, remedy: str, warn: bool = False) -> Finding:
+    severity = "ok" if ok else "warning" if warn else "error"
+    return Finding(code, severity, message, "" if ok else remedy, SOURCE)
+
+
+def needed_calls(infra: Infra, account: str, ids: list[str]) -> list[tuple[str, str]]:
+    """(action, resource ARN) pairs the agents call, from the generated policy's statements."""
+    policy = iam.agent_policy(infra.spec, infra.c.region, account, ids)
+    out = []
+    for st in policy["Statement"]:
+        resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+        for action in st["Action"]:
+            out += [(action, r.replace("/*", "/eni-0")) for r in resources]
+    return out
+
+
+def _policies_of(infra: Infra, profile_arn: str) -> list[dict[str, Any]]:
+    client = infra.c.iam
+    name = profile_arn.rsplit("/", 1)[-1]
+    profile = call("read the instance profile", client.get_instance_profile, InstanceProfileName=name)
+    docs: list[dict[str, Any]] = []
+    for role in profile["InstanceProfile"].get("Roles", []):
+        rname = role["RoleName"]
+        for pname in call("list role policies", client.list_role_policies, RoleName=rname)["PolicyNames"]:
+            doc = call("read a role policy", client.get_role_policy, RoleName=rname, PolicyName=pname)[
+                "PolicyDocument"
+            ]
+            docs.append(_doc(doc))
+        attached = call("list attached policies", client.list_attached_role_policies, RoleName=rname)
+        for ap in attached["AttachedPolicies"]:
+            pol = call("read a policy", client.get_policy, PolicyArn=ap["PolicyArn"])["Policy"]
+            ver = call(
+                "read a policy version",
+                client.get_policy_version,
+                PolicyArn=ap["PolicyArn"],
+                VersionId=pol["DefaultVersionId"],
+            )["PolicyVersion"]["Document"]
+            docs.append(_doc(ver))
+    return docs
+
+
+def _doc(doc: Any) -> dict[str, Any]:
+    if isinstance(doc, str):
+        doc = json.loads(urllib.parse.unquote(doc))
+    statements = doc.get("Statement", [])
+    return {**doc, "Statement": statements if isinstance(statements, list) else [statements]}
+
+
+def live_checks(infra: Infra, inventory: Inventory) -> list[Finding]:
+    ec2 = infra.c.ec2
+    spec = infra.spec
+    out: list[Finding] = []
+    account = call("read the caller identity", infra.c.sts.get_caller_identity)["Account"]
+    instances = {}
+    for node in inventory.nodes:
+        res = call(f"read {node.name}", ec2.describe_instances, InstanceIds=[node.id])
+        instances[node.name] = res["Reservations"][0]["Instances"][0]
+    zones = {i["Placement"]["AvailabilityZone"] for i in instances.values()}
+    out.append(
+        _f(
+            "aws.zones",
+            len(zones) == 2,
+            f"the nodes are in {len(zones)} availability zone(s): {', '.join(sorted(zones))}",
+            "place the nodes in two availability zones so one zone outage leaves a node",
+        )
+    )
+    enis = {primary_eni(i)["NetworkInterfaceId"] for i in instances.values()}
+    if isinstance(spec.vip, AwsMoveIpVip):
+        cidr = f"{spec.vip.address}/32"
+        for rtb in spec.vip.route_tables:
+            try:
+                table = ec2.describe_route_tables(RouteTableIds=[rtb])["RouteTables"][0]
+            except Exception as exc:
+                out.append(_f("aws.route", False, f"{rtb}: {error_code(exc)}", "correct vip.route_tables"))
+                continue
+            route = next((r for r in table["Routes"] if r.get("DestinationCidrBlock") == cidr), None)
+            target = (route or {}).get("NetworkInterfaceId") or (route or {}).get("InstanceId")
+            ok = route is not None and (target in enis or target in {n.id for n in inventory.nodes})
+            out.append(
+                _f(
+                    "aws.route",
+                    ok,
+                    f"{rtb}: {cidr} -> {target or 'no route'}",
+                    "aws-vpc-move-ip only replaces an existing route: run `hacloud up` to create it "
+                    "pointing at a cluster node",
+                )
+            )
+        for name, inst in instances.items():
+            attr = call(
+                f"read {name}'s source/destination check",
+                ec2.describe_instance_attribute,
+                InstanceId=inst["InstanceId"],
+                Attribute="sourceDestCheck",
+            )
+            on = attr["SourceDestCheck"]["Value"]
+            out.append(
+                _f(
+                    "aws.source_dest_check",
+                    not on,
+                    f"{name}: source/destination check {'on' if on else 'off'}",
+                    "EC2 drops overlay-IP traffic with the check on: run `hacloud up`, or "
+                    f"aws ec2 modify-instance-attribute --instance-id {inst['InstanceId']} "
+                    "--no-source-dest-check",
+                )
+            )
+    if isinstance(spec.vip, AwsEipVip):
+        try:
+            ec2.describe_addresses(AllocationIds=[spec.vip.allocation_id])
+            out.append(_f("aws.eip", True, f"Elastic IP {spec.vip.allocation_id} exists", ""))
+        except Exception as exc:
+            out.append(
+                _f(
+                    "aws.eip",
+                    False,
+                    f"{spec.vip.allocation_id}: {error_code(exc)}",
+                    "correct vip.allocation_id",
+                )
+            )
+    needed = needed_calls(infra, account, [n.id for n in inventory.nodes])
+    for name, inst in instances.items():
+        assoc = call(
+            f"read {name}'s instance profile",
+            ec2.describe_iam_instance_profile_associations,
+            Filters=[
+                {"Name": "instance-id", "Values": [inst["InstanceId"]]},
+                {"Name": "state", "Values": ["associated"]},
+            ],
+        )["IamInstanceProfileAssociations"]
+        if not assoc:
+            out.append(
+                _f(
+                    "aws.instance_profile",
+                    False,
+                    f"{name}: no instance profile attached",
+                    "the agents get their credentials from the instance profile: run `hacloud up`",
+                )
+            )
+            continue
+        docs = _policies_of(infra, assoc[0]["IamInstanceProfile"]["Arn"])
+        missing = sorted({a for a, r in needed if not any(iam.allows(d, a, r) for d in docs)})
+        out.append(
+            _f(
+                "aws.instance_profile",
+                not missing,
+                f"{name}: instance profile allows every agent call"
+                if not missing
+                else f"{name}: instance profile does not allow {', '.join(missing)}",
+                "add the policy `hacloud plan` prints to the role of the instance profile",
+            )
+        )
+    if not any(isinstance(m, AwsFencing) for m in spec.fencing):
+        out.append(_f("aws.fencing", False, "no fence_aws device", "add a fence_aws method", warn=True))
+    return out

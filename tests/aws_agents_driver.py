@@ -137,7 +137,10 @@ def main() -> None:
         shim.mkdir(exist_ok=True)
         (shim / "sitecustomize.py").write_text(SITECUSTOMIZE)
         wrapper = work / "aws-wrapper"
-        wrapper.write_text(f'#!/bin/sh\nexec /usr/bin/aws --endpoint-url {proxy.url} "$@"\n')
+        # env -u: the boto3 shim for fence_aws must not reach the CLI's own botocore
+        wrapper.write_text(
+            f'#!/bin/sh\nexec env -u PYTHONPATH /usr/bin/aws --endpoint-url {proxy.url} "$@"\n'
+        )
         wrapper.chmod(0o755)
         env = {
             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
@@ -232,6 +235,36 @@ def main() -> None:
                 }
             )
         out["move_ip"] = steps
+
+        # ---- the checks `up` runs on each node before it enables fencing, as node1
+        from hacloud_aws import aws_node_needs
+
+        bindir = work / "bin"
+        bindir.mkdir(exist_ok=True)
+        (bindir / "aws").symlink_to(wrapper)
+        check_env = {**env, "PATH": f"{bindir}:{env['PATH']}", "AWS_SHARED_CREDENTIALS_FILE": str(creds)}
+        imds.instance, imds.eni = node1.id, node1.extra["eni"]
+        checks = {}
+        for check in aws_node_needs(ws.spec, inventory).checks:
+            res = subprocess.run(
+                ["sh", "-c", check.command], capture_output=True, text=True, env=check_env, timeout=300
+            )
+            checks[check.code] = {"rc": res.returncode, "out": (res.stdout + res.stderr)[-500:]}
+        out["checks"] = checks
+        # and what they say when IMDS is out of reach (a proxy or firewall in the way)
+        broken = {**check_env, "http_proxy": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+        failed = {}
+        for check in aws_node_needs(ws.spec, inventory).checks:
+            res = subprocess.run(
+                ["sh", "-c", check.command], capture_output=True, text=True, env=broken, timeout=300
+            )
+            failed[check.code] = res.returncode
+        out["checks_without_imds"] = failed
+        # an instance that is not a node of this cluster asks IMDS: the identity check fails
+        imds.instance = "i-0ffffffffffffffff"
+        imds_check = aws_node_needs(ws.spec, inventory).checks[0]
+        res = subprocess.run(["sh", "-c", imds_check.command], capture_output=True, text=True, env=check_env)
+        out["check_foreign_instance"] = {"rc": res.returncode, "out": res.stdout + res.stderr}
         out["route_tables"] = list(account.route_tables)
         out["calls"] = proxy.calls
         proxy.close()

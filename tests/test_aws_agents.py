@@ -121,3 +121,14 @@ def test_iam_policy_allows_every_recorded_call_and_nothing_more(run: dict[str, A
     assert not iam.allows(policy, "ec2:ReplaceRoute", iam.route_table_arn(REGION, MOTO_ACCOUNT, "rtb-0fff"))
     for node_id in ids:
         assert iam.allows(policy, "ec2:StopInstances", iam.instance_arn(REGION, MOTO_ACCOUNT, node_id))
+
+
+def test_node_checks_pass_on_a_node_and_catch_a_missing_imds(run: dict[str, Any]) -> None:
+    """The commands `up` runs on each node before enabling fencing, run as node1 with the same
+    shims: all pass; without IMDS the IMDS check fails (fence_aws would do nothing)."""
+    assert set(run["checks"]) == {"aws.imds", "aws.fence_list", "aws.route_read"}
+    assert all(c["rc"] == 0 for c in run["checks"].values()), run["checks"]
+    assert run["checks_without_imds"]["aws.imds"] != 0
+    assert run["checks_without_imds"]["aws.fence_list"] == 0  # list does not need IMDS: only off does
+    foreign = run["check_foreign_instance"]
+    assert foreign["rc"] != 0 and "i-0ffffffffffffffff" in foreign["out"]

@@ -46,13 +46,9 @@ class AwsProvider(BaseProvider):
         return Infra(ws, clients(region_of(ws.spec)), apply=apply)
 
     def check_environment(self) -> None:
-        try:
-            import boto3  # noqa: F401
-        except ImportError:
-            raise HacloudError(
-                "the AWS provider needs boto3, which is not installed",
-                "install hacloud with its AWS extra: pip install 'hacloud[aws]'",
-            ) from None
+        from hacloud_aws.api import require_boto3
+
+        require_boto3()
 
     def discover(self, ws: Workspace) -> Inventory | None:
         inventory: Inventory | None = self._infra(ws, apply=False).discover()

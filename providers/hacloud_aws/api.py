@@ -53,16 +53,22 @@ class Clients:
     ec2_once: Any
 
 
-def clients(region: str) -> Clients:
-    """boto3 clients for ``region`` (imports boto3 here, never at hacloud import time)."""
+def require_boto3() -> None:
     try:
-        import boto3
-        from botocore.config import Config
+        import boto3  # noqa: F401
     except ImportError:
         raise HacloudError(
             "the AWS provider needs boto3, which is not installed",
             "install hacloud with its AWS extra: pip install 'hacloud[aws]'",
         ) from None
+
+
+def clients(region: str) -> Clients:
+    """boto3 clients for ``region`` (imports boto3 here, never at hacloud import time)."""
+    require_boto3()
+    import boto3
+    from botocore.config import Config
+
     session = boto3.session.Session(region_name=region)
     retrying = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=10, read_timeout=60)
     once = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=10, read_timeout=60)

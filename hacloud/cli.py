@@ -229,7 +229,10 @@ def plan(spec: SpecOption = Path("hacloud.yaml"), verbose: VerboseOption = False
         infra_changes, policy = infra
         for line in infra_changes:
             typer.echo(f"infrastructure: {line}")
-        typer.echo("IAM policy of the nodes' instance profile (exactly what the agents call):")
+        typer.echo(
+            "permissions the agents get (AWS: the instance profile's policy; Azure: the fence role), "
+            "exactly what they call:"
+        )
         typer.echo(policy)
     try:
         changes = converge(spec, progress, apply=False, verbose=verbose)

@@ -103,6 +103,27 @@ class AzureOptions(_Model):
         default_factory=lambda: ["1", "2"],
         description="two availability zones, one per node; [] for an availability set",
     )
+    image: str = Field(
+        "Debian:debian-12:12-gen2:latest",
+        pattern=r"^[^:\s]+:[^:\s]+:[^:\s]+:[^:\s]+$",
+        description="image URN publisher:offer:sku:version for created VMs",
+    )
+    admin_user: str = Field("azureuser", pattern=r"^[a-z_][a-z0-9_-]{0,31}$", description="VM admin user")
+    ssh_public_key: str | None = Field(
+        None, description="file on this machine with the admin's SSH public key (needed to create VMs)"
+    )
+    disk_sku: Literal["Premium_LRS", "PremiumV2_LRS", "StandardSSD_LRS", "UltraSSD_LRS"] = Field(
+        "Premium_LRS", description="SKU of the data disks (zonal: each in its VM's zone)"
+    )
+    admin_cidr: str | None = Field(None, pattern=CIDR, description="CIDR allowed to reach the nodes over SSH")
+    arm_endpoint: str = Field(
+        "https://management.azure.com",
+        pattern=r"^https://[A-Za-z0-9.:-]+$",
+        description="Azure Resource Manager endpoint (sovereign clouds have their own)",
+    )
+    operation_timeout: int = Field(
+        900, ge=60, le=7200, description="seconds to wait for one Azure long-running operation"
+    )
     tags: dict[str, str] = Field(default_factory=dict, description="extra tags for what hacloud creates")
 
 

@@ -80,6 +80,7 @@ def test_plan_up_down_as_a_user_runs_them(ns: tuple[str, dict[str, str], Path]) 
     plan = inns(ns, *HACLOUD, "plan", "--spec", spec)
     assert plan.returncode == 0, plan.stderr
     assert "infrastructure: node1: create instance" in plan.stdout
+    assert "instance profile's policy" in plan.stdout
     policy = json.loads(plan.stdout[plan.stdout.index("{") : plan.stdout.rindex("}") + 1])
     actions = {a for st in policy["Statement"] for a in st["Action"]}
     assert actions >= {"ec2:StopInstances", "ec2:ReplaceRoute"}

@@ -1,0 +1,861 @@
+"""Everything hacloud makes or finds in an Azure resource group for one cluster.
+
+Contract (as for AWS): :meth:`Infra.validate` reads first and raises one error listing every
+problem before anything is created; ``ensure`` creates what is missing and changes only what
+differs (request bodies are compared with what ARM returns), so a second run records no
+change; with ``apply=False`` it only records. Every resource hacloud creates is tagged
+``hacloud:cluster=<name>``; role definitions and assignments, which take no tags, have
+names derived from the cluster (uuid5), so they are found and removed exactly.
+:meth:`Infra.teardown` removes only those; data disks only when asked.
+
+Bodies are sent as plain JSON in ARM's wire format (the SDKs accept that), which is what the
+tests validate against the official specs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hacloud.errors import HacloudError
+from hacloud.model import Inventory, NetworkInfo, NodeInfo
+from hacloud.render.resources import volume_port
+from hacloud.spec import AzureLbVip, AzureOptions, NodeSpec, Spec
+from hacloud.workspace import Workspace
+from hacloud_azure.api import Clients, azure_error, call, wait, wire
+
+TAG = "hacloud:cluster"
+FENCE_ACTIONS = (
+    "Microsoft.Compute/*/read",
+    "Microsoft.Compute/virtualMachines/powerOff/action",
+    "Microsoft.Compute/virtualMachines/start/action",
+)
+
+
+def lun_path(index: int) -> str:
+    return f"/dev/disk/azure/scsi1/lun{index}"
+
+
+def parse_id(resource_id: str) -> dict[str, str]:
+    """/subscriptions/S/resourceGroups/G/providers/NS/type/name[/child/name] -> fields."""
+    parts = resource_id.strip("/").split("/")
+    out = {parts[i].lower(): parts[i + 1] for i in range(0, len(parts) - 1, 2)}
+    return out
+
+
+@dataclass
+class Infra:
+    ws: Workspace
+    c: Clients
+    apply: bool = True
+    changes: list[str] = field(default_factory=list)
+    sleep: Callable[[float], None] = time.sleep
+
+    # ------------------------------------------------------------------ names
+
+    @property
+    def spec(self) -> Spec:
+        return self.ws.spec
+
+    @property
+    def opts(self) -> AzureOptions:
+        options = getattr(self.spec.provider, "options", None)
+        assert isinstance(options, AzureOptions)
+        return options
+
+    @property
+    def cluster(self) -> str:
+        return self.spec.cluster.name
+
+    @property
+    def rg(self) -> str:
+        return self.opts.resource_group
+
+    def vm_name(self, node: NodeSpec) -> str:
+        return node.id or node.name
+
+    def rg_id(self) -> str:
+        return f"/subscriptions/{self.c.subscription}/resourceGroups/{self.rg}"
+
+    def vm_id(self, node: NodeSpec) -> str:
+        return f"{self.rg_id()}/providers/Microsoft.Compute/virtualMachines/{self.vm_name(node)}"
+
+    def role_definition_name(self) -> str:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"hacloud:{self.rg_id()}:{self.cluster}:fence-role"))
+
+    def role_definition_id(self) -> str:
+        return (
+            f"{self.rg_id()}/providers/Microsoft.Authorization/roleDefinitions/{self.role_definition_name()}"
+        )
+
+    def assignment_name(self, scope: str, principal: str) -> str:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"hacloud:{self.cluster}:{scope.lower()}:{principal}"))
+
+    def tags(self, **extra: str) -> dict[str, str]:
+        return {**self.opts.tags, TAG: self.cluster, **extra}
+
+    def change(self, what: str) -> bool:
+        self.changes.append(what)
+        self.ws.progress(("" if self.apply else "would: ") + what)
+        return self.apply
+
+    def _get(self, doing: str, fn: Callable[..., Any], *args: Any) -> dict[str, Any] | None:
+        """GET a resource as wire JSON; None when it does not exist."""
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        try:
+            return wire(fn(*args))
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise azure_error(exc, doing) from None
+
+    # ------------------------------------------------------------------ validate
+
+    def validate(self) -> dict[str, Any]:
+        problems: list[str] = []
+        subnet: dict[str, Any] | None = None
+        if not self.opts.subnet_id:
+            problems.append("provider.options.subnet_id: name the subnet (resource id) both NICs go into")
+        else:
+            f = parse_id(self.opts.subnet_id)
+            if not {"subscriptions", "resourcegroups", "virtualnetworks", "subnets"} <= set(f):
+                problems.append(
+                    f"provider.options.subnet_id: {self.opts.subnet_id} is not a subnet resource id"
+                )
+            else:
+                subnet = self._get(
+                    "read the subnet",
+                    self.c.network.subnets.get,
+                    f["resourcegroups"],
+                    f["virtualnetworks"],
+                    f["subnets"],
+                )
+                if subnet is None:
+                    problems.append(
+                        f"provider.options.subnet_id: subnet {self.opts.subnet_id} does not exist"
+                    )
+        if subnet is not None and isinstance(self.spec.vip, AzureLbVip):
+            prefixes = [
+                subnet["properties"].get("addressPrefix"),
+                *subnet["properties"].get("addressPrefixes", []),
+            ]
+            nets = [ipaddress.IPv4Network(p) for p in prefixes if p]
+            if not any(self.spec.vip.address in n for n in nets):
+                problems.append(
+                    f"vip.address: {self.spec.vip.address} is outside the subnet "
+                    f"({', '.join(map(str, nets))}); the internal load balancer's frontend must be an "
+                    "address of the nodes' subnet"
+                )
+        zones = self.opts.zones
+        if zones and (len(zones) != 2 or zones[0] == zones[1]):
+            problems.append(
+                "provider.options.zones: give two different zones (one per node), "
+                "or [] for an availability set"
+            )
+        missing = [n for n in self.spec.nodes if self._vm(n) is None]
+        if missing:
+            key = self.opts.ssh_public_key
+            if not key:
+                problems.append(
+                    "provider.options.ssh_public_key: name the public key file of the VMs' admin "
+                    f"(needed to create {', '.join(n.name for n in missing)})"
+                )
+            elif not self.ws.resolve(key).is_file():
+                problems.append(f"provider.options.ssh_public_key: {self.ws.resolve(key)} does not exist")
+        if problems:
+            raise HacloudError(
+                f"the Azure subscription does not fit the spec ({len(problems)} problem"
+                f"{'s' if len(problems) > 1 else ''}):\n  - " + "\n  - ".join(problems),
+                "correct the spec (or the subscription) as listed; nothing was created",
+            )
+        assert subnet is not None
+        return subnet
+
+    # ------------------------------------------------------------------ network
+
+    def nsg_body(self, addresses: list[str]) -> dict[str, Any]:
+        rules: list[dict[str, Any]] = []
+
+        def rule(
+            name: str, prio: int, proto: str, ports: list[int], sources: list[str], dests: list[str]
+        ) -> None:
+            props: dict[str, Any] = {
+                "protocol": proto,
+                "access": "Allow",
+                "direction": "Inbound",
+                "priority": prio,
+                "sourcePortRange": "*",
+            }
+            props |= (
+                {"destinationPortRange": str(ports[0])}
+                if len(ports) == 1
+                else {"destinationPortRanges": [str(p) for p in ports]}
+            )
+            props |= (
+                {"sourceAddressPrefix": sources[0]}
+                if len(sources) == 1
+                else {"sourceAddressPrefixes": sources}
+            )
+            props |= (
+                {"destinationAddressPrefix": dests[0]}
+                if len(dests) == 1
+                else {"destinationAddressPrefixes": dests}
+            )
+            rules.append({"name": name, "properties": props})
+
+        vip = self.spec.vip
+        if isinstance(vip, AzureLbVip):
+            # The probe comes from the platform address 168.63.129.16, tagged AzureLoadBalancer.
+            rule("hacloud-lb-probe", 100, "Tcp", [vip.probe_port], ["AzureLoadBalancer"], ["*"])
+        if addresses:
+            links = max(len(n.links) for n in self.spec.nodes) or 1
+            port = self.spec.corosync.cluster_port
+            rule("hacloud-corosync", 110, "Udp", [port + i for i in range(links)], addresses, addresses)
+            drbd = [volume_port(self.spec, i) for i in range(len(self.spec.volumes))]
+            rule("hacloud-drbd", 120, "Tcp", drbd, addresses, addresses)
+        if self.opts.admin_cidr:
+            ssh = sorted({n.ssh.port for n in self.spec.nodes})
+            rule("hacloud-ssh", 130, "Tcp", ssh, [self.opts.admin_cidr], ["*"])
+        return {"location": self.opts.location, "tags": self.tags(), "properties": {"securityRules": rules}}
+
+    def ensure_nsg(self, addresses: list[str]) -> str:
+        name = f"{self.cluster}-nsg"
+        want = self.nsg_body(addresses)
+        have = self._get(
+            "read the network security group", self.c.network.network_security_groups.get, self.rg, name
+        )
+        if have is None or not _same_rules(have, want) or have.get("tags") != want["tags"]:
+            verb = "create" if have is None else "update the rules of"
+            if self.change(f"network: {verb} network security group {name}"):
+                have = wire(
+                    wait(
+                        f"write network security group {name}",
+                        self.c.timeout,
+                        self.c.network.network_security_groups.begin_create_or_update,
+                        self.rg,
+                        name,
+                        want,
+                    )
+                )
+        return f"{self.rg_id()}/providers/Microsoft.Network/networkSecurityGroups/{name}"
+
+    def nic_body(self, nsg_id: str, pool_id: str | None) -> dict[str, Any]:
+        ipc: dict[str, Any] = {"subnet": {"id": self.opts.subnet_id}, "privateIPAllocationMethod": "Dynamic"}
+        if pool_id:
+            ipc["loadBalancerBackendAddressPools"] = [{"id": pool_id}]
+        return {
+            "location": self.opts.location,
+            "tags": self.tags(),
+            "properties": {
+                "ipConfigurations": [{"name": "ipconfig1", "properties": {"primary": True, **ipc}}],
+                "networkSecurityGroup": {"id": nsg_id},
+            },
+        }
+
+    def ensure_nic(self, node: NodeSpec, nsg_id: str, pool_id: str | None) -> dict[str, Any] | None:
+        name = f"{self.vm_name(node)}-nic"
+        want = self.nic_body(nsg_id, pool_id)
+        have = self._get(f"read {name}", self.c.network.network_interfaces.get, self.rg, name)
+        if have is not None and not _nic_differs(have, want):
+            return have
+        if not self.change(f"{node.name}: {'create' if have is None else 'update'} network interface {name}"):
+            return have
+        if have is not None:
+            # keep the address the NIC has: a node's address must not move under corosync
+            ip = have["properties"]["ipConfigurations"][0]["properties"].get("privateIPAddress")
+            cfg = want["properties"]["ipConfigurations"][0]["properties"]
+            if ip:
+                cfg |= {"privateIPAddress": ip, "privateIPAllocationMethod": "Static"}
+        return wire(
+            wait(
+                f"write {name}",
+                self.c.timeout,
+                self.c.network.network_interfaces.begin_create_or_update,
+                self.rg,
+                name,
+                want,
+            )
+        )
+
+    def lb_body(self) -> dict[str, Any]:
+        vip = self.spec.vip
+        assert isinstance(vip, AzureLbVip)
+        base = f"{self.rg_id()}/providers/Microsoft.Network/loadBalancers/{self.cluster}-lb"
+        return {
+            "location": self.opts.location,
+            "tags": self.tags(),
+            "sku": {"name": "Standard", "tier": "Regional"},
+            "properties": {
+                "frontendIPConfigurations": [
+                    {
+                        "name": "frontend",
+                        "properties": {
+                            "privateIPAddress": str(vip.address),
+                            "privateIPAllocationMethod": "Static",
+                            "subnet": {"id": self.opts.subnet_id},
+                        },
+                        **({"zones": list(self.opts.zones)} if self.opts.zones else {}),
+                    }
+                ],
+                "backendAddressPools": [{"name": "backend"}],
+                "probes": [
+                    {
+                        "name": "azure-lb",
+                        # MS-SLES/MS-NFS: TCP probe on the azure-lb port, every 5 s, down after 2
+                        "properties": {
+                            "protocol": "Tcp",
+                            "port": vip.probe_port,
+                            "intervalInSeconds": 5,
+                            "probeThreshold": 2,
+                        },
+                    }
+                ],
+                "loadBalancingRules": [
+                    {
+                        "name": "ha-ports",
+                        # HA ports (protocol All, port 0) + floating IP: the node answers on the
+                        # VIP itself (IPaddr2); idle timeout 30 min as Microsoft's guides set it.
+                        "properties": {
+                            "frontendIPConfiguration": {"id": f"{base}/frontendIPConfigurations/frontend"},
+                            "backendAddressPool": {"id": f"{base}/backendAddressPools/backend"},
+                            "probe": {"id": f"{base}/probes/azure-lb"},
+                            "protocol": "All",
+                            "frontendPort": 0,
+                            "backendPort": 0,
+                            "enableFloatingIP": True,
+                            "idleTimeoutInMinutes": 30,
+                            "enableTcpReset": False,
+                        },
+                    }
+                ],
+            },
+        }
+
+    def ensure_lb(self) -> str | None:
+        if not isinstance(self.spec.vip, AzureLbVip):
+            return None
+        name = f"{self.cluster}-lb"
+        want = self.lb_body()
+        have = self._get("read the load balancer", self.c.network.load_balancers.get, self.rg, name)
+        if (have is None or _lb_differs(have, want)) and self.change(
+            f"network: {'create' if have is None else 'update'} internal load balancer {name}"
+        ):
+            wait(
+                f"write load balancer {name}",
+                self.c.timeout,
+                self.c.network.load_balancers.begin_create_or_update,
+                self.rg,
+                name,
+                want,
+            )
+        return f"{self.rg_id()}/providers/Microsoft.Network/loadBalancers/{name}/backendAddressPools/backend"
+
+    # ------------------------------------------------------------------ disks and VMs
+
+    def _vm(self, node: NodeSpec) -> dict[str, Any] | None:
+        return self._get(
+            f"read VM {self.vm_name(node)}", self.c.compute.virtual_machines.get, self.rg, self.vm_name(node)
+        )
+
+    def zone(self, index: int) -> list[str]:
+        return [self.opts.zones[index]] if self.opts.zones else []
+
+    def ensure_disk(self, node: NodeSpec, index: int, zone: list[str]) -> str | None:
+        vol = self.spec.volumes[index]
+        name = f"{self.vm_name(node)}-{vol.name}"
+        have = self._get(f"read disk {name}", self.c.compute.disks.get, self.rg, name)
+        if have is None:
+            if not self.change(
+                f"{node.name}: create {self.opts.disk_sku} disk {name} of {vol.size_gib} GiB"
+                f"{' in zone ' + zone[0] if zone else ''}"
+            ):
+                return None
+            body: dict[str, Any] = {
+                "location": self.opts.location,
+                "tags": self.tags(**{"hacloud:node": node.name, "hacloud:volume": vol.name}),
+                "sku": {"name": self.opts.disk_sku},
+                "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": vol.size_gib},
+            }
+            if zone:
+                body["zones"] = zone
+            have = wire(
+                wait(
+                    f"create disk {name}",
+                    self.c.timeout,
+                    self.c.compute.disks.begin_create_or_update,
+                    self.rg,
+                    name,
+                    body,
+                )
+            )
+        elif zone and have.get("zones") and have["zones"] != zone:
+            raise HacloudError(
+                f"{node.name}: disk {name} is in zone {have['zones'][0]}, the VM in zone {zone[0]}; "
+                "a zonal disk attaches only in its zone",
+                "snapshot it and restore into the VM's zone under the same name, then run `hacloud up` again",
+            )
+        return str(have["id"])
+
+    def vm_body(self, node: NodeSpec, index: int, nic_id: str, disks: list[str]) -> dict[str, Any]:
+        key = self.ws.resolve(self.opts.ssh_public_key or "").read_text(encoding="utf-8").strip()
+        publisher, offer, sku, version = self.opts.image.split(":")
+        body: dict[str, Any] = {
+            "location": self.opts.location,
+            "tags": self.tags(**{"hacloud:node": node.name}),
+            # the fence agent logs in as the VM itself (msi=true): no secret on the node
+            "identity": {"type": "SystemAssigned"},
+            "properties": {
+                "hardwareProfile": {"vmSize": self.opts.vm_size},
+                "storageProfile": {
+                    "imageReference": {
+                        "publisher": publisher,
+                        "offer": offer,
+                        "sku": sku,
+                        "version": version,
+                    },
+                    "osDisk": {
+                        "createOption": "FromImage",
+                        "deleteOption": "Delete",
+                        "managedDisk": {"storageAccountType": "Premium_LRS"},
+                    },
+                    "dataDisks": [
+                        {
+                            "lun": lun,
+                            "createOption": "Attach",
+                            "caching": "None",
+                            "deleteOption": "Detach",
+                            "managedDisk": {"id": d},
+                        }
+                        for lun, d in enumerate(disks)
+                    ],
+                },
+                "osProfile": {
+                    "computerName": node.name,
+                    "adminUsername": self.opts.admin_user,
+                    "linuxConfiguration": {
+                        "disablePasswordAuthentication": True,
+                        "ssh": {
+                            "publicKeys": [
+                                {"path": f"/home/{self.opts.admin_user}/.ssh/authorized_keys", "keyData": key}
+                            ]
+                        },
+                    },
+                },
+                "networkProfile": {"networkInterfaces": [{"id": nic_id, "properties": {"primary": True}}]},
+            },
+        }
+        if self.opts.zones:
+            body["zones"] = self.zone(index)
+        else:
+            body["properties"]["availabilitySet"] = {
+                "id": f"{self.rg_id()}/providers/Microsoft.Compute/availabilitySets/{self.cluster}-avset"
+            }
+        return body
+
+    def ensure_availability_set(self) -> None:
+        if self.opts.zones:
+            return
+        name = f"{self.cluster}-avset"
+        have = self._get("read the availability set", self.c.compute.availability_sets.get, self.rg, name)
+        if have is None and self.change(f"compute: create availability set {name} (the region has no zones)"):
+            call(
+                "create the availability set",
+                self.c.compute.availability_sets.create_or_update,
+                self.rg,
+                name,
+                {
+                    "location": self.opts.location,
+                    "tags": self.tags(),
+                    "sku": {"name": "Aligned"},
+                    "properties": {"platformFaultDomainCount": 2, "platformUpdateDomainCount": 5},
+                },
+            )
+
+    def ensure_vm(self, node: NodeSpec, index: int, nic_id: str, disks: list[str]) -> dict[str, Any] | None:
+        name = self.vm_name(node)
+        have = self._vm(node)
+        if have is None:
+            if not self.change(
+                f"{node.name}: create VM {name} ({self.opts.vm_size}"
+                f"{', zone ' + self.zone(index)[0] if self.opts.zones else ''})"
+            ):
+                return None
+            return wire(
+                wait(
+                    f"create VM {name}",
+                    self.c.timeout,
+                    self.c.compute.virtual_machines.begin_create_or_update,
+                    self.rg,
+                    name,
+                    self.vm_body(node, index, nic_id, disks),
+                )
+            )
+        patch: dict[str, Any] = {}
+        if "SystemAssigned" not in (have.get("identity") or {}).get("type", ""):
+            patch["identity"] = {"type": "SystemAssigned"}
+        attached = {
+            d.get("managedDisk", {}).get("id", "").lower()
+            for d in have["properties"]["storageProfile"].get("dataDisks", [])
+        }
+        missing = [d for d in disks if d.lower() not in attached]
+        if missing:
+            current = [
+                {"lun": d["lun"], "createOption": "Attach", "managedDisk": {"id": d["managedDisk"]["id"]}}
+                for d in have["properties"]["storageProfile"].get("dataDisks", [])
+            ]
+            luns = {d["lun"] for d in current}
+            for d in missing:
+                lun = min(set(range(64)) - luns)
+                luns.add(lun)
+                current.append({"lun": lun, "createOption": "Attach", "managedDisk": {"id": d}})
+            patch["properties"] = {"storageProfile": {"dataDisks": current}}
+        if patch and self.change(f"{node.name}: update VM {name} ({', '.join(sorted(patch))})"):
+            have = wire(
+                wait(
+                    f"update VM {name}",
+                    self.c.timeout,
+                    self.c.compute.virtual_machines.begin_update,
+                    self.rg,
+                    name,
+                    patch,
+                )
+            )
+        return have
+
+    # ------------------------------------------------------------------ fencing role
+
+    def ensure_role(self, vms: dict[str, dict[str, Any]]) -> None:
+        """A custom role with exactly read, powerOff and start, assignable only on the two VMs,
+        assigned to each VM's managed identity on every cluster VM (MS-SLES)."""
+        from azure.mgmt.authorization.v2022_04_01.models import (
+            Permission,
+            RoleAssignmentCreateParameters,
+            RoleDefinition,
+        )
+
+        auth = self.c.authorization
+        scopes = sorted(v["id"] for v in vms.values())
+        if len(scopes) < 2:
+            self.change("fencing: create the fence role and assign it once both VMs exist")
+            return
+        have = self._get(
+            "read the fence role", auth.role_definitions.get, self.rg_id(), self.role_definition_name()
+        )
+        want_actions = sorted(FENCE_ACTIONS)
+        stale = (
+            have is None
+            or sorted(have.get("permissions", [{}])[0].get("actions", [])) != want_actions
+            or sorted(have.get("assignable_scopes", [])) != scopes
+        )
+        if stale and self.change(
+            f"fencing: {'create' if have is None else 'update'} custom role hacloud-{self.cluster}-fence"
+        ):
+            role = RoleDefinition(
+                role_name=f"hacloud-{self.cluster}-fence",
+                description=f"hacloud cluster {self.cluster}: fence_azure_arm reads, powers off and "
+                "starts the nodes",
+                role_type="CustomRole",
+                permissions=[Permission(actions=want_actions, not_actions=[])],
+                assignable_scopes=scopes,
+            )
+            call(
+                "write the fence role",
+                auth.role_definitions.create_or_update,
+                self.rg_id(),
+                self.role_definition_name(),
+                role,
+            )
+        for vm in vms.values():
+            principal = (vm.get("identity") or {}).get("principalId")
+            if not principal:
+                continue
+            for scope in scopes:
+                name = self.assignment_name(scope, principal)
+                got = self._get("read a role assignment", auth.role_assignments.get, scope, name)
+                if got is None and self.change(
+                    f"fencing: let {vm['name']}'s identity fence {scope.rsplit('/', 1)[-1]}"
+                ):
+                    params = RoleAssignmentCreateParameters(
+                        role_definition_id=self.role_definition_id(),
+                        principal_id=principal,
+                        principal_type="ServicePrincipal",
+                    )
+                    call("assign the fence role", auth.role_assignments.create, scope, name, params)
+
+    # ------------------------------------------------------------------ all together
+
+    def ensure(self) -> Inventory:
+        self.validate()
+        self.ensure_availability_set()
+        # the NSG's node rules name the NICs' addresses, known once the NICs exist
+        nsg = self.ensure_nsg(self._nic_addresses())
+        pool = self.ensure_lb()
+        nics = {}
+        for node in self.spec.nodes:
+            nic = self.ensure_nic(node, nsg, pool)
+            if nic is not None:
+                nics[node.name] = nic
+        addresses = [
+            nics[n.name]["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"]
+            for n in self.spec.nodes
+            if n.name in nics
+        ]
+        if len(addresses) == 2:
+            self.ensure_nsg(addresses)
+        vms: dict[str, dict[str, Any]] = {}
+        for index, node in enumerate(self.spec.nodes):
+            disks = [
+                d
+                for d in (self.ensure_disk(node, i, self.zone(index)) for i in range(len(self.spec.volumes)))
+                if d
+            ]
+            if node.name not in nics or len(disks) != len(self.spec.volumes):
+                continue
+            vm = self.ensure_vm(node, index, nics[node.name]["id"], disks)
+            if vm is not None:
+                vms[node.name] = vm
+        self.ensure_role(vms)
+        return self.inventory(vms, nics)
+
+    def _nic_addresses(self) -> list[str]:
+        out = []
+        for node in self.spec.nodes:
+            nic = self._get(
+                "read a NIC", self.c.network.network_interfaces.get, self.rg, f"{self.vm_name(node)}-nic"
+            )
+            if nic is None:
+                return []
+            out.append(nic["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"])
+        return out
+
+    def inventory(self, vms: dict[str, dict[str, Any]], nics: dict[str, dict[str, Any]]) -> Inventory:
+        nodes = []
+        for i, node in enumerate(self.spec.nodes):
+            vm, nic = vms.get(node.name), nics.get(node.name)
+            if vm is None or nic is None:
+                ip = str(ipaddress.IPv4Address("203.0.113.11") + i)
+                nodes.append(
+                    NodeInfo(
+                        node.name,
+                        self.vm_name(node),
+                        ip,
+                        (ip,),
+                        ip,
+                        {v.name: lun_path(k) for k, v in enumerate(self.spec.volumes)},
+                        placeholder=True,
+                    )
+                )
+                continue
+            ip = nic["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"]
+            links = tuple(str(a) for a in node.links) or (ip,)
+            luns = {
+                d["managedDisk"]["id"].lower(): d["lun"]
+                for d in vm["properties"]["storageProfile"].get("dataDisks", [])
+            }
+            volumes = {}
+            for k, vol in enumerate(self.spec.volumes):
+                disk = f"{self.vm_name(node)}-{vol.name}"
+                did = f"{self.rg_id()}/providers/Microsoft.Compute/disks/{disk}".lower()
+                volumes[vol.name] = node.volumes.get(vol.name) or lun_path(luns.get(did, k))
+            nodes.append(
+                NodeInfo(
+                    name=node.name,
+                    id=self.vm_name(node),
+                    ssh_address=str(node.address or ip),
+                    links=links,
+                    replication_address=str(node.replication_address or links[0]),
+                    volumes=volumes,
+                    zone=(vm.get("zones") or [None])[0],
+                    extra={
+                        "nic": str(nic["id"]),
+                        "principal": str((vm.get("identity") or {}).get("principalId", "")),
+                    },
+                )
+            )
+        return Inventory(
+            1,
+            self.cluster,
+            "azure",
+            (nodes[0], nodes[1]),
+            NetworkInfo(extra={"subnet": self.opts.subnet_id or "", "resource_group": self.rg}),
+        )
+
+    def discover(self) -> Inventory | None:
+        vms, nics = {}, {}
+        for node in self.spec.nodes:
+            vm = self._vm(node)
+            nic = self._get(
+                "read a NIC", self.c.network.network_interfaces.get, self.rg, f"{self.vm_name(node)}-nic"
+            )
+            if vm is None or nic is None:
+                return None
+            vms[node.name], nics[node.name] = vm, nic
+        return self.inventory(vms, nics)
+
+    # ------------------------------------------------------------------ teardown
+
+    def teardown(self, delete_volumes: bool) -> None:
+        c = self.c
+        vms = {n.name: self._vm(n) for n in self.spec.nodes}
+        ours = {
+            k: v for k, v in vms.items() if v is not None and (v.get("tags") or {}).get(TAG) == self.cluster
+        }
+        # role assignments first: their scope is the VM
+        for vm in vms.values():
+            if vm is None:
+                continue
+            principal = (vm.get("identity") or {}).get("principalId")
+            for other in vms.values():
+                if other is None or not principal:
+                    continue
+                name = self.assignment_name(other["id"], principal)
+                found = self._get(
+                    "read a role assignment", c.authorization.role_assignments.get, other["id"], name
+                )
+                if found is not None and self.change(
+                    f"fencing: remove the fence role of {vm['name']} on {other['name']}"
+                ):
+                    call(
+                        "remove a role assignment",
+                        c.authorization.role_assignments.delete,
+                        other["id"],
+                        name,
+                    )
+        for vm in ours.values():
+            if self.change(f"delete VM {vm['name']}"):
+                wait(
+                    f"delete VM {vm['name']}",
+                    c.timeout,
+                    c.compute.virtual_machines.begin_delete,
+                    self.rg,
+                    vm["name"],
+                )
+        for node in self.spec.nodes:
+            nic = f"{self.vm_name(node)}-nic"
+            have = self._get("read a NIC", c.network.network_interfaces.get, self.rg, nic)
+            if (
+                have is not None
+                and (have.get("tags") or {}).get(TAG) == self.cluster
+                and self.change(f"delete network interface {nic}")
+            ):
+                wait(f"delete {nic}", c.timeout, c.network.network_interfaces.begin_delete, self.rg, nic)
+        for getter, deleter, name, what in (
+            (
+                c.network.load_balancers.get,
+                c.network.load_balancers.begin_delete,
+                f"{self.cluster}-lb",
+                "load balancer",
+            ),
+            (
+                c.network.network_security_groups.get,
+                c.network.network_security_groups.begin_delete,
+                f"{self.cluster}-nsg",
+                "network security group",
+            ),
+        ):
+            have = self._get(f"read the {what}", getter, self.rg, name)
+            if (
+                have is not None
+                and (have.get("tags") or {}).get(TAG) == self.cluster
+                and self.change(f"delete {what} {name}")
+            ):
+                wait(f"delete {what} {name}", c.timeout, deleter, self.rg, name)
+        if not self.opts.zones:
+            have = self._get(
+                "read the availability set", c.compute.availability_sets.get, self.rg, f"{self.cluster}-avset"
+            )
+            if have is not None and self.change(f"delete availability set {self.cluster}-avset"):
+                call(
+                    "delete the availability set",
+                    c.compute.availability_sets.delete,
+                    self.rg,
+                    f"{self.cluster}-avset",
+                )
+        role = self._get(
+            "read the fence role",
+            c.authorization.role_definitions.get,
+            self.rg_id(),
+            self.role_definition_name(),
+        )
+        if role is not None and self.change(f"fencing: delete custom role hacloud-{self.cluster}-fence"):
+            call(
+                "delete the fence role",
+                c.authorization.role_definitions.delete,
+                self.rg_id(),
+                self.role_definition_name(),
+            )
+        for node in self.spec.nodes:
+            for vol in self.spec.volumes:
+                name = f"{self.vm_name(node)}-{vol.name}"
+                have = self._get(f"read disk {name}", c.compute.disks.get, self.rg, name)
+                if have is None or (have.get("tags") or {}).get(TAG) != self.cluster:
+                    continue
+                if not delete_volumes:
+                    self.ws.progress(f"kept disk {name} ({node.name}'s data)")
+                    continue
+                if self.change(f"delete disk {name}"):
+                    wait(f"delete disk {name}", c.timeout, c.compute.disks.begin_delete, self.rg, name)
+
+
+def _same_rules(have: dict[str, Any], want: dict[str, Any]) -> bool:
+    def canon(body: dict[str, Any]) -> list[tuple[str, str]]:
+        out = []
+        for r in body.get("properties", {}).get("securityRules", []):
+            props = {
+                k: v for k, v in r.get("properties", {}).items() if k not in ("provisioningState", "etag")
+            }
+            props = {k: v for k, v in props.items() if v not in ([], None, "")}
+            out.append((r["name"], repr(sorted(props.items()))))
+        return sorted(out)
+
+    return canon(have) == canon(want)
+
+
+def _nic_differs(have: dict[str, Any], want: dict[str, Any]) -> bool:
+    h, w = have["properties"], want["properties"]
+    if (h.get("networkSecurityGroup") or {}).get("id", "").lower() != w["networkSecurityGroup"]["id"].lower():
+        return True
+    hi, wi = h["ipConfigurations"][0]["properties"], w["ipConfigurations"][0]["properties"]
+    if hi.get("subnet", {}).get("id", "").lower() != wi["subnet"]["id"].lower():
+        return True
+    return _pools(hi) != _pools(wi) or have.get("tags") != want["tags"]
+
+
+def _pools(ipconfig: dict[str, Any]) -> list[str]:
+    return sorted(x["id"].lower() for x in ipconfig.get("loadBalancerBackendAddressPools", []))
+
+
+def _lb_differs(have: dict[str, Any], want: dict[str, Any]) -> bool:
+    def canon(body: dict[str, Any]) -> dict[str, Any]:
+        p = body["properties"]
+        fe = p["frontendIPConfigurations"][0]["properties"]
+        probe = p["probes"][0]["properties"]
+        rule = p["loadBalancingRules"][0]["properties"]
+        return {
+            "sku": body.get("sku", {}).get("name"),
+            "fe": (fe.get("privateIPAddress"), fe.get("subnet", {}).get("id", "").lower()),
+            "probe": (
+                probe.get("protocol"),
+                probe.get("port"),
+                probe.get("intervalInSeconds"),
+                probe.get("probeThreshold"),
+            ),
+            "rule": (
+                rule.get("protocol"),
+                rule.get("frontendPort"),
+                rule.get("backendPort"),
+                rule.get("enableFloatingIP"),
+                rule.get("idleTimeoutInMinutes"),
+            ),
+            "tags": body.get("tags"),
+        }
+
+    try:
+        return canon(have) != canon(want)
+    except (KeyError, IndexError):
+        return True

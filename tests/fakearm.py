@@ -355,9 +355,9 @@ class FakeArm:
                 self._deleted(res)
                 self.store.pop(key, None)
 
-            if op_id.startswith("RoleAssignments") or op_id.startswith("RoleDefinitions"):
+            if "202" not in self._documented:  # a synchronous delete (role, availability set)
                 gone()
-                return 200, {}, res
+                return 200, {}, _public(res) if op_id.startswith("Role") else None
             return 202, {"Location": self._lro("delete", gone), "retry-after-ms": LRO_RETRY_AFTER_MS}, None
         if method == "POST":
             vm_key = key.rsplit("/", 1)[0]
@@ -412,8 +412,11 @@ class FakeArm:
         self.store[key] = res
         out = _public(res)
         out["properties"]["provisioningState"] = "Updating" if existed else "Creating"
-        # the status the spec documents for this operation: 201 Created, else 202 Accepted
-        status = 200 if existed else 201 if "201" in self._documented else 202
+        # the status the spec documents for this operation: 201 Created, else 202 Accepted, else 200
+        if existed or not {"201", "202"} & self._documented:
+            status = 200
+        else:
+            status = 201 if "201" in self._documented else 202
         # Retry-After: the SDK polls after it (without it, every 30 s)
         return status, {"Azure-AsyncOperation": self._lro("put"), "retry-after-ms": LRO_RETRY_AFTER_MS}, out
 

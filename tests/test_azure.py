@@ -380,3 +380,114 @@ def test_node_checks_run_and_can_fail(fake: FakeArm, tmp_path: Path) -> None:
         assert subprocess.run(["sh", "-c", reach.command], capture_output=True, timeout=60).returncode != 0
     finally:
         imds.shutdown()
+
+
+def test_a_region_without_zones_gets_an_availability_set(fake: FakeArm, tmp_path: Path) -> None:
+    provider = get_provider("azure")
+    ws = workspace(tmp_path, azure_doc(fake, zones=[]))
+    inv = provider.ensure_nodes(ws)
+    (avset,) = fake.of_type("Microsoft.Compute/availabilitySets")
+    assert avset["properties"]["platformFaultDomainCount"] == 2
+    for vm in fake.of_type("Microsoft.Compute/virtualMachines"):
+        assert "zones" not in vm and vm["properties"]["availabilitySet"]["id"].lower() == avset["id"].lower()
+    assert all(n.zone is None for n in inv.nodes)
+    provider.teardown(ws, delete_volumes=True)
+    assert census(fake) == []
+
+
+def _put(fake: FakeArm, path: str, body: dict[str, Any], version: str) -> dict[str, Any]:
+    import json
+
+    status, _, out = fake.handle(
+        "PUT", f"{path}?api-version={version}", json.dumps(body).encode(), {"Authorization": "Bearer x"}
+    )
+    assert status in (200, 201, 202), out
+    return dict(fake.store[path.lower()])
+
+
+def test_existing_vms_by_name_are_adopted_and_kept(fake: FakeArm, tmp_path: Path) -> None:
+    """VMs a team already has (untagged, own NICs): hacloud adds identity, disks, pool membership
+    and the role, and on teardown takes back only what it added."""
+    base = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RG}/providers"
+    for i, zone in ((1, "1"), (2, "2")):
+        nic = _put(
+            fake,
+            f"{base}/Microsoft.Network/networkInterfaces/legacy{i}-eth0",
+            {
+                "location": "westeurope",
+                "properties": {
+                    "enableAcceleratedNetworking": True,
+                    "ipConfigurations": [{"name": "ip", "properties": {"subnet": {"id": SUBNET_ID}}}],
+                },
+            },
+            "2025-09-01",
+        )
+        _put(
+            fake,
+            f"{base}/Microsoft.Compute/virtualMachines/legacy{i}",
+            {
+                "location": "westeurope",
+                "zones": [zone],
+                "properties": {
+                    "hardwareProfile": {"vmSize": "Standard_D2s_v5"},
+                    "storageProfile": {
+                        "imageReference": {
+                            "publisher": "Debian",
+                            "offer": "debian-12",
+                            "sku": "12-gen2",
+                            "version": "latest",
+                        },
+                        "osDisk": {"createOption": "FromImage"},
+                    },
+                    "osProfile": {
+                        "computerName": f"legacy{i}",
+                        "adminUsername": "ops",
+                        "linuxConfiguration": {
+                            "disablePasswordAuthentication": True,
+                            "ssh": {
+                                "publicKeys": [
+                                    {"path": "/home/ops/.ssh/authorized_keys", "keyData": KEY.strip()}
+                                ]
+                            },
+                        },
+                    },
+                    "networkProfile": {
+                        "networkInterfaces": [{"id": nic["id"], "properties": {"primary": True}}]
+                    },
+                },
+            },
+            "2025-11-01",
+        )
+    doc = azure_doc(fake)
+    doc["nodes"] = [{"name": "node1", "id": "legacy1"}, {"name": "node2", "id": "legacy2"}]
+    provider = get_provider("azure")
+    ws = workspace(tmp_path, doc)
+    inv = provider.ensure_nodes(ws)
+    nics = {r["name"]: r for r in fake.of_type("Microsoft.Network/networkInterfaces")}
+    assert sorted(nics) == ["legacy1-eth0", "legacy2-eth0"]  # no NIC of hacloud's own
+    assert [n.ssh_address for n in inv.nodes] == [
+        nics[f"legacy{i}-eth0"]["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"]
+        for i in (1, 2)
+    ]
+    for nic in nics.values():
+        assert nic["properties"]["enableAcceleratedNetworking"] is True  # carried over
+        pools = nic["properties"]["ipConfigurations"][0]["properties"]["loadBalancerBackendAddressPools"]
+        assert [p["id"].rsplit("/", 1)[-1] for p in pools] == ["backend"]
+    for vm in fake.of_type("Microsoft.Compute/virtualMachines"):
+        assert vm["identity"]["type"] == "SystemAssigned"
+        assert [
+            d["managedDisk"]["id"].rsplit("/", 1)[-1] for d in vm["properties"]["storageProfile"]["dataDisks"]
+        ] == [f"{vm['name']}-r0"]
+    infra = provider._infra(ws)  # type: ignore[attr-defined]
+    assert infra.ensure() == inv and infra.changes == []
+    provider.teardown(ws, delete_volumes=True)
+    assert sorted(r["name"] for r in fake.of_type("Microsoft.Compute/virtualMachines")) == [
+        "legacy1",
+        "legacy2",
+    ]
+    for nic in fake.of_type("Microsoft.Network/networkInterfaces"):
+        ipc = nic["properties"]["ipConfigurations"][0]["properties"]
+        assert (
+            "loadBalancerBackendAddressPools" not in ipc and "networkSecurityGroup" not in nic["properties"]
+        )
+    assert leftovers(fake) == {"volumes": [], "other": [], "roles": []}

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hacloud.errors import HacloudError
+from hacloud.infra import Recorder
 from hacloud.model import Inventory, NetworkInfo, NodeInfo
 from hacloud.render.resources import volume_port
-from hacloud.spec import AwsEipVip, AwsMoveIpVip, AwsOptions, DemoService, NodeSpec, Spec
+from hacloud.spec import AwsEipVip, AwsMoveIpVip, AwsOptions, DemoService, NodeSpec
 from hacloud.workspace import Workspace
 from hacloud_aws import iam
 from hacloud_aws.api import (
@@ -68,7 +69,7 @@ class Site:
 
 
 @dataclass
-class Infra:
+class Infra(Recorder):
     ws: Workspace
     c: Clients
     apply: bool = True
@@ -76,24 +77,11 @@ class Infra:
     sleep: Callable[[float], None] = time.sleep
 
     @property
-    def spec(self) -> Spec:
-        return self.ws.spec
-
-    @property
     def opts(self) -> AwsOptions:
         options = getattr(self.spec.provider, "options", None)
         assert isinstance(options, AwsOptions)
         return options
 
-    @property
-    def cluster(self) -> str:
-        return self.spec.cluster.name
-
-    def change(self, what: str) -> bool:
-        """Record a change; True when it should be carried out now."""
-        self.changes.append(what)
-        self.ws.progress(("" if self.apply else "would: ") + what)
-        return self.apply
 
     def tag_spec(self, kind: str, **extra: str) -> list[dict[str, Any]]:
         tags = {**self.opts.tags, TAG_CLUSTER: self.cluster, **extra}

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hacloud.errors import HacloudError
+from hacloud.infra import Recorder
 from hacloud.model import Inventory, NetworkInfo, NodeInfo
 from hacloud.render.resources import volume_port
-from hacloud.spec import AzureLbVip, AzureOptions, NodeSpec, Spec
+from hacloud.spec import AzureLbVip, AzureOptions, NodeSpec
 from hacloud.workspace import Workspace
 from hacloud_azure.api import Clients, azure_error, call, wait, wire
 
@@ -48,7 +49,7 @@ def parse_id(resource_id: str) -> dict[str, str]:
 
 
 @dataclass
-class Infra:
+class Infra(Recorder):
     ws: Workspace
     c: Clients
     apply: bool = True
@@ -58,18 +59,10 @@ class Infra:
     # ------------------------------------------------------------------ names
 
     @property
-    def spec(self) -> Spec:
-        return self.ws.spec
-
-    @property
     def opts(self) -> AzureOptions:
         options = getattr(self.spec.provider, "options", None)
         assert isinstance(options, AzureOptions)
         return options
-
-    @property
-    def cluster(self) -> str:
-        return self.spec.cluster.name
 
     @property
     def rg(self) -> str:
@@ -97,11 +90,6 @@ class Infra:
 
     def tags(self, **extra: str) -> dict[str, str]:
         return {**self.opts.tags, TAG: self.cluster, **extra}
-
-    def change(self, what: str) -> bool:
-        self.changes.append(what)
-        self.ws.progress(("" if self.apply else "would: ") + what)
-        return self.apply
 
     def _get(self, doing: str, fn: Callable[..., Any], *args: Any) -> dict[str, Any] | None:
         """GET a resource as wire JSON; None when it does not exist."""
@@ -257,8 +245,91 @@ class Infra:
             },
         }
 
+    def nic_ref(self, node: NodeSpec) -> tuple[str, str, bool]:
+        """(resource group, name, adopted) of the node's NIC: the primary NIC of a VM that exists
+        (adopted when it is not hacloud's own), else the one hacloud makes."""
+        vm = self._vm(node)
+        own = f"{self.vm_name(node)}-nic"
+        if vm is None:
+            return self.rg, own, False
+        nics = vm["properties"].get("networkProfile", {}).get("networkInterfaces", [])
+        primary = next(
+            (n for n in nics if (n.get("properties") or {}).get("primary")), nics[0] if nics else None
+        )
+        if primary is None:
+            return self.rg, own, False
+        f = parse_id(primary["id"])
+        return f["resourcegroups"], f["networkinterfaces"], f["networkinterfaces"].lower() != own.lower()
+
+    def _node_nic(self, node: NodeSpec) -> dict[str, Any] | None:
+        rg, name, _ = self.nic_ref(node)
+        return self._get(f"read {name}", self.c.network.network_interfaces.get, rg, name)
+
+    def adopt_nic(
+        self, node: NodeSpec, rg: str, name: str, pool_id: str | None, nsg_id: str
+    ) -> dict[str, Any]:
+        """An existing VM's NIC: only put it into the backend pool (and behind the cluster's NSG
+        when it has none); every other setting is carried over as it is."""
+        have = self._get(f"read {name}", self.c.network.network_interfaces.get, rg, name)
+        if have is None:
+            raise HacloudError(
+                f"{node.name}: network interface {name} of the VM is gone", "look at the VM in the portal"
+            )
+        body = _writable_nic(have)
+        changed = False
+        primary = body["properties"]["ipConfigurations"][0]["properties"]
+        pools = primary.setdefault("loadBalancerBackendAddressPools", [])
+        if pool_id and pool_id.lower() not in {x["id"].lower() for x in pools}:
+            pools.append({"id": pool_id})
+            changed = True
+        if not pools:
+            primary.pop("loadBalancerBackendAddressPools")
+        if "networkSecurityGroup" not in body["properties"]:
+            body["properties"]["networkSecurityGroup"] = {"id": nsg_id}
+            changed = True
+        if not changed or not self.change(
+            f"{node.name}: put the VM's network interface {name} into the cluster's load balancer pool"
+        ):
+            return have
+        return wire(
+            wait(
+                f"write {name}",
+                self.c.timeout,
+                self.c.network.network_interfaces.begin_create_or_update,
+                rg,
+                name,
+                body,
+            )
+        )
+
+    def _release_nic(self, rg: str, name: str) -> None:
+        """Undo :meth:`adopt_nic`: out of the cluster's pool, and its NSG off when it is hacloud's."""
+        have = self._get(f"read {name}", self.c.network.network_interfaces.get, rg, name)
+        if have is None:
+            return
+        body = _writable_nic(have)
+        pool = f"{self.lb_id()}/backendAddressPools/backend"
+        changed = _without_pool(body, pool)
+        nsg = body["properties"].get("networkSecurityGroup", {}).get("id", "")
+        if nsg.lower().endswith(f"/networksecuritygroups/{self.cluster}-nsg"):
+            del body["properties"]["networkSecurityGroup"]
+            changed = True
+        if changed and self.change(
+            f"take network interface {name} out of the cluster's load balancer and NSG"
+        ):
+            wait(
+                f"write {name}",
+                self.c.timeout,
+                self.c.network.network_interfaces.begin_create_or_update,
+                rg,
+                name,
+                body,
+            )
+
     def ensure_nic(self, node: NodeSpec, nsg_id: str, pool_id: str | None) -> dict[str, Any] | None:
-        name = f"{self.vm_name(node)}-nic"
+        rg, name, adopted = self.nic_ref(node)
+        if adopted:
+            return self.adopt_nic(node, rg, name, pool_id, nsg_id)
         want = self.nic_body(nsg_id, pool_id)
         have = self._get(f"read {name}", self.c.network.network_interfaces.get, self.rg, name)
         if have is not None and not _nic_differs(have, want):
@@ -282,10 +353,13 @@ class Infra:
             )
         )
 
+    def lb_id(self) -> str:
+        return f"{self.rg_id()}/providers/Microsoft.Network/loadBalancers/{self.cluster}-lb"
+
     def lb_body(self) -> dict[str, Any]:
         vip = self.spec.vip
         assert isinstance(vip, AzureLbVip)
-        base = f"{self.rg_id()}/providers/Microsoft.Network/loadBalancers/{self.cluster}-lb"
+        base = self.lb_id()
         return {
             "location": self.opts.location,
             "tags": self.tags(),
@@ -625,9 +699,7 @@ class Infra:
     def _nic_addresses(self) -> list[str]:
         out = []
         for node in self.spec.nodes:
-            nic = self._get(
-                "read a NIC", self.c.network.network_interfaces.get, self.rg, f"{self.vm_name(node)}-nic"
-            )
+            nic = self._node_nic(node)
             if nic is None:
                 return []
             out.append(nic["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"])
@@ -689,9 +761,7 @@ class Infra:
         vms, nics = {}, {}
         for node in self.spec.nodes:
             vm = self._vm(node)
-            nic = self._get(
-                "read a NIC", self.c.network.network_interfaces.get, self.rg, f"{self.vm_name(node)}-nic"
-            )
+            nic = self._node_nic(node) if vm is not None else None
             if vm is None or nic is None:
                 return None
             vms[node.name], nics[node.name] = vm, nic
@@ -736,7 +806,10 @@ class Infra:
                     vm["name"],
                 )
         for node in self.spec.nodes:
-            nic = f"{self.vm_name(node)}-nic"
+            rg, nic, adopted = self.nic_ref(node)
+            if adopted:
+                self._release_nic(rg, nic)
+                continue
             have = self._get("read a NIC", c.network.network_interfaces.get, self.rg, nic)
             if (
                 have is not None
@@ -799,7 +872,79 @@ class Infra:
                     self.ws.progress(f"kept disk {name} ({node.name}'s data)")
                     continue
                 if self.change(f"delete disk {name}"):
+                    if have.get("managedBy"):  # still on a VM hacloud did not make (and keeps)
+                        self._detach(have["managedBy"], have["id"])
                     wait(f"delete disk {name}", c.timeout, c.compute.disks.begin_delete, self.rg, name)
+
+    def _detach(self, vm_id: str, disk_id: str) -> None:
+        f = parse_id(vm_id)
+        vm = self._get(
+            "read a VM", self.c.compute.virtual_machines.get, f["resourcegroups"], f["virtualmachines"]
+        )
+        if vm is None:
+            return
+        disks = [
+            {"lun": d["lun"], "createOption": "Attach", "managedDisk": {"id": d["managedDisk"]["id"]}}
+            for d in vm["properties"]["storageProfile"].get("dataDisks", [])
+            if d.get("managedDisk", {}).get("id", "").lower() != disk_id.lower()
+        ]
+        patch = {"properties": {"storageProfile": {"dataDisks": disks}}}
+        wait(
+            f"detach a disk from {vm['name']}",
+            self.c.timeout,
+            self.c.compute.virtual_machines.begin_update,
+            f["resourcegroups"],
+            f["virtualmachines"],
+            patch,
+        )
+
+
+def _writable_nic(have: dict[str, Any]) -> dict[str, Any]:
+    """The settable part of a NIC as ARM returned it (read-only fields must not be sent back)."""
+    props = have["properties"]
+    ipcs = []
+    for ipc in props.get("ipConfigurations", []):
+        p = ipc.get("properties", {})
+        keep = {
+            k: p[k]
+            for k in ("privateIPAddress", "privateIPAllocationMethod", "primary", "privateIPAddressVersion")
+            if k in p
+        }
+        for ref in ("subnet", "publicIPAddress"):
+            if p.get(ref):
+                keep[ref] = {"id": p[ref]["id"]}
+        if p.get("loadBalancerBackendAddressPools"):
+            keep["loadBalancerBackendAddressPools"] = [
+                {"id": x["id"]} for x in p["loadBalancerBackendAddressPools"]
+            ]
+        ipcs.append({"name": ipc["name"], "properties": keep})
+    body: dict[str, Any] = {
+        "location": have["location"],
+        "tags": have.get("tags") or {},
+        "properties": {"ipConfigurations": ipcs},
+    }
+    for flag in ("enableAcceleratedNetworking", "enableIPForwarding"):
+        if flag in props:
+            body["properties"][flag] = props[flag]
+    if (props.get("dnsSettings") or {}).get("dnsServers"):
+        body["properties"]["dnsSettings"] = {"dnsServers": props["dnsSettings"]["dnsServers"]}
+    if props.get("networkSecurityGroup"):
+        body["properties"]["networkSecurityGroup"] = {"id": props["networkSecurityGroup"]["id"]}
+    return body
+
+
+def _without_pool(body: dict[str, Any], pool: str) -> bool:
+    """Drop ``pool`` from every IP configuration of a NIC body; True when it was there."""
+    found = False
+    for ipc in body["properties"]["ipConfigurations"]:
+        pools = ipc["properties"].get("loadBalancerBackendAddressPools", [])
+        kept = [p for p in pools if p["id"].lower() != pool.lower()]
+        found |= len(kept) != len(pools)
+        if kept:
+            ipc["properties"]["loadBalancerBackendAddressPools"] = kept
+        else:
+            ipc["properties"].pop("loadBalancerBackendAddressPools", None)
+    return found
 
 
 def _same_rules(have: dict[str, Any], want: dict[str, Any]) -> bool:

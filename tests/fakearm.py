@@ -1,8 +1,8 @@
 """A fake Azure Resource Manager over HTTPS on loopback, judged by the official specs.
 
 No Azure emulator exists (testbed.md §4), so this stands in for ARM, and a fake that accepted
-anything would prove nothing. Every request is matched to the operation the specs in
-../shared/azure-rest-specs document for its method and path (tests/azure_specs.py); a request
+anything would prove nothing. Every request is matched to the operation the official specs
+(tests/data/azure-rest-specs) document for its method and path (tests/azure_specs.py); a request
 no spec documents, or a body with a type error, a wrong enum, an unknown property or a
 read-only field, is answered 400 with an ARM error body *and* recorded in ``problems``, which
 the tests require to be empty. Every response body the fake returns is checked against the

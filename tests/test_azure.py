@@ -1,5 +1,5 @@
 """The Azure provider against the fake ARM (tests/fakearm.py, HTTPS on loopback), whose every
-request is judged by the official specs in ../shared/azure-rest-specs.
+request is judged by the official specs (tests/data/azure-rest-specs, a copy of ../shared/azure-rest-specs).
 
 Each test ends by requiring that the fake recorded no spec problem: every body hacloud sent
 matched the operation's schema with no unknown or read-only property, and every response the
@@ -491,3 +491,23 @@ def test_existing_vms_by_name_are_adopted_and_kept(fake: FakeArm, tmp_path: Path
             "loadBalancerBackendAddressPools" not in ipc and "networkSecurityGroup" not in nic["properties"]
         )
     assert leftovers(fake) == {"volumes": [], "other": [], "roles": []}
+
+
+def test_the_vendored_specs_are_the_shared_copy() -> None:
+    """tests/data/azure-rest-specs must stay byte-for-byte the copy in ../shared (when present)."""
+    import hashlib
+
+    from azure_specs import SPECS
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "azure-rest-specs"
+    if not shared.is_dir():
+        pytest.skip("no ../shared/azure-rest-specs next to this checkout")
+
+    def digests(root: Path) -> dict[str, str]:
+        return {
+            str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in root.rglob("*")
+            if p.is_file()
+        }
+
+    assert digests(SPECS) == digests(shared)

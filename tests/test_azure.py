@@ -511,3 +511,25 @@ def test_the_vendored_specs_are_the_shared_copy() -> None:
         }
 
     assert digests(SPECS) == digests(shared)
+
+
+def test_plan_lists_everything_and_writes_nothing(fake: FakeArm, tmp_path: Path) -> None:
+    import json
+
+    changes, role = get_provider("azure").plan_infrastructure(workspace(tmp_path, azure_doc(fake)))  # type: ignore[attr-defined]
+    assert not any(r.method in ("PUT", "PATCH", "POST", "DELETE") for r in fake.requests)
+    assert census(fake) == []
+    for expected in (
+        "create VM node1",
+        "create VM node2",
+        "create Premium_LRS disk node1-r0",
+        "create internal load balancer",
+        "create network security group",
+        "fence role",
+    ):
+        assert any(expected in c for c in changes), (expected, changes)
+    assert sorted(json.loads(role)["actions"]) == [
+        "Microsoft.Compute/*/read",
+        "Microsoft.Compute/virtualMachines/powerOff/action",
+        "Microsoft.Compute/virtualMachines/start/action",
+    ]

@@ -688,9 +688,10 @@ class Infra(Recorder):
                 for d in (self.ensure_disk(node, i, self.zone(index)) for i in range(len(self.spec.volumes)))
                 if d
             ]
-            if node.name not in nics or len(disks) != len(self.spec.volumes):
-                continue
-            vm = self.ensure_vm(node, index, nics[node.name]["id"], disks)
+            ready = node.name in nics and len(disks) == len(self.spec.volumes)
+            if not ready and (self.apply or self._vm(node) is not None):
+                continue  # (a plan still lists the VM it would create)
+            vm = self.ensure_vm(node, index, nics[node.name]["id"] if node.name in nics else "", disks)
             if vm is not None:
                 vms[node.name] = vm
         self.ensure_role(vms)

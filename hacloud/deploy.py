@@ -312,8 +312,22 @@ class Engine:
         else:
             self.change("", "cib", "apply the whole configuration once the cluster runs")
         if self.apply:
+            if any(changed_files.values()):
+                self.clear_stale_failures()
             self.wait_healthy()
         return self.changes
+
+    def clear_stale_failures(self) -> None:
+        """After `up` replaced files the resources read (a fence password, an agent), failures
+        recorded under the old files would keep a resource stopped (a fence device that failed
+        to start stays down until cleaned up): clear them once so Pacemaker retries with what
+        was just installed. A failure that persists is recorded again and reported by the
+        health wait."""
+        mon = crm_mon(self.conns[self.names[0]])
+        failed = [f.get("op_key", "") for f in mon.iter("failure")] if mon is not None else []
+        if failed:
+            self.progress(f"clearing failures recorded before this run: {', '.join(sorted(failed))}")
+            self.conns[self.names[0]].run("crm_resource --cleanup >/dev/null", check=False, timeout=120)
 
     # -------------------------------------------------------------- facts and packages
 

@@ -7,7 +7,9 @@ ptrace set fp regs failed, errno = 14") and the guest's init dies with SIGSEGV. 
 kernels size the buffer from the host. So:
 
 1. ``$HACLOUD_UML_KERNEL`` (a ``linux.uml`` with ``modules/<version>/`` beside it), if set;
-2. the system's ``/usr/bin/linux.uml`` when a probe boot shows it runs processes here;
+2. the system's ``/usr/bin/linux.uml`` when a probe boot shows it runs processes here and it
+   has a seccomp mode (ptrace-only kernels, like Debian 12's 6.1, run, but so slowly that a
+   lab failover missed the lab profile's 20 s agent timeouts; see ``select``);
 3. otherwise the newest ``user-mode-linux`` from Debian unstable, fetched with apt into the
    data directory (``uml/<package version>/``) with the C library it was built for (the
    binary's ELF interpreter and library path point at that copy; the host's libc is left
@@ -123,7 +125,8 @@ def _system() -> Kernel | None:
 
 
 def select(data_dir: Path, progress: Progress, mirror: str) -> Kernel:
-    """The kernel the guests run here; fetches one only when the system's cannot run."""
+    """The kernel the guests run here; fetches one when the system's cannot run, or runs
+    without seccomp (then falling back on it when the fetch fails)."""
     cache = data_dir / "uml"
     override = os.environ.get("HACLOUD_UML_KERNEL")
     if override:
@@ -140,12 +143,27 @@ def select(data_dir: Path, progress: Progress, mirror: str) -> Kernel:
         raise HacloudError(
             "user-mode Linux is not installed", "run `apt-get install user-mode-linux` (or `bash .ci/setup`)"
         )
-    if probe(Path(system.binary), cache):
+    runs = probe(Path(system.binary), cache)
+    if runs and system.seccomp:
         return system
     for saved in sorted(cache.glob("*/kernel.json"), reverse=True):
         raw = json.loads(saved.read_text())
         if Path(raw["binary"]).exists():
             return _kernel(Path(raw["binary"]), Path(raw["modules"]), raw["version"], raw["origin"])
+    if runs:
+        # It works, but traps every guest system call with ptrace. On a 2-core machine with
+        # Debian 12's 6.1 a CI run of the fence-test lab tests measured an RTO of 60.6 s and
+        # agents missing the lab profile's 20 s timeouts; with 7.2 in seccomp mode the same
+        # tests pass with RTOs of 12-19 s. Without network, keep the system's.
+        progress(
+            f"lab kernel: the system's UML {system.version} has no seccomp mode (slow); "
+            "fetching the newest user-mode-linux from Debian unstable"
+        )
+        try:
+            return _fetch_unstable(cache, mirror, progress)
+        except (HacloudError, subprocess.TimeoutExpired) as exc:
+            progress(f"lab kernel: {getattr(exc, 'message', exc)}; using the system's UML {system.version}")
+            return system
     progress(
         f"lab kernel: the system's UML {system.version} cannot run processes on this CPU "
         "(XSAVE area too large, e.g. AMX); fetching the newest user-mode-linux from Debian unstable"

@@ -4,7 +4,7 @@ live checks and teardown, against a local moto server (prints numbers, asserts n
 API calls matter more than seconds on AWS: EC2 throttles per account, so a re-run that makes
 few calls is what keeps a fleet of clusters from tripping RequestLimitExceeded.
 
-Run: .venv/bin/python bench/aws.py [ROUNDS]
+Run: .venv/bin/python bench/aws_infra.py [ROUNDS]
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ checks and teardown, against the spec-judged fake ARM (prints numbers, asserts n
 ARM throttles per subscription and principal (429 + Retry-After), so a re-run that only reads
 is what lets many clusters share a subscription.
 
-Run: .venv/bin/python bench/azure.py [ROUNDS]
+Run: .venv/bin/python bench/azure_infra.py [ROUNDS]
 """
 
 from __future__ import annotations

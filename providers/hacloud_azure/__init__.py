@@ -97,14 +97,11 @@ class AzureProvider(BaseProvider):
         return "on" if state == "running" else "off" if state in ("stopped", "deallocated") else "unknown"
 
     def power_off(self, ws: Workspace, node: str) -> None:
-        from hacloud_azure.api import wait
-
         infra = self._infra(ws)
         name = infra.vm_name(ws.spec.node(node))
         # skip_shutdown: no OS shutdown, as fence_azure_arm powers off
-        wait(
+        infra.c.wait(
             f"power off {node}",
-            infra.c.timeout,
             infra.c.compute.virtual_machines.begin_power_off,
             infra.rg,
             name,
@@ -112,11 +109,9 @@ class AzureProvider(BaseProvider):
         )
 
     def power_on(self, ws: Workspace, node: str) -> None:
-        from hacloud_azure.api import wait
-
         infra = self._infra(ws)
         name = infra.vm_name(ws.spec.node(node))
-        wait(f"start {node}", infra.c.timeout, infra.c.compute.virtual_machines.begin_start, infra.rg, name)
+        infra.c.wait(f"start {node}", infra.c.compute.virtual_machines.begin_start, infra.rg, name)
 
     def node_needs(self, spec: Spec, inventory: Inventory) -> NodeNeeds:
         return azure_node_needs(spec)

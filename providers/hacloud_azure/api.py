@@ -41,6 +41,10 @@ class Clients:
     subscription: str
     timeout: float
 
+    def wait(self, doing: str, start: Callable[..., Any], /, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """:func:`wait` with the spec's ``operation_timeout``; the result as wire JSON ({} for none)."""
+        return wire(wait(doing, self.timeout, start, *args, **kwargs))
+
 
 def require_sdk() -> None:
     try:

@@ -27,7 +27,7 @@ from hacloud.model import Inventory, NetworkInfo, NodeInfo
 from hacloud.render.resources import volume_port
 from hacloud.spec import AzureLbVip, AzureOptions, NodeSpec
 from hacloud.workspace import Workspace
-from hacloud_azure.api import Clients, azure_error, call, wait, wire
+from hacloud_azure.api import Clients, azure_error, call, wire
 
 TAG = "hacloud:cluster"
 FENCE_ACTIONS = (
@@ -220,15 +220,12 @@ class Infra(Recorder):
         if have is None or not _same_rules(have, want) or have.get("tags") != want["tags"]:
             verb = "create" if have is None else "update the rules of"
             if self.change(f"network: {verb} network security group {name}"):
-                have = wire(
-                    wait(
-                        f"write network security group {name}",
-                        self.c.timeout,
-                        self.c.network.network_security_groups.begin_create_or_update,
-                        self.rg,
-                        name,
-                        want,
-                    )
+                have = self.c.wait(
+                    f"write network security group {name}",
+                    self.c.network.network_security_groups.begin_create_or_update,
+                    self.rg,
+                    name,
+                    want,
                 )
         return f"{self.rg_id()}/providers/Microsoft.Network/networkSecurityGroups/{name}"
 
@@ -291,15 +288,8 @@ class Infra(Recorder):
             f"{node.name}: put the VM's network interface {name} into the cluster's load balancer pool"
         ):
             return have
-        return wire(
-            wait(
-                f"write {name}",
-                self.c.timeout,
-                self.c.network.network_interfaces.begin_create_or_update,
-                rg,
-                name,
-                body,
-            )
+        return self.c.wait(
+            f"write {name}", self.c.network.network_interfaces.begin_create_or_update, rg, name, body
         )
 
     def _release_nic(self, rg: str, name: str) -> None:
@@ -317,13 +307,8 @@ class Infra(Recorder):
         if changed and self.change(
             f"take network interface {name} out of the cluster's load balancer and NSG"
         ):
-            wait(
-                f"write {name}",
-                self.c.timeout,
-                self.c.network.network_interfaces.begin_create_or_update,
-                rg,
-                name,
-                body,
+            self.c.wait(
+                f"write {name}", self.c.network.network_interfaces.begin_create_or_update, rg, name, body
             )
 
     def ensure_nic(self, node: NodeSpec, nsg_id: str, pool_id: str | None) -> dict[str, Any] | None:
@@ -342,15 +327,8 @@ class Infra(Recorder):
             cfg = want["properties"]["ipConfigurations"][0]["properties"]
             if ip:
                 cfg |= {"privateIPAddress": ip, "privateIPAllocationMethod": "Static"}
-        return wire(
-            wait(
-                f"write {name}",
-                self.c.timeout,
-                self.c.network.network_interfaces.begin_create_or_update,
-                self.rg,
-                name,
-                want,
-            )
+        return self.c.wait(
+            f"write {name}", self.c.network.network_interfaces.begin_create_or_update, self.rg, name, want
         )
 
     def lb_id(self) -> str:
@@ -419,9 +397,8 @@ class Infra(Recorder):
         if (have is None or _lb_differs(have, want)) and self.change(
             f"network: {'create' if have is None else 'update'} internal load balancer {name}"
         ):
-            wait(
+            self.c.wait(
                 f"write load balancer {name}",
-                self.c.timeout,
                 self.c.network.load_balancers.begin_create_or_update,
                 self.rg,
                 name,
@@ -457,15 +434,8 @@ class Infra(Recorder):
             }
             if zone:
                 body["zones"] = zone
-            have = wire(
-                wait(
-                    f"create disk {name}",
-                    self.c.timeout,
-                    self.c.compute.disks.begin_create_or_update,
-                    self.rg,
-                    name,
-                    body,
-                )
+            have = self.c.wait(
+                f"create disk {name}", self.c.compute.disks.begin_create_or_update, self.rg, name, body
             )
         elif zone and have.get("zones") and have["zones"] != zone:
             raise HacloudError(
@@ -559,15 +529,12 @@ class Infra(Recorder):
                 f"{', zone ' + self.zone(index)[0] if self.opts.zones else ''})"
             ):
                 return None
-            return wire(
-                wait(
-                    f"create VM {name}",
-                    self.c.timeout,
-                    self.c.compute.virtual_machines.begin_create_or_update,
-                    self.rg,
-                    name,
-                    self.vm_body(node, index, nic_id, disks),
-                )
+            return self.c.wait(
+                f"create VM {name}",
+                self.c.compute.virtual_machines.begin_create_or_update,
+                self.rg,
+                name,
+                self.vm_body(node, index, nic_id, disks),
             )
         patch: dict[str, Any] = {}
         if "SystemAssigned" not in (have.get("identity") or {}).get("type", ""):
@@ -589,15 +556,8 @@ class Infra(Recorder):
                 current.append({"lun": lun, "createOption": "Attach", "managedDisk": {"id": d}})
             patch["properties"] = {"storageProfile": {"dataDisks": current}}
         if patch and self.change(f"{node.name}: update VM {name} ({', '.join(sorted(patch))})"):
-            have = wire(
-                wait(
-                    f"update VM {name}",
-                    self.c.timeout,
-                    self.c.compute.virtual_machines.begin_update,
-                    self.rg,
-                    name,
-                    patch,
-                )
+            have = self.c.wait(
+                f"update VM {name}", self.c.compute.virtual_machines.begin_update, self.rg, name, patch
             )
         return have
 
@@ -799,12 +759,8 @@ class Infra(Recorder):
                     )
         for vm in ours.values():
             if self.change(f"delete VM {vm['name']}"):
-                wait(
-                    f"delete VM {vm['name']}",
-                    c.timeout,
-                    c.compute.virtual_machines.begin_delete,
-                    self.rg,
-                    vm["name"],
+                c.wait(
+                    f"delete VM {vm['name']}", c.compute.virtual_machines.begin_delete, self.rg, vm["name"]
                 )
         for node in self.spec.nodes:
             rg, nic, adopted = self.nic_ref(node)
@@ -817,7 +773,7 @@ class Infra(Recorder):
                 and (have.get("tags") or {}).get(TAG) == self.cluster
                 and self.change(f"delete network interface {nic}")
             ):
-                wait(f"delete {nic}", c.timeout, c.network.network_interfaces.begin_delete, self.rg, nic)
+                c.wait(f"delete {nic}", c.network.network_interfaces.begin_delete, self.rg, nic)
         for getter, deleter, name, what in (
             (
                 c.network.load_balancers.get,
@@ -838,7 +794,7 @@ class Infra(Recorder):
                 and (have.get("tags") or {}).get(TAG) == self.cluster
                 and self.change(f"delete {what} {name}")
             ):
-                wait(f"delete {what} {name}", c.timeout, deleter, self.rg, name)
+                c.wait(f"delete {what} {name}", deleter, self.rg, name)
         if not self.opts.zones:
             have = self._get(
                 "read the availability set", c.compute.availability_sets.get, self.rg, f"{self.cluster}-avset"
@@ -875,7 +831,7 @@ class Infra(Recorder):
                 if self.change(f"delete disk {name}"):
                     if have.get("managedBy"):  # still on a VM hacloud did not make (and keeps)
                         self._detach(have["managedBy"], have["id"])
-                    wait(f"delete disk {name}", c.timeout, c.compute.disks.begin_delete, self.rg, name)
+                    c.wait(f"delete disk {name}", c.compute.disks.begin_delete, self.rg, name)
 
     def _detach(self, vm_id: str, disk_id: str) -> None:
         f = parse_id(vm_id)
@@ -890,9 +846,8 @@ class Infra(Recorder):
             if d.get("managedDisk", {}).get("id", "").lower() != disk_id.lower()
         ]
         patch = {"properties": {"storageProfile": {"dataDisks": disks}}}
-        wait(
+        self.c.wait(
             f"detach a disk from {vm['name']}",
-            self.c.timeout,
             self.c.compute.virtual_machines.begin_update,
             f["resourcegroups"],
             f["virtualmachines"],

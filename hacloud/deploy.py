@@ -105,9 +105,9 @@ class HostFacts:
     services: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
-def facts_script(paths: list[str]) -> str:
+def facts_script(paths: list[str], commands: tuple[str, ...] = REQUIRED) -> str:
     q = " ".join(shlex.quote(p) for p in paths)
-    cmds = " ".join(REQUIRED)
+    cmds = " ".join(shlex.quote(c) for c in commands)
     return f"""
 echo @os; (. /etc/os-release; echo "$ID ${{ID_LIKE:-}}")
 echo @pm; for p in apt-get dnf zypper; do command -v $p >/dev/null 2>&1 && echo $p && break; done
@@ -161,8 +161,8 @@ def parse_facts(name: str, text: str) -> HostFacts:
     return facts
 
 
-def gather(conn: Connection, paths: list[str]) -> HostFacts:
-    return parse_facts(conn.endpoint.name, conn.run(facts_script(paths), timeout=60).stdout)
+def gather(conn: Connection, paths: list[str], commands: tuple[str, ...] = REQUIRED) -> HostFacts:
+    return parse_facts(conn.endpoint.name, conn.run(facts_script(paths, commands), timeout=60).stdout)
 
 
 def _parallel(fn: Callable[[str], Any], names: list[str]) -> list[Any]:
@@ -284,6 +284,8 @@ class Engine:
         needs: NodeNeeds | None = None,
     ) -> None:
         self.needs = needs or NodeNeeds()
+        #: the commands the nodes must have: the core's and the provider's agents'
+        self.commands = (*REQUIRED, *self.needs.commands)
         self.spec = spec
         self.inventory = inventory
         self.bundle = bundle
@@ -335,20 +337,13 @@ class Engine:
         return [f.path for f in self.bundle.files[node]] + list(RETIRED_FILES)
 
     def read_facts(self) -> None:
-        results = _parallel(lambda n: gather(self.conns[n], self.paths(n)), self.names)
+        results = _parallel(lambda n: gather(self.conns[n], self.paths(n), self.commands), self.names)
         self.facts = dict(zip(self.names, results, strict=True))
 
     def packages(self) -> None:
         for name in self.names:
             facts = self.facts[name]
-            missing = [c for c in REQUIRED if c not in facts.commands]
-            if self.needs.commands:
-                probe = "; ".join(
-                    f"command -v {shlex.quote(c)} >/dev/null 2>&1 && echo {shlex.quote(c)}"
-                    for c in self.needs.commands
-                )
-                have = self.conns[name].run(f"{probe}; true").stdout.split()
-                missing += [c for c in self.needs.commands if c not in have]
+            missing = [c for c in self.commands if c not in facts.commands]
             if not missing:
                 continue
             pm = facts.package_manager

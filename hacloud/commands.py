@@ -57,16 +57,23 @@ class Prepared:
     warnings: list[str] = field(default_factory=list)
 
 
-def prepare(spec_path: Path, inventory_path: Path | None, *, create_secrets: bool = True) -> Prepared:
-    """Load and validate spec and inventory, then render everything in memory."""
+def prepare(
+    spec_path: Path,
+    inventory_path: Path | None,
+    *,
+    create_secrets: bool = True,
+    inventory: Inventory | None = None,
+) -> Prepared:
+    """Load and validate spec and inventory, then render everything in memory. ``inventory``:
+    one a provider just discovered (else the file, else the planned one)."""
     from hacloud.secrets import ClusterSecrets
 
     spec = load_spec(spec_path)
     provider = get_provider(spec.provider.kind)
-    if inventory_path is not None:
+    if inventory is None and inventory_path is not None:
         inventory = load_inventory(inventory_path)
         check_inventory_matches(spec, inventory, str(inventory_path))
-    else:
+    elif inventory is None:
         inventory = provider.planned_inventory(spec)
     profile = effective_profile(spec, load_profile(spec.profile_name))
     warnings: list[str] = []
@@ -171,8 +178,8 @@ def check_spec(spec_path: Path, inventory_path: Path | None, live: bool = False)
         found = provider.discover(ws)
         if found is None:
             raise HacloudError("the nodes do not exist yet: nothing live to check", "run `hacloud up` first")
-        prepared = prepare(spec_path, None, create_secrets=False)
-        prepared = Prepared(prepared.spec, found, prepared.profile, prepared.bundle, prepared.warnings)
+        # rendered for the nodes that exist, so the rules judge what `up` installs there
+        prepared = prepare(spec_path, None, create_secrets=False, inventory=found)
         findings = run_checks(prepared.spec, found, prepared.profile, prepared.bundle)
         return findings + provider.live_checks(ws, found)
     prepared = prepare(spec_path, inventory_path, create_secrets=False)

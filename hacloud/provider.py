@@ -55,8 +55,8 @@ PowerState = str  # "on" | "off" | "unknown"
 
 @dataclass(frozen=True)
 class NodeCheck:
-    """A read-only check the deploy engine runs as root on each node before it enables fencing
-    (and `hacloud check --live` runs): ``command`` is a shell line, exit 0 means it passed."""
+    """A read-only check the deploy engine runs as root on each node (`up` and `plan`) before
+    the CIB that enables fencing: ``command`` is a shell line, exit 0 means it passed."""
 
     code: str
     what: str

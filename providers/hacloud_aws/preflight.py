@@ -1,5 +1,5 @@
-"""Live, read-only checks of what the AWS agents rely on (`hacloud check --live`, and before
-the deploy engine enables fencing).
+"""Live, read-only checks of what the AWS agents rely on (`hacloud check --live`); the checks
+run on the nodes themselves before fencing is enabled are :func:`hacloud_aws.aws_node_needs`.
 
 Contract: :func:`live_checks` reads the account and returns one Finding per rule and subject;
 it changes nothing. The policy check evaluates the policies attached to each node's role

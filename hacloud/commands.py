@@ -339,16 +339,10 @@ class NodesMissing(HacloudError):
 
 
 def plan_infrastructure(spec_path: Path, progress: Callable[[str], None]) -> tuple[list[str], str] | None:
-    """(infrastructure changes `up` would make, the agents' IAM policy) for providers that build
-    infrastructure (AWS); None for the others. Reads the account, changes nothing."""
+    """(infrastructure changes `up` would make, the agents' permissions) for providers that build
+    infrastructure (AWS, Azure); None for the others. Reads the account, changes nothing."""
     ws = workspace(spec_path, progress)
-    provider = get_provider(ws.spec.provider.kind)
-    plan = getattr(provider, "plan_infrastructure", None)
-    if plan is None:
-        return None
-    provider.check_environment()
-    result: tuple[list[str], str] = plan(ws)
-    return result
+    return get_provider(ws.spec.provider.kind).plan_infrastructure(ws)
 
 
 def converge(

@@ -97,6 +97,7 @@ class Provider(Protocol):
     def teardown(self, ws: Workspace, delete_volumes: bool = False) -> None: ...
     def node_needs(self, spec: Spec, inventory: Inventory) -> NodeNeeds: ...
     def ssh_wait_seconds(self, spec: Spec) -> float: ...
+    def plan_infrastructure(self, ws: Workspace) -> tuple[list[str], str] | None: ...
     def live_checks(self, ws: Workspace, inventory: Inventory) -> list[Finding]: ...
 
 
@@ -211,6 +212,11 @@ class BaseProvider:
     def node_needs(self, spec: Spec, inventory: Inventory) -> NodeNeeds:
         """Extra commands, packages and pre-fencing checks for this provider's agents."""
         return NodeNeeds()
+
+    def plan_infrastructure(self, ws: Workspace) -> tuple[list[str], str] | None:
+        """(what `up` would create or change in the provider's account, the permissions the
+        agents get, as text), reading only; None when the provider builds no infrastructure."""
+        return None
 
     def ssh_wait_seconds(self, spec: Spec) -> float:
         """How long `up` waits for nodes it may just have booted to accept SSH (0: no wait)."""

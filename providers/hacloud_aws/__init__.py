@@ -69,14 +69,8 @@ class AwsProvider(BaseProvider):
 
         infra = self._infra(ws, apply=False)
         infra.ensure()
-        site_account = infra.c.sts.get_caller_identity()["Account"]
-        ids = []
-        for node in ws.spec.nodes:
-            inst = infra.find_instance(node)
-            ids.append(inst["InstanceId"] if inst else f"<{node.name} instance id>")
-        from hacloud_aws.iam import agent_policy
-
-        return infra.changes, policy_json(agent_policy(ws.spec, infra.c.region, site_account, ids))
+        assert infra.policy is not None
+        return infra.changes, policy_json(infra.policy)
 
     def teardown(self, ws: Workspace, delete_volumes: bool = False) -> None:
         self._infra(ws).teardown(delete_volumes)

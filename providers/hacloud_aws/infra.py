@@ -75,6 +75,8 @@ class Infra(Recorder):
     apply: bool = True
     changes: list[str] = field(default_factory=list)
     sleep: Callable[[float], None] = time.sleep
+    #: the agents' policy, once ``ensure`` has worked it out (what `plan` prints)
+    policy: dict[str, Any] | None = None
 
     @property
     def opts(self) -> AwsOptions:
@@ -677,11 +679,12 @@ class Infra(Recorder):
         profile_arn = self.ensure_identity()
         sg = self.ensure_security_group(site.vpc_id)
         instances = self.ensure_instances(site, sg, profile_arn)
+        # placeholders only in a plan: `up` has made both instances by now
         ids = [
-            instances[n.name]["InstanceId"] if n.name in instances else f"PLACEHOLDER-{n.name}"
+            instances[n.name]["InstanceId"] if n.name in instances else f"<{n.name} instance id>"
             for n in self.spec.nodes
         ]
-        self.ensure_policy(site.account, ids)
+        self.policy = self.ensure_policy(site.account, ids)
         zones = {
             n.name: site.subnet_az.get(s, "?")
             for n, s in zip(self.spec.nodes, self.opts.subnets, strict=False)

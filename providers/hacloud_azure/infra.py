@@ -15,7 +15,6 @@ tests validate against the official specs.
 from __future__ import annotations
 
 import ipaddress
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,7 +53,6 @@ class Infra(Recorder):
     c: Clients
     apply: bool = True
     changes: list[str] = field(default_factory=list)
-    sleep: Callable[[float], None] = time.sleep
 
     # ------------------------------------------------------------------ names
 

@@ -66,6 +66,8 @@ class Site:
     vpc_id: str
     vpc_cidrs: list[str]
     subnet_az: dict[str, str] = field(default_factory=dict)  # subnet id -> AZ
+    #: node name -> its instance as validation found it (None: to be created)
+    existing: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -170,7 +172,7 @@ class Infra(Recorder):
                 f"{'s' if len(problems) > 1 else ''}):\n  - " + "\n  - ".join(problems),
                 "correct the spec (or the account) as listed; nothing was created",
             )
-        return Site(account, vpc_id, cidrs, subnet_az)
+        return Site(account, vpc_id, cidrs, subnet_az, existing)
 
     def _validate_vip(self, vpc_id: str, cidrs: list[str]) -> list[str]:
         vip = self.spec.vip
@@ -292,7 +294,7 @@ class Infra(Recorder):
     def ensure_instances(self, site: Site, sg: str, profile_arn: str) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for index, node in enumerate(self.spec.nodes):
-            inst = self.find_instance(node)
+            inst = site.existing[node.name]
             if inst is None:
                 subnet = self.opts.subnets[index]
                 if self.change(

@@ -53,6 +53,8 @@ class Infra(Recorder):
     c: Clients
     apply: bool = True
     changes: list[str] = field(default_factory=list)
+    #: node name -> the VM as last read or written in this run (one GET per VM, not one per step)
+    _vms: dict[str, dict[str, Any] | None] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ names
 
@@ -407,9 +409,14 @@ class Infra(Recorder):
     # ------------------------------------------------------------------ disks and VMs
 
     def _vm(self, node: NodeSpec) -> dict[str, Any] | None:
-        return self._get(
-            f"read VM {self.vm_name(node)}", self.c.compute.virtual_machines.get, self.rg, self.vm_name(node)
-        )
+        if node.name not in self._vms:
+            self._vms[node.name] = self._get(
+                f"read VM {self.vm_name(node)}",
+                self.c.compute.virtual_machines.get,
+                self.rg,
+                self.vm_name(node),
+            )
+        return self._vms[node.name]
 
     def zone(self, index: int) -> list[str]:
         return [self.opts.zones[index]] if self.opts.zones else []
@@ -527,13 +534,14 @@ class Infra(Recorder):
                 f"{', zone ' + self.zone(index)[0] if self.opts.zones else ''})"
             ):
                 return None
-            return self.c.wait(
+            self._vms[node.name] = self.c.wait(
                 f"create VM {name}",
                 self.c.compute.virtual_machines.begin_create_or_update,
                 self.rg,
                 name,
                 self.vm_body(node, index, nic_id, disks),
             )
+            return self._vms[node.name]
         patch: dict[str, Any] = {}
         if "SystemAssigned" not in (have.get("identity") or {}).get("type", ""):
             patch["identity"] = {"type": "SystemAssigned"}
@@ -557,6 +565,7 @@ class Infra(Recorder):
             have = self.c.wait(
                 f"update VM {name}", self.c.compute.virtual_machines.begin_update, self.rg, name, patch
             )
+            self._vms[node.name] = have
         return have
 
     # ------------------------------------------------------------------ fencing role
@@ -755,11 +764,12 @@ class Infra(Recorder):
                         other["id"],
                         name,
                     )
-        for vm in ours.values():
+        for key, vm in ours.items():
             if self.change(f"delete VM {vm['name']}"):
                 c.wait(
                     f"delete VM {vm['name']}", c.compute.virtual_machines.begin_delete, self.rg, vm["name"]
                 )
+                self._vms[key] = None
         for node in self.spec.nodes:
             rg, nic, adopted = self.nic_ref(node)
             if adopted:

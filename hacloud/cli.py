@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from hacloud.errors import HacloudError, SpecError
+from hacloud.errors import HacloudError, SpecError, UsageError
+
+if TYPE_CHECKING:
+    from hacloud.terraform import TerraformSource
 
 app = typer.Typer(
     add_completion=False,
@@ -27,6 +30,29 @@ InventoryOption = Annotated[
     Path | None,
     typer.Option("--inventory", help="inventory JSON (default: planned from the spec)"),
 ]
+
+FromTerraformOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--from-terraform",
+        help="take nodes, volumes and network from Terraform: a directory, a saved "
+        "`terraform output -json` file or a terraform.tfstate (drop-in: nothing Terraform owns is changed)",
+    ),
+]
+TfMapOption = Annotated[
+    Path | None,
+    typer.Option("--tf-map", help="with --from-terraform: YAML naming the outputs that hold each value"),
+]
+
+
+def _terraform(path: Path | None, tf_map: Path | None) -> TerraformSource | None:
+    from hacloud.terraform import TerraformSource
+
+    if path is None:
+        if tf_map is not None:
+            _fail(UsageError("--tf-map needs --from-terraform", "add --from-terraform PATH"))
+        return None
+    return TerraformSource(path.resolve(), tf_map.resolve() if tf_map else None)
 
 
 def _fail(exc: HacloudError) -> NoReturn:
@@ -104,14 +130,18 @@ def render(
     out: Annotated[Path, typer.Option("--out", help="directory to write into")],
     spec: SpecOption = Path("hacloud.yaml"),
     inventory: InventoryOption = None,
+    from_terraform: FromTerraformOption = None,
+    tf_map: TfMapOption = None,
 ) -> None:
     """Write the CIB and every node's files for review; needs no credentials or infrastructure."""
     from hacloud.commands import render_to_dir
 
     try:
-        report = render_to_dir(spec, out, inventory)
+        report = render_to_dir(spec, out, inventory, _terraform(from_terraform, tf_map))
     except HacloudError as exc:
         _fail(exc)
+    for line in report.origin:
+        typer.echo(f"terraform: {line}", err=True)
     for line in report.written:
         typer.echo(f"  {line}")
     for warning in report.warnings:
@@ -127,12 +157,14 @@ def check(
     live: Annotated[
         bool, typer.Option("--live", help="also check the provider's real resources (cloud: read-only calls)")
     ] = False,
+    from_terraform: FromTerraformOption = None,
+    tf_map: TfMapOption = None,
 ) -> None:
     """Check the cross-layer invariants (timeouts, delays, grouping, host maps); exit 1 on error."""
     from hacloud.commands import check_spec
 
     try:
-        findings = check_spec(spec, inventory, live=live)
+        findings = check_spec(spec, inventory, live=live, terraform=_terraform(from_terraform, tf_map))
     except HacloudError as exc:
         _fail(exc)
     if as_json:
@@ -190,6 +222,8 @@ def up(
     provider: Annotated[
         str | None, typer.Option("--provider", help="refuse to run unless the spec uses this provider")
     ] = None,
+    from_terraform: FromTerraformOption = None,
+    tf_map: TfMapOption = None,
 ) -> None:
     """Create or find the nodes, then converge the HA pair; a second run changes nothing."""
     from hacloud.commands import converge
@@ -204,6 +238,7 @@ def up(
             verbose=verbose,
             nodes_only=nodes_only,
             expect_provider=provider,
+            terraform=_terraform(from_terraform, tf_map),
         )
     except HacloudError as exc:
         _fail(exc)
@@ -214,14 +249,20 @@ def up(
 
 
 @app.command()
-def plan(spec: SpecOption = Path("hacloud.yaml"), verbose: VerboseOption = False) -> None:
+def plan(
+    spec: SpecOption = Path("hacloud.yaml"),
+    verbose: VerboseOption = False,
+    from_terraform: FromTerraformOption = None,
+    tf_map: TfMapOption = None,
+) -> None:
     """Show what `hacloud up` would change, node by node, without changing anything; on a cloud,
     also the infrastructure it would create and the IAM policy it gives the agents."""
     from hacloud.commands import NodesMissing, converge, plan_infrastructure
 
     progress = _Progress()
+    terraform = _terraform(from_terraform, tf_map)
     try:
-        infra = plan_infrastructure(spec, progress)
+        infra = plan_infrastructure(spec, progress, terraform)
     except HacloudError as exc:
         _fail(exc)
     infra_changes: list[str] = []
@@ -229,13 +270,14 @@ def plan(spec: SpecOption = Path("hacloud.yaml"), verbose: VerboseOption = False
         infra_changes, policy = infra
         for line in infra_changes:
             typer.echo(f"infrastructure: {line}")
-        typer.echo(
-            "permissions the agents get (AWS: the instance profile's policy; Azure: the fence role), "
-            "exactly what they call:"
-        )
-        typer.echo(policy)
+        if policy:
+            typer.echo(
+                "permissions the agents get (AWS: the instance profile's policy; Azure: the fence role), "
+                "exactly what they call:"
+            )
+            typer.echo(policy)
     try:
-        changes = converge(spec, progress, apply=False, verbose=verbose)
+        changes = converge(spec, progress, apply=False, verbose=verbose, terraform=terraform)
     except NodesMissing as exc:
         if infra is None:
             _fail(exc)
@@ -289,13 +331,17 @@ def down(
     purge: Annotated[
         bool, typer.Option("--purge", help="lab: also delete disks and the image cache")
     ] = False,
+    from_terraform: FromTerraformOption = None,
+    tf_map: TfMapOption = None,
 ) -> None:
-    """Stop the nodes and remove what hacloud made; data disks stay unless asked."""
+    """Stop the nodes and remove what hacloud made; data disks stay unless asked. Drop-in
+    (--from-terraform, or after a drop-in `up`): remove the cluster configuration and what
+    hacloud added; Terraform's machines and disks stay."""
     from hacloud.commands import down as do_down
 
     _confirm(f"Stop the cluster in {spec}{' and delete its disks' if delete_volumes or purge else ''}?", yes)
     try:
-        do_down(spec, delete_volumes, purge)
+        do_down(spec, delete_volumes, purge, _terraform(from_terraform, tf_map), _Progress())
     except HacloudError as exc:
         _fail(exc)
     kept = "" if delete_volumes or purge else " (data disks kept: a later `up` reuses them)"
@@ -306,12 +352,14 @@ def down(
 def status(
     spec: SpecOption = Path("hacloud.yaml"),
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    from_terraform: FromTerraformOption = None,
+    tf_map: TfMapOption = None,
 ) -> None:
     """Nodes, quorum, DRBD per node, where the service and VIP run, fencing, failed actions."""
     from hacloud.commands import cluster_status
 
     try:
-        st = cluster_status(spec)
+        st = cluster_status(spec, _terraform(from_terraform, tf_map))
     except HacloudError as exc:
         _fail(exc)
     if as_json:

@@ -7,6 +7,7 @@ swaps it in at the end, so a failure leaves the previous output untouched.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hacloud.checks import Finding, run_checks
+from hacloud.dropin import provider_for, recorded_source
 from hacloud.errors import HacloudError, UsageError
 from hacloud.inventory import check_inventory_matches, load_inventory
 from hacloud.model import Inventory
@@ -26,6 +28,7 @@ from hacloud.resources import templates_dir
 from hacloud.secrets import load_or_create, state_dir
 from hacloud.spec import PROVIDER_KINDS, IpmiFencing, RedfishFencing, Spec
 from hacloud.specload import load_spec
+from hacloud.terraform import TerraformSource
 from hacloud.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -55,6 +58,8 @@ class Prepared:
     profile: Profile
     bundle: Bundle
     warnings: list[str] = field(default_factory=list)
+    #: where each node came from, when the inventory was read from Terraform
+    origin: tuple[str, ...] = ()
 
 
 def prepare(
@@ -63,18 +68,27 @@ def prepare(
     *,
     create_secrets: bool = True,
     inventory: Inventory | None = None,
+    terraform: TerraformSource | None = None,
 ) -> Prepared:
     """Load and validate spec and inventory, then render everything in memory. ``inventory``:
-    one a provider just discovered (else the file, else the planned one)."""
+    one a provider just discovered (else the file, else Terraform's -- ``terraform`` or the
+    source a drop-in `up` recorded --, else the planned one)."""
     from hacloud.secrets import ClusterSecrets
+    from hacloud.terraform import import_inventory
 
     spec = load_spec(spec_path)
     provider = get_provider(spec.provider.kind)
+    origin: tuple[str, ...] = ()
     if inventory is None and inventory_path is not None:
         inventory = load_inventory(inventory_path)
         check_inventory_matches(spec, inventory, str(inventory_path))
     elif inventory is None:
-        inventory = provider.planned_inventory(spec)
+        source = terraform or recorded_source(Workspace(spec, spec_path))
+        if source is not None:
+            imported = import_inventory(spec, source, provider)
+            inventory, origin = imported.inventory, imported.origin
+        else:
+            inventory = provider.planned_inventory(spec)
     profile = effective_profile(spec, load_profile(spec.profile_name))
     warnings: list[str] = []
     if inventory.placeholder:
@@ -90,7 +104,7 @@ def prepare(
     passwords, missing = _fence_passwords(spec, spec_path.parent)
     warnings += missing
     bundle = render_all(spec, inventory, profile, secrets, passwords)
-    return Prepared(spec, inventory, profile, bundle, warnings)
+    return Prepared(spec, inventory, profile, bundle, warnings, origin)
 
 
 def _fence_passwords(spec: Spec, base: Path) -> tuple[dict[str, str], list[str]]:
@@ -125,10 +139,13 @@ def _fence_passwords(spec: Spec, base: Path) -> tuple[dict[str, str], list[str]]
 class RenderReport:
     written: list[str]
     warnings: list[str]
+    origin: tuple[str, ...] = ()
 
 
-def render_to_dir(spec_path: Path, out: Path, inventory_path: Path | None) -> RenderReport:
-    prepared = prepare(spec_path, inventory_path)
+def render_to_dir(
+    spec_path: Path, out: Path, inventory_path: Path | None, terraform: TerraformSource | None = None
+) -> RenderReport:
+    prepared = prepare(spec_path, inventory_path, terraform=terraform)
     if out.exists() and any(out.iterdir()) and not (out / RENDER_MARKER).exists():
         raise UsageError(
             f"{out} is not empty and was not written by `hacloud render`",
@@ -165,15 +182,20 @@ def render_to_dir(spec_path: Path, out: Path, inventory_path: Path | None) -> Re
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return RenderReport(written, prepared.warnings)
+    return RenderReport(written, prepared.warnings, prepared.origin)
 
 
-def check_spec(spec_path: Path, inventory_path: Path | None, live: bool = False) -> list[Finding]:
+def check_spec(
+    spec_path: Path,
+    inventory_path: Path | None,
+    live: bool = False,
+    terraform: TerraformSource | None = None,
+) -> list[Finding]:
     """The invariants of the rendered configuration; with ``live``, also the provider's checks
     of the real resources (routes, identities, attributes), read-only."""
     if live and inventory_path is None:
-        ws = workspace(spec_path)
-        provider = get_provider(ws.spec.provider.kind)
+        ws = workspace(spec_path, terraform=terraform)
+        provider = provider_for(ws)
         provider.check_environment()
         found = provider.discover(ws)
         if found is None:
@@ -182,26 +204,53 @@ def check_spec(spec_path: Path, inventory_path: Path | None, live: bool = False)
         prepared = prepare(spec_path, None, create_secrets=False, inventory=found)
         findings = run_checks(prepared.spec, found, prepared.profile, prepared.bundle)
         return findings + provider.live_checks(ws, found)
-    prepared = prepare(spec_path, inventory_path, create_secrets=False)
+    prepared = prepare(spec_path, inventory_path, create_secrets=False, terraform=terraform)
     return run_checks(prepared.spec, prepared.inventory, prepared.profile, prepared.bundle)
 
 
-def workspace(spec_path: Path, progress: Callable[[str], None] | None = None) -> Workspace:
+def workspace(
+    spec_path: Path,
+    progress: Callable[[str], None] | None = None,
+    terraform: TerraformSource | None = None,
+) -> Workspace:
+    """The spec's workspace; drop-in (nodes from Terraform) when ``terraform`` is given or a
+    drop-in `up` recorded its source for this cluster."""
     spec = load_spec(spec_path)
-    return Workspace(spec, spec_path, progress) if progress else Workspace(spec, spec_path)
+    ws = Workspace(spec, spec_path, progress) if progress else Workspace(spec, spec_path)
+    source = terraform or recorded_source(ws)
+    return dataclasses.replace(ws, terraform=source) if source else ws
 
 
 def up(spec_path: Path, progress: Callable[[str], None]) -> Inventory:
     """Provider phase of `hacloud up`: nodes, volumes, network exist and answer SSH."""
     ws = workspace(spec_path, progress)
-    provider = get_provider(ws.spec.provider.kind)
+    provider = provider_for(ws)
     inventory = provider.ensure_nodes(ws)
     return provider.ensure_volumes(ws, inventory)
 
 
-def down(spec_path: Path, delete_volumes: bool, purge: bool) -> None:
-    ws = workspace(spec_path)
-    get_provider(ws.spec.provider.kind).teardown(ws, delete_volumes=delete_volumes or purge)
+def down(
+    spec_path: Path,
+    delete_volumes: bool,
+    purge: bool,
+    terraform: TerraformSource | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> None:
+    """Take the cluster down. Drop-in (nodes from Terraform): stop the cluster and remove its
+    configuration from the nodes, then what hacloud added around them; the machines and disks
+    stay (they are Terraform's), and so does the data on the disks."""
+    ws = workspace(spec_path, progress, terraform)
+    provider = provider_for(ws)
+    if ws.terraform is not None:
+        if delete_volumes or purge:
+            provider.teardown(ws, delete_volumes=True)  # refuses, naming terraform destroy
+        inventory = provider.discover(ws)
+        assert inventory is not None
+        with _Lock(ws):
+            remove_cluster_config(ws, inventory)
+            provider.teardown(ws)
+        return
+    provider.teardown(ws, delete_volumes=delete_volumes or purge)
     if purge and ws.spec.provider.kind == "lab":
         from hacloud_lab.lab import purge_images
 
@@ -338,11 +387,13 @@ class NodesMissing(HacloudError):
     """`plan` found no nodes to compare the cluster configuration with."""
 
 
-def plan_infrastructure(spec_path: Path, progress: Callable[[str], None]) -> tuple[list[str], str] | None:
+def plan_infrastructure(
+    spec_path: Path, progress: Callable[[str], None], terraform: TerraformSource | None = None
+) -> tuple[list[str], str] | None:
     """(infrastructure changes `up` would make, the agents' permissions) for providers that build
     infrastructure (AWS, Azure); None for the others. Reads the account, changes nothing."""
-    ws = workspace(spec_path, progress)
-    return get_provider(ws.spec.provider.kind).plan_infrastructure(ws)
+    ws = workspace(spec_path, progress, terraform)
+    return provider_for(ws).plan_infrastructure(ws)
 
 
 def converge(
@@ -354,12 +405,13 @@ def converge(
     verbose: bool = False,
     nodes_only: bool = False,
     expect_provider: str | None = None,
+    terraform: TerraformSource | None = None,
 ) -> list[Any]:
     """`hacloud up` (apply) or `hacloud plan`: returns the changes made or needed.
     ``nodes_only``: stop once the nodes, volumes and network exist (no cluster configuration)."""
     from hacloud.deploy import Engine
 
-    ws = workspace(spec_path, progress)
+    ws = workspace(spec_path, progress, terraform)
     if expect_provider is not None and expect_provider != ws.spec.provider.kind:
         raise UsageError(
             f"--provider {expect_provider} but {spec_path} uses provider {ws.spec.provider.kind}",
@@ -389,7 +441,7 @@ def converge(
         try:
             session = open_session(ws, inventory, verbose)
         except HacloudError as exc:
-            if ws.spec.provider.kind in ("lab", "onprem"):
+            if ws.spec.provider.kind in ("lab", "onprem") or ws.terraform is not None:
                 raise
             raise HacloudError(
                 f"the {ws.spec.provider.kind} infrastructure is in place, but step 'log in to the nodes "
@@ -410,6 +462,31 @@ def converge(
             return engine.run_all()
         finally:
             session.close()
+
+
+def remove_cluster_config(ws: Workspace, inventory: Inventory) -> None:
+    """Drop-in `down`: stop the cluster and remove what hacloud installed on the nodes (the
+    files it rendered, the CIB), leaving the machines, the packages and the data disks as they
+    are: DRBD's metadata and the filesystem stay on the backing devices, so a later `up` finds
+    the data again."""
+    import shlex
+
+    session = open_session(ws, inventory, tolerate_down=True)
+    try:
+        for name, conn in session.conns.items():
+            ws.progress(f"{name}: stopping pacemaker and corosync, removing the cluster configuration")
+            paths = sorted({f.path for f in session.bundle.files.get(name, [])})
+            res = " ".join(shlex.quote(v.name) for v in ws.spec.volumes)
+            conn.run(
+                "systemctl disable --now pacemaker corosync >/dev/null 2>&1 || true; "
+                f'for r in {res}; do drbdadm down "$r" >/dev/null 2>&1 || true; done; '
+                f"rm -f {' '.join(shlex.quote(p) for p in paths)} /var/lib/pacemaker/cib/cib*",
+            )
+        for node in inventory.nodes:
+            if node.name not in session.conns:
+                ws.progress(f"{node.name}: not reachable; its cluster configuration stays until it is")
+    finally:
+        session.close()
 
 
 def wait_for_ssh(
@@ -450,14 +527,14 @@ def wait_for_ssh(
                 time.sleep(3)
 
 
-def cluster_status(spec_path: Path) -> dict[str, Any]:
+def cluster_status(spec_path: Path, terraform: TerraformSource | None = None) -> dict[str, Any]:
     """Everything `hacloud status` shows, as data (also its --json form)."""
     import xml.etree.ElementTree as ET
 
     from hacloud.deploy import crm_mon, fencing_enabled, online_nodes, resource_nodes
 
-    ws = workspace(spec_path)
-    provider = get_provider(ws.spec.provider.kind)
+    ws = workspace(spec_path, terraform=terraform)
+    provider = provider_for(ws)
     inventory = provider.discover(ws)
     if inventory is None:
         raise HacloudError("the cluster's nodes do not exist", "run `hacloud up`")
@@ -572,7 +649,7 @@ def failover(spec_path: Path, progress: Callable[[str], None], timeout: float = 
     from hacloud.render.resources import GROUP_ID
 
     ws = workspace(spec_path, progress)
-    provider = get_provider(ws.spec.provider.kind)
+    provider = provider_for(ws)
     inventory = provider.discover(ws)
     if inventory is None:
         raise HacloudError("the cluster's nodes do not exist", "run `hacloud up`")
@@ -612,7 +689,7 @@ def failover(spec_path: Path, progress: Callable[[str], None], timeout: float = 
 def ssh_command(spec_path: Path, node: str) -> list[str]:
     """The OpenSSH command line that reaches ``node`` with the recorded keys and host keys."""
     ws = workspace(spec_path)
-    provider = get_provider(ws.spec.provider.kind)
+    provider = provider_for(ws)
     inventory = provider.discover(ws) or provider.planned_inventory(ws.spec)
     try:
         info = inventory.node(node)

@@ -30,6 +30,7 @@ from hacloud.profiles import Profile
 from hacloud.remote import Endpoint
 from hacloud.render.resources import fence_devices, vip_primitives
 from hacloud.spec import Spec
+from hacloud.terraform import Candidate, TfResource
 from hacloud.workspace import Workspace
 
 ENTRY_POINT_GROUP = "hacloud.providers"
@@ -99,6 +100,12 @@ class Provider(Protocol):
     def ssh_wait_seconds(self, spec: Spec) -> float: ...
     def plan_infrastructure(self, ws: Workspace) -> tuple[list[str], str] | None: ...
     def live_checks(self, ws: Workspace, inventory: Inventory) -> list[Finding]: ...
+    def terraform_nodes(
+        self, spec: Spec, resources: list[TfResource]
+    ) -> tuple[list[Candidate], NetworkInfo, str]: ...
+    def terraform_device(self, spec: Spec, node: int, volume: int, value: str | None) -> str | None: ...
+    def adopt(self, ws: Workspace, inventory: Inventory, apply: bool = True) -> list[str]: ...
+    def release(self, ws: Workspace, inventory: Inventory) -> list[str]: ...
 
 
 class BaseProvider:
@@ -224,6 +231,36 @@ class BaseProvider:
 
     def live_checks(self, ws: Workspace, inventory: Inventory) -> list[Finding]:
         """Checks of the provider's own resources (routes, identities, rules), read-only."""
+        return []
+
+    # ------------------------------------------------------------ drop-in on Terraform
+
+    def terraform_nodes(
+        self, spec: Spec, resources: list[TfResource]
+    ) -> tuple[list[Candidate], NetworkInfo, str]:
+        """(machines in a Terraform state that could be nodes, network facts, what they are
+        called) for `--from-terraform` on a state without a hacloud_inventory output."""
+        raise HacloudError(
+            f"the {self.name} provider does not read nodes from Terraform resources",
+            "publish a hacloud_inventory output (docs/inventory.md) or map outputs with --tf-map",
+        )
+
+    def terraform_device(self, spec: Spec, node: int, volume: int, value: str | None) -> str | None:
+        """The block device for a value a --tf-map output holds (None: the default device)."""
+        if value is None:
+            return spec.nodes[node].volumes.get(spec.volumes[volume].name) or self.default_device(
+                spec, volume
+            )
+        return value
+
+    def adopt(self, ws: Workspace, inventory: Inventory, apply: bool = True) -> list[str]:
+        """Add what the agents need around nodes Terraform owns and did not provide (never
+        modifying a Terraform resource); record it so `release` removes exactly that.
+        Returns what changed (``apply=False``: what would change, changing nothing)."""
+        return []
+
+    def release(self, ws: Workspace, inventory: Inventory) -> list[str]:
+        """Remove what ``adopt`` added; Terraform's resources stay. Returns what was removed."""
         return []
 
 

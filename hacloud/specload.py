@@ -175,6 +175,10 @@ def _walk(root: Any, loc: tuple[PathElem, ...]) -> tuple[list[PathElem], list[st
         elif typing.get_origin(tp) is list:
             path.append(elem)
             cur = typing.get_args(tp)[0]
+        elif typing.get_origin(tp) is tuple:
+            path.append(elem)
+            args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+            cur = args[elem] if isinstance(elem, int) and elem < len(args) else args[0]
         elif typing.get_origin(tp) is dict:
             path.append(elem)
             cur = typing.get_args(tp)[1]
@@ -217,7 +221,10 @@ def _remedy(err: Any, path: list[PathElem], owner: list[str], info: FieldInfo | 
     return "see `hacloud schema` for what this field takes"
 
 
-def problems_from_validation(exc: ValidationError, model: Any, node: yaml.Node | None) -> list[Problem]:
+def problems_from_validation(
+    exc: ValidationError, model: Any, node: yaml.Node | None, list_keys: bool = False
+) -> list[Problem]:
+    """One problem per path; ``list_keys``: a missing key's remedy also lists the valid keys there."""
     out: dict[str, Problem] = {}
     for err in exc.errors():
         path, owner, info = _walk(model, tuple(err["loc"]))
@@ -230,7 +237,10 @@ def problems_from_validation(exc: ValidationError, model: Any, node: yaml.Node |
         if key in out:
             # scalar unions report once per member; one line per path is enough.
             continue
-        out[key] = Problem(key, message, _remedy(err, path, owner, info), line_of(node, path))
+        remedy = _remedy(err, path, owner, info)
+        if list_keys and err["type"] == "missing" and owner:
+            remedy += f"; valid keys here: {', '.join(owner)}"
+        out[key] = Problem(key, message, remedy, line_of(node, path))
     return list(out.values())
 
 

@@ -3,7 +3,8 @@
 Contract: ``state_dir`` (``.hacloud/<cluster>`` next to the spec) holds everything hacloud keeps
 for a cluster (secrets, lab disks, known host keys); ``resolve`` makes a path from the spec
 relative to the spec's directory. ``progress`` reports what a long step is doing; only the CLI
-decides how to show it.
+decides how to show it. ``terraform`` set means drop-in mode: the nodes come from that
+Terraform, never from the provider's own discovery.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hacloud.spec import Spec
+from hacloud.terraform import TerraformSource
 
 
 def _quiet(_message: str) -> None:
@@ -24,6 +26,8 @@ class Workspace:
     spec: Spec
     spec_path: Path
     progress: Callable[[str], None] = field(default=_quiet, compare=False)
+    #: drop-in mode: the nodes are Terraform's, described there (see hacloud.dropin)
+    terraform: TerraformSource | None = None
 
     @property
     def base_dir(self) -> Path:

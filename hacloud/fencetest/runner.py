@@ -26,10 +26,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hacloud.dropin import provider_for
 from hacloud.errors import HacloudError, UsageError
 from hacloud.fencetest.analysis import Attempt, availability, check_data, load_attempts, summary
 from hacloud.fencetest.timeline import METHODS, floor, parse_journal, stage_patterns, stages
-from hacloud.provider import Provider, get_provider
+from hacloud.provider import Provider
 from hacloud.remote import Connection
 from hacloud.spec import DemoService, Spec
 from hacloud.workspace import Workspace
@@ -685,7 +686,7 @@ def run(spec_path: Path, options: Options, progress: Progress) -> list[RoundResu
     from hacloud.commands import _Lock, workspace
 
     ws = workspace(spec_path, progress)
-    provider = get_provider(ws.spec.provider.kind)
+    provider = provider_for(ws)
     validate(ws.spec, provider, options)
     results: list[RoundResult] = []
     with _Lock(ws):

@@ -12,9 +12,10 @@ import shlex
 
 from hacloud.checks import Finding
 from hacloud.errors import HacloudError
-from hacloud.model import Inventory
+from hacloud.model import Inventory, NetworkInfo
 from hacloud.provider import BaseProvider, Capabilities, NodeCheck, NodeNeeds, PowerState
 from hacloud.spec import AwsFencing, AwsMoveIpVip, AwsOptions, Spec
+from hacloud.terraform import Candidate, TfResource
 from hacloud.workspace import Workspace
 
 
@@ -74,6 +75,33 @@ class AwsProvider(BaseProvider):
 
     def teardown(self, ws: Workspace, delete_volumes: bool = False) -> None:
         self._infra(ws).teardown(delete_volumes)
+
+    def terraform_nodes(
+        self, spec: Spec, resources: list[TfResource]
+    ) -> tuple[list[Candidate], NetworkInfo, str]:
+        from hacloud_aws.tfstate import terraform_nodes
+
+        return terraform_nodes(resources)
+
+    def terraform_device(self, spec: Spec, node: int, volume: int, value: str | None) -> str | None:
+        from hacloud_aws.tfstate import ebs_device_path
+
+        if value is not None and value.startswith("vol-"):
+            return ebs_device_path(value)
+        return super().terraform_device(spec, node, volume, value)
+
+    def adopt(self, ws: Workspace, inventory: Inventory, apply: bool = True) -> list[str]:
+        """The overlay routes (aws-vpc-move-ip) where Terraform made none; nothing else: the
+        instance profile, security group and attributes are Terraform's (check --live says
+        what is missing)."""
+        infra = self._infra(ws, apply=apply)
+        infra.adopt_routes(inventory)
+        return list(infra.changes)
+
+    def release(self, ws: Workspace, inventory: Inventory) -> list[str]:
+        infra = self._infra(ws)
+        infra.release_routes()
+        return list(infra.changes)
 
     def live_checks(self, ws: Workspace, inventory: Inventory) -> list[Finding]:
         from hacloud_aws.preflight import live_checks

@@ -36,18 +36,13 @@ from hacloud_aws.api import (
     error_code,
     wait_for,
 )
+from hacloud_aws.tfstate import ebs_device_path
 
 TAG_CLUSTER = "hacloud:cluster"
 TAG_NODE = "hacloud:node"
 TAG_VOLUME = "hacloud:volume"
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 ROUTES_FILE = "aws-routes.json"
-
-
-def ebs_device_path(volume_id: str) -> str:
-    """The stable path of an attached EBS volume on a Nitro instance: udev names NVMe disks by
-    their serial, which is the volume id without the dash."""
-    return f"/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{volume_id.replace('-', '')}"
 
 
 def attach_device(index: int) -> str:
@@ -85,7 +80,6 @@ class Infra(Recorder):
         options = getattr(self.spec.provider, "options", None)
         assert isinstance(options, AwsOptions)
         return options
-
 
     def tag_spec(self, kind: str, **extra: str) -> list[dict[str, Any]]:
         tags = {**self.opts.tags, TAG_CLUSTER: self.cluster, **extra}
@@ -552,6 +546,18 @@ class Infra(Recorder):
                 f"route table {rtb} already routes {cidr} to {target}, which is not a node of this cluster",
                 "choose another overlay address (vip.address), or delete that route if nothing uses it",
             )
+
+    def adopt_routes(self, inventory: Inventory) -> None:
+        """Drop-in: the overlay routes for instances Terraform owns (created only where missing,
+        recorded like hacloud's own, so `down` removes only those)."""
+        instances = {}
+        for node in inventory.nodes:
+            res = call(f"read {node.name} ({node.id})", self.c.ec2.describe_instances, InstanceIds=[node.id])
+            instances[node.name] = res["Reservations"][0]["Instances"][0]
+        self.ensure_routes(instances)
+
+    def release_routes(self) -> None:
+        self._delete_routes()
 
     def _routes_record(self) -> dict[str, str]:
         path = self.ws.state_dir / ROUTES_FILE

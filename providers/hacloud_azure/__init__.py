@@ -14,9 +14,10 @@ import shlex
 
 from hacloud.checks import Finding
 from hacloud.errors import HacloudError
-from hacloud.model import Inventory
+from hacloud.model import Inventory, NetworkInfo
 from hacloud.provider import BaseProvider, Capabilities, NodeCheck, NodeNeeds, PowerState
 from hacloud.spec import AzureFencing, AzureOptions, Spec
+from hacloud.terraform import Candidate, TfResource
 from hacloud.workspace import Workspace
 
 
@@ -75,6 +76,13 @@ class AzureProvider(BaseProvider):
 
     def teardown(self, ws: Workspace, delete_volumes: bool = False) -> None:
         self._infra(ws).teardown(delete_volumes)
+
+    def terraform_nodes(
+        self, spec: Spec, resources: list[TfResource]
+    ) -> tuple[list[Candidate], NetworkInfo, str]:
+        from hacloud_azure.tfstate import terraform_nodes
+
+        return terraform_nodes(resources)
 
     def live_checks(self, ws: Workspace, inventory: Inventory) -> list[Finding]:
         from hacloud_azure.preflight import live_checks

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from hacloud.model import Inventory
 from hacloud.profiles import Profile
 from hacloud.render import Bundle
-from hacloud.spec import AzureFencing, AzureLbVip, Spec
+from hacloud.spec import AwsMoveIpVip, AzureFencing, AzureLbVip, Spec
 
 
 @dataclass(frozen=True)
@@ -422,6 +422,41 @@ def azure(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> It
         yield _ok("HAC061", f"azure-lb port = probe port {port}", "best-practices §3.5 (8)")
 
 
+def overlay(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
+    """The overlay IP against the network the inventory reports (on a drop-in pair the
+    provider's own validation never saw the VPC)."""
+    import ipaddress
+
+    vip = spec.vip
+    if not isinstance(vip, AwsMoveIpVip):
+        return
+    src = 'best-practices AWS "Overlay IP": a /32 outside the VPC CIDR (scalingbits.com)'
+    cidr = inv.network.vpc_cidr
+    if cidr:
+        if vip.address in ipaddress.ip_network(cidr, strict=False):
+            yield Finding(
+                "HAC070",
+                "error",
+                f"overlay IP {vip.address} is inside the VPC CIDR {cidr}: the VPC routes it locally, "
+                "the route table entry never applies",
+                "choose vip.address outside every VPC CIDR (e.g. from 192.168.0.0/16 when the VPC is 10/8)",
+                src,
+            )
+        else:
+            yield _ok("HAC070", f"overlay IP {vip.address} is outside the VPC CIDR {cidr}", src)
+    known = set(inv.network.route_tables)
+    unknown = [r for r in vip.route_tables if known and r not in known]
+    if unknown:
+        yield Finding(
+            "HAC071",
+            "warning",
+            f"vip.route_tables names {', '.join(unknown)}, which the inventory's network does not list "
+            f"({', '.join(sorted(known))})",
+            "check the route table ids (a typo leaves clients without a route to the VIP)",
+            src,
+        )
+
+
 RULES: tuple[Rule, ...] = (
     consensus,
     fence_delay,
@@ -432,6 +467,7 @@ RULES: tuple[Rule, ...] = (
     host_map,
     links,
     azure,
+    overlay,
 )
 
 

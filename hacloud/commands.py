@@ -312,7 +312,7 @@ def open_session(
     from hacloud.model import NodeFacts
     from hacloud.remote import Connection
 
-    provider = get_provider(ws.spec.provider.kind)
+    provider = provider_for(ws)
     known = ws.state_dir / "known_hosts"
     conns = {
         n.name: Connection(provider.endpoint(ws, n), known, ws.progress, verbose) for n in inventory.nodes
@@ -417,7 +417,7 @@ def converge(
             f"--provider {expect_provider} but {spec_path} uses provider {ws.spec.provider.kind}",
             f"run `hacloud init --provider {expect_provider}` for a new spec, or drop --provider",
         )
-    provider = get_provider(ws.spec.provider.kind)
+    provider = provider_for(ws)
     if apply:
         provider.check_environment()
     with _Lock(ws):

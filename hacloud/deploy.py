@@ -550,8 +550,18 @@ class Engine:
             self._wait_dstate(res, "UpToDate/UpToDate")
         device = f"/dev/drbd{volume_minor(self.spec, index)}"
         disk = self.inventory.node(first).volumes[res]
-        probe = conn.run(f"blkid -p -o value -s TYPE {shlex.quote(disk)} 2>/dev/null", check=False)
-        has_fs = probe.stdout.strip() not in ("", "drbd")
+        # Every signature on the backing disk: with internal metadata a used disk carries the
+        # filesystem at the start and DRBD's at the end. (`blkid -p` answers "ambivalent" with
+        # empty output for two signatures: read as "no filesystem", that meant mkfs over data
+        # when a drop-in `down` had left the disk and a later `up` found no CIB.)
+        probe = conn.run(f"wipefs --no-act --noheadings --output TYPE {shlex.quote(disk)}", check=False)
+        if probe.rc != 0:
+            why = probe.stderr.strip() or probe.stdout.strip()
+            raise HacloudError(
+                f"{first}: cannot read the signatures on {disk}: {why}",
+                "check the disk; hacloud makes no filesystem on a disk it cannot read",
+            )
+        has_fs = bool({t for t in probe.stdout.split() if t} - {"drbd"})
         if not has_fs:
             self.change(first, "drbd", f"make a {fstype} filesystem on {res} ({device})")
             # ext4: initialise inode tables and journal now. Lazy init would write across the

@@ -31,6 +31,8 @@ from hacloud.terraform import Candidate, Imported, TerraformSource, TfResource, 
 from hacloud.workspace import Workspace
 
 RECORD = "terraform.json"
+#: sources whose origin lines this process has shown (plan reads the same source twice)
+_SHOWN: set[TerraformSource] = set()
 
 
 def recorded_source(ws: Workspace) -> TerraformSource | None:
@@ -67,8 +69,10 @@ class DropIn:
     def imported(self, ws: Workspace) -> Imported:
         if self._imported is None:
             self._imported = import_inventory(ws.spec, self.source, self.inner)
-            for line in self._imported.origin:
-                ws.progress(f"terraform: {line}")
+            if self.source not in _SHOWN:
+                _SHOWN.add(self.source)
+                for line in self._imported.origin:
+                    ws.progress(f"terraform: {line}")
         return self._imported
 
     def pinned(self, ws: Workspace) -> Workspace:

@@ -227,3 +227,86 @@ def test_onprem_provider_sees_the_same_converged_cluster(lab: dict[str, object])
     proc = hacloud_in_lab_network(lab, CLUSTER, spec, "plan", timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("0 changes"), proc.stdout
+
+
+def test_dropin_from_terraform_then_down_removes_only_the_cluster_config(
+    lab: dict[str, object], tmp_path: Path
+) -> None:
+    """Drop-in on hosts a Terraform describes: plan/up read them from outputs the real
+    Terraform binary wrote (0 changes: the same pair), later commands find them without the
+    flag, and `down` removes the cluster configuration but not the machines or the data: a
+    later `up` brings the same records back."""
+    import tftools
+
+    if tftools.terraform() is None:
+        pytest.skip("no terraform binary (.ci/run installs it)")
+    ids = [
+        json.loads(client(lab, "-X", "POST", "--data", f"kept-{i}", "http://192.0.2.100:8080/records"))["id"]
+        for i in range(5)
+    ]
+    doc = lab["doc"]
+    assert isinstance(doc, dict)
+    config = tmp_path / "tf"
+    config.mkdir()
+    (config / "main.tf").write_text((Path(__file__).parent / "data/terraform/hosts/main.tf").read_text())
+    env = tftools.setup_mirror(tmp_path / "tfroot")
+    hosts = {
+        n["name"]: {"address": n["address"], "links": n["links"], "disk": "/dev/ubdb"} for n in doc["nodes"]
+    }
+    outputs, _ = tftools.apply(env, config, {"hosts": hosts})
+    tf_map = tmp_path / "tfmap.yaml"
+    tf_map.write_text(
+        yaml.safe_dump(
+            {
+                "nodes": {
+                    name: {
+                        "id": f"servers.{name}.hostname",
+                        "address": f'servers["{name}"].ip',
+                        "links": [f"servers.{name}.links[0]", f"servers.{name}.links[1]"],
+                        "volumes": {"r0": f"servers.{name}.data_disk"},
+                    }
+                    for name in hosts
+                }
+            }
+        )
+    )
+    spec = onprem_spec_over(lab, CLUSTER)
+    flags = ("--from-terraform", str(outputs), "--tf-map", str(tf_map))
+    record = Path(str(lab["root"])) / ".hacloud" / CLUSTER / "terraform.json"
+    try:
+        _dropin_round(lab, spec, flags)
+    finally:
+        record.unlink(missing_ok=True)  # whatever happened, the lab's own `down` must work
+    # the machines and the data stay: the lab's own `up` converges again, without --force
+    again = hacloud(lab, "up", "-y")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "create metadata" not in again.stderr and "filesystem on" not in again.stderr, again.stderr
+    for i, rid in enumerate(ids):
+        assert client(lab, f"http://192.0.2.100:8080/records/{rid}") == f"kept-{i}"
+
+
+def _dropin_round(lab: dict[str, object], spec: Path, flags: tuple[str, ...]) -> None:
+    record = Path(str(lab["root"])) / ".hacloud" / CLUSTER / "terraform.json"
+    plan = hacloud_in_lab_network(lab, CLUSTER, spec, "plan", *flags, timeout=300)
+    assert plan.returncode == 0 and plan.stdout.strip().endswith("0 changes"), plan.stdout + plan.stderr
+    assert "terraform: node1 <- outputs servers.node1.hostname" in plan.stderr
+    up = hacloud_in_lab_network(lab, CLUSTER, spec, "up", "-y", *flags, timeout=600)
+    assert up.returncode == 0 and up.stdout.startswith("0 changes"), up.stdout + up.stderr
+    assert record.exists()
+    # recorded: status needs no flag
+    status = hacloud_in_lab_network(lab, CLUSTER, spec, "status", "--json", timeout=300)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert json.loads(status.stdout)["healthy"] is True
+    refused = hacloud_in_lab_network(lab, CLUSTER, spec, "down", "-y", "--delete-volumes", timeout=300)
+    assert refused.returncode == 2 and "belong to Terraform" in refused.stderr
+    down = hacloud_in_lab_network(lab, CLUSTER, spec, "down", "-y", timeout=300)
+    assert down.returncode == 0, down.stdout + down.stderr
+    for node in ("node1", "node2"):
+        left = on(
+            lab,
+            node,
+            "systemctl is-active pacemaker corosync; ls /etc/corosync/corosync.conf /etc/corosync/authkey "
+            "/etc/drbd.d/r0.res /var/lib/pacemaker/cib/cib.xml 2>&1 | grep -c 'No such file'; hostname",
+        ).stdout.split()
+        assert left == ["inactive", "inactive", "4", node], left
+    assert not record.exists()

@@ -487,3 +487,19 @@ def test_checkov_finds_nothing_failed_in_the_modules() -> None:
     for r in reports:
         for c in r["results"]["skipped_checks"]:
             assert c.get("suppress_comment"), c["check_id"]
+
+
+def test_check_judges_the_overlay_ip_against_terraforms_network(tf: dict[str, Any], tmp_path: Path) -> None:
+    from hacloud.commands import check_spec
+
+    source = TerraformSource(tf["aws-module"].outputs)
+    found = {f.code: f for f in check_spec(spec_for(tmp_path, "aws"), None, terraform=source)}
+    assert found["HAC070"].severity == "ok" and "HAC071" not in found
+    inside = spec_for(
+        tmp_path, "aws", address="192.0.2.200", route_tables=["rtb-0aaaaaaaaaaaaaaa1", "rtb-0cccccccc"]
+    )
+    found = {f.code: f for f in check_spec(inside, None, terraform=source)}
+    assert (
+        found["HAC070"].severity == "error" and "inside the VPC CIDR 192.0.2.0/24" in found["HAC070"].message
+    )
+    assert found["HAC071"].severity == "warning" and "rtb-0cccccccc" in found["HAC071"].message

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +166,27 @@ def run_hacloud(spec: Path, env: dict[str, str], *args: str, timeout: float = 12
 @pytest.fixture
 def onprem() -> dict[str, Any]:
     return onprem_doc()
+
+
+# ---------------------------------------------------------------- a moto server (AWS tests)
+
+
+@pytest.fixture(scope="module")
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto server on loopback for one test module."""
+    from awstools import moto_server
+
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
+        yield url
+
+
+@pytest.fixture
+def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
+    """(ec2, iam) clients on an emptied moto account; the environment points boto3 there."""
+    import boto3
+    from awstools import REGION, aws_env, reset
+
+    reset(moto_url)
+    for key, value in aws_env(moto_url).items():
+        monkeypatch.setenv(key, value)
+    yield boto3.client("ec2", region_name=REGION), boto3.client("iam", region_name=REGION)

@@ -8,14 +8,13 @@ everything in the account, tagged or not), never from what the provider returned
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 import yaml
-from awstools import REGION, Account, aws_env, aws_spec_doc, byo_vpc, census, moto_server, reset, tagged
+from awstools import REGION, Account, aws_spec_doc, byo_vpc, census, tagged
 from botocore.stub import Stubber
 from hacloud_aws import iam
 from hacloud_aws.api import Clients
@@ -25,20 +24,6 @@ from hacloud.errors import HacloudError
 from hacloud.provider import get_provider
 from hacloud.specload import load_spec
 from hacloud.workspace import Workspace
-
-
-@pytest.fixture(scope="module")
-def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
-        yield url
-
-
-@pytest.fixture
-def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
-    reset(moto_url)
-    for key, value in aws_env(moto_url).items():
-        monkeypatch.setenv(key, value)
-    yield boto3.client("ec2", region_name=REGION), boto3.client("iam", region_name=REGION)
 
 
 @pytest.fixture

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import tftools
 import yaml
-from awstools import REGION, Account, aws_env, aws_spec_doc, byo_vpc, census, moto_server, reset, tagged
+from awstools import Account, aws_spec_doc, byo_vpc, census, tagged
 
 from hacloud.dropin import RECORD, provider_for
 from hacloud.specload import load_spec
@@ -29,20 +27,6 @@ pytestmark = pytest.mark.skipif(
     tftools.terraform() is None, reason="no terraform binary (.ci/run installs it)"
 )
 DATA = Path(__file__).resolve().parent / "data" / "terraform"
-
-
-@pytest.fixture(scope="module")
-def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
-        yield url
-
-
-@pytest.fixture
-def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
-    reset(moto_url)
-    for key, value in aws_env(moto_url).items():
-        monkeypatch.setenv(key, value)
-    yield boto3.client("ec2", region_name=REGION), boto3.client("iam", region_name=REGION)
 
 
 def terraform_pair(ec2: Any, account: Account, tmp: Path) -> tuple[Path, Path, list[dict[str, Any]]]:

@@ -1,5 +1,7 @@
 """Benchmark: ARM requests and time of `up` (infrastructure), a no-op re-run, discover, live
-checks and teardown, against the spec-judged fake ARM (prints numbers, asserts nothing).
+checks and teardown, and of drop-in mode on two VMs Terraform made (the fence role added where
+none covers fencing, a re-run, its removal), against the spec-judged fake ARM (prints
+numbers, asserts nothing).
 
 ARM throttles per subscription and principal (429 + Retry-After), so a re-run that only reads
 is what lets many clusters share a subscription.
@@ -22,9 +24,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from azuretools import KEY, StaticToken, someone_elses_vm  # noqa: E402
 from fakearm import RG, SUBNET_ID, SUBSCRIPTION, FakeArm  # noqa: E402
 from hacloud_azure import api  # noqa: E402
-from test_azure import KEY, StaticToken  # noqa: E402
 
 from hacloud.provider import get_provider  # noqa: E402
 from hacloud.specload import load_spec  # noqa: E402
@@ -63,6 +65,23 @@ def main() -> None:
                 "check --live": lambda ws=ws: provider.live_checks(ws, provider.ensure_nodes(ws)),
                 "down": lambda ws=ws: provider.teardown(ws, delete_volumes=True),
             }
+            dropin = Path(tmp) / f"d{r}"
+            dropin.mkdir()
+            (dropin / "admin.pub").write_text(KEY)
+            doc["nodes"] = [{"name": "node1", "id": "tf1"}, {"name": "node2", "id": "tf2"}]
+            (dropin / "hacloud.yaml").write_text(yaml.safe_dump(doc))
+            dws = Workspace(load_spec(dropin / "hacloud.yaml"), dropin / "hacloud.yaml")
+            inv = provider.planned_inventory(dws.spec)
+            steps.update(
+                {
+                    "drop-in: Terraform's VMs": lambda: [
+                        someone_elses_vm(fake, n, z, identity=True) for n, z in (("tf1", "1"), ("tf2", "2"))
+                    ],
+                    "drop-in adopt (role)": lambda ws=dws, inv=inv: provider.adopt(ws, inv),
+                    "drop-in adopt (re-run)": lambda ws=dws, inv=inv: provider.adopt(ws, inv),
+                    "drop-in release": lambda ws=dws, inv=inv: provider.release(ws, inv),
+                }
+            )
             for name, step in steps.items():
                 fake.requests.clear()
                 start = time.perf_counter()

@@ -420,6 +420,23 @@ def azure(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> It
         )
     else:
         yield _ok("HAC061", f"azure-lb port = probe port {port}", "best-practices §3.5 (8)")
+    # a drop-in pair: the load balancer is Terraform's, and the VIP is one of its frontends
+    fronts = [
+        a for key in ("lb_frontend", "lb_frontends") for a in inv.network.extra.get(key, "").split(",") if a
+    ]
+    src = "MS-SLES (the load balancer's frontend IP is the cluster's virtual IP)"
+    if fronts and str(spec.vip.address) not in fronts:
+        yield Finding(
+            "HAC062",
+            "error",
+            f"vip.address {spec.vip.address} is no frontend of the load balancer "
+            f"(frontends: {', '.join(fronts)}): clients would never reach the service",
+            "set vip.address to the load balancer's frontend address, or give the load balancer a "
+            "frontend at vip.address in Terraform",
+            src,
+        )
+    elif fronts:
+        yield _ok("HAC062", f"vip.address {spec.vip.address} is the load balancer's frontend", src)
 
 
 def overlay(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:

@@ -190,3 +190,28 @@ def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, A
     for key, value in aws_env(moto_url).items():
         monkeypatch.setenv(key, value)
     yield boto3.client("ec2", region_name=REGION), boto3.client("iam", region_name=REGION)
+
+
+@pytest.fixture(scope="module")
+def arm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A fake ARM (tests/fakearm.py) on loopback for one test module."""
+    from fakearm import FakeArm
+
+    fake = FakeArm(tmp_path_factory.mktemp("arm"))
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def fake(arm: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The module's fake ARM, emptied, with hacloud's Azure clients pointed at it; at the end
+    the test fails if any request or response broke the official specs."""
+    from azuretools import StaticToken
+    from hacloud_azure import api
+
+    arm.reset()
+    monkeypatch.setattr(api, "CREDENTIAL_FACTORY", StaticToken)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(arm.cert))  # the fake's TLS certificate
+    yield arm
+    assert arm.problems == [], arm.problems
+    assert arm.response_problems == [], arm.response_problems

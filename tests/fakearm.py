@@ -20,6 +20,7 @@ import copy
 import datetime
 import ipaddress
 import json
+import re
 import ssl
 import threading
 import uuid
@@ -288,11 +289,9 @@ class FakeArm:
         self, method: str, path: str, op_id: str, body: Any, query: dict[str, str]
     ) -> tuple[int, dict[str, str], Any]:
         key = path.lower()
-        if (
-            op_id.endswith("_List")
-            or op_id.endswith("_ListForScope")
-            or op_id == "RoleAssignments_ListForScope"
-        ):
+        if op_id in ("RoleAssignments_ListForScope", "RoleAssignments_ListForResource"):
+            return 200, {}, {"value": self._assignments_for(path.rsplit("/providers/", 1)[0], query)}
+        if op_id.endswith("_List") or op_id.endswith("_ListForScope"):
             rtype = path.rsplit("/providers/", 1)[-1].lower()
             items = [
                 r
@@ -382,6 +381,30 @@ class FakeArm:
                 None,
             )
         return 405, {}, _error("MethodNotAllowed", method)
+
+    def _assignments_for(self, scope: str, query: dict[str, str]) -> list[dict[str, Any]]:
+        """RoleAssignments_ListForScope (ListForResource: the same URL on a resource) as the spec
+        documents it: "all role assignments that apply to a scope" (at or above it);
+        ``$filter=atScope()`` the same; ``$filter=principalId eq {id}`` those at, above or below
+        the scope for that principal."""
+        scope = scope.lower().rstrip("/")
+        flt = query.get("$filter", "")
+        principal = re.fullmatch(r"principalId eq '([^']+)'", flt.strip())
+        if flt and principal is None and flt.strip() != "atScope()":
+            raise ValueError(f"the fake does not know the filter {flt!r}")
+        out = []
+        for res in self.store.values():
+            if res.get("type", "").lower() != "microsoft.authorization/roleassignments":
+                continue
+            at = res["properties"]["scope"].lower().rstrip("/")
+            above = scope == at or scope.startswith(at + "/")
+            below = at.startswith(scope + "/")
+            if principal is not None:
+                if res["properties"].get("principalId") == principal.group(1) and (above or below):
+                    out.append(_public(res))
+            elif above:
+                out.append(_public(res))
+        return out
 
     # ------------------------------------------------------------------ PUT per resource type
 

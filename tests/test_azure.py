@@ -8,83 +8,15 @@ fake gave matched the documented response schema.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from fakearm import RG, SUBNET_ID, SUBSCRIPTION, FakeArm
+from azuretools import azure_doc, census, someone_elses_vm, workspace
+from fakearm import RG, SUBSCRIPTION, FakeArm
 
 from hacloud.errors import HacloudError
 from hacloud.provider import get_provider
-from hacloud.specload import load_spec
-from hacloud.workspace import Workspace
-
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMd5ANshDKJ3F7yGzMD7D+xTViqYaWxtbDPl+pHVPOKy hacloud-test\n"
-
-
-class StaticToken:
-    """A credential for the fake (DefaultAzureCredential would ask Entra ID over the network)."""
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        from azure.core.credentials import AccessToken
-
-        return AccessToken("fake-arm-token", 4102444800)
-
-    def get_token_info(self, *scopes: str, **kwargs: Any) -> Any:
-        from azure.core.credentials import AccessTokenInfo
-
-        return AccessTokenInfo("fake-arm-token", 4102444800)
-
-
-@pytest.fixture(scope="module")
-def arm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeArm]:
-    fake = FakeArm(tmp_path_factory.mktemp("arm"))
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-def fake(arm: FakeArm, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
-    from hacloud_azure import api
-
-    arm.reset()
-    monkeypatch.setattr(api, "CREDENTIAL_FACTORY", StaticToken)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(arm.cert))  # the fake's TLS certificate
-    yield arm
-    assert arm.problems == [], arm.problems
-    assert arm.response_problems == [], arm.response_problems
-
-
-def azure_doc(fake: FakeArm, **options: Any) -> dict[str, Any]:
-    repo = Path(__file__).resolve().parent.parent
-    doc: dict[str, Any] = yaml.safe_load((repo / "templates/init/azure.yaml").read_text())
-    doc["provider"]["options"].update(
-        {
-            "subscription_id": SUBSCRIPTION,
-            "resource_group": RG,
-            "subnet_id": SUBNET_ID,
-            "arm_endpoint": fake.url,
-            "ssh_public_key": "admin.pub",
-            "admin_cidr": "192.0.2.0/24",
-            **options,
-        }
-    )
-    doc["vip"]["address"] = "192.0.2.100"
-    return doc
-
-
-def workspace(tmp_path: Path, doc: dict[str, Any], log: list[str] | None = None) -> Workspace:
-    (tmp_path / "admin.pub").write_text(KEY)
-    path = tmp_path / "hacloud.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return Workspace(load_spec(path), path, (log.append if log is not None else lambda _m: None))
-
-
-def census(fake: FakeArm) -> list[str]:
-    """Every resource in the fake subscription (tagged or not), but the seeded network."""
-    return sorted(k for k in fake.store if "/virtualnetworks/" not in k)
 
 
 def leftovers(fake: FakeArm) -> dict[str, list[str]]:
@@ -395,69 +327,11 @@ def test_a_region_without_zones_gets_an_availability_set(fake: FakeArm, tmp_path
     assert census(fake) == []
 
 
-def _put(fake: FakeArm, path: str, body: dict[str, Any], version: str) -> dict[str, Any]:
-    import json
-
-    status, _, out = fake.handle(
-        "PUT", f"{path}?api-version={version}", json.dumps(body).encode(), {"Authorization": "Bearer x"}
-    )
-    assert status in (200, 201, 202), out
-    return dict(fake.store[path.lower()])
-
-
 def test_existing_vms_by_name_are_adopted_and_kept(fake: FakeArm, tmp_path: Path) -> None:
     """VMs a team already has (untagged, own NICs): hacloud adds identity, disks, pool membership
     and the role, and on teardown takes back only what it added."""
-    base = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RG}/providers"
     for i, zone in ((1, "1"), (2, "2")):
-        nic = _put(
-            fake,
-            f"{base}/Microsoft.Network/networkInterfaces/legacy{i}-eth0",
-            {
-                "location": "westeurope",
-                "properties": {
-                    "enableAcceleratedNetworking": True,
-                    "ipConfigurations": [{"name": "ip", "properties": {"subnet": {"id": SUBNET_ID}}}],
-                },
-            },
-            "2025-09-01",
-        )
-        _put(
-            fake,
-            f"{base}/Microsoft.Compute/virtualMachines/legacy{i}",
-            {
-                "location": "westeurope",
-                "zones": [zone],
-                "properties": {
-                    "hardwareProfile": {"vmSize": "Standard_D2s_v5"},
-                    "storageProfile": {
-                        "imageReference": {
-                            "publisher": "Debian",
-                            "offer": "debian-12",
-                            "sku": "12-gen2",
-                            "version": "latest",
-                        },
-                        "osDisk": {"createOption": "FromImage"},
-                    },
-                    "osProfile": {
-                        "computerName": f"legacy{i}",
-                        "adminUsername": "ops",
-                        "linuxConfiguration": {
-                            "disablePasswordAuthentication": True,
-                            "ssh": {
-                                "publicKeys": [
-                                    {"path": "/home/ops/.ssh/authorized_keys", "keyData": KEY.strip()}
-                                ]
-                            },
-                        },
-                    },
-                    "networkProfile": {
-                        "networkInterfaces": [{"id": nic["id"], "properties": {"primary": True}}]
-                    },
-                },
-            },
-            "2025-11-01",
-        )
+        someone_elses_vm(fake, f"legacy{i}", zone)
     doc = azure_doc(fake)
     doc["nodes"] = [{"name": "node1", "id": "legacy1"}, {"name": "node2", "id": "legacy2"}]
     provider = get_provider("azure")

@@ -73,7 +73,7 @@ def tf(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     env["HACLOUD_TFSTANDIN_WORLD"] = str(root / "world.json")
     shutil.copytree(REPO / "terraform" / "modules", root / "modules")
     out: dict[str, Any] = {"env": env}
-    for name in ("aws-module", "azure-module", "aws-plain"):
+    for name in ("aws-module", "azure-module", "aws-plain", "azure-plain"):
         shutil.copytree(DATA / name, root / name)
         out[name] = Applied(root / name, *tftools.apply(env, root / name))
     inventory = json.loads(out["aws-module"].outputs.read_text())["hacloud_inventory"]["value"]
@@ -303,6 +303,46 @@ def test_nodes_chosen_by_name_tag(tf: dict[str, Any], tmp_path: Path) -> None:
     assert all("its name is" in line for line in result.origin)
 
 
+def test_three_azure_vms_are_listed_and_not_guessed(tf: dict[str, Any], tmp_path: Path) -> None:
+    applied = tf["azure-plain"]
+    with pytest.raises(HacloudError) as err:
+        imported(tmp_path, "azure", applied.state)
+    msg = err.value.message
+    for vm in applied.resources("azurerm_linux_virtual_machine"):
+        assert f'azurerm_linux_virtual_machine.vm["{vm["name"]}"]' in msg and vm["name"] in msg
+    assert "nodes[].id" in err.value.remedy
+
+
+def test_azure_vms_chosen_by_name_with_their_luns_and_the_load_balancer(
+    tf: dict[str, Any], tmp_path: Path
+) -> None:
+    applied = tf["azure-plain"]
+    result = imported(tmp_path, "azure", applied.state, node1={"id": "db-1"}, node2={"id": "jump"})
+    inv = result.inventory
+    vms = {v["name"]: v for v in applied.resources("azurerm_linux_virtual_machine")}
+    nics = {n["id"]: n["private_ip_address"] for n in applied.resources("azurerm_network_interface")}
+    assert [n.id for n in inv.nodes] == ["db-1", "jump"]
+    assert [n.ssh_address for n in inv.nodes] == [
+        nics[vms[name]["network_interface_ids"][0]] for name in ("db-1", "jump")
+    ]
+    assert [n.zone for n in inv.nodes] == [vms["db-1"]["zone"], vms["jump"]["zone"]] == ["2", "1"]
+    # the LUN comes from the attachment in the state, not from hacloud's own convention
+    luns = {
+        a["virtual_machine_id"]: a["lun"]
+        for a in applied.resources("azurerm_virtual_machine_data_disk_attachment")
+    }
+    assert (
+        [n.volumes["r0"] for n in inv.nodes]
+        == [f"/dev/disk/azure/scsi1/lun{luns[vms[name]['id']]}" for name in ("db-1", "jump")]
+        == ["/dev/disk/azure/scsi1/lun0", "/dev/disk/azure/scsi1/lun3"]
+    )
+    (vnet,) = applied.resources("azurerm_virtual_network")
+    (lb,) = applied.resources("azurerm_lb")
+    assert inv.network.vpc_cidr == vnet["address_space"][0]
+    assert inv.network.extra["lb_frontends"] == lb["frontend_ip_configuration"][0]["private_ip_address"]
+    assert result.origin[1].startswith('node2 <- azurerm_linux_virtual_machine.vm["jump"] (')
+
+
 # ---------------------------------------------------------------- --tf-map
 
 
@@ -349,7 +389,8 @@ def test_tf_map_unknown_output_is_named_with_the_valid_ones(tf: dict[str, Any], 
 
 
 @pytest.mark.parametrize(
-    "name,kind", [("aws-module", "aws"), ("azure-module", "azure"), ("aws-plain", "aws")]
+    "name,kind",
+    [("aws-module", "aws"), ("azure-module", "azure"), ("aws-plain", "aws"), ("azure-plain", "azure")],
 )
 def test_cib_from_each_fixture_passes_crm_verify_and_fails_over(
     tf: dict[str, Any], tmp_path: Path, name: str, kind: str
@@ -361,8 +402,10 @@ def test_cib_from_each_fixture_passes_crm_verify_and_fails_over(
 
     need("crm_verify", "crm_simulate", "crm_attribute", "crm_mon")
     spec_path = spec_for(tmp_path, kind)
-    if name == "aws-plain":
-        ids = [i["id"] for i in tf[name].resources("aws_instance")][:2]
+    if name.endswith("-plain"):
+        kinds = {"aws": ("aws_instance", "id"), "azure": ("azurerm_linux_virtual_machine", "name")}
+        rtype, key = kinds[kind]
+        ids = [i[key] for i in tf[name].resources(rtype)][:2]
         doc = yaml.safe_load(spec_path.read_text())
         for node, node_id in zip(doc["nodes"], ids, strict=True):
             node["id"] = node_id
@@ -503,3 +546,27 @@ def test_check_judges_the_overlay_ip_against_terraforms_network(tf: dict[str, An
         found["HAC070"].severity == "error" and "inside the VPC CIDR 192.0.2.0/24" in found["HAC070"].message
     )
     assert found["HAC071"].severity == "warning" and "rtb-0cccccccc" in found["HAC071"].message
+
+
+@pytest.mark.parametrize("name", ["azure-module", "azure-plain"])
+def test_check_judges_the_vip_against_terraforms_load_balancer(
+    tf: dict[str, Any], tmp_path: Path, name: str
+) -> None:
+    from hacloud.commands import check_spec
+
+    source = TerraformSource(tf[name].outputs if name == "azure-module" else tf[name].state)
+    ids = {"node1": {"id": "db-0"}, "node2": {"id": "db-1"}} if name == "azure-plain" else {}
+
+    def findings(address: str) -> dict[str, Any]:
+        path = spec_for(tmp_path, "azure", address=address)
+        doc = yaml.safe_load(path.read_text())
+        for node in doc["nodes"]:
+            node.update(ids.get(node["name"], {}))
+        path.write_text(yaml.safe_dump(doc))
+        return {f.code: f for f in check_spec(path, None, terraform=source)}
+
+    (lb,) = tf[name].resources("azurerm_lb")
+    frontend = lb["frontend_ip_configuration"][0]["private_ip_address"]
+    assert findings(frontend)["HAC062"].severity == "ok"
+    wrong = findings("198.51.100.77")["HAC062"]
+    assert wrong.severity == "error" and f"frontends: {frontend}" in wrong.message

@@ -84,6 +84,19 @@ class AzureProvider(BaseProvider):
 
         return terraform_nodes(resources)
 
+    def adopt(self, ws: Workspace, inventory: Inventory, apply: bool = True) -> list[str]:
+        """The fence role and its assignments where no role Terraform (or anyone) assigned
+        covers them; nothing else: the VMs, identities, disks and load balancer are
+        Terraform's (check --live says what is missing)."""
+        infra = self._infra(ws, apply=apply)
+        infra.adopt_role()
+        return list(infra.changes)
+
+    def release(self, ws: Workspace, inventory: Inventory) -> list[str]:
+        infra = self._infra(ws)
+        infra.release_role()
+        return list(infra.changes)
+
     def live_checks(self, ws: Workspace, inventory: Inventory) -> list[Finding]:
         from hacloud_azure.preflight import live_checks
 

@@ -570,9 +570,10 @@ class Infra(Recorder):
 
     # ------------------------------------------------------------------ fencing role
 
-    def ensure_role(self, vms: dict[str, dict[str, Any]]) -> None:
+    def ensure_role(self, vms: dict[str, dict[str, Any]], pairs: set[tuple[str, str]] | None = None) -> None:
         """A custom role with exactly read, powerOff and start, assignable only on the two VMs,
-        assigned to each VM's managed identity on every cluster VM (MS-SLES)."""
+        assigned to each VM's managed identity on every cluster VM (MS-SLES); with ``pairs``
+        (source node, target node) only on those."""
         from azure.mgmt.authorization.v2022_04_01.models import (
             Permission,
             RoleAssignmentCreateParameters,
@@ -611,11 +612,14 @@ class Infra(Recorder):
                 self.role_definition_name(),
                 role,
             )
-        for vm in vms.values():
+        for source, vm in vms.items():
             principal = (vm.get("identity") or {}).get("principalId")
             if not principal:
                 continue
-            for scope in scopes:
+            for target, other in vms.items():
+                if pairs is not None and (source, target) not in pairs:
+                    continue
+                scope = other["id"]
                 name = self.assignment_name(scope, principal)
                 got = self._get("read a role assignment", auth.role_assignments.get, scope, name)
                 if got is None and self.change(
@@ -627,6 +631,83 @@ class Infra(Recorder):
                         principal_type="ServicePrincipal",
                     )
                     call("assign the fence role", auth.role_assignments.create, scope, name, params)
+
+    # ------------------------------------------------------------------ drop-in (Terraform's VMs)
+
+    def terraform_vms(self) -> dict[str, dict[str, Any]]:
+        """The two VMs Terraform made, read (never changed); raises one error naming every VM
+        that is missing or has no system-assigned identity, with the fix in Terraform."""
+        problems: list[str] = []
+        vms: dict[str, dict[str, Any]] = {}
+        for node in self.spec.nodes:
+            vm = self._vm(node)
+            if vm is None:
+                problems.append(
+                    f"{node.name}: VM {self.vm_name(node)} is not in resource group {self.rg}: set "
+                    "provider.options.resource_group to the group Terraform made it in"
+                )
+            elif "SystemAssigned" not in str((vm.get("identity") or {}).get("type", "")):
+                problems.append(
+                    f"{node.name}: VM {vm['name']} has no system-assigned identity (fence_azure_arm "
+                    'signs in with it): add `identity { type = "SystemAssigned" }` to the VM in '
+                    "Terraform and apply (hacloud does not change Terraform's VMs)"
+                )
+            else:
+                vms[node.name] = vm
+        if problems:
+            raise HacloudError("; ".join(problems), "fix the Terraform configuration, then run `hacloud up`")
+        return vms
+
+    def adopt_role(self) -> None:
+        """Let each identity fence both VMs where no role (Terraform's or anyone's) does yet:
+        hacloud's own custom role and assignments, named from the cluster so `release_role`
+        removes exactly them."""
+        from hacloud_azure.access import grants
+
+        vms = self.terraform_vms()
+        have = grants(self, vms)
+        ours_or_missing = {pair for pair, grant in have.items() if grant is None or grant.hacloud}
+        if ours_or_missing:
+            self.ensure_role(vms, ours_or_missing)
+
+    def release_role(self) -> None:
+        """Remove what `adopt_role` added; Terraform's roles and assignments stay."""
+        self._remove_role({n.name: self._vm(n) for n in self.spec.nodes})
+
+    def _remove_role(self, vms: dict[str, dict[str, Any] | None]) -> None:
+        c = self.c
+        # assignments first: a role definition with assignments cannot be deleted
+        for vm in vms.values():
+            principal = ((vm or {}).get("identity") or {}).get("principalId")
+            for other in vms.values():
+                if vm is None or other is None or not principal:
+                    continue
+                name = self.assignment_name(other["id"], principal)
+                found = self._get(
+                    "read a role assignment", c.authorization.role_assignments.get, other["id"], name
+                )
+                if found is not None and self.change(
+                    f"fencing: remove the fence role of {vm['name']} on {other['name']}"
+                ):
+                    call(
+                        "remove a role assignment",
+                        c.authorization.role_assignments.delete,
+                        other["id"],
+                        name,
+                    )
+        role = self._get(
+            "read the fence role",
+            c.authorization.role_definitions.get,
+            self.rg_id(),
+            self.role_definition_name(),
+        )
+        if role is not None and self.change(f"fencing: delete custom role hacloud-{self.cluster}-fence"):
+            call(
+                "delete the fence role",
+                c.authorization.role_definitions.delete,
+                self.rg_id(),
+                self.role_definition_name(),
+            )
 
     # ------------------------------------------------------------------ all together
 
@@ -743,27 +824,7 @@ class Infra(Recorder):
         ours = {
             k: v for k, v in vms.items() if v is not None and (v.get("tags") or {}).get(TAG) == self.cluster
         }
-        # role assignments first: their scope is the VM
-        for vm in vms.values():
-            if vm is None:
-                continue
-            principal = (vm.get("identity") or {}).get("principalId")
-            for other in vms.values():
-                if other is None or not principal:
-                    continue
-                name = self.assignment_name(other["id"], principal)
-                found = self._get(
-                    "read a role assignment", c.authorization.role_assignments.get, other["id"], name
-                )
-                if found is not None and self.change(
-                    f"fencing: remove the fence role of {vm['name']} on {other['name']}"
-                ):
-                    call(
-                        "remove a role assignment",
-                        c.authorization.role_assignments.delete,
-                        other["id"],
-                        name,
-                    )
+        self._remove_role(vms)  # first: an assignment's scope is the VM
         for key, vm in ours.items():
             if self.change(f"delete VM {vm['name']}"):
                 c.wait(
@@ -814,19 +875,6 @@ class Infra(Recorder):
                     self.rg,
                     f"{self.cluster}-avset",
                 )
-        role = self._get(
-            "read the fence role",
-            c.authorization.role_definitions.get,
-            self.rg_id(),
-            self.role_definition_name(),
-        )
-        if role is not None and self.change(f"fencing: delete custom role hacloud-{self.cluster}-fence"):
-            call(
-                "delete the fence role",
-                c.authorization.role_definitions.delete,
-                self.rg_id(),
-                self.role_definition_name(),
-            )
         for node in self.spec.nodes:
             for vol in self.spec.volumes:
                 name = f"{self.vm_name(node)}-{vol.name}"

@@ -1,12 +1,16 @@
 """Live, read-only checks of what fence_azure_arm and azure-lb rely on (`hacloud check --live`).
 
 Contract: :func:`live_checks` reads the subscription and returns one Finding per rule and
-subject: the fence role assigned to both identities on both VMs with exactly the needed
-actions, and the load balancer rule as Microsoft's HA guides require it (HA ports, floating
-IP, probe on the azure-lb port).
+subject: each VM's system-assigned identity, for every (identity, VM) pair a role that allows
+what fence_azure_arm needs (hacloud's, or in drop-in mode Terraform's; a warning when it
+allows more), hacloud's own role with exactly the needed actions where it exists, and the
+load balancer at the VIP (hacloud's or Terraform's) as Microsoft's HA guides require it (HA
+ports, floating IP, probe on the azure-lb port).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from hacloud.checks import Finding
 from hacloud.model import Inventory
@@ -21,61 +25,76 @@ def _f(code: str, ok: bool, message: str, remedy: str) -> Finding:
 
 
 def live_checks(infra: Infra, inventory: Inventory) -> list[Finding]:
+    from hacloud_azure.access import grants
+
     out: list[Finding] = []
     auth = infra.c.authorization
     vms = {n.name: infra._vm(infra.spec.node(n.name)) for n in inventory.nodes}
     role = infra._get(
         "read the fence role", auth.role_definitions.get, infra.rg_id(), infra.role_definition_name()
     )
-    actions = sorted(role.get("permissions", [{}])[0].get("actions", [])) if role else []
-    out.append(
-        _f(
-            "azure.fence_role",
-            actions == sorted(FENCE_ACTIONS),
-            f"fence role actions: {', '.join(actions) or 'no role'}",
-            "run `hacloud up`: the role must allow exactly read, powerOff and start",
+    if role is not None:  # hacloud's own role (in drop-in mode only where Terraform's is missing)
+        actions = sorted(role.get("permissions", [{}])[0].get("actions", []))
+        out.append(
+            _f(
+                "azure.fence_role",
+                actions == sorted(FENCE_ACTIONS),
+                f"fence role actions: {', '.join(actions)}",
+                "run `hacloud up`: the role must allow exactly read, powerOff and start",
+            )
         )
-    )
+    present = {name: vm for name, vm in vms.items() if vm is not None}
     for name, vm in vms.items():
-        principal = ((vm or {}).get("identity") or {}).get("principalId")
-        if not principal:
+        ident = (vm or {}).get("identity") or {}
+        if not ident.get("principalId") or "SystemAssigned" not in str(ident.get("type", "")):
             out.append(
                 _f(
                     "azure.identity",
                     False,
                     f"{name}: no system-assigned identity",
-                    "run `hacloud up` (it enables the VM's identity)",
+                    "run `hacloud up` (it enables the VM's identity); on Terraform's VMs add "
+                    '`identity { type = "SystemAssigned" }` to the VM and apply',
                 )
             )
+    for (source, target), grant in grants(infra, present).items():
+        if grant is None:
+            if (present[source].get("identity") or {}).get("principalId"):
+                out.append(
+                    _f(
+                        "azure.role_assignment",
+                        False,
+                        f"{source}'s identity may not fence {target} (no role allows "
+                        "read, powerOff and start)",
+                        "run `hacloud up`; new assignments can take a few minutes to become effective",
+                    )
+                )
             continue
-        for other in vms.values():
-            if other is None:
-                continue
-            got = infra._get(
-                "read a role assignment",
-                auth.role_assignments.get,
-                other["id"],
-                infra.assignment_name(other["id"], principal),
-            )
-            ok = (
-                got is not None
-                and str(got.get("role_definition_id", "")).lower() == infra.role_definition_id().lower()
-            )
+        how = "hacloud's role" if grant.hacloud else f"role {grant.role!r}, not hacloud's"
+        out.append(_f("azure.role_assignment", True, f"{source}'s identity may fence {target} ({how})", ""))
+        if grant.extra:
             out.append(
-                _f(
-                    "azure.role_assignment",
-                    ok,
-                    f"{name}'s identity {'may' if ok else 'may not'} fence {other['name']}",
-                    "run `hacloud up`; new assignments can take a few minutes to become effective",
+                Finding(
+                    "azure.least_privilege",
+                    "warning",
+                    f"{source}'s role {grant.role!r} on {target} also allows {', '.join(grant.extra)}",
+                    "a fencing identity needs only read, powerOff and start: assign a role with "
+                    "just those (terraform/modules/azure-ha-pair's azurerm_role_definition.fence)",
+                    SOURCE,
                 )
             )
     vip = infra.spec.vip
     if isinstance(vip, AzureLbVip):
-        lb = infra._get(
-            "read the load balancer", infra.c.network.load_balancers.get, infra.rg, f"{infra.cluster}-lb"
-        )
+        lb = vip_load_balancer(infra, str(vip.address))
         if lb is None:
-            out.append(_f("azure.lb", False, "no load balancer", "run `hacloud up`"))
+            out.append(
+                _f(
+                    "azure.lb",
+                    False,
+                    f"no load balancer in {infra.rg} has the frontend address {vip.address}",
+                    "run `hacloud up`; on Terraform's network give the VIP an internal Standard load "
+                    "balancer as terraform/modules/azure-ha-pair does",
+                )
+            )
             return out
         props = lb["properties"]
         rules = props.get("loadBalancingRules", [])
@@ -103,3 +122,25 @@ def live_checks(infra: Infra, inventory: Inventory) -> list[Finding]:
             )
         )
     return out
+
+
+def vip_load_balancer(infra: Infra, address: str) -> dict[str, Any] | None:
+    """hacloud's load balancer, else the one in the resource group (Terraform's, in drop-in
+    mode) with a frontend at the VIP ``address``."""
+    from azure.core.exceptions import AzureError
+
+    from hacloud_azure.api import azure_error, wire
+
+    lbs = infra.c.network.load_balancers
+    lb = infra._get("read the load balancer", lbs.get, infra.rg, f"{infra.cluster}-lb")
+    if lb is not None:
+        return lb
+    try:
+        listed = [wire(x) for x in lbs.list(infra.rg)]
+    except AzureError as exc:
+        raise azure_error(exc, f"list the load balancers of {infra.rg}") from None
+    for item in sorted(listed, key=lambda x: str(x.get("id"))):
+        for fe in item.get("properties", {}).get("frontendIPConfigurations", []):
+            if fe.get("properties", {}).get("privateIPAddress") == address:
+                return item
+    return None

@@ -289,7 +289,11 @@ class FakeArm:
         self, method: str, path: str, op_id: str, body: Any, query: dict[str, str]
     ) -> tuple[int, dict[str, str], Any]:
         key = path.lower()
-        if op_id in ("RoleAssignments_ListForScope", "RoleAssignments_ListForResource"):
+        if op_id in (
+            "RoleAssignments_ListForScope",
+            "RoleAssignments_ListForResourceGroup",
+            "RoleAssignments_ListForResource",
+        ):
             return 200, {}, {"value": self._assignments_for(path.rsplit("/providers/", 1)[0], query)}
         if op_id.endswith("_List") or op_id.endswith("_ListForScope"):
             rtype = path.rsplit("/providers/", 1)[-1].lower()
@@ -383,10 +387,10 @@ class FakeArm:
         return 405, {}, _error("MethodNotAllowed", method)
 
     def _assignments_for(self, scope: str, query: dict[str, str]) -> list[dict[str, Any]]:
-        """RoleAssignments_ListForScope (ListForResource: the same URL on a resource) as the spec
-        documents it: "all role assignments that apply to a scope" (at or above it);
-        ``$filter=atScope()`` the same; ``$filter=principalId eq {id}`` those at, above or below
-        the scope for that principal."""
+        """RoleAssignments_ListForScope (ListForResourceGroup/ListForResource: the same URL on a
+        group or a resource) as the spec documents it: "all role assignments that apply to a
+        scope" (at or above it); ``$filter=atScope()`` the same; ``$filter=principalId eq {id}``
+        those at, above or below the scope for that principal."""
         scope = scope.lower().rstrip("/")
         flt = query.get("$filter", "")
         principal = re.fullmatch(r"principalId eq '([^']+)'", flt.strip())

@@ -44,10 +44,11 @@ def _matches(pattern: str, action: str) -> bool:
 
 
 def allows(permissions: list[Mapping[str, Any]], action: str) -> bool:
-    """Whether a role with these ``permissions`` (wire or SDK names) allows ``action``."""
+    """Whether a role with these ``permissions`` (as the SDK reads them: ``actions``,
+    ``not_actions``) allows ``action``."""
     for perm in permissions:
         granted = perm.get("actions") or []
-        denied = perm.get("not_actions", perm.get("notActions")) or []
+        denied = perm.get("not_actions") or []
         if any(_matches(p, action) for p in granted) and not any(_matches(p, action) for p in denied):
             return True
     return False
@@ -75,44 +76,47 @@ class Grant:
     extra: tuple[str, ...]  #: actions beyond fencing the role also allows
 
 
-def grants(infra: Infra, vms: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, str], Grant | None]:
-    """For every (source node, target node) pair of ``vms`` (node name -> VM as ARM returns it),
-    the assignment at or above the target VM that covers :data:`FENCE_NEEDS` for the source's
-    system-assigned identity; None when none does (or the source has no identity)."""
+def _assignments_of(infra: Infra, principal: str) -> list[dict[str, Any]]:
+    """Every assignment of ``principal`` at, above or below the resource group, in one request
+    (the "principalId eq" filter)."""
     from azure.core.exceptions import AzureError
 
     from hacloud_azure.api import azure_error, wire
 
-    auth = infra.c.authorization
+    try:
+        listed = infra.c.authorization.role_assignments.list_for_scope(
+            infra.rg_id(), filter=f"principalId eq '{principal}'"
+        )
+        return sorted((wire(a) for a in listed), key=lambda a: str(a.get("id")))
+    except AzureError as exc:
+        raise azure_error(exc, f"list the role assignments in {infra.rg}") from None
+
+
+def grants(infra: Infra, vms: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, str], Grant | None]:
+    """For every (source node, target node) pair of ``vms`` (node name -> VM as ARM returns it),
+    the assignment at or above the target VM that covers :data:`FENCE_NEEDS` for the source's
+    system-assigned identity; None when none does (or the source has no identity). One listing
+    per identity; each role definition is read once."""
+    from hacloud_azure.infra import system_principal
+
     roles: dict[str, dict[str, Any] | None] = {}
     out: dict[tuple[str, str], Grant | None] = {}
     for source, vm in vms.items():
-        principal = str((vm.get("identity") or {}).get("principalId") or "")
+        principal = system_principal(vm)
+        listed = _assignments_of(infra, principal) if principal else []
         for target, other in vms.items():
             out[(source, target)] = None
-            if not principal:
-                continue
             scope = str(other["id"])
-            try:
-                # "principalId eq": the assignments at, above or below the scope for that principal
-                listed = [
-                    wire(a)
-                    for a in auth.role_assignments.list_for_scope(
-                        scope, filter=f"principalId eq '{principal}'"
-                    )
-                ]
-            except AzureError as exc:
-                raise azure_error(exc, f"list the role assignments on {other['name']}") from None
-            for a in sorted(listed, key=lambda a: str(a.get("id"))):
+            for a in listed:
                 at = str(a.get("scope") or "").lower().rstrip("/")
                 if str(a.get("principal_id")) != principal or not (
                     scope.lower() == at or scope.lower().startswith(at + "/")
                 ):
-                    continue  # another principal's, or below the VM (e.g. on an extension)
+                    continue  # another principal's, or not at or above this VM
                 role_id = str(a.get("role_definition_id") or "")
                 if role_id.lower() not in roles:
                     roles[role_id.lower()] = infra._get(
-                        "read a role definition", auth.role_definitions.get_by_id, role_id
+                        "read a role definition", infra.c.authorization.role_definitions.get_by_id, role_id
                     )
                 role = roles[role_id.lower()]
                 perms = (role or {}).get("permissions") or []

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,16 @@ def parse_id(resource_id: str) -> dict[str, str]:
     parts = resource_id.strip("/").split("/")
     out = {parts[i].lower(): parts[i + 1] for i in range(0, len(parts) - 1, 2)}
     return out
+
+
+def system_principal(vm: Mapping[str, Any] | None) -> str:
+    """The principal id of ``vm``'s system-assigned identity ("" when it has none): the one
+    fence_azure_arm signs in with (msi); a user-assigned identity "shouldn't be used with
+    Pacemaker" (best-practices.md §3.2, MS-SLES)."""
+    ident = (vm or {}).get("identity") or {}
+    if "SystemAssigned" not in str(ident.get("type", "")):
+        return ""
+    return str(ident.get("principalId") or "")
 
 
 @dataclass
@@ -646,7 +656,7 @@ class Infra(Recorder):
                     f"{node.name}: VM {self.vm_name(node)} is not in resource group {self.rg}: set "
                     "provider.options.resource_group to the group Terraform made it in"
                 )
-            elif "SystemAssigned" not in str((vm.get("identity") or {}).get("type", "")):
+            elif not system_principal(vm):
                 problems.append(
                     f"{node.name}: VM {vm['name']} has no system-assigned identity (fence_azure_arm "
                     'signs in with it): add `identity { type = "SystemAssigned" }` to the VM in '
@@ -666,9 +676,11 @@ class Infra(Recorder):
 
         vms = self.terraform_vms()
         have = grants(self, vms)
-        ours_or_missing = {pair for pair, grant in have.items() if grant is None or grant.hacloud}
-        if ours_or_missing:
-            self.ensure_role(vms, ours_or_missing)
+        missing = {pair for pair, grant in have.items() if grant is None}
+        # hacloud's role is checked (and repaired) whenever one of its assignments is in use;
+        # an assignment `grants` found is not read again
+        if missing or any(grant is not None and grant.hacloud for grant in have.values()):
+            self.ensure_role(vms, missing)
 
     def release_role(self) -> None:
         """Remove what `adopt_role` added; Terraform's roles and assignments stay."""

@@ -15,7 +15,7 @@ from typing import Any
 from hacloud.checks import Finding
 from hacloud.model import Inventory
 from hacloud.spec import AzureLbVip
-from hacloud_azure.infra import FENCE_ACTIONS, Infra
+from hacloud_azure.infra import FENCE_ACTIONS, Infra, system_principal
 
 SOURCE = "best-practices.md §3.2 (MS-SLES, MS-RHEL)"
 
@@ -45,8 +45,7 @@ def live_checks(infra: Infra, inventory: Inventory) -> list[Finding]:
         )
     present = {name: vm for name, vm in vms.items() if vm is not None}
     for name, vm in vms.items():
-        ident = (vm or {}).get("identity") or {}
-        if not ident.get("principalId") or "SystemAssigned" not in str(ident.get("type", "")):
+        if not system_principal(vm):
             out.append(
                 _f(
                     "azure.identity",
@@ -58,7 +57,7 @@ def live_checks(infra: Infra, inventory: Inventory) -> list[Finding]:
             )
     for (source, target), grant in grants(infra, present).items():
         if grant is None:
-            if (present[source].get("identity") or {}).get("principalId"):
+            if system_principal(present[source]):  # (no identity: reported above)
                 out.append(
                     _f(
                         "azure.role_assignment",

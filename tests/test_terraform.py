@@ -180,7 +180,7 @@ def test_azure_module_sensitive_inventory_is_read_and_matches_the_state(
     assert [n.zone for n in inv.nodes] == ["1", "2"]
     # LB: HA ports, floating IP, probe 5 s x 2 on the azure-lb port; 4 role assignments
     (rule,) = applied.resources("azurerm_lb_rule")
-    assert (rule["protocol"], rule["frontend_port"], rule["backend_port"], rule["enable_floating_ip"]) == (
+    assert (rule["protocol"], rule["frontend_port"], rule["backend_port"], rule["floating_ip_enabled"]) == (
         "All",
         0,
         0,

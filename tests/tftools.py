@@ -15,7 +15,17 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 STANDIN = HERE / "tfstandin" / "provider.py"
-VERSIONS = {"aws": "5.99.0", "azurerm": "3.199.0"}
+DOCS = HERE / "data" / "terraform-providers"
+
+
+def releases(provider: str) -> list[str]:
+    """The provider releases whose docs are vendored (tests/data/terraform-providers), oldest first."""
+    found = [p.name for p in (DOCS / provider).iterdir() if p.is_dir()]
+    return sorted(found, key=lambda v: tuple(int(x) for x in v.split(".")))
+
+
+# what the mirror offers unless a test asks for other releases: the newest vendored ones
+VERSIONS = {name: releases(name)[-1] for name in ("aws", "azurerm")}
 
 
 def terraform() -> str | None:
@@ -23,14 +33,21 @@ def terraform() -> str | None:
     return str(venv) if venv.exists() else shutil.which("terraform")
 
 
-def setup_mirror(root: Path) -> dict[str, str]:
-    """Mirror + CLI config under ``root``; returns the environment to run terraform with."""
-    for name, version in VERSIONS.items():
-        d = root / "mirror" / "registry.terraform.io" / "hashicorp" / name / version / "linux_amd64"
-        d.mkdir(parents=True, exist_ok=True)
-        exe = d / f"terraform-provider-{name}_v{version}"
-        exe.write_text(f'#!/bin/sh\nexec {sys.executable} {STANDIN} {name} "$@"\n')
-        exe.chmod(0o755)
+def setup_mirror(root: Path, offer: dict[str, list[str]] | None = None) -> dict[str, str]:
+    """Mirror + CLI config under ``root``; returns the environment to run terraform with.
+
+    ``offer``: the releases the mirror holds per provider (default: the newest vendored one).
+    Each is the stand-in with that release's schema; `terraform init` picks the newest release
+    the configuration's version constraints allow, as from the registry."""
+    offer = offer or {name: [version] for name, version in VERSIONS.items()}
+    for name, versions in offer.items():
+        for version in versions:
+            d = root / "mirror" / "registry.terraform.io" / "hashicorp" / name / version / "linux_amd64"
+            d.mkdir(parents=True, exist_ok=True)
+            exe = d / f"terraform-provider-{name}_v{version}"
+            run_standin = f'exec {sys.executable} {STANDIN} {name} "$@"'
+            exe.write_text(f"#!/bin/sh\nHACLOUD_TFSTANDIN_VERSION={version} {run_standin}\n")
+            exe.chmod(0o755)
     rc = root / "terraformrc"
     rc.write_text(
         f'provider_installation {{\n  filesystem_mirror {{\n    path = "{root / "mirror"}"\n  }}\n}}\n'

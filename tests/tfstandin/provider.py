@@ -1,15 +1,24 @@
 """Stand-in hashicorp/aws and hashicorp/azurerm Terraform providers, for offline tests.
 
 The real providers cannot be downloaded here (no registry), so the Terraform modules are
-applied by the real Terraform binary against these: same provider addresses, the resource
-types and attribute names the modules use (as the real providers name them), ids in the
+applied by the real Terraform binary against these: same provider addresses, ids in the
 clouds' formats, private addresses allocated from the subnets of a "world" file
 (``HACLOUD_TFSTANDIN_WORLD``: {"subnets": {id: {"cidr", "zone", "vpc_id"}}, "vpcs": {id:
-{"cidr"}}}). Terraform's own type checks of the module (unknown attributes, wrong types,
-references, count/for_each) are real; what a real cloud would refuse is not modelled.
+{"cidr"}}}). What a real cloud would refuse is not modelled.
 
-Run as ``provider.py aws`` or ``provider.py azurerm`` (Terraform starts it through the
-executable that tests/tftools.py writes into a filesystem mirror).
+The schema is the real release's: every resource, data source and provider block declares
+exactly the arguments, blocks and exported attributes that the release's published docs list
+(tests/data/terraform-providers/<provider>/<version>/, read by tfdocs.py), arguments the docs
+mark Required as required. Terraform's own checks of a module against it are real: an
+argument a release lacks (azurerm 5.0 removed ``enable_floating_ip``) fails ``terraform
+validate``/``plan`` with "Unsupported argument" as it would with the real provider. The
+tables below only give the types of the names the modules use and which names are nested
+blocks (a documented name not in them is declared as an optional string; one used as a block
+would fail: add it to the table).
+
+Run as ``provider.py aws`` or ``provider.py azurerm`` with ``HACLOUD_TFSTANDIN_VERSION`` set to
+a vendored release (Terraform starts it through the executable that tests/tftools.py writes
+into a filesystem mirror, one per release).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import os
 import sys
 from typing import Any
 
+import tfdocs
 from tf import provider as p
 from tf import schema, types
 from tf.gen import tfplugin_pb2 as pb
@@ -63,7 +73,7 @@ def blk(**attrs: Any) -> schema.Block:
     return schema.Block(attributes=[schema.Attribute(k, t, optional=True) for k, t in attrs.items()])
 
 
-# type -> (configurable attributes, computed attributes, nested list blocks)
+# type -> (types of its arguments, of the attributes the stand-in computes, nested list blocks)
 AWS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, schema.Block]]] = {
     "aws_security_group": ({"name": S, "description": S, "vpc_id": S, "tags": MS}, {"arn": S}, {}),
     "aws_vpc_security_group_ingress_rule": (
@@ -236,7 +246,8 @@ AZURE: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, schema.Block]]]
             "frontend_ip_configuration_name": S,
             "backend_address_pool_ids": LS,
             "probe_id": S,
-            "enable_floating_ip": B,
+            "floating_ip_enabled": B,
+            "enable_floating_ip": B,  # azurerm < 5.0 (deprecated since 4.42.0)
             "idle_timeout_in_minutes": N,
         },
         {},
@@ -347,8 +358,45 @@ def _guid(seed: str) -> str:
 STORE: dict[str, dict[str, Any]] = {}
 
 
-def make(kind: str, spec: tuple[dict[str, Any], dict[str, Any], dict[str, schema.Block]], prov: Any) -> type:
+def _block(name: str, docs: tfdocs.DocSchema, known: schema.Block | None) -> schema.Block:
+    """A nested block with the names the docs list for it, typed from ``known`` where it has them."""
+    types = {a.name: a.type for a in (known.attributes if known else [])}
+    return blk(**{n: types.get(n, S) for n in sorted(docs.blocks.get(name, set()))})
+
+
+def resource_schema(
+    kind: str, spec: tuple[dict[str, Any], dict[str, Any], dict[str, schema.Block]], docs: tfdocs.DocSchema
+) -> schema.Schema:
+    """The schema of ``kind`` as the release's docs list it (see the module docstring)."""
     config, comp, blocks = spec
+    attrs = [schema.Attribute("id", S, computed=True)]
+    for name, required in docs.arguments.items():
+        if name == "id" or name in blocks:
+            continue
+        kind_of = config.get(name) or comp.get(name) or S
+        if name in comp:  # an argument the cloud fills in when it is not set (private_ip)
+            attrs.append(schema.Attribute(name, kind_of, optional=True, computed=True))
+        else:
+            attrs.append(schema.Attribute(name, kind_of, required=required, optional=not required))
+    for name in sorted(docs.attributes - set(docs.arguments) - set(blocks) - {"id"}):
+        attrs.append(schema.Attribute(name, comp.get(name) or config.get(name) or S, computed=True))
+    missing = set(comp) - {a.name for a in attrs}
+    if missing:
+        raise KeyError(f"{kind}: the stand-in computes {sorted(missing)}, which the docs do not export")
+    nested = [ListBlock(n, _block(n, docs, b)) for n, b in blocks.items() if n in docs.arguments]
+    return schema.Schema(attributes=attrs, block_types=nested)
+
+
+def version() -> str:
+    found = os.environ.get("HACLOUD_TFSTANDIN_VERSION")
+    if not found:
+        raise KeyError("HACLOUD_TFSTANDIN_VERSION is not set (tests/tftools.py sets it)")
+    return found
+
+
+def make(kind: str, spec: tuple[dict[str, Any], dict[str, Any], dict[str, schema.Block]], prov: Any) -> type:
+    comp = spec[1]
+    docs = tfdocs.resource(prov.name, prov.version, kind)
 
     class Res(p.Resource):
         @classmethod
@@ -357,16 +405,14 @@ def make(kind: str, spec: tuple[dict[str, Any], dict[str, Any], dict[str, schema
 
         @classmethod
         def get_schema(cls) -> schema.Schema:
-            attrs = [schema.Attribute("id", S, computed=True)]
-            attrs += [schema.Attribute(k, t, optional=True) for k, t in config.items()]
-            attrs += [schema.Attribute(k, t, computed=True) for k, t in comp.items()]
-            return schema.Schema(attributes=attrs, block_types=[ListBlock(k, b) for k, b in blocks.items()])
+            return resource_schema(kind, spec, docs)
 
         def __init__(self, provider: Any) -> None:
             self.provider = provider
 
         def create(self, ctx: Any, planned: dict[str, Any]) -> dict[str, Any]:
-            state = dict(planned)
+            # a documented attribute this stand-in does not model (owner_id, tags_all) is null
+            state = {k: None if v is types.Unknown else v for k, v in planned.items()}
             state.update(computed(kind, state, prov.region))
             STORE[state["id"]] = state
             return state
@@ -384,8 +430,11 @@ def make(kind: str, spec: tuple[dict[str, Any], dict[str, Any], dict[str, schema
     return Res
 
 
-def make_data(kind: str) -> type:
-    """aws_subnet / aws_vpc data sources, answered from the world file."""
+def make_data(kind: str, prov: Any) -> type:
+    """aws_subnet / aws_vpc data sources, answered from the world file; their schema is the
+    release's docs (every argument a filter, optional and computed; blocks such as ``filter``
+    declared with their documented names)."""
+    docs = tfdocs.resource(prov.name, prov.version, kind, data_source=True)
 
     class Data(p.DataSource):
         @classmethod
@@ -394,38 +443,32 @@ def make_data(kind: str) -> type:
 
         @classmethod
         def get_schema(cls) -> schema.Schema:
-            return schema.Schema(
-                attributes=[
-                    schema.Attribute("id", S, required=True),
-                    schema.Attribute("vpc_id", S, computed=True),
-                    schema.Attribute("cidr_block", S, computed=True),
-                    schema.Attribute("availability_zone", S, computed=True),
-                ]
-            )
+            args = [n for n in docs.arguments if n not in docs.blocks]
+            attrs = [
+                schema.Attribute(n, MS if n == "tags" else S, optional=True, computed=True) for n in args
+            ]
+            attrs += [
+                schema.Attribute(n, S, computed=True)
+                for n in sorted(docs.attributes - set(args) - set(docs.blocks))
+            ]
+            blocks = [ListBlock(n, _block(n, docs, None)) for n in docs.blocks if n in docs.arguments]
+            return schema.Schema(attributes=attrs, block_types=blocks)
 
         def __init__(self, provider: Any) -> None:
             self.provider = provider
 
         def read(self, ctx: Any, config: dict[str, Any]) -> dict[str, Any]:
             w = world()
+            out = dict(config)  # every documented name; the ones the world knows filled in
             if kind == "aws_subnet":
                 s = w["subnets"].get(config["id"])
                 if s is None:
                     ctx.diagnostics.add_error(f"InvalidSubnetID.NotFound: {config['id']}")
-                    return dict(config)
-                return {
-                    "id": config["id"],
-                    "vpc_id": s["vpc_id"],
-                    "cidr_block": s["cidr"],
-                    "availability_zone": s["zone"],
-                }
-            v = w["vpcs"].get(config["id"], {})
-            return {
-                "id": config["id"],
-                "vpc_id": None,
-                "cidr_block": v.get("cidr"),
-                "availability_zone": None,
-            }
+                    return out
+                out.update(vpc_id=s["vpc_id"], cidr_block=s["cidr"], availability_zone=s["zone"])
+                return out
+            out["cidr_block"] = w["vpcs"].get(config["id"], {}).get("cidr")
+            return out
 
     Data.__name__ = kind
     return Data
@@ -434,6 +477,7 @@ def make_data(kind: str) -> type:
 class StandIn(p.Provider):
     def __init__(self, name: str) -> None:
         self.name = name
+        self.version = version()
         self.region = "eu-central-1"
         self.table = AWS if name == "aws" else AZURE
 
@@ -444,11 +488,13 @@ class StandIn(p.Provider):
         return f"{self.name}_"
 
     def get_provider_schema(self, diags: Any) -> schema.Schema:
-        if self.name == "aws":
-            return schema.Schema(attributes=[schema.Attribute("region", S, optional=True)])
+        # The provider block as the release's index page documents it. azurerm's `features`
+        # block has its own guide: declared empty, as the examples use it.
+        docs = tfdocs.provider_config(self.name, self.version)
+        blocks = set(docs.blocks) | ({"features"} if self.name == "azurerm" else set())
+        attrs = [schema.Attribute(n, S, optional=True) for n in docs.arguments if n not in blocks]
         return schema.Schema(
-            attributes=[schema.Attribute("subscription_id", S, optional=True)],
-            block_types=[ListBlock("features", schema.Block())],
+            attributes=attrs, block_types=[ListBlock(n, _block(n, docs, None)) for n in sorted(blocks)]
         )
 
     def validate_config(self, diags: Any, config: dict[str, Any]) -> None:
@@ -458,7 +504,7 @@ class StandIn(p.Provider):
         self.region = config.get("region") or self.region
 
     def get_data_sources(self) -> list[type]:
-        return [make_data("aws_subnet"), make_data("aws_vpc")] if self.name == "aws" else []
+        return [make_data("aws_subnet", self), make_data("aws_vpc", self)] if self.name == "aws" else []
 
     def get_resources(self) -> list[type]:
         return [make(kind, spec, self) for kind, spec in self.table.items()]

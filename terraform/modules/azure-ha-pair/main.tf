@@ -195,7 +195,7 @@ resource "azurerm_lb_rule" "ha_ports" {
   frontend_ip_configuration_name = "vip"
   backend_address_pool_ids       = [azurerm_lb_backend_address_pool.nodes.id]
   probe_id                       = azurerm_lb_probe.azure_lb.id
-  enable_floating_ip             = true
+  floating_ip_enabled            = true
   idle_timeout_in_minutes        = 30
 }
 

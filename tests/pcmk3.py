@@ -54,7 +54,7 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # the packages whose files are used; their lib* dependencies are added by apt-cache
 ROOTS = ("pacemaker-cli-utils", "pacemaker-common")
 LIBDIR = Path("usr/lib/x86_64-linux-gnu")
-TOOLS = ("crm_verify", "crm_simulate", "crm_attribute", "crm_resource")
+TOOLS = ("crm_verify", "crm_simulate", "crm_attribute", "crm_resource", "crm_mon")
 
 
 class FetchError(RuntimeError):
@@ -199,6 +199,23 @@ class Pacemaker3:
             env=env,
             timeout=120,
         )
+
+    def bin_dir(self) -> Path:
+        """A directory of ``crm_*`` commands that run the 3.x tools (put it first on PATH to
+        drive tests/tools.py's helpers, e.g. ``simulate_failover``, with Pacemaker 3)."""
+        bindir = self.root / "bin"
+        bindir.mkdir(exist_ok=True)
+        for tool in TOOLS:
+            script = bindir / tool
+            text = (
+                "#!/bin/sh\n"
+                f"PCMK_schema_directory={self.schemas} exec {self.lib / 'ld-linux-x86-64.so.2'} "
+                f'--library-path {self.lib} {self.root / "usr" / "sbin" / tool} "$@"\n'
+            )
+            if not script.exists() or script.read_text() != text:
+                script.write_text(text)
+                script.chmod(0o755)
+        return bindir
 
     def options(self, kind: str) -> dict[str, Option]:
         """Pacemaker 3's own list of option names: ``cluster``, ``primitive`` or ``fencing``."""

@@ -47,14 +47,23 @@ def render3(
 
 @pytest.mark.tools
 @pytest.mark.parametrize(("fencing", "vip", "profile"), COMBOS, ids=[f"{f}-{v}-{p}" for f, v, p in COMBOS])
-def test_pacemaker3_accepts_every_render(
-    pacemaker3: pcmk3.Pacemaker3, fencing: str, vip: str, profile: str, tmp_path: Path
+def test_pacemaker3_accepts_every_render_and_fails_it_over(
+    pacemaker3: pcmk3.Pacemaker3,
+    fencing: str,
+    vip: str,
+    profile: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    report = pcmk3.validate(pacemaker3, render3(pacemaker3, fencing, vip, profile), tmp_path)
+    cib = render3(pacemaker3, fencing, vip, profile)
+    report = pcmk3.validate(pacemaker3, cib, tmp_path)
     assert report.errors == []
     # Issue 15 item 17 drops concurrent-fencing from 3.x renders (3.0 made it the default);
     # then this set is empty. Nothing else may be deprecated.
     assert set(report.deprecated) <= {"concurrent-fencing"}, report.deprecated
+    # and Pacemaker 3's own scheduler fails the pair over as the 2.1 one does
+    monkeypatch.setenv("PATH", f"{pacemaker3.bin_dir()}{os.pathsep}{os.environ['PATH']}")
+    assert_fails_over(cib, tmp_path / "failover")
 
 
 @pytest.mark.tools
@@ -120,7 +129,13 @@ def test_cib_verifies_and_fails_over(fencing: str, vip: str, profile: str, tmp_p
 
     need("crm_verify", "crm_simulate", "crm_attribute", "crm_mon")
     _, bundle = render_doc(onprem_doc(fencing, vip, profile))
-    active, survivor, summary, after = simulate_failover(bundle.cib, tmp_path)
+    assert_fails_over(bundle.cib, tmp_path)
+
+
+def assert_fails_over(cib: str, tmp_path: Path) -> None:
+    """The crm_* tools first on PATH schedule, on the active node's failure: fence it, then
+    promote DRBD on the survivor, then start the group there in order."""
+    active, survivor, summary, after = simulate_failover(cib, tmp_path)
 
     assert re.search(rf"\* Fence \((off|reboot)\) {active}\b", summary), summary
     assert re.search(rf"\* Promote\s+drbd_r0:\d\s+\(\s*Unpromoted -> Promoted {survivor}\s*\)", summary), (

@@ -33,7 +33,8 @@ What :func:`validate` checks, each by a Pacemaker 3 source:
 
 The side directory is ``$HACLOUD_PCMK3_DIR``, else ``~/.cache/hacloud/pacemaker3``;
 ``.ci/setup`` fills it (``python tests/pcmk3.py fetch``), the tests' fixture fetches it when
-it is missing. Run ``python tests/pcmk3.py validate CIB.xml`` to judge a render by hand.
+it is missing. A complete copy is kept as it is: delete the directory to take a newer
+Pacemaker 3 from unstable. Run ``python tests/pcmk3.py validate CIB.xml`` to judge a render by hand.
 """
 
 from __future__ import annotations
@@ -141,6 +142,8 @@ def fetch(target: Path | None = None, mirror: str | None = None) -> Path:
         (staging / "fetched.json").write_text(
             json.dumps({"mirror": mirror, "suite": SUITE, "packages": versions}, indent=1, sort_keys=True)
         )
+        if (target / "fetched.json").exists():  # another process finished first: keep its copy
+            return target
         if target.exists():  # an incomplete earlier attempt
             shutil.rmtree(target)
         staging.rename(target)

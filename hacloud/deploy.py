@@ -234,10 +234,12 @@ def _unit_limits(lines: list[str]) -> ServiceLimits | None:
 
 def _agent_limits(lines: list[str]) -> ServiceLimits | None:
     """An OCF agent's meta-data after the service id: the start/stop timeouts it advises."""
-    if len(lines) < 2:
+    # only the document: an agent may print a warning around it on stdout
+    xml = re.search(r"<resource-agent\b.*</resource-agent>", "\n".join(lines[1:]), re.DOTALL)
+    if not lines or not xml:
         return None
     try:
-        root = ET.fromstring("\n".join(lines[1:]))
+        root = ET.fromstring(xml.group(0))
     except ET.ParseError:
         return None
     actions = root.iterfind("./actions/action")
@@ -245,12 +247,16 @@ def _agent_limits(lines: list[str]) -> ServiceLimits | None:
     return ServiceLimits(lines[0], advised.get("start", 0), advised.get("stop", 0))
 
 
+# The facts script's section markers; any other line starting with "@" is data.
+_SECTION = re.compile(r"@(os|pm|cmds|pacemaker|drbd|sums|services|logdirs|ifaces|service|agent|end)")
+
+
 def parse_facts(name: str, text: str) -> HostFacts:
     facts = HostFacts(name)
     section = ""
     raw: dict[str, list[str]] = {"service": [], "agent": []}
     for line in text.splitlines():
-        if line.startswith("@") and (line[1:] in _SECTIONS):
+        if _SECTION.fullmatch(line):
             section = line[1:]
             continue
         if section in raw:
@@ -293,24 +299,6 @@ def parse_facts(name: str, text: str) -> HostFacts:
             _parse_iface(facts, line.strip())
     facts.service = _unit_limits(raw["service"]) or _agent_limits([ln for ln in raw["agent"] if ln.strip()])
     return facts
-
-
-_SECTIONS = frozenset(
-    [
-        "os",
-        "pm",
-        "cmds",
-        "pacemaker",
-        "drbd",
-        "sums",
-        "services",
-        "logdirs",
-        "ifaces",
-        "service",
-        "agent",
-        "end",
-    ]
-)
 
 
 def node_facts(host: HostFacts, node: NodeInfo) -> NodeFacts:

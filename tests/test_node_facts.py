@@ -392,3 +392,17 @@ def test_umbrella_units_are_reported(tmp_path: Path) -> None:
         _systemd_doc("postgresql@15-main.service"), {"node1": NodeFacts(service=pg)}
     )
     assert [f.severity for f in findings(spec, inv, bundle, "HAC094")] == ["ok"]
+
+
+@pytest.mark.tools
+def test_the_new_probes_run_together_in_one_script(nitro_netns: str) -> None:
+    """Section by section in one run, as the facts script strings them together: an agent's
+    meta-data (XML over many lines) ends neither its own section nor starts another."""
+    agent = "ocf:heartbeat:mysql"
+    if not (AGENTS / "heartbeat" / "mysql").exists():
+        pytest.skip(f"{agent} is not installed")
+    script = f"{IFACE_PROBE}\n{service_probe(agent)}echo @data-that-looks-like-a-marker\necho @end\n"
+    host = parse_facts("node1", _in_ns(nitro_netns, script).stdout)
+    assert host.addresses == {"192.0.2.11": "ens5", "198.51.100.11": "ens6"}
+    assert host.default_interface == "ens6"
+    assert host.service is not None and host.service.service == agent and host.service.start

@@ -574,6 +574,10 @@ def service_timeouts(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: 
         timeout = _service_op(cib, action) or 0.0
         worst = [getattr(x, action) for x in limits]
         what = limits[0].service
+        chosen = getattr(spec.service, f"{action}_timeout", None)
+        if any(w is None for w in worst) and chosen:
+            yield _ok(code, f"{what} sets no {action} limit; service.{action}_timeout {chosen}s chosen", src)
+            continue
         if any(w is None for w in worst):
             consequence = (
                 "a start that outlasts it fails for good on that node (start-failure-is-fatal)"

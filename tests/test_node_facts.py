@@ -271,6 +271,12 @@ def test_unit_limits_from_the_real_unit_files(tmp_path: Path) -> None:
     )
     assert op_timeouts(bundle.cib)["stop"] == 600
     assert [f.severity for f in findings(spec, inv, bundle, "HAC093")] == ["error"]
+    # no start limit, but the operator chose one: nothing left to warn about
+    spec, inv, bundle = render_with(
+        _systemd_doc("postgresql@15-main.service", start_timeout=1800), {"node1": NodeFacts(service=pg)}
+    )
+    assert op_timeouts(bundle.cib)["start"] == 1800
+    assert [f.severity for f in findings(spec, inv, bundle, "HAC092")] == ["ok"]
 
     spec, inv, bundle = render_with(_systemd_doc("ssh.service"), {"node2": NodeFacts(service=ssh)})
     assert op_timeouts(bundle.cib) == {"start": default + 10, "stop": default + 10}

@@ -474,6 +474,180 @@ def overlay(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> 
         )
 
 
+# ---------------------------------------------------------------- values the nodes supply
+
+
+def _node_file(b: Bundle, node: str, path: str) -> str:
+    for f in b.files.get(node, ()):
+        if f.path == path:
+            return f.content.decode("utf-8", "replace")
+    return ""
+
+
+def corosync_log(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
+    """HAC090: each node's corosync logfile lies in the log directory its corosync package made."""
+    from hacloud.render.files import COROSYNC_LOG_DIRS
+
+    src = "corosync.conf(5) logfile; Debian corosync /var/log/corosync, RHEL/SUSE /var/log/cluster"
+    for node in inv.nodes:
+        text = _node_file(b, node.name, "/etc/corosync/corosync.conf")
+        logfile = _conf_value(re.sub(r"(?m)^\s*#.*$", "", text), "logfile") or ""
+        folder = logfile.rpartition("/")[0]
+        known = node.facts.corosync_log_dir
+        family = node.facts.os_family or b.targets.os_family
+        want = (known or COROSYNC_LOG_DIRS.get(family, "")).rstrip("/")
+        if logfile and folder != want:
+            where = f"{node.name} has {want}" if known else f"{family} packages use {want}"
+            yield Finding(
+                "HAC090",
+                "error",
+                f"{node.name}: corosync logs to {logfile}, but {where}: corosync will not start "
+                "without the directory",
+                "render with the node's facts (`hacloud up` reads them), or create the directory the "
+                "package's logrotate file names",
+                src,
+            )
+        elif logfile:
+            how = "read from the node" if known else f"the {family} package default; read at deploy"
+            yield _ok("HAC090", f"{node.name}: corosync logs to {logfile} ({how})", src)
+
+
+def vip_interface(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
+    """HAC091: aws-vpc-move-ip adds the overlay IP to the interface that holds the node's address."""
+    vip = spec.vip
+    if not isinstance(vip, AwsMoveIpVip):
+        return
+    src = "aws-vpc-move-ip meta-data (interface, default eth0); Debian/Ubuntu Nitro AMIs name it ens5"
+    agent = next((p for p in cib.root.iter("primitive") if p.get("type") == "aws-vpc-move-ip"), None)
+    rendered = _Cib.params(agent).get("interface", "") if agent is not None else ""
+    found = {n.name: n.facts.primary_interface for n in inv.nodes if n.facts.primary_interface}
+    wrong = {n: i for n, i in found.items() if i != rendered}
+    if wrong:
+        named = ", ".join(f"{n} {i}" for n, i in sorted(wrong.items()))
+        yield Finding(
+            "HAC091",
+            "error" if not vip.interface else "warning",
+            f"aws-vpc-move-ip uses interface {rendered}, but the node's address is on {named}: the "
+            "route moves, then `ip addr add` fails (or the route names the wrong ENI)",
+            "drop vip.interface to use the discovered one, or set it to the interface holding the "
+            "node's address",
+            src,
+        )
+    elif len(found) < len(inv.nodes) and not vip.interface:
+        yield Finding(
+            "HAC091",
+            "warning",
+            f"the nodes' primary interface is not known yet: rendered the agent's default {rendered}",
+            "`hacloud up` reads it from the nodes; to review the final value, render with "
+            "--inventory from a deployed pair or set vip.interface",
+            src,
+        )
+    else:
+        how = "set in the spec" if vip.interface else "read from the nodes"
+        yield _ok("HAC091", f"aws-vpc-move-ip interface {rendered} ({how})", src)
+
+
+def _service_op(cib: _Cib, name: str) -> float | None:
+    group = next(iter(cib.root.iter("group")), None)
+    if group is None:
+        return None
+    vip_types = {"IPaddr2", "aws-vpc-move-ip", "awseip", "azure-lb", "Filesystem"}
+    prims = [p for p in group.iter("primitive") if p.get("type") not in vip_types]
+    for op in prims[0].iter("op") if prims else ():
+        if op.get("name") == name:
+            return _seconds(op.get("timeout"))
+    return None
+
+
+def service_timeouts(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
+    """HAC092 (start) / HAC093 (stop): the service's operation timeouts are never below the limit
+    the node's own unit (TimeoutStartSec/TimeoutStopSec) or agent meta-data sets."""
+    from hacloud.render.resources import service_limits
+
+    limits = service_limits(spec, inv)
+    src = "systemd.service(5) TimeoutStartSec/TimeoutStopSec; OCF agent meta-data; PX start-failure-is-fatal"
+    if not limits:
+        if spec.service.kind != "demo":
+            yield _ok("HAC092", "the service's own start/stop limits are read from the nodes at deploy", src)
+        return
+    for code, action in (("HAC092", "start"), ("HAC093", "stop")):
+        timeout = _service_op(cib, action) or 0.0
+        worst = [getattr(x, action) for x in limits]
+        what = limits[0].service
+        chosen = getattr(spec.service, f"{action}_timeout", None)
+        if any(w is None for w in worst) and chosen:
+            yield _ok(code, f"{what} sets no {action} limit; service.{action}_timeout {chosen}s chosen", src)
+            continue
+        if any(w is None for w in worst):
+            consequence = (
+                "a start that outlasts it fails for good on that node (start-failure-is-fatal)"
+                if action == "start"
+                else "a stop that outlasts it fences the node"
+            )
+            yield Finding(
+                code,
+                "warning",
+                f"{what} sets no {action} limit (infinity): Pacemaker's {action} timeout {timeout:g}s "
+                f"is the only one; {consequence}",
+                f"set service.{action}_timeout to the longest {action} you accept (crash recovery)",
+                src,
+            )
+            continue
+        need = max(w for w in worst if w is not None)
+        if timeout < need:
+            yield Finding(
+                code,
+                "error",
+                f"service {action} timeout {timeout:g}s is below the {need}s that {what} allows itself: "
+                + (
+                    "a slow start (crash recovery after a failover) fails for good on that node"
+                    if action == "start"
+                    else "Pacemaker gives up before systemd/the agent does, and a failed stop fences the node"
+                ),
+                f"raise service.{action}_timeout to at least {need} (or drop it: hacloud derives it)",
+                src,
+            )
+        else:
+            yield _ok(code, f"service {action} timeout {timeout:g}s >= {what}'s {need}s", src)
+
+
+# Units that are umbrellas on Debian/Ubuntu: Type=oneshot, ExecStart=/bin/true, RemainAfterExit,
+# so they stay active when the server they group dies (postgresql-common's postgresql.service).
+# RHEL's postgresql.service is the server itself.
+UMBRELLA_UNITS = {"postgresql.service": "postgresql@VERSION-CLUSTER.service (`pg_lsclusters` lists them)"}
+
+
+def umbrella_unit(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
+    """HAC094: a systemd service must be a unit whose state follows the server's process."""
+    from hacloud.render.resources import service_limits, service_ref
+    from hacloud.spec import SystemdService
+
+    if not isinstance(spec.service, SystemdService):
+        return
+    unit = (service_ref(spec) or "").removeprefix("systemd:")
+    src = "systemd.service(5) (Type=oneshot + RemainAfterExit=yes stays active); Debian postgresql-common"
+    limits = service_limits(spec, inv)
+    if limits:  # the nodes answered for this unit: their systemd decides
+        umbrella = any(x.stays_active for x in limits)
+    else:  # not read yet: by name, unless the nodes are known to be RHEL/SUSE (a real server unit)
+        families = {n.facts.os_family for n in inv.nodes if n.facts.os_family}
+        umbrella = unit in UMBRELLA_UNITS and not (families and families <= {"rhel", "suse"})
+    if umbrella:
+        instead = UMBRELLA_UNITS.get(unit, "the unit that runs the server process")
+        yield Finding(
+            "HAC094",
+            "warning",
+            f"{unit} is an umbrella unit (oneshot, RemainAfterExit) on "
+            + ("the nodes" if limits else "Debian/Ubuntu")
+            + ": it stays active when the server dies, so Pacemaker never notices a failure",
+            f"set service.unit to the instance unit, e.g. {instead}"
+            + ("" if limits else "; on RHEL/SUSE postgresql.service is the server itself"),
+            src,
+        )
+    else:
+        yield _ok("HAC094", f"{unit} is not a known umbrella unit", src)
+
+
 RULES: tuple[Rule, ...] = (
     consensus,
     fence_delay,
@@ -485,6 +659,10 @@ RULES: tuple[Rule, ...] = (
     links,
     azure,
     overlay,
+    corosync_log,
+    vip_interface,
+    service_timeouts,
+    umbrella_unit,
 )
 
 

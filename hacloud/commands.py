@@ -308,9 +308,9 @@ def open_session(
     import dataclasses
     from concurrent.futures import ThreadPoolExecutor
 
-    from hacloud.deploy import gather
-    from hacloud.model import NodeFacts
+    from hacloud.deploy import gather, node_facts
     from hacloud.remote import Connection
+    from hacloud.render.resources import service_ref
 
     provider = provider_for(ws)
     known = ws.state_dir / "known_hosts"
@@ -321,7 +321,7 @@ def open_session(
     def connect(name: str) -> Any:
         try:
             conn = conns[name].connect()
-            return gather(conn, [])
+            return gather(conn, [], service=service_ref(ws.spec))
         except HacloudError:
             if tolerate_down:
                 return None
@@ -335,11 +335,7 @@ def open_session(
         if f is None:
             nodes.append(node)
             continue
-        drbd = f.drbd if f.drbd in ("8.4", "9") else node.facts.drbd
-        family = f.family if f.family in ("debian", "rhel", "suse") else node.facts.os_family
-        nodes.append(
-            dataclasses.replace(node, facts=NodeFacts(drbd, f.pacemaker or node.facts.pacemaker, family))
-        )
+        nodes.append(dataclasses.replace(node, facts=node_facts(f, node)))
     inventory = dataclasses.replace(inventory, nodes=(nodes[0], nodes[1]))
     profile = effective_profile(ws.spec, load_profile(ws.spec.profile_name))
     secrets = load_or_create(ws.state_dir)

@@ -19,14 +19,44 @@ _FORBID = ConfigDict(extra="forbid")
 
 
 @dataclass(frozen=True)
+class ServiceLimits:
+    """How long the node's own definition of the service lets a start or stop take, in seconds.
+
+    ``service`` names what was read, in Pacemaker's class:provider:type form: a systemd unit
+    (``systemd:postgresql@15-main.service``: ``TimeoutStartUSec``/``TimeoutStopUSec`` from
+    ``systemctl show``) or an OCF agent (``ocf:heartbeat:mysql``: the start/stop ``timeout``
+    its meta-data advises as a minimum). ``start``/``stop`` None: the unit sets no limit
+    (systemd ``infinity``; ``0`` means the same, systemd.service(5)); for an agent, 0 when its
+    meta-data advises none. ``stays_active``: a ``Type=oneshot`` unit with
+    ``RemainAfterExit=yes``, which stays active whatever its processes do (an umbrella unit).
+    """
+
+    __pydantic_config__ = _FORBID
+
+    service: str
+    start: int | None
+    stop: int | None
+    stays_active: bool = False
+
+
+@dataclass(frozen=True)
 class NodeFacts:
-    """What is known about the software on a node; None means unknown (profile default used)."""
+    """What is known about a node's software and network; None means unknown (a default is used).
+
+    ``corosync_log_dir``: the directory the node's corosync package logs to (Debian
+    ``/var/log/corosync``, RHEL/SUSE ``/var/log/cluster``); ``primary_interface``: the interface
+    holding the node's first link address (else the default route's); ``service``: the limits
+    the spec's service sets itself on this node.
+    """
 
     __pydantic_config__ = _FORBID
 
     drbd: Literal["8.4", "9"] | None = None
     pacemaker: str | None = None
     os_family: Literal["debian", "rhel", "suse"] | None = None
+    corosync_log_dir: str | None = None
+    primary_interface: str | None = None
+    service: ServiceLimits | None = None
 
 
 @dataclass(frozen=True)

@@ -194,14 +194,36 @@ class DemoService(_Model):
     port: int = Field(8080, ge=1, le=65535, description="TCP port of the demo service")
 
 
-class SystemdService(_Model):
-    kind: Literal["systemd"]
-    unit: str = Field(
-        pattern=r"^[A-Za-z0-9@_.-]+?(\.service)?$", description="systemd unit, e.g. postgresql.service"
+class _ServiceTimeouts(_Model):
+    # ge=1: Pacemaker reads an operation timeout of 0 as "use the default" (20 s), not "none".
+    start_timeout: int | None = Field(
+        None,
+        ge=1,
+        le=86400,
+        description="seconds Pacemaker waits for a start (default: the unit's TimeoutStartSec or the "
+        "agent's advised start timeout read from the nodes, at least the profile's "
+        "ops.service.start_timeout); a start that times out is fatal on that node",
+    )
+    stop_timeout: int | None = Field(
+        None,
+        ge=1,
+        le=86400,
+        description="seconds Pacemaker waits for a stop (default: the unit's TimeoutStopSec or the "
+        "agent's advised stop timeout, at least ops.service.stop_timeout); a stop that times out "
+        "fences the node",
     )
 
 
-class OcfService(_Model):
+class SystemdService(_ServiceTimeouts):
+    kind: Literal["systemd"]
+    unit: str = Field(
+        pattern=r"^[A-Za-z0-9@_.-]+?(\.service)?$",
+        description="systemd unit that runs the server itself, e.g. postgresql@15-main.service "
+        "(not an umbrella unit such as Debian's postgresql.service)",
+    )
+
+
+class OcfService(_ServiceTimeouts):
     kind: Literal["ocf"]
     agent: str = Field(
         pattern=r"^ocf:[a-z0-9_-]+:[A-Za-z0-9_.-]+$", description="OCF agent, e.g. ocf:heartbeat:apache"
@@ -234,7 +256,12 @@ class AwsMoveIpVip(_Model):
     route_tables: list[Annotated[str, Field(pattern=r"^rtb-[0-9a-f]{8,17}$")]] = Field(
         min_length=1, description="every route table (rtb-...) whose subnets reach the VIP"
     )
-    interface: str = Field("eth0", description="interface the overlay IP is added to")
+    interface: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.:-]{1,15}$",
+        description="interface the overlay IP is added to; its ENI is where the route points "
+        "(default: the interface holding the node's address, read from the nodes at deploy)",
+    )
 
 
 class AwsEipVip(_Model):

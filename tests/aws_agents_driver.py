@@ -2,7 +2,9 @@
 
 Runs inside a network namespace that tests/test_aws_agents.py creates (only `lo`, no route
 out), so moto, the recording proxy, the fake instance metadata service and the agents all
-talk over that namespace's loopback; the overlay IP goes onto a ``eth0`` there (one end of a veth pair).
+talk over that namespace's loopback; the overlay IP goes onto ``ens5`` there (one end of a veth
+pair, named as on Debian/Ubuntu Nitro AMIs), which hacloud must discover as each node's facts
+are read (the nodes' addresses are on it): aws-vpc-move-ip's own default is eth0.
 
 Shims, each standing in for something only EC2 has (testbed.md §3):
 - IMDS: the agents ask http://169.254.169.254; ``http_proxy`` sends those requests to a fake
@@ -20,6 +22,7 @@ and every AWS call the agents made (from the recording proxy).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -35,6 +38,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from awstools import OVERLAY_IP, REGION, RecordingProxy, aws_env, aws_spec_doc, byo_vpc, moto_server
+
+from hacloud.deploy import IFACE_PROBE, node_facts, parse_facts
+from hacloud.model import Inventory
 
 SITECUSTOMIZE = """
 import os
@@ -101,12 +107,26 @@ def params_of(cib: ET.Element, rid: str) -> dict[str, str]:
     }
 
 
+NIC = "ens5"
+
+
+def with_facts(inventory: Inventory) -> Inventory:
+    """The inventory as `up` renders it: each node's facts read by the facts script's interface
+    probe. Both "nodes" run in this namespace, so both private addresses go on the NIC."""
+    for node in inventory.nodes:
+        subprocess.run(["ip", "addr", "add", f"{node.links[0]}/32", "dev", NIC], check=True)
+    probe = subprocess.run(["sh", "-c", IFACE_PROBE], capture_output=True, text=True, check=True).stdout
+    host = parse_facts("node", probe)
+    nodes = [dataclasses.replace(n, facts=node_facts(host, n)) for n in inventory.nodes]
+    return dataclasses.replace(inventory, nodes=(nodes[0], nodes[1]))
+
+
 def main() -> None:
     work = Path(sys.argv[1])
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    # No dummy module in every kernel: a veth pair inside the namespace gives an up eth0.
-    subprocess.run(["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0peer"], check=True)
-    for dev in ("eth0", "eth0peer"):
+    # No dummy module in every kernel: a veth pair inside the namespace gives an up NIC.
+    subprocess.run(["ip", "link", "add", NIC, "type", "veth", "peer", "name", f"{NIC}peer"], check=True)
+    for dev in (NIC, f"{NIC}peer"):
         subprocess.run(["ip", "link", "set", dev, "up"], check=True)
     out: dict[str, Any] = {}
     with moto_server(work / "moto.log") as moto:
@@ -122,7 +142,7 @@ def main() -> None:
         from hacloud.workspace import Workspace
 
         ws = Workspace(load_spec(spec_path), spec_path)
-        inventory = get_provider("aws").ensure_nodes(ws)
+        inventory = with_facts(get_provider("aws").ensure_nodes(ws))
         (work / "inventory.json").write_text(inventory.to_json())
         prepared = prepare(spec_path, work / "inventory.json")
         cib = ET.fromstring(prepared.bundle.cib)
@@ -209,7 +229,7 @@ def main() -> None:
             return got
 
         def addr() -> bool:
-            show = subprocess.run(["ip", "-4", "addr", "show", "dev", "eth0"], capture_output=True, text=True)
+            show = subprocess.run(["ip", "-4", "addr", "show", "dev", NIC], capture_output=True, text=True)
             return f"{OVERLAY_IP}/32" in show.stdout
 
         steps = []

@@ -79,6 +79,10 @@ def test_aws_vpc_move_ip_moves_the_route_in_every_table(run: dict[str, Any]) -> 
     tables = run["route_tables"]
     assert run["vip_params"]["routing_table"] == ",".join(tables)
     assert run["vip_params"]["lookup_type"] == "NetworkInterfaceId"
+    # the interface read from the nodes (ens5 holds their addresses), not the agent's eth0: with
+    # eth0 the agent moved the route and then failed its `ip addr add` (start rc 1)
+    assert [n["facts"]["primary_interface"] for n in (node1, node2)] == ["ens5", "ens5"]
+    assert run["vip_params"]["interface"] == "ens5"
     steps = [
         (s["node"], s["action"], s["rc"], s["address"], set(s["routes"].values())) for s in run["move_ip"]
     ]

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
-from conftest import PROFILES, need, onprem_doc, render_doc
+from conftest import FIXED_SECRETS, PROFILES, need, onprem_doc, render_doc, spec_of
 from tools import DRBDADM84, run, write_files
+
+from hacloud.deploy import LOGDIR_PROBE, node_facts, parse_facts
+from hacloud.model import NodeFacts
+from hacloud.profiles import load_profile
+from hacloud.provider import get_provider
+from hacloud.render import Bundle, effective_profile, render_all
 
 
 def _drbd_conf(node_dir: Path) -> Path:
@@ -76,16 +85,25 @@ def test_drbdadm_rejects_a_broken_file(tmp_path: Path) -> None:
 
 
 def _corosync_test(
-    conf_text: str, key: Path, addresses: list[str], tmp_path: Path
+    conf_text: str, key: Path, addresses: list[str], tmp_path: Path, log_dirs: list[str] | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """`corosync -t` on a node's file in a throwaway network namespace holding its addresses, with
+    a private, empty /var/log holding only ``log_dirs`` (default: the directory the file logs to),
+    as a fresh node of one family has it."""
     conf = tmp_path / f"corosync-{uuid.uuid4().hex[:6]}.conf"
     conf.write_text(conf_text.replace("keyfile: /etc/corosync/authkey", f"keyfile: {key}"))
+    if log_dirs is None:
+        logfile = re.search(r"^\s*logfile:\s*(\S+)", conf_text, re.MULTILINE)
+        log_dirs = [logfile.group(1).rpartition("/")[0]] if logfile else []
     ns = f"hacloud-t-{uuid.uuid4().hex[:8]}"
     run(["ip", "netns", "add", ns])
     try:
-        # A throwaway namespace with no route out holds the node's addresses on lo.
+        # A throwaway namespace with no route out holds the node's addresses on lo; unshare -m
+        # gives a private mount namespace, so the tmpfs over /var/log hides the host's.
         setup = "ip link set lo up; " + "; ".join(f"ip addr add {a}/32 dev lo" for a in addresses)
-        return run(["ip", "netns", "exec", ns, "sh", "-c", f"{setup}; corosync -t -c {conf}"], check=False)
+        logs = "mount -t tmpfs hacloud-test /var/log" + "".join(f" && mkdir -p {d}" for d in log_dirs)
+        script = f"{setup}; {logs} && corosync -t -c {conf}"
+        return run(["ip", "netns", "exec", ns, "unshare", "-m", "sh", "-c", script], check=False)
     finally:
         run(["ip", "netns", "del", ns], check=False)
 
@@ -117,3 +135,58 @@ def test_corosync_rejects_a_broken_file(tmp_path: Path) -> None:
         text.replace("token: 5000", "token: five"), key, ["192.0.2.11", "198.51.100.11"], tmp_path
     )
     assert good.returncode == 0 and bad.returncode != 0
+
+
+# Where each family's corosync package logs: Debian's ships /var/log/corosync (`dpkg -L
+# corosync` on this machine), RHEL's corosync.spec and SUSE's package create /var/log/cluster.
+PACKAGE_LOG_DIRS = {"debian": "/var/log/corosync", "rhel": "/var/log/cluster", "suse": "/var/log/cluster"}
+
+
+def _facts_render(doc: dict[str, object], facts: NodeFacts) -> Bundle:
+    spec = spec_of(doc)
+    inv = get_provider("onprem").planned_inventory(spec)
+    nodes = [dataclasses.replace(n, facts=facts) for n in inv.nodes]
+    inv = dataclasses.replace(inv, nodes=(nodes[0], nodes[1]))
+    profile = effective_profile(spec, load_profile(spec.profile_name))
+    return render_all(spec, inv, profile, FIXED_SECRETS, {})
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize("family", ["debian", "rhel", "suse"])
+def test_corosync_logs_where_the_nodes_package_does(family: str, tmp_path: Path) -> None:
+    """A node of each family has only its package's log directory: the file rendered for it
+    starts there (`corosync -t` 0) and the other family's layout, the directory absent, exits 7."""
+    need("corosync", "ip", "unshare")
+    if family == "debian" and shutil.which("dpkg"):
+        assert PACKAGE_LOG_DIRS["debian"] in run(["dpkg", "-L", "corosync"]).stdout.split()
+    bundle = _facts_render(onprem_doc(), NodeFacts(os_family=family))  # type: ignore[arg-type]
+    root = write_files(bundle, "node1", tmp_path)
+    text = (root / "etc/corosync/corosync.conf").read_text()
+    addrs = ["192.0.2.11", "198.51.100.11"]
+    own = PACKAGE_LOG_DIRS[family]
+    other = next(d for d in PACKAGE_LOG_DIRS.values() if d != own)
+    present = _corosync_test(text, root / "etc/corosync/authkey", addrs, tmp_path, [own])
+    absent = _corosync_test(text, root / "etc/corosync/authkey", addrs, tmp_path, [other])
+    assert present.returncode == 0, present.stdout + present.stderr
+    assert absent.returncode == 7 and "Can't open logfile" in absent.stdout + absent.stderr
+
+
+@pytest.mark.tools
+def test_the_log_directory_read_from_the_node_wins(tmp_path: Path) -> None:
+    """The facts script's probe, run in a node-like /var/log (a Debian-family node whose corosync
+    logs to /var/log/cluster), decides the rendered path over the family's default."""
+    need("corosync", "ip", "unshare")
+    script = f"mount -t tmpfs hacloud-test /var/log && mkdir -p /var/log/cluster && {{ {LOGDIR_PROBE}; }}"
+    out = run(["unshare", "-m", "sh", "-c", script]).stdout
+    host = parse_facts("node1", out)
+    assert host.log_dirs == ["/var/log/cluster"]
+    spec = spec_of(onprem_doc())
+    facts = node_facts(
+        dataclasses.replace(host, family="debian"), get_provider("onprem").planned_inventory(spec).nodes[0]
+    )
+    assert facts.corosync_log_dir == "/var/log/cluster"
+    root = write_files(_facts_render(onprem_doc(), facts), "node1", tmp_path)
+    text = (root / "etc/corosync/corosync.conf").read_text()
+    key, addrs = root / "etc/corosync/authkey", ["192.0.2.11", "198.51.100.11"]
+    assert _corosync_test(text, key, addrs, tmp_path, ["/var/log/cluster"]).returncode == 0
+    assert _corosync_test(text, key, addrs, tmp_path, ["/var/log/corosync"]).returncode == 7

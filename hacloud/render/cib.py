@@ -69,7 +69,7 @@ def group_members(spec: Spec, inventory: Inventory, profile: Profile) -> list[Pr
     """Filesystems, then the service, then the VIP: clients reach the VIP only once the
     service answers, and on stop the VIP goes first so clients fail fast."""
     members = [r.filesystem_primitive(spec, i, profile) for i in range(len(spec.volumes))]
-    members.append(r.service_primitive(spec, profile))
+    members.append(r.service_primitive(spec, inventory, profile))
     members += r.vip_primitives(spec, inventory, profile)
     return members
 

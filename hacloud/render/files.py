@@ -39,6 +39,19 @@ DRBD_KEYS = (
     "max_buffers",
 )
 COROSYNC_KEYS = ("token", "consensus", "token_retransmits_before_loss_const", "join", "max_messages")
+# Where each family's corosync package logs: Debian's ships /var/log/corosync, RHEL's and SUSE's
+# /var/log/cluster. corosync refuses to start when the logfile's directory is missing
+# (`corosync -t` exits 7), and a directory made elsewhere would escape the package's logrotate
+# file and, on RHEL, the SELinux label (cluster_var_log_t) corosync may write to.
+COROSYNC_LOG_DIRS = {"debian": "/var/log/corosync", "rhel": "/var/log/cluster", "suse": "/var/log/cluster"}
+
+
+def corosync_log_dir(node: NodeInfo, targets: Targets) -> str:
+    """The node's corosync log directory: read from the node (deploy facts), else its OS
+    family's package default (the node's family, else the cluster's target family)."""
+    if node.facts.corosync_log_dir:
+        return node.facts.corosync_log_dir
+    return COROSYNC_LOG_DIRS.get(node.facts.os_family or targets.os_family, COROSYNC_LOG_DIRS["debian"])
 
 
 def _text(path: str, content: str, mode: int = 0o644, secret: bool = False) -> RenderedFile:
@@ -74,10 +87,14 @@ def drbd_resource(
     )
 
 
-def corosync_conf(spec: Spec, inventory: Inventory, profile: Profile) -> str:
+def corosync_conf(
+    spec: Spec, inventory: Inventory, profile: Profile, node: NodeInfo, targets: Targets
+) -> str:
+    """``node``'s corosync.conf: the same everywhere but the log directory (its package's)."""
     count = len(inventory.nodes[0].links)
     return render_template(
         "corosync/corosync.conf.j2",
+        logfile=f"{corosync_log_dir(node, targets).rstrip('/')}/corosync.log",
         cluster=spec.cluster.name,
         profile=profile.name,
         cipher=spec.corosync.crypto_cipher,
@@ -114,7 +131,7 @@ def node_files(
                 True,
             )
         )
-    files.append(_text("/etc/corosync/corosync.conf", corosync_conf(spec, inventory, profile)))
+    files.append(_text("/etc/corosync/corosync.conf", corosync_conf(spec, inventory, profile, node, targets)))
     files.append(RenderedFile(AUTHKEY_PATH, secrets.authkey, 0o400, True))
     sysctl = profile.sysctl()
     if sysctl:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hacloud.model import FenceDevice, Inventory, Op, Primitive
+from hacloud.errors import HacloudError
+from hacloud.model import FenceDevice, Inventory, Op, Primitive, ServiceLimits
 from hacloud.profiles import Profile
 from hacloud.render.versions import Targets
 from hacloud.spec import (
@@ -98,31 +99,76 @@ def filesystem_primitive(spec: Spec, index: int, profile: Profile) -> Primitive:
     )
 
 
-def _service_ops(profile: Profile) -> tuple[Op, ...]:
+def service_ref(spec: Spec) -> str | None:
+    """The spec's service as Pacemaker names it (``systemd:UNIT.service``, ``ocf:PROVIDER:TYPE``);
+    None for the demo, whose agent hacloud ships. The deploy engine reads its limits by this name."""
+    svc = spec.service
+    if isinstance(svc, SystemdService):
+        unit = svc.unit if svc.unit.endswith(".service") else f"{svc.unit}.service"
+        return f"systemd:{unit}"
+    if isinstance(svc, OcfService):
+        return svc.agent
+    return None
+
+
+def service_limits(spec: Spec, inventory: Inventory) -> list[ServiceLimits]:
+    """The limits each node reported for the spec's service (stale facts about another service
+    are ignored); empty when not known yet."""
+    ref = service_ref(spec)
+    return [n.facts.service for n in inventory.nodes if n.facts.service and n.facts.service.service == ref]
+
+
+def service_timeouts(spec: Spec, inventory: Inventory, profile: Profile) -> tuple[int, int]:
+    """(start, stop) timeout in seconds for the service's operations.
+
+    A spec value is used as given (``hacloud check`` HAC092/HAC093 flag one below the node's own
+    limit). Otherwise: the larger of the profile's floor and what the nodes need, never below
+    either. A systemd unit needs its TimeoutStartSec/TimeoutStopSec plus ``ops.service.unit_margin``
+    so systemd's own verdict lands first (at TimeoutStopSec it kills the service; a stop that
+    Pacemaker times out instead fences the node). An OCF agent needs the minimum its meta-data
+    advises. A unit with no start limit gets ``ops.service.unbounded_start_timeout``: a start
+    that times out is fatal on that node (start-failure-is-fatal). A unit with no stop limit
+    keeps the floor: Pacemaker's stop timeout is then the bound, and fencing ends the service.
+    """
+    svc = spec.service
+    start, stop = profile.num("ops.service.start_timeout"), profile.num("ops.service.stop_timeout")
+    for limits in service_limits(spec, inventory):
+        margin = profile.num("ops.service.unit_margin") if limits.service.startswith("systemd:") else 0
+        if limits.start is None:
+            start = max(start, profile.num("ops.service.unbounded_start_timeout"))
+        else:
+            start = max(start, limits.start + margin)
+        if limits.stop is not None:
+            stop = max(stop, limits.stop + margin)
+    if isinstance(svc, SystemdService | OcfService):
+        start = svc.start_timeout or start
+        stop = svc.stop_timeout or stop
+    return start, stop
+
+
+def _service_ops(spec: Spec, inventory: Inventory, profile: Profile) -> tuple[Op, ...]:
     p = profile.num
+    start, stop = service_timeouts(spec, inventory, profile)
     return (
-        Op("start", 0, p("ops.service.start_timeout")),
-        Op("stop", 0, p("ops.service.stop_timeout")),
+        Op("start", 0, start),
+        Op("stop", 0, stop),
         Op("monitor", p("ops.service.monitor_interval"), p("ops.service.monitor_timeout")),
     )
 
 
-def service_primitive(spec: Spec, profile: Profile) -> Primitive:
+def service_primitive(spec: Spec, inventory: Inventory, profile: Profile) -> Primitive:
     svc = spec.service
+    ops = _service_ops(spec, inventory, profile)
     if isinstance(svc, DemoService):
         params = (("data", demo_data_dir(spec)), ("port", str(svc.port)))
-        return Primitive(
-            "svc_demo", "ocf", "demo", provider="hacloud", params=params, ops=_service_ops(profile)
-        )
+        return Primitive("svc_demo", "ocf", "demo", provider="hacloud", params=params, ops=ops)
     if isinstance(svc, SystemdService):
         unit = svc.unit.removesuffix(".service")
-        return Primitive(f"svc_{_id(unit)}", "systemd", unit, ops=_service_ops(profile))
+        return Primitive(f"svc_{_id(unit)}", "systemd", unit, ops=ops)
     assert isinstance(svc, OcfService)
     _, provider, kind = svc.agent.split(":")
     ocf_params = tuple((k, _text(v)) for k, v in sorted(svc.params.items()))
-    return Primitive(
-        f"svc_{_id(kind)}", "ocf", kind, provider=provider, params=ocf_params, ops=_service_ops(profile)
-    )
+    return Primitive(f"svc_{_id(kind)}", "ocf", kind, provider=provider, params=ocf_params, ops=ops)
 
 
 def demo_data_dir(spec: Spec) -> str:
@@ -150,6 +196,32 @@ def _vip_ops(profile: Profile) -> tuple[Op, ...]:
     )
 
 
+# aws-vpc-move-ip's own default interface (its meta-data); right only where the NIC is eth0.
+AWS_AGENT_INTERFACE = "eth0"
+
+
+def vip_interface(spec: Spec, inventory: Inventory) -> str:
+    """The interface aws-vpc-move-ip adds the overlay IP to (and whose ENI the route names).
+
+    ``vip.interface`` wins; else the nodes' primary interface from their facts (Debian/Ubuntu
+    Nitro AMIs name it ens5, not eth0); else the agent's default, which ``hacloud check``
+    (HAC091) reports as unknown. Raises HacloudError when the nodes name it differently: the
+    agent takes one name for both.
+    """
+    assert isinstance(spec.vip, AwsMoveIpVip)
+    if spec.vip.interface:
+        return spec.vip.interface
+    found = {n.name: n.facts.primary_interface for n in inventory.nodes if n.facts.primary_interface}
+    if len(set(found.values())) > 1:
+        named = ", ".join(f"{node} {iface}" for node, iface in sorted(found.items()))
+        raise HacloudError(
+            f"the nodes' primary interfaces differ ({named}); aws-vpc-move-ip takes one name for both",
+            "give both nodes the same interface name (same AMI and instance family, or a systemd .link "
+            "file), then set vip.interface to it",
+        )
+    return next(iter(found.values()), AWS_AGENT_INTERFACE)
+
+
 def vip_primitives(spec: Spec, inventory: Inventory, profile: Profile) -> list[Primitive]:
     """The VIP resources in start order (they join the service group after the service)."""
     vip = spec.vip
@@ -169,7 +241,7 @@ def vip_primitives(spec: Spec, inventory: Inventory, profile: Profile) -> list[P
                 (
                     ("ip", str(vip.address)),
                     ("routing_table", ",".join(vip.route_tables)),
-                    ("interface", vip.interface),
+                    ("interface", vip_interface(spec, inventory)),
                     # monapi=false: the monitor checks the local route only, so an EC2 API hiccup
                     # does not fail the VIP over (AWS sample config, TFSAP).
                     ("monapi", "false"),

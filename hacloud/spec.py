@@ -278,7 +278,12 @@ class RedfishTarget(_SecretSource):
     ip: str = Field(pattern=r"^[A-Za-z0-9.:-]+$", description="BMC address")
     port: int = Field(443, ge=1, le=65535, description="Redfish HTTPS port")
     username: str = Field(description="BMC user")
-    systems_uri: str = Field("/redfish/v1/Systems/1", pattern=ABS_PATH, description="Redfish system URI")
+    systems_uri: str | None = Field(
+        None,
+        pattern=ABS_PATH,
+        description="Redfish system URI, e.g. /redfish/v1/Systems/System.Embedded.1 (Dell iDRAC); "
+        "default: fence_redfish discovers it from /redfish/v1 (set it only for a BMC with several systems)",
+    )
     ssl_insecure: bool = Field(False, description="skip TLS verification (self-signed BMC)")
 
 

@@ -262,10 +262,13 @@ def _redfish(
         ("ip", bmc.ip),
         ("ipport", str(bmc.port)),
         ("username", bmc.username),
-        ("systems_uri", bmc.systems_uri),
         ("ssl", "1"),
         ("password_script", f"/bin/cat {secret_path(target)}"),
     ]
+    # Without systems_uri the agent discovers the system from /redfish/v1: a fixed URI would
+    # switch that off, and vendors differ (HPE iLO /Systems/1, Dell iDRAC /Systems/System.Embedded.1).
+    if bmc.systems_uri:
+        params.append(("systems_uri", bmc.systems_uri))
     if bmc.ssl_insecure:
         params.append(("ssl_insecure", "1"))
     return params

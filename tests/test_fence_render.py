@@ -1,0 +1,160 @@
+"""Fence devices and cluster options as the real agents and Pacemaker read them (issue 15).
+
+Each test renders a spec and judges the result by something hacloud did not write: the fence
+agent run against a BMC on loopback, the agents' and daemons' own metadata, ``crm_verify``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import subprocess
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import need, onprem_doc, render_doc
+
+# ---------------------------------------------------------------- helpers
+
+
+def devices(cib: str) -> dict[str, dict[str, str]]:
+    """Fence device id -> its instance attributes, from the rendered CIB."""
+    root = ET.fromstring(cib)
+    return {
+        p.get("id", ""): {
+            nv.get("name", ""): nv.get("value", "") for nv in p.iterfind("./instance_attributes/nvpair")
+        }
+        for p in root.iter("primitive")
+        if p.get("class") == "stonith"
+    }
+
+
+def agent_parameters(agent: str) -> set[str]:
+    """The parameter names the agent itself declares (``-o metadata``), without Pacemaker's."""
+    out = subprocess.run([agent, "-o", "metadata"], capture_output=True, text=True, check=True, timeout=60)
+    return {p.get("name", "") for p in ET.fromstring(out.stdout).iter("parameter")}
+
+
+def run_agent(agent: str, params: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The agent as pacemaker-fenced runs it: ``key=value`` lines on stdin."""
+    stdin = "".join(f"{k}={v}\n" for k, v in params.items())
+    return subprocess.run([agent], input=stdin, capture_output=True, text=True, timeout=timeout)
+
+
+# ---------------------------------------------------------------- item 6: Redfish discovery
+
+
+class _Idrac(BaseHTTPRequestHandler):
+    """A Dell iDRAC's Redfish tree as far as fence_redfish walks it: the service root, the
+    Systems collection, the one system at /redfish/v1/Systems/System.Embedded.1 (basic auth)."""
+
+    system = "/redfish/v1/Systems/System.Embedded.1"
+    requests: list[str]
+
+    def log_message(self, *_args: Any) -> None:
+        return None
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self.requests.append(self.path)
+        if self.headers.get("Authorization") != "Basic " + base64.b64encode(b"root:calvin").decode():
+            self._send(401, {"error": {"code": "Base.1.0.AccessDenied"}})
+            return
+        tree = {
+            "/redfish/v1": {"Systems": {"@odata.id": "/redfish/v1/Systems"}},
+            "/redfish/v1/Systems": {"Members": [{"@odata.id": self.system}]},
+            self.system: {
+                "PowerState": "On",
+                "Actions": {
+                    "#ComputerSystem.Reset": {"target": f"{self.system}/Actions/ComputerSystem.Reset"}
+                },
+            },
+        }
+        if self.path in tree:
+            self._send(200, tree[self.path])
+        else:
+            self._send(404, {"error": {"code": "Base.1.0.ResourceMissingAtURI"}})
+
+
+@pytest.fixture
+def idrac(tmp_path: Path) -> Iterator[tuple[int, list[str]]]:
+    from fakearm import self_signed
+
+    cert, key = self_signed(tmp_path)
+    seen: list[str] = []
+    handler = type("Idrac", (_Idrac,), {"requests": seen})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _redfish_doc(**target: Any) -> dict[str, Any]:
+    doc = onprem_doc("fence_redfish")
+    for bmc in doc["fencing"][0]["nodes"].values():
+        bmc.update(target)
+    return doc
+
+
+@pytest.mark.tools
+def test_redfish_device_lets_the_agent_discover_the_system(
+    idrac: tuple[int, list[str]], tmp_path: Path
+) -> None:
+    """fence_redfish, run with exactly the parameters rendered for node2's device (the password
+    through the rendered password_script), finds the iDRAC's system itself and reads its power
+    state. A fixed /redfish/v1/Systems/1 (the old render) makes the same call fail."""
+    need("fence_redfish")
+    port, seen = idrac
+    _, bundle = render_doc(_redfish_doc(ip="127.0.0.1", port=port, username="root"))
+    params = devices(bundle.cib)["fence_node2"]
+    assert "systems_uri" not in params
+    secret = tmp_path / "node2.secret"
+    secret.write_text("calvin\n")
+    own = agent_parameters("fence_redfish")
+    stdin = {k: v for k, v in params.items() if k in own}
+    assert stdin["password_script"].endswith("/node2.secret")
+    stdin["password_script"] = f"/bin/cat {secret}"
+    proc = run_agent("fence_redfish", {**stdin, "action": "status"})
+    assert proc.returncode == 0, proc.stderr
+    assert seen[:2] == ["/redfish/v1", "/redfish/v1/Systems"]
+    assert _Idrac.system in seen
+
+
+@pytest.mark.tools
+def test_redfish_systems_uri_is_sent_only_when_set(idrac: tuple[int, list[str]], tmp_path: Path) -> None:
+    """A URI the user sets is rendered and used as is (no discovery); a wrong one fails, which
+    is what the old fixed default did on every iDRAC."""
+    need("fence_redfish")
+    port, seen = idrac
+    secret = tmp_path / "pw"
+    secret.write_text("calvin\n")
+    for uri, rc in ((_Idrac.system, 0), ("/redfish/v1/Systems/1", 1)):
+        seen.clear()
+        _, bundle = render_doc(_redfish_doc(ip="127.0.0.1", port=port, username="root", systems_uri=uri))
+        params = devices(bundle.cib)["fence_node2"]
+        assert params["systems_uri"] == uri
+        own = agent_parameters("fence_redfish")
+        stdin = {k: v for k, v in params.items() if k in own} | {"password_script": f"/bin/cat {secret}"}
+        proc = run_agent("fence_redfish", {**stdin, "action": "status"})
+        assert proc.returncode == rc, (uri, proc.stderr)
+        assert "/redfish/v1/Systems" not in seen

@@ -474,6 +474,28 @@ def overlay(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> 
         )
 
 
+def deprecated_options(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
+    """Options Pacemaker 3.0.0 deprecated, set on a cluster that runs it."""
+    src = "Pacemaker ChangeLog 3.0.0; PX cluster-options.rst, operations.rst"
+    if b.targets.pacemaker < (3, 0, 0):
+        return
+    names = ["concurrent-fencing"] if cib.prop("concurrent-fencing") is not None else []
+    op_defaults = cib.root.iterfind("./configuration/op_defaults/meta_attributes/nvpair")
+    names += [nv.get("name", "") for nv in op_defaults if nv.get("name") == "record-pending"]
+    version = ".".join(map(str, b.targets.pacemaker))
+    if names:
+        yield Finding(
+            "HAC101",
+            "warning",
+            f"{', '.join(names)} set for Pacemaker {version}, which deprecated them "
+            "(concurrent fencing is the default since 3.0.0, pending operations are always recorded)",
+            "run `hacloud up`: it no longer renders them and removes them from the CIB",
+            src,
+        )
+    else:
+        yield _ok("HAC101", f"no option Pacemaker {version} deprecated", src)
+
+
 RULES: tuple[Rule, ...] = (
     consensus,
     fence_delay,
@@ -485,6 +507,7 @@ RULES: tuple[Rule, ...] = (
     links,
     azure,
     overlay,
+    deprecated_options,
 )
 
 

@@ -158,3 +158,62 @@ def test_redfish_systems_uri_is_sent_only_when_set(idrac: tuple[int, list[str]],
         proc = run_agent("fence_redfish", {**stdin, "action": "status"})
         assert proc.returncode == rc, (uri, proc.stderr)
         assert "/redfish/v1/Systems" not in seen
+
+
+# ---------------------------------------------------------------- item 17: Pacemaker 3 options
+
+
+def _options(cib: str) -> dict[str, str]:
+    root = ET.fromstring(cib)
+    props = root.iterfind("./configuration/crm_config/cluster_property_set/nvpair")
+    ops = root.iterfind("./configuration/op_defaults/meta_attributes/nvpair")
+    return {nv.get("name", ""): nv.get("value", "") for nv in [*props, *ops]}
+
+
+@pytest.mark.parametrize("version", ["3.0.0", "3.0.2"])
+def test_pacemaker3_gets_no_deprecated_options(version: str) -> None:
+    """Pacemaker 3.0.0 deprecated concurrent-fencing (now true by default) and record-pending
+    (ChangeLog 3.0.0; PX operations.rst 'deprecated since 3.0.0'): a 3.x render sets neither,
+    and check has nothing to say about it."""
+    from test_checks import findings
+
+    doc = onprem_doc()
+    doc["targets"] = {"pacemaker": version}
+    _, bundle = render_doc(doc)
+    options = _options(bundle.cib)
+    assert "concurrent-fencing" not in options and "record-pending" not in options, options
+    assert options["timeout"]  # op_defaults still carries the operation timeout
+    assert findings(doc)["HAC101"] == {"ok"}
+
+
+@pytest.mark.tools
+def test_pacemaker2_keeps_the_options_its_daemons_know() -> None:
+    """Before 3.0 concurrent-fencing defaults to false (configure default): it stays rendered,
+    and the host's Pacemaker 2.1 scheduler lists it as a live option."""
+    need("/usr/lib/pacemaker/pacemaker-schedulerd")
+    doc = onprem_doc()
+    doc["targets"] = {"pacemaker": "2.1.5"}
+    _, bundle = render_doc(doc)
+    options = _options(bundle.cib)
+    assert options["concurrent-fencing"] == "true" and options["record-pending"] == "true"
+    meta = subprocess.run(
+        ["/usr/lib/pacemaker/pacemaker-schedulerd", "metadata"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "concurrent-fencing" in {p.get("name") for p in ET.fromstring(meta).iter("parameter")}
+
+
+def test_deprecated_options_on_pacemaker3_are_found() -> None:
+    """HAC101 fires on a 3.x CIB that still carries them (as an older hacloud wrote it)."""
+    from test_checks import cib, findings
+
+    doc = onprem_doc()
+    doc["targets"] = {"pacemaker": "3.0.2"}
+    old = '<nvpair id="cib-bootstrap-options-concurrent-fencing" name="concurrent-fencing" value="true"/>'
+    mutate = cib(
+        lambda c: c.replace(
+            '<nvpair id="cib-bootstrap-options-no-quorum', old + '<nvpair id="cib-bootstrap-options-no-quorum'
+        )
+    )
+    assert findings(doc, mutate)["HAC101"] == {"warning"}
+    doc["targets"] = {"pacemaker": "2.1.5"}
+    assert "HAC101" not in findings(doc)

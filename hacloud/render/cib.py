@@ -31,10 +31,15 @@ def stonith_timeout(spec: Spec, profile: Profile) -> int:
     return profile.num("pacemaker.stonith_timeout")
 
 
+# Pacemaker 3.0.0 deprecated these options (ChangeLog 3.0.0: concurrent fencing became the
+# default, record-pending always on): rendered only for older targets.
+DEPRECATED_IN_3 = ("concurrent-fencing", "record-pending")
+
+
 def cluster_properties(spec: Spec, profile: Profile, targets: Targets) -> list[tuple[str, str]]:
     prefix = targets.fencing_prefix
     bool_ = {True: "true", False: "false"}
-    return [
+    props = [
         ("cluster-name", spec.cluster.name),
         (f"{prefix}-enabled", "true"),
         (f"{prefix}-action", profile.text("pacemaker.stonith_action")),
@@ -45,6 +50,14 @@ def cluster_properties(spec: Spec, profile: Profile, targets: Targets) -> list[t
         # `stop` so a node that lost quorum never runs the service (PX cluster-options.rst).
         ("no-quorum-policy", "stop"),
     ]
+    return _current(props, targets)
+
+
+def _current(options: list[tuple[str, str]], targets: Targets) -> list[tuple[str, str]]:
+    """Drop the options the target Pacemaker deprecated (their defaults are what we set)."""
+    if targets.pacemaker < (3, 0, 0):
+        return options
+    return [(k, v) for k, v in options if k not in DEPRECATED_IN_3]
 
 
 def drbd_clones(spec: Spec, profile: Profile, targets: Targets) -> list[DrbdClone]:
@@ -97,8 +110,11 @@ def render_cib(
             ("migration-threshold", str(p.num("pacemaker.migration_threshold"))),
             ("priority", str(p.num("pacemaker.resource_priority"))),
         ],
-        op_defaults=[
-            ("timeout", f"{p.num('pacemaker.op_timeout')}s"),
-            ("record-pending", "true" if p.flag("pacemaker.record_pending") else "false"),
-        ],
+        op_defaults=_current(
+            [
+                ("timeout", f"{p.num('pacemaker.op_timeout')}s"),
+                ("record-pending", "true" if p.flag("pacemaker.record_pending") else "false"),
+            ],
+            targets,
+        ),
     )

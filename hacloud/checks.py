@@ -138,21 +138,51 @@ def fence_delay(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib)
         yield _ok("HAC010", f"priority-fencing-delay {pfd:g}s >= 2 x device delay {worst:g}s", src)
 
 
+def _action(cib: _Cib) -> str:
+    """The fence action the cluster requests (stonith-action / fencing-action, default reboot)."""
+    action = cib.prop("fencing-action", "stonith-action") or "reboot"
+    return "off" if action in ("off", "poweroff") else "reboot"
+
+
 def fence_timeout(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
     timeout = _seconds(cib.prop("fencing-timeout", "stonith-timeout") or "60s")
-    src = "best-practices §3.5 (2): fencing-timeout >= pcmk_reboot_timeout (AWS 600/600, Azure 900/900)"
+    knob = f"pcmk_{_action(cib)}_timeout"
+    src = f"best-practices §3.5 (2): fencing-timeout >= {knob} (AWS 600/600, Azure 900/900)"
     for dev in cib.stonith_devices():
-        reboot = _seconds(_Cib.params(dev).get("pcmk_reboot_timeout"))
-        if reboot > timeout:
+        used = _seconds(_Cib.params(dev).get(knob))
+        if used > timeout:
             yield Finding(
                 "HAC011",
                 "error",
-                f"stonith-timeout {timeout:g}s < {dev.get('id')} pcmk_reboot_timeout {reboot:g}s",
-                f"set overrides: pacemaker.stonith_timeout: {int(reboot)} (or lower fencing.reboot_timeout)",
+                f"stonith-timeout {timeout:g}s < {dev.get('id')} {knob} {used:g}s",
+                f"set overrides: pacemaker.stonith_timeout: {int(used)} (or lower fencing.reboot_timeout)",
                 src,
             )
             return
-    yield _ok("HAC011", f"stonith-timeout {timeout:g}s covers every device's reboot timeout", src)
+    yield _ok("HAC011", f"stonith-timeout {timeout:g}s covers every device's {knob}", src)
+
+
+def action_knobs(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
+    """Per-action device knobs for an action the cluster never requests are dead configuration:
+    under stonith-action=off a pcmk_reboot_timeout/_retries is ignored and the off action runs
+    with stonith-timeout and 2 retries."""
+    action = _action(cib)
+    other = "reboot" if action == "off" else "off"
+    src = "PX fencing.rst (pcmk_<action>_timeout, pcmk_<action>_retries); pacemaker-fenced metadata"
+    for dev in cib.stonith_devices():
+        params = _Cib.params(dev)
+        dead = [k for k in (f"pcmk_{other}_timeout", f"pcmk_{other}_retries") if k in params]
+        if dead and not any(k in params for k in (f"pcmk_{action}_timeout", f"pcmk_{action}_retries")):
+            yield Finding(
+                "HAC100",
+                "warning",
+                f"{dev.get('id')} sets {', '.join(dead)} but the cluster fences with '{action}': "
+                f"they are never used",
+                f"set pcmk_{action}_timeout/pcmk_{action}_retries instead (`hacloud up` renders them)",
+                src,
+            )
+            return
+    yield _ok("HAC100", f"fence devices tune the '{action}' action the cluster uses", src)
 
 
 def sbd(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
@@ -500,6 +530,7 @@ RULES: tuple[Rule, ...] = (
     consensus,
     fence_delay,
     fence_timeout,
+    action_knobs,
     sbd,
     drbd_policy,
     grouping,

@@ -217,3 +217,47 @@ def test_deprecated_options_on_pacemaker3_are_found() -> None:
     assert findings(doc, mutate)["HAC101"] == {"warning"}
     doc["targets"] = {"pacemaker": "2.1.5"}
     assert "HAC101" not in findings(doc)
+
+
+# ---------------------------------------------------------------- item 9: the action in force
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize(("profile", "action"), [("lab", "off"), ("aws", "off"), ("onprem", "reboot")])
+def test_device_knobs_follow_the_action_pacemaker_runs(profile: str, action: str, tmp_path: Path) -> None:
+    """The real scheduler decides which action fences the failed node (crm_simulate's
+    transition: 'Fence (off)' or 'Fence (reboot)'); each device carries pcmk_<that action>_timeout
+    and _retries, which pacemaker-fenced declares, and none for the other action."""
+    from tools import simulate_failover
+
+    need("crm_simulate", "/usr/lib/pacemaker/pacemaker-fenced")
+    _, bundle = render_doc(onprem_doc(profile=profile))
+    active, _, summary, _ = simulate_failover(bundle.cib, tmp_path)
+    assert f"Fence ({action}) {active}" in summary, summary
+    fenced = subprocess.run(
+        ["/usr/lib/pacemaker/pacemaker-fenced", "metadata"], capture_output=True, text=True, check=True
+    ).stdout
+    declared = {p.get("name") for p in ET.fromstring(fenced).iter("parameter")}
+    other = "reboot" if action == "off" else "off"
+    for dev, params in devices(bundle.cib).items():
+        for knob in (f"pcmk_{action}_timeout", f"pcmk_{action}_retries"):
+            assert knob in params and knob in declared, (dev, knob)
+        assert not {f"pcmk_{other}_timeout", f"pcmk_{other}_retries"} & set(params), (dev, params)
+
+
+def test_check_judges_the_knob_of_the_action_in_force() -> None:
+    """HAC011 compares stonith-timeout with pcmk_off_timeout under stonith-action=off (the old
+    rule read pcmk_reboot_timeout, which the off action never uses); HAC100 flags reboot knobs
+    left on an off cluster, as older renders wrote them."""
+    from test_checks import cib, findings
+
+    doc = onprem_doc(profile="lab")
+    good = findings(doc)
+    assert good["HAC011"] == {"ok"} and good["HAC100"] == {"ok"}
+    too_long = cib(
+        lambda c: c.replace('name="pcmk_off_timeout" value="60"', 'name="pcmk_off_timeout" value="600"')
+    )
+    assert findings(doc, too_long)["HAC011"] == {"error"}
+    old = cib(lambda c: c.replace('"pcmk_off_', '"pcmk_reboot_').replace("-pcmk_off_", "-pcmk_reboot_"))
+    found = findings(doc, old)
+    assert found["HAC100"] == {"warning"} and found["HAC011"] == {"ok"}

@@ -220,14 +220,22 @@ def _fence_common(profile: Profile, target: str) -> list[tuple[str, str]]:
         params.append(("pcmk_delay_max", f"{p('fencing.pcmk_delay_max')}s"))
     if p("fencing.pcmk_delay_base"):
         params.append(("pcmk_delay_base", f"{p('fencing.pcmk_delay_base')}s"))
+    action = fence_action(profile)
     params += [
-        ("pcmk_reboot_timeout", str(p("fencing.reboot_timeout"))),
-        ("pcmk_reboot_retries", str(p("fencing.reboot_retries"))),
+        # Pacemaker reads pcmk_<action>_timeout/_retries for the action it runs (the cluster's
+        # stonith-action); knobs for another action would be dead configuration.
+        (f"pcmk_{action}_timeout", str(p("fencing.reboot_timeout"))),
+        (f"pcmk_{action}_retries", str(p("fencing.reboot_retries"))),
         ("power_timeout", str(p("fencing.power_timeout"))),
     ]
     if p("fencing.power_wait") >= 0:  # -1: the agent's own default
         params.append(("power_wait", str(p("fencing.power_wait"))))
     return params
+
+
+def fence_action(profile: Profile) -> str:
+    """The fence action the cluster requests: ``off`` or ``reboot`` (stonith-action)."""
+    return "off" if profile.text("pacemaker.stonith_action") in ("off", "poweroff") else "reboot"
 
 
 def _fence_ops(profile: Profile) -> tuple[Op, ...]:

@@ -526,6 +526,50 @@ def deprecated_options(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib
         yield _ok("HAC101", f"no option Pacemaker {version} deprecated", src)
 
 
+def sbd_device_timing(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
+    """SBD devices must carry SBD's timing, not a power agent's: fence_sbd wants power_timeout >
+    msgwait, an SBD-only cluster the SBD stonith-timeout (Azure: 210, not fence_azure_arm's 900),
+    and a disk read needs no hour-long monitor interval (that one spares the ARM API)."""
+    sbd = [d for d in cib.stonith_devices() if d.get("type") in ("fence_sbd", "external/sbd")]
+    if not sbd:
+        return
+    src = "fence_sbd (power timeout must exceed msgwait); MS-SLES (SBD: stonith-timeout 210, monitor 600/15)"
+    msgwait = prof.num("sbd.msgwait")
+    rerender = "run `hacloud up`: it renders SBD devices with SBD's timing"
+    found: list[tuple[str, str, str]] = []  # severity, message, remedy
+    for dev in sbd:
+        power = _seconds(_Cib.params(dev).get("power_timeout") or "30")
+        if power <= msgwait:
+            found.append(
+                ("error", f"{dev.get('id')} power_timeout {power:g}s <= msgwait {msgwait}s", rerender)
+            )
+        for op in dev.iterfind("./operations/op[@name='monitor']"):
+            if _seconds(op.get("interval")) > 600:
+                found.append(
+                    (
+                        "warning",
+                        f"{dev.get('id')} is monitored every {op.get('interval')}: a lost SBD disk "
+                        "goes unnoticed that long",
+                        "set overrides: fencing.sbd_monitor_interval: 600 (or run `hacloud up`)",
+                    )
+                )
+    timeout = _seconds(cib.prop("fencing-timeout", "stonith-timeout") or "60s")
+    wanted = prof.num("pacemaker.stonith_timeout_sbd")
+    if len(sbd) == len(cib.stonith_devices()) and timeout > wanted:
+        found.append(
+            (
+                "warning",
+                f"stonith-timeout {timeout:g}s with SBD the only fencing method, which needs {wanted}s: "
+                "a fence that fails is retried only after the timeout",
+                rerender,
+            )
+        )
+    for severity, message, remedy in found:
+        yield Finding("HAC102", severity, message, remedy, src)
+    if not found:
+        yield _ok("HAC102", f"SBD devices use SBD timing (power_timeout > msgwait {msgwait}s)", src)
+
+
 RULES: tuple[Rule, ...] = (
     consensus,
     fence_delay,
@@ -539,6 +583,7 @@ RULES: tuple[Rule, ...] = (
     azure,
     overlay,
     deprecated_options,
+    sbd_device_timing,
 )
 
 

@@ -261,3 +261,80 @@ def test_check_judges_the_knob_of_the_action_in_force() -> None:
     old = cib(lambda c: c.replace('"pcmk_off_', '"pcmk_reboot_').replace("-pcmk_off_", "-pcmk_reboot_"))
     found = findings(doc, old)
     assert found["HAC100"] == {"warning"} and found["HAC011"] == {"ok"}
+
+
+# ---------------------------------------------------------------- item 11: SBD timing on Azure
+
+
+def _primitive(cib: str, rid: str) -> ET.Element:
+    found = [p for p in ET.fromstring(cib).iter("primitive") if p.get("id") == rid]
+    assert found, rid
+    return found[0]
+
+
+@pytest.mark.tools
+def test_azure_sbd_device_has_sbd_timing(tmp_path: Path) -> None:
+    """Azure + SBD: stonith-timeout 210 (MS-SLES; = crmsh's max(1.2 x msgwait, 60) + token +
+    consensus, computed here from the rendered corosync.conf), fence_sbd's power_timeout above
+    msgwait (the agent's own rule, read from its source), monitor 600/15; nothing of the ARM
+    agent's 900/240/3600. crm_verify accepts the CIB, fence_sbd declares every parameter."""
+    import re
+
+    from tools import simulate_failover
+
+    need("crm_verify", "crm_simulate", "fence_sbd")
+    _, bundle = render_doc(onprem_doc("sbd", "azure-lb", profile="azure"))
+    options = _options(bundle.cib)
+    corosync = next(f for f in bundle.files["node1"] if f.path.endswith("corosync.conf")).content.decode()
+    token = int(re.search(r"\btoken:\s*(\d+)", corosync).group(1))  # type: ignore[union-attr]
+    consensus = int(re.search(r"\bconsensus:\s*(\d+)", corosync).group(1))  # type: ignore[union-attr]
+    msgwait = 120  # MS-SLES `sbd -4 120`
+    assert (
+        options["stonith-timeout"] == f"{int(max(1.2 * msgwait, 60) + (token + consensus) / 1000)}s" == "210s"
+    )
+    source = Path("/usr/sbin/fence_sbd").read_text()
+    assert "if 0 < power_timeout <= sbd_msg_timeout:" in source  # the rule: power_timeout > msgwait
+    device = _primitive(bundle.cib, "fence_node1")
+    params = devices(bundle.cib)["fence_node1"]
+    assert int(params["power_timeout"]) > msgwait and params["power_timeout"] != "240"
+    assert int(params["pcmk_reboot_timeout"]) <= 210
+    monitor = device.find("./operations/op[@name='monitor']")
+    assert monitor is not None and (monitor.get("interval"), monitor.get("timeout")) == ("600s", "15s")
+    own = agent_parameters("fence_sbd")
+    assert {k for k in params if not k.startswith("pcmk_")} <= own
+    active, _, summary, _ = simulate_failover(bundle.cib, tmp_path)  # crm_verify runs in there
+    assert f"Fence (reboot) {active}" in summary
+
+
+def test_sbd_next_to_the_arm_agent_keeps_each_timing() -> None:
+    """Two levels (ARM agent, then SBD): the cluster timeout covers the ARM agent (900), the SBD
+    devices keep their own."""
+    from conftest import fencing_block
+
+    doc = onprem_doc("fence_azure_arm", "azure-lb", profile="azure")
+    doc["fencing"].append(fencing_block("sbd"))
+    doc["fencing_topology"] = True
+    _, bundle = render_doc(doc)
+    assert _options(bundle.cib)["stonith-timeout"] == "900s"
+    params = devices(bundle.cib)
+    assert (
+        params["fence_node1"]["pcmk_reboot_timeout"] == "900"
+        and params["fence_node1"]["power_timeout"] == "240"
+    )
+    assert params["fence_node1_l2"]["pcmk_reboot_timeout"] == "210"
+
+
+def test_sbd_with_agent_timing_is_found() -> None:
+    """HAC102 on a CIB as the old render wrote it for Azure + SBD (ARM timeouts on fence_sbd)."""
+    from test_checks import cib, findings
+
+    doc = onprem_doc("sbd", "azure-lb", profile="azure")
+    assert findings(doc)["HAC102"] == {"ok"}
+    old = cib(
+        lambda c: (
+            c.replace('name="stonith-timeout" value="210s"', 'name="stonith-timeout" value="900s"')
+            .replace('interval="600s"', 'interval="3600s"')
+            .replace('name="power_timeout" value="144"', 'name="power_timeout" value="90"')
+        )
+    )
+    assert findings(doc, old)["HAC102"] == {"warning", "error"}

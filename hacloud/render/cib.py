@@ -25,9 +25,14 @@ class DrbdClone:
 
 
 def stonith_timeout(spec: Spec, profile: Profile) -> int:
-    """SBD needs its own, longer timeout (msgwait must pass before a fence counts as done)."""
-    if any(isinstance(m, SbdFencing) for m in spec.fencing):
-        return max(profile.num("pacemaker.stonith_timeout"), profile.num("pacemaker.stonith_timeout_sbd"))
+    """SBD-only clusters use the SBD timeout (msgwait must pass before a fence counts as done,
+    and the power agents' long cloud timeouts do not apply: Azure 210, not 900); with SBD
+    next to another method, the longer of the two covers both levels."""
+    sbd = [isinstance(m, SbdFencing) for m in spec.fencing]
+    if all(sbd):
+        return r.sbd_stonith_timeout(profile)
+    if any(sbd):
+        return max(profile.num("pacemaker.stonith_timeout"), r.sbd_stonith_timeout(profile))
     return profile.num("pacemaker.stonith_timeout")
 
 

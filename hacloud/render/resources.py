@@ -7,6 +7,7 @@ return their results from ``Provider.fencing`` / ``Provider.vip``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from hacloud.model import FenceDevice, Inventory, Op, Primitive
@@ -213,7 +214,9 @@ def vip_primitives(spec: Spec, inventory: Inventory, profile: Profile) -> list[P
 # ---------------------------------------------------------------- fencing
 
 
-def _fence_common(profile: Profile, target: str) -> list[tuple[str, str]]:
+def _fence_common(profile: Profile, target: str, sbd: bool = False) -> list[tuple[str, str]]:
+    """Pacemaker's device parameters and the agent's power timing. SBD devices get their own
+    timing, not the power-switching agents' (Azure: 900/240 for ARM, 210 for SBD)."""
     p = profile.num
     params = [("pcmk_host_list", target)]
     if p("fencing.pcmk_delay_max"):
@@ -221,16 +224,35 @@ def _fence_common(profile: Profile, target: str) -> list[tuple[str, str]]:
     if p("fencing.pcmk_delay_base"):
         params.append(("pcmk_delay_base", f"{p('fencing.pcmk_delay_base')}s"))
     action = fence_action(profile)
-    params += [
-        # Pacemaker reads pcmk_<action>_timeout/_retries for the action it runs (the cluster's
-        # stonith-action); knobs for another action would be dead configuration.
-        (f"pcmk_{action}_timeout", str(p("fencing.reboot_timeout"))),
-        (f"pcmk_{action}_retries", str(p("fencing.reboot_retries"))),
-        ("power_timeout", str(p("fencing.power_timeout"))),
-    ]
+    # Pacemaker reads pcmk_<action>_timeout/_retries for the action it runs (the cluster's
+    # stonith-action); knobs for another action would be dead configuration.
+    if sbd:
+        params += [
+            # a poison pill is done once msgwait has passed: the SBD stonith-timeout covers it
+            (f"pcmk_{action}_timeout", str(sbd_stonith_timeout(profile))),
+            (f"pcmk_{action}_retries", str(p("fencing.reboot_retries"))),
+            ("power_timeout", str(sbd_power_timeout(profile))),
+        ]
+    else:
+        params += [
+            (f"pcmk_{action}_timeout", str(p("fencing.reboot_timeout"))),
+            (f"pcmk_{action}_retries", str(p("fencing.reboot_retries"))),
+            ("power_timeout", str(p("fencing.power_timeout"))),
+        ]
     if p("fencing.power_wait") >= 0:  # -1: the agent's own default
         params.append(("power_wait", str(p("fencing.power_wait"))))
     return params
+
+
+def sbd_stonith_timeout(profile: Profile) -> int:
+    """The fence timeout an SBD poison pill needs (the profile's SBD value, checked by HAC012)."""
+    return profile.num("pacemaker.stonith_timeout_sbd")
+
+
+def sbd_power_timeout(profile: Profile) -> int:
+    """fence_sbd warns unless power_timeout > msgwait (the sbd message blocks for msgwait);
+    1.2 x msgwait is crmsh's margin for the same wait (sbd.py)."""
+    return math.ceil(1.2 * profile.num("sbd.msgwait"))
 
 
 def fence_action(profile: Profile) -> str:
@@ -238,11 +260,13 @@ def fence_action(profile: Profile) -> str:
     return "off" if profile.text("pacemaker.stonith_action") in ("off", "poweroff") else "reboot"
 
 
-def _fence_ops(profile: Profile) -> tuple[Op, ...]:
+def _fence_ops(profile: Profile, sbd: bool = False) -> tuple[Op, ...]:
     p = profile.num
+    # An SBD device's monitor reads a local disk: no cloud API to spare (MS-SLES 600/15).
+    monitor = "fencing.sbd_monitor" if sbd else "fencing.monitor"
     return (
         Op("start", 0, p("fencing.start_timeout")),
-        Op("monitor", p("fencing.monitor_interval"), p("fencing.monitor_timeout")),
+        Op("monitor", p(f"{monitor}_interval"), p(f"{monitor}_timeout")),
     )
 
 
@@ -314,7 +338,8 @@ def fence_devices(spec: Spec, inventory: Inventory, profile: Profile) -> list[Fe
     for level, method in enumerate(spec.fencing, start=1):
         kind_params = _kind_params(spec, method)
         for node in inventory.nodes:
-            params = kind_params(node.name, inventory, profile) + _fence_common(profile, node.name)
+            sbd = isinstance(method, SbdFencing)
+            params = kind_params(node.name, inventory, profile) + _fence_common(profile, node.name, sbd)
             if any(k == "pcmk_host_map" for k, _ in params):
                 params = [(k, v) for k, v in params if k != "pcmk_host_list"]
             suffix = "" if level == 1 else f"_l{level}"
@@ -327,7 +352,7 @@ def fence_devices(spec: Spec, inventory: Inventory, profile: Profile) -> list[Fe
                 _agent(method),
                 params=tuple(params),
                 meta=meta,
-                ops=_fence_ops(profile),
+                ops=_fence_ops(profile, sbd),
                 avoid=node.name,
             )
             out.append(FenceDevice(prim, node.name, level))

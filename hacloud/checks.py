@@ -570,6 +570,39 @@ def sbd_device_timing(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib:
         yield _ok("HAC102", f"SBD devices use SBD timing (power_timeout > msgwait {msgwait}s)", src)
 
 
+def azure_rhel_delays(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
+    """fence_azure_arm on RHEL follows Microsoft's RHEL guide: priority-fencing-delay alone (no
+    random device delay) and pcmk_monitor_timeout=120; SUSE's values are for SLES."""
+    arm = [d for d in cib.stonith_devices() if d.get("type") == "fence_azure_arm"]
+    if not arm or b.targets.os_family != "rhel":
+        return
+    src = "MS-RHEL (priority-fencing-delay 15 without pcmk_delay_max, pcmk_monitor_timeout=120)"
+    delayed = [d.get("id", "") for d in arm if "pcmk_delay_max" in _Cib.params(d)]
+    untimed = [d.get("id", "") for d in arm if "pcmk_monitor_timeout" not in _Cib.params(d)]
+    if delayed:
+        yield Finding(
+            "HAC103",
+            "warning",
+            f"{', '.join(delayed)} on RHEL nodes use pcmk_delay_max: a random delay on top of "
+            "priority-fencing-delay slows every failover",
+            "run `hacloud up` (it applies the azure profile's rhel variant), or set overrides: "
+            "fencing.pcmk_delay_max: 0 and pacemaker.priority_fencing_delay: 15",
+            src,
+        )
+    if untimed:
+        yield Finding(
+            "HAC103",
+            "warning",
+            f"{', '.join(untimed)} on RHEL nodes have no pcmk_monitor_timeout",
+            "run `hacloud up`, or set overrides: fencing.pcmk_monitor_timeout: 120",
+            src,
+        )
+    if not delayed and not untimed:
+        yield _ok(
+            "HAC103", "fence_azure_arm on RHEL: priority-fencing-delay alone, pcmk_monitor_timeout set", src
+        )
+
+
 RULES: tuple[Rule, ...] = (
     consensus,
     fence_delay,
@@ -584,6 +617,7 @@ RULES: tuple[Rule, ...] = (
     overlay,
     deprecated_options,
     sbd_device_timing,
+    azure_rhel_delays,
 )
 
 

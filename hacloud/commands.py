@@ -89,7 +89,7 @@ def prepare(
             inventory, origin = imported.inventory, imported.origin
         else:
             inventory = provider.planned_inventory(spec)
-    profile = effective_profile(spec, load_profile(spec.profile_name))
+    profile = effective_profile(spec, load_profile(spec.profile_name), inventory)
     warnings: list[str] = []
     if inventory.placeholder:
         warnings.append(
@@ -341,7 +341,7 @@ def open_session(
             dataclasses.replace(node, facts=NodeFacts(drbd, f.pacemaker or node.facts.pacemaker, family))
         )
     inventory = dataclasses.replace(inventory, nodes=(nodes[0], nodes[1]))
-    profile = effective_profile(ws.spec, load_profile(ws.spec.profile_name))
+    profile = effective_profile(ws.spec, load_profile(ws.spec.profile_name), inventory)
     secrets = load_or_create(ws.state_dir)
     passwords, missing = _fence_passwords(ws.spec, ws.base_dir)
     if missing:

@@ -338,3 +338,98 @@ def test_sbd_with_agent_timing_is_found() -> None:
         )
     )
     assert findings(doc, old)["HAC102"] == {"warning", "error"}
+
+
+# ---------------------------------------------------------------- item 10: Azure on RHEL
+
+
+def _render_for(doc: dict[str, Any], family: str) -> Any:
+    """Render as `up` does once it has read the nodes: with their OS family in the facts."""
+    import dataclasses
+
+    from conftest import FIXED_SECRETS, spec_of
+
+    from hacloud.model import NodeFacts
+    from hacloud.profiles import load_profile
+    from hacloud.provider import get_provider
+    from hacloud.render import effective_profile, render_all
+
+    spec = spec_of(doc)
+    inv = get_provider(spec.provider.kind).planned_inventory(spec)
+    nodes = tuple(dataclasses.replace(n, facts=NodeFacts(os_family=family)) for n in inv.nodes)  # type: ignore[arg-type]
+    inv = dataclasses.replace(inv, nodes=nodes)
+    profile = effective_profile(spec, load_profile(spec.profile_name), inv)
+    return spec, inv, profile, render_all(spec, inv, profile, FIXED_SECRETS)
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize(
+    ("family", "pfd", "delay", "monitor"), [("rhel", "15s", None, "120"), ("suse", "30s", "15s", None)]
+)
+def test_azure_fence_delays_follow_the_os_family(
+    family: str, pfd: str, delay: str | None, monitor: str | None, tmp_path: Path
+) -> None:
+    """RHEL nodes get Microsoft's RHEL values (priority-fencing-delay 15, no pcmk_delay_max,
+    pcmk_monitor_timeout=120), SLES nodes SUSE's (30 with pcmk_delay_max 15). The real scheduler
+    still fences the failed node first, and pacemaker-fenced declares every knob."""
+    from tools import simulate_failover
+
+    need("crm_simulate", "/usr/lib/pacemaker/pacemaker-fenced")
+    _, _, _, bundle = _render_for(onprem_doc("fence_azure_arm", "azure-lb", profile="azure"), family)
+    assert _options(bundle.cib)["priority-fencing-delay"] == pfd
+    fenced = subprocess.run(
+        ["/usr/lib/pacemaker/pacemaker-fenced", "metadata"], capture_output=True, text=True, check=True
+    ).stdout
+    declared = {p.get("name") for p in ET.fromstring(fenced).iter("parameter")}
+    for params in devices(bundle.cib).values():
+        assert params.get("pcmk_delay_max") == delay
+        assert params.get("pcmk_monitor_timeout") == monitor
+        assert {k for k in params if k.startswith("pcmk_")} <= declared
+    assert f"azure ({family})" in bundle.cib if family == "rhel" else "profile azure," in bundle.cib
+    active, _, summary, _ = simulate_failover(bundle.cib, tmp_path)
+    assert f"Fence (reboot) {active}" in summary
+
+
+def test_overrides_win_over_the_os_variant() -> None:
+    doc = onprem_doc("fence_azure_arm", "azure-lb", profile="azure")
+    doc["overrides"] = {"pacemaker.priority_fencing_delay": 40, "fencing.pcmk_delay_max": 10}
+    _, _, profile, bundle = _render_for(doc, "rhel")
+    assert _options(bundle.cib)["priority-fencing-delay"] == "40s"
+    assert devices(bundle.cib)["fence_node1"]["pcmk_delay_max"] == "10s"
+    assert profile.values["fencing.pcmk_monitor_timeout"].value == 120
+
+
+def test_suse_delays_on_rhel_nodes_are_found() -> None:
+    """HAC103 on RHEL nodes whose devices carry SUSE's delay (what the old render gave them)."""
+    from hacloud.checks import run_checks
+
+    spec, inv, profile, bundle = _render_for(
+        onprem_doc("fence_azure_arm", "azure-lb", profile="azure"), "rhel"
+    )
+    codes = {f.severity for f in run_checks(spec, inv, profile, bundle) if f.code == "HAC103"}
+    assert codes == {"ok"}
+    nvpair = '<nvpair id="fence_node1-instance_attributes-{0}" name="{0}" value="{1}"/>'
+    old = bundle.cib.replace(
+        nvpair.format("pcmk_monitor_timeout", "120"), nvpair.format("pcmk_delay_max", "15s")
+    )
+    assert old != bundle.cib
+    import dataclasses
+
+    found = [
+        f for f in run_checks(spec, inv, profile, dataclasses.replace(bundle, cib=old)) if f.code == "HAC103"
+    ]
+    assert {f.severity for f in found} == {"warning"} and len(found) == 2
+
+
+def test_profile_command_shows_the_variant() -> None:
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "hacloud", "profile", "azure", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rhel = json.loads(out)["variants"]["rhel"]
+    assert rhel["values"]["pacemaker.priority_fencing_delay"]["value"] == 15
+    assert all(v["source"] for v in rhel["values"].values())

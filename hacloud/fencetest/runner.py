@@ -388,7 +388,7 @@ def run_round(ws: Workspace, provider: Provider, options: Options, progress: Pro
     if inventory is None:
         raise HacloudError("the cluster's nodes do not exist", "run `hacloud up` first")
     session = open_session(ws, inventory)
-    profile = effective_profile(spec, load_profile(spec.profile_name))
+    profile = effective_profile(spec, load_profile(spec.profile_name), session.inventory)
     res = spec.volumes[0].name
     try:
         devices = [(d.primitive.id, d.target) for d in session.bundle.fence_devices]

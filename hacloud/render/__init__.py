@@ -28,8 +28,17 @@ class Bundle:
     fence_devices: tuple[FenceDevice, ...]
 
 
-def effective_profile(spec: Spec, profile: Profile) -> Profile:
-    return profile.with_overrides(spec.overrides)
+def effective_profile(spec: Spec, profile: Profile, inventory: Inventory | None = None) -> Profile:
+    """The profile in force: its variant for the nodes' OS family (facts read from the nodes,
+    else the profile's ``platform.os_family``), then the spec's overrides on top."""
+    return profile.for_os(os_family(inventory, profile)).with_overrides(spec.overrides)
+
+
+def os_family(inventory: Inventory | None, profile: Profile) -> str:
+    """The nodes' OS family, as :func:`~hacloud.render.versions.resolve_targets` picks it."""
+    default = profile.text("platform.os_family")
+    families = {n.facts.os_family or default for n in inventory.nodes} if inventory else {default}
+    return sorted(families)[0]
 
 
 def render_all(

@@ -99,7 +99,7 @@ def render_cib(
     return render_template(
         "pacemaker/cib.xml.j2",
         cluster=spec.cluster.name,
-        profile=profile.name,
+        profile=profile.label,
         pacemaker_version=".".join(map(str, targets.pacemaker)),
         schema=targets.schema,
         properties=cluster_properties(spec, profile, targets),

@@ -239,6 +239,8 @@ def _fence_common(profile: Profile, target: str, sbd: bool = False) -> list[tupl
             (f"pcmk_{action}_retries", str(p("fencing.reboot_retries"))),
             ("power_timeout", str(p("fencing.power_timeout"))),
         ]
+        if p("fencing.pcmk_monitor_timeout"):  # 0: the fencer's default (stonith-timeout)
+            params.append(("pcmk_monitor_timeout", str(p("fencing.pcmk_monitor_timeout"))))
     if p("fencing.power_wait") >= 0:  # -1: the agent's own default
         params.append(("power_wait", str(p("fencing.power_wait"))))
     return params

@@ -603,6 +603,35 @@ def azure_rhel_delays(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib:
         )
 
 
+def azure_cloud(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
+    """fence_azure_arm talks to the cloud of the cluster's ARM endpoint (cloud=, none = public)."""
+    from hacloud.azurecloud import PUBLIC_ENDPOINT, cloud_of
+
+    options = getattr(spec.provider, "options", None)
+    endpoint = str(getattr(options, "arm_endpoint", "") or "")
+    methods = [m for m in spec.fencing if isinstance(m, AzureFencing)]
+    arm = [d for d in cib.stonith_devices() if d.get("type") == "fence_azure_arm"]
+    if not arm:
+        return
+    wanted = next((m.cloud for m in methods if m.cloud), None) or cloud_of(endpoint or PUBLIC_ENDPOINT)
+    src = "fence_azure_arm cloud= (fence-agents azure_fence.py); Azure SDK get_arm_endpoints"
+    for dev in arm:
+        cloud = _Cib.params(dev).get("cloud", "public")
+        if wanted and cloud != wanted:
+            yield Finding(
+                "HAC104",
+                "error",
+                f"{dev.get('id')} talks to Azure {cloud}, the cluster's ARM endpoint "
+                f"{endpoint or PUBLIC_ENDPOINT} is Azure {wanted}: every fence would fail",
+                f"run `hacloud up` (it renders cloud={wanted})"
+                if wanted != "public"
+                else "run `hacloud up` (it renders no cloud= for public Azure)",
+                src,
+            )
+            return
+    yield _ok("HAC104", f"fence_azure_arm talks to Azure {wanted or 'public'}", src)
+
+
 RULES: tuple[Rule, ...] = (
     consensus,
     fence_delay,
@@ -618,6 +647,7 @@ RULES: tuple[Rule, ...] = (
     deprecated_options,
     sbd_device_timing,
     azure_rhel_delays,
+    azure_cloud,
 )
 
 

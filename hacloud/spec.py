@@ -330,6 +330,11 @@ class AzureFencing(_Model):
     nodes: dict[str, AzureFenceTarget] = Field(
         default_factory=dict, description="node name -> VM (default: from the provider)"
     )
+    cloud: Literal["public", "china", "usgov"] | None = Field(
+        None,
+        description="Azure cloud fence_azure_arm talks to (its cloud= parameter); default: the cloud "
+        "of provider.options.arm_endpoint, else public. Set it only when arm_endpoint is a proxy",
+    )
 
 
 FencingSpec = Annotated[

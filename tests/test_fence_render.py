@@ -433,3 +433,87 @@ def test_profile_command_shows_the_variant() -> None:
     rhel = json.loads(out)["variants"]["rhel"]
     assert rhel["values"]["pacemaker.priority_fencing_delay"]["value"] == 15
     assert all(v["source"] for v in rhel["values"].values())
+
+
+# ---------------------------------------------------------------- item 5: sovereign clouds
+
+
+def _azure_doc(endpoint: str | None = None, cloud: str | None = None) -> dict[str, Any]:
+    import yaml
+    from conftest import REPO
+
+    doc: dict[str, Any] = yaml.safe_load((REPO / "templates/init/azure.yaml").read_text())
+    if endpoint is not None:
+        doc["provider"]["options"]["arm_endpoint"] = endpoint
+    if cloud is not None:
+        doc["fencing"][0]["cloud"] = cloud
+    return doc
+
+
+def _agent_clouds() -> dict[str, str]:
+    """The agent's cloud names and the SDK cloud each selects, from the installed agent's library
+    (fence-agents 4.12: msrestazure constants; the US one is AZURE_US_GOVERNMENT in azure-core)."""
+    import re
+
+    source = Path("/usr/share/fence/azure_fence.py").read_text()
+    pairs = re.findall(
+        r'Cloud\.lower\(\) == "(\w+)"\):\s*\n\s*from msrestazure\.azure_cloud import (\w+)', source
+    )
+    rename = {"AZURE_US_GOV_CLOUD": "AZURE_US_GOVERNMENT"}
+    return {name: rename.get(const, const) for name, const in pairs}
+
+
+@pytest.mark.tools
+def test_fence_azure_arm_talks_to_the_cloud_of_the_arm_endpoint() -> None:
+    """For each cloud the Azure SDK knows, its ARM endpoint (azure.mgmt.core's table, not
+    hacloud's) in provider.options.arm_endpoint renders the cloud= value that makes the installed
+    fence_azure_arm select that same cloud; public Azure gets no cloud= (the agent's default)."""
+    from azure.core import AzureClouds
+    from azure.mgmt.core.tools import get_arm_endpoints
+
+    need("fence_azure_arm", "/usr/share/fence/azure_fence.py")
+    assert "cloud" in agent_parameters("fence_azure_arm")
+    agent = _agent_clouds()
+    assert {"china", "usgov"} <= set(agent), agent
+    for sdk_cloud in (
+        AzureClouds.AZURE_PUBLIC_CLOUD,
+        AzureClouds.AZURE_CHINA_CLOUD,
+        AzureClouds.AZURE_US_GOVERNMENT,
+    ):
+        endpoint = get_arm_endpoints(sdk_cloud)["resource_manager"].rstrip("/")
+        _, bundle = render_doc(_azure_doc(endpoint))
+        for params in devices(bundle.cib).values():
+            if sdk_cloud == AzureClouds.AZURE_PUBLIC_CLOUD:
+                assert "cloud" not in params
+            else:
+                assert agent[params["cloud"]] == sdk_cloud.name, (endpoint, params.get("cloud"))
+
+
+def test_arm_endpoint_of_no_cloud_is_a_spec_error() -> None:
+    """An endpoint fence_azure_arm cannot be pointed at is refused naming the field, before
+    anything renders; a proxy may name its cloud; a contradicting cloud names that field."""
+    from conftest import spec_of
+
+    from hacloud.errors import SpecError
+
+    def paths(doc: dict[str, Any]) -> list[str]:
+        with pytest.raises(SpecError) as info:
+            spec_of(doc)
+        return [p.path for p in info.value.problems]
+
+    assert paths(_azure_doc("https://management.example.net")) == ["provider.options.arm_endpoint"]
+    closed = _azure_doc("https://management.microsoftazure.de", cloud="public")
+    assert paths(closed) == ["provider.options.arm_endpoint"]
+    assert paths(_azure_doc("https://management.chinacloudapi.cn", cloud="usgov")) == ["fencing[0].cloud"]
+    _, bundle = render_doc(_azure_doc("https://arm-proxy.example.net", cloud="china"))
+    assert {p["cloud"] for p in devices(bundle.cib).values()} == {"china"}
+
+
+def test_fence_device_in_the_wrong_cloud_is_found() -> None:
+    """HAC104 on a China cluster whose devices carry no cloud= (the old render)."""
+    from test_checks import cib, findings
+
+    doc = _azure_doc("https://management.chinacloudapi.cn")
+    assert findings(doc)["HAC104"] == {"ok"}
+    old = cib(lambda c: c.replace('name="cloud" value="china"', 'name="msi" value="true"'))
+    assert findings(doc, old)["HAC104"] == {"error"}

@@ -380,7 +380,19 @@ def _kind_params(
     assert isinstance(method, AzureFencing)
     subscription = method.subscription_id or _provider_option(spec, "subscription_id")
     group = method.resource_group or _provider_option(spec, "resource_group")
-    return lambda t, i, p: _azure(method, t, i, p, subscription, group)
+    cloud = azure_cloud(spec, method)
+    return lambda t, i, p: (
+        _azure(method, t, i, p, subscription, group) + ([("cloud", cloud)] if cloud != "public" else [])
+    )
+
+
+def azure_cloud(spec: Spec, method: AzureFencing) -> str:
+    """The cloud fence_azure_arm talks to: the spec's choice, else the ARM endpoint's
+    (validated by the spec loader), else public."""
+    from hacloud.azurecloud import cloud_of
+
+    endpoint = _provider_option(spec, "arm_endpoint")
+    return method.cloud or (cloud_of(endpoint) if endpoint else None) or "public"
 
 
 def aws_region(spec: Spec) -> str:

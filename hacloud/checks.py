@@ -632,6 +632,26 @@ def azure_cloud(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib)
     yield _ok("HAC104", f"fence_azure_arm talks to Azure {wanted or 'public'}", src)
 
 
+def bmc_secrets(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
+    """Least privilege: a node holds its peer's BMC password, never its own (the device that
+    fences a node is banned from that node, so it never needs it)."""
+    from hacloud.render.resources import FENCING_SECRET_DIR, secret_path
+
+    src = "least privilege; the device fencing a node never runs on it (rsc_location -INFINITY)"
+    holders = [node for node, files in b.files.items() if any(f.path == secret_path(node) for f in files)]
+    if holders:
+        yield Finding(
+            "HAC105",
+            "warning",
+            f"{', '.join(holders)} hold their own BMC password, which they never use (the device that "
+            "fences a node never runs on it): a compromised node gets a credential it does not need",
+            "run `hacloud up`: it renders only the peer's password and removes the node's own",
+            src,
+        )
+    elif any(f.path.startswith(FENCING_SECRET_DIR + "/") for files in b.files.values() for f in files):
+        yield _ok("HAC105", "each node holds only its peer's BMC password", src)
+
+
 RULES: tuple[Rule, ...] = (
     consensus,
     fence_delay,
@@ -648,6 +668,7 @@ RULES: tuple[Rule, ...] = (
     sbd_device_timing,
     azure_rhel_delays,
     azure_cloud,
+    bmc_secrets,
 )
 
 

@@ -517,3 +517,167 @@ def test_fence_device_in_the_wrong_cloud_is_found() -> None:
     assert findings(doc)["HAC104"] == {"ok"}
     old = cib(lambda c: c.replace('name="cloud" value="china"', 'name="msi" value="true"'))
     assert findings(doc, old)["HAC104"] == {"error"}
+
+
+# ---------------------------------------------------------------- item 15: least-privilege BMC secrets
+
+PASSWORDS = {"node1": "pw-of-node1-bmc", "node2": "pw-of-node2-bmc"}
+
+
+def _secret_paths(bundle: Any, node: str) -> list[str]:
+    return [f.path for f in bundle.files[node] if f.path.startswith("/etc/hacloud/fencing/")]
+
+
+@pytest.mark.parametrize("kind", ["fence_ipmilan", "fence_redfish"])
+def test_each_node_gets_only_its_peers_bmc_password(kind: str) -> None:
+    """The device fencing node1 is banned from node1 (the CIB's -INFINITY location), so only
+    node2 needs node1's password, and the other way round."""
+    _, bundle = render_doc(onprem_doc(kind), PASSWORDS)
+    root = ET.fromstring(bundle.cib)
+    for node, peer in (("node1", "node2"), ("node2", "node1")):
+        banned = [
+            c.get("rsc")
+            for c in root.iter("rsc_location")
+            if c.get("node") == node and c.get("score") == "-INFINITY"
+        ]
+        fencing_node = [d for d in banned if d and d.startswith("fence_")]
+        assert fencing_node == [f"fence_{node}"]  # its own device never runs on it
+        assert _secret_paths(bundle, node) == [f"/etc/hacloud/fencing/{peer}.secret"]
+        assert bundle.retired[node] == (f"/etc/hacloud/fencing/{node}.secret",)
+        devices_here = [d for d in devices(bundle.cib) if d != f"fence_{node}"]
+        assert all(f"/{peer}.secret" in devices(bundle.cib)[d]["password_script"] for d in devices_here)
+
+
+def test_own_bmc_password_on_a_node_is_found() -> None:
+    """HAC105 on files as older versions rendered them (both passwords on both nodes)."""
+    import dataclasses
+
+    from test_checks import findings
+
+    doc = onprem_doc()
+    _, bundle = render_doc(doc, PASSWORDS)
+    assert findings(doc, lambda b: dataclasses.replace(b, files=bundle.files))["HAC105"] == {"ok"}
+    both = {
+        node: (
+            *files,
+            *(f for other in bundle.files.values() for f in other if f.path.endswith(f"/{node}.secret")),
+        )
+        for node, files in bundle.files.items()
+    }
+    assert findings(doc, lambda b: dataclasses.replace(b, files=both))["HAC105"] == {"warning"}
+
+
+class _IsolatedNode:
+    """A real sshd on loopback whose sessions see /etc through an overlay in their own mount
+    namespace: the deploy engine writes and removes files there as on a node, and the host's
+    /etc is never touched. ``etc`` is the overlay's upper directory (what the "node" changed)."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        from test_remote import Sshd
+
+        self.sshd = Sshd(root)
+        self.name = name
+        self.etc = root / "upper"
+        (root / "work").mkdir()
+        self.etc.mkdir()
+        self.root = root
+
+    def start(self) -> None:
+        import socket
+        import time
+
+        sshd = self.sshd
+        script = (
+            f"mount -t overlay overlay -o lowerdir=/etc,upperdir={self.etc},workdir={self.root / 'work'} /etc"
+            f" && exec /usr/sbin/sshd -D -e -f {sshd.config}"
+        )
+        sshd.proc = subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script], stderr=subprocess.DEVNULL
+        )
+        for _ in range(50):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", sshd.port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise AssertionError("sshd did not start")
+
+    def connection(self) -> Any:
+        from hacloud.remote import Connection, Endpoint
+
+        ep = Endpoint(self.name, "127.0.0.1", self.sshd.port, "root", str(self.sshd.client_key))
+        return Connection(ep, self.root / "known_hosts", lambda _m: None, timeout=10)
+
+
+@pytest.fixture
+def two_nodes(tmp_path: Path) -> Iterator[dict[str, _IsolatedNode]]:
+    import os
+
+    need("/usr/sbin/sshd", "ssh-keygen", "unshare")
+    if os.geteuid() != 0:
+        pytest.skip("the loopback sshd and the mount namespace need root")
+    nodes = {}
+    for name in ("node1", "node2"):
+        (tmp_path / name).mkdir()
+        nodes[name] = _IsolatedNode(tmp_path / name, name)
+    try:
+        for node in nodes.values():
+            node.start()
+        yield nodes
+    finally:
+        for node in nodes.values():
+            node.sshd.stop()
+
+
+@pytest.mark.tools
+def test_up_removes_only_the_nodes_own_bmc_password(two_nodes: dict[str, _IsolatedNode]) -> None:
+    """Nodes set up by an older hacloud hold both BMC passwords (and here a file of someone
+    else's in the same directory): the deploy engine's file step, over real SSH, writes the
+    peer's password, removes the node's own and nothing else; `plan` first only says so; a
+    second run changes nothing."""
+    from hacloud.deploy import Engine
+    from hacloud.provider import get_provider
+
+    spec, bundle = render_doc(onprem_doc(), PASSWORDS)
+    for node in two_nodes.values():
+        fencing = node.etc / "hacloud" / "fencing"
+        fencing.mkdir(parents=True)
+        for target, pw in PASSWORDS.items():  # what the old render installed
+            (fencing / f"{target}.secret").write_text(pw + "\n")
+            (fencing / f"{target}.secret").chmod(0o600)
+        (fencing / "keep-me.secret").write_text("not hacloud's\n")
+    inventory = get_provider("onprem").planned_inventory(spec)
+    conns = {name: node.connection().connect() for name, node in two_nodes.items()}
+    try:
+
+        def run(apply: bool) -> list[str]:
+            engine = Engine(spec, inventory, bundle, conns, lambda _m: None, apply=apply)
+            engine.read_facts()
+            engine.files()
+            return [
+                f"{c.node}: {c.detail}" for c in engine.changes if c.step == "file" and "secret" in c.detail
+            ]
+
+        planned = run(apply=False)
+        assert (
+            "node1: remove /etc/hacloud/fencing/node1.secret (a node holds only its peer's BMC password)"
+            in planned
+        )
+        assert (two_nodes["node1"].etc / "hacloud/fencing/node1.secret").exists()  # plan changed nothing
+        run(apply=True)
+        for name, peer in (("node1", "node2"), ("node2", "node1")):
+            listing = (
+                conns[name]
+                .run("ls /etc/hacloud/fencing; stat -c %a /etc/hacloud/fencing/*.secret")
+                .stdout.split()
+            )
+            assert listing[:2] == ["keep-me.secret", f"{peer}.secret"], listing
+            assert (
+                conns[name].read(f"/etc/hacloud/fencing/{peer}.secret") == (PASSWORDS[peer] + "\n").encode()
+            )
+        assert (
+            not Path("/etc/hacloud/fencing/node1.secret").exists() or True
+        )  # the host's /etc is not the node's
+        assert run(apply=True) == []  # converged: nothing to write or remove
+    finally:
+        for conn in conns.values():
+            conn.close()

@@ -681,3 +681,66 @@ def test_up_removes_only_the_nodes_own_bmc_password(two_nodes: dict[str, _Isolat
     finally:
         for conn in conns.values():
             conn.close()
+
+
+# ---------------------------------------------------------------- item 16: one spec per state directory
+
+
+def _hacloud(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AZURE_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "hacloud", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _authkey(out: Path, node: str) -> bytes:
+    return (out / node / "etc/corosync/authkey").read_bytes()
+
+
+def test_two_specs_with_one_cluster_name_never_share_keys(tmp_path: Path) -> None:
+    """The three examples `hacloud init` writes all name cluster prod-db: rendered side by side
+    in one directory, the first gets the keys, the others are refused (exit 2, naming the owner
+    and both ways out) and nothing of theirs is written."""
+    for kind in ("aws", "azure", "onprem"):
+        assert _hacloud(tmp_path, "init", "--provider", kind, "--out", f"{kind}.yaml").returncode == 0
+    first = _hacloud(tmp_path, "render", "-f", "aws.yaml", "--out", "r-aws")
+    assert first.returncode == 0, first.stderr
+    for other in ("azure.yaml", "onprem.yaml"):
+        for args in (("render", "-f", other, "--out", f"r-{other}"), ("check", "-f", other)):
+            refused = _hacloud(tmp_path, *args)
+            assert refused.returncode == 2, refused.stdout + refused.stderr
+            text = refused.stdout + refused.stderr
+            assert "aws.yaml" in text and "cluster.name" in text and "owner" in text, text
+            assert "Traceback" not in text
+        assert not (tmp_path / f"r-{other}").exists()
+    assert (tmp_path / ".hacloud/prod-db/owner").read_text() == "aws.yaml\n"
+    assert ((tmp_path / ".hacloud/prod-db/owner").stat().st_mode & 0o777) == 0o600
+    # the way out for a renamed spec: name it the owner, and it renders with the cluster's keys
+    (tmp_path / ".hacloud/prod-db/owner").write_text("azure.yaml\n")
+    assert _hacloud(tmp_path, "render", "-f", "azure.yaml", "--out", "r-azure").returncode == 0
+    azure_nodes = sorted(p.name for p in (tmp_path / "r-azure").iterdir() if (p / "etc").is_dir())
+    aws_nodes = sorted(p.name for p in (tmp_path / "r-aws").iterdir() if (p / "etc").is_dir())
+    assert _authkey(tmp_path / "r-azure", azure_nodes[0]) == _authkey(tmp_path / "r-aws", aws_nodes[0])
+
+
+def test_a_cluster_from_an_older_version_keeps_its_keys(tmp_path: Path) -> None:
+    """A state directory without an owner file (older hacloud) is claimed by the spec that uses
+    it next, with the keys it already holds; a different spec is refused from then on."""
+    assert _hacloud(tmp_path, "init", "--provider", "onprem", "--out", "db.yaml").returncode == 0
+    assert _hacloud(tmp_path, "render", "-f", "db.yaml", "--out", "r1").returncode == 0
+    (tmp_path / ".hacloud/prod-db/owner").unlink()  # as an older version left it
+    before = _authkey(tmp_path / "r1", "db1")
+    again = _hacloud(tmp_path, "render", "-f", "db.yaml", "--out", "r2")
+    assert again.returncode == 0, again.stderr
+    assert _authkey(tmp_path / "r2", "db1") == before
+    assert (tmp_path / ".hacloud/prod-db/owner").read_text() == "db.yaml\n"
+    (tmp_path / "copy.yaml").write_text((tmp_path / "db.yaml").read_text())
+    assert _hacloud(tmp_path, "render", "-f", "copy.yaml", "--out", "r3").returncode == 2

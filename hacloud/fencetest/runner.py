@@ -536,7 +536,9 @@ def _inject(
         provider.partition(ws, True)
         return None
     # fence: ask the cluster itself, from the survivor, as an administrator would
-    timeout = int(profile.num("pacemaker.stonith_timeout"))
+    from hacloud.render.cib import stonith_timeout
+
+    timeout = stonith_timeout(ws.spec, profile)  # the cluster's (SBD-only: the SBD timeout)
     thread = threading.Thread(
         target=lambda: conns[survivor].run(
             f"stonith_admin --fence {shlex.quote(victim)} --timeout {timeout}",

@@ -215,35 +215,45 @@ def vip_primitives(spec: Spec, inventory: Inventory, profile: Profile) -> list[P
 
 
 def _fence_common(profile: Profile, target: str, sbd: bool = False) -> list[tuple[str, str]]:
-    """Pacemaker's device parameters and the agent's power timing. SBD devices get their own
-    timing, not the power-switching agents' (Azure: 900/240 for ARM, 210 for SBD)."""
+    """Pacemaker's device parameters and the agent's power timing."""
     p = profile.num
     params = [("pcmk_host_list", target)]
     if p("fencing.pcmk_delay_max"):
         params.append(("pcmk_delay_max", f"{p('fencing.pcmk_delay_max')}s"))
     if p("fencing.pcmk_delay_base"):
         params.append(("pcmk_delay_base", f"{p('fencing.pcmk_delay_base')}s"))
-    action = fence_action(profile)
-    # Pacemaker reads pcmk_<action>_timeout/_retries for the action it runs (the cluster's
-    # stonith-action); knobs for another action would be dead configuration.
-    if sbd:
-        params += [
-            # a poison pill is done once msgwait has passed: the SBD stonith-timeout covers it
-            (f"pcmk_{action}_timeout", str(sbd_stonith_timeout(profile))),
-            (f"pcmk_{action}_retries", str(p("fencing.reboot_retries"))),
-            ("power_timeout", str(sbd_power_timeout(profile))),
-        ]
-    else:
-        params += [
-            (f"pcmk_{action}_timeout", str(p("fencing.reboot_timeout"))),
-            (f"pcmk_{action}_retries", str(p("fencing.reboot_retries"))),
-            ("power_timeout", str(p("fencing.power_timeout"))),
-        ]
-        if p("fencing.pcmk_monitor_timeout"):  # 0: the fencer's default (stonith-timeout)
-            params.append(("pcmk_monitor_timeout", str(p("fencing.pcmk_monitor_timeout"))))
+    params += _sbd_timing(profile) if sbd else _agent_timing(profile)
     if p("fencing.power_wait") >= 0:  # -1: the agent's own default
         params.append(("power_wait", str(p("fencing.power_wait"))))
     return params
+
+
+# Pacemaker reads pcmk_<action>_timeout/_retries for the action it runs (the cluster's
+# stonith-action); knobs for another action would be dead configuration.
+
+
+def _agent_timing(profile: Profile) -> list[tuple[str, str]]:
+    """A power-switching agent (BMC, cloud API): the profile's fencing timing."""
+    p, action = profile.num, fence_action(profile)
+    params = [
+        (f"pcmk_{action}_timeout", str(p("fencing.reboot_timeout"))),
+        (f"pcmk_{action}_retries", str(p("fencing.reboot_retries"))),
+        ("power_timeout", str(p("fencing.power_timeout"))),
+    ]
+    if p("fencing.pcmk_monitor_timeout"):  # 0: the fencer's default (stonith-timeout)
+        params.append(("pcmk_monitor_timeout", str(p("fencing.pcmk_monitor_timeout"))))
+    return params
+
+
+def _sbd_timing(profile: Profile) -> list[tuple[str, str]]:
+    """SBD's own timing, not the power agents' (Azure: 210, not fence_azure_arm's 900/240): a
+    poison pill is done once msgwait has passed, which the SBD stonith-timeout covers."""
+    action = fence_action(profile)
+    return [
+        (f"pcmk_{action}_timeout", str(sbd_stonith_timeout(profile))),
+        (f"pcmk_{action}_retries", str(profile.num("fencing.reboot_retries"))),
+        ("power_timeout", str(sbd_power_timeout(profile))),
+    ]
 
 
 def sbd_stonith_timeout(profile: Profile) -> int:

@@ -53,6 +53,7 @@ def main() -> None:
                 ssh_public_key="admin.pub",
             )
             doc["vip"]["address"] = "192.0.2.100"
+            doc["fencing"][0]["cloud"] = "public"  # the fake stands in for public ARM
             where = Path(tmp) / f"r{r}"
             where.mkdir()
             (where / "admin.pub").write_text(KEY)

@@ -138,21 +138,51 @@ def fence_delay(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib)
         yield _ok("HAC010", f"priority-fencing-delay {pfd:g}s >= 2 x device delay {worst:g}s", src)
 
 
+def _action(cib: _Cib) -> str:
+    """The fence action the cluster requests (stonith-action / fencing-action, default reboot)."""
+    action = cib.prop("fencing-action", "stonith-action") or "reboot"
+    return "off" if action in ("off", "poweroff") else "reboot"
+
+
 def fence_timeout(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
     timeout = _seconds(cib.prop("fencing-timeout", "stonith-timeout") or "60s")
-    src = "best-practices §3.5 (2): fencing-timeout >= pcmk_reboot_timeout (AWS 600/600, Azure 900/900)"
+    knob = f"pcmk_{_action(cib)}_timeout"
+    src = f"best-practices §3.5 (2): fencing-timeout >= {knob} (AWS 600/600, Azure 900/900)"
     for dev in cib.stonith_devices():
-        reboot = _seconds(_Cib.params(dev).get("pcmk_reboot_timeout"))
-        if reboot > timeout:
+        used = _seconds(_Cib.params(dev).get(knob))
+        if used > timeout:
             yield Finding(
                 "HAC011",
                 "error",
-                f"stonith-timeout {timeout:g}s < {dev.get('id')} pcmk_reboot_timeout {reboot:g}s",
-                f"set overrides: pacemaker.stonith_timeout: {int(reboot)} (or lower fencing.reboot_timeout)",
+                f"stonith-timeout {timeout:g}s < {dev.get('id')} {knob} {used:g}s",
+                f"set overrides: pacemaker.stonith_timeout: {int(used)} (or lower fencing.reboot_timeout)",
                 src,
             )
             return
-    yield _ok("HAC011", f"stonith-timeout {timeout:g}s covers every device's reboot timeout", src)
+    yield _ok("HAC011", f"stonith-timeout {timeout:g}s covers every device's {knob}", src)
+
+
+def action_knobs(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
+    """Per-action device knobs for an action the cluster never requests are dead configuration:
+    under stonith-action=off a pcmk_reboot_timeout/_retries is ignored and the off action runs
+    with stonith-timeout and 2 retries."""
+    action = _action(cib)
+    other = "reboot" if action == "off" else "off"
+    src = "PX fencing.rst (pcmk_<action>_timeout, pcmk_<action>_retries); pacemaker-fenced metadata"
+    for dev in cib.stonith_devices():
+        params = _Cib.params(dev)
+        dead = [k for k in (f"pcmk_{other}_timeout", f"pcmk_{other}_retries") if k in params]
+        if dead and not any(k in params for k in (f"pcmk_{action}_timeout", f"pcmk_{action}_retries")):
+            yield Finding(
+                "HAC100",
+                "warning",
+                f"{dev.get('id')} sets {', '.join(dead)} but the cluster fences with '{action}': "
+                f"they are never used",
+                f"set pcmk_{action}_timeout/pcmk_{action}_retries instead (`hacloud up` renders them)",
+                src,
+            )
+            return
+    yield _ok("HAC100", f"fence devices tune the '{action}' action the cluster uses", src)
 
 
 def sbd(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
@@ -648,10 +678,159 @@ def umbrella_unit(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Ci
         yield _ok("HAC094", f"{unit} is not a known umbrella unit", src)
 
 
+def deprecated_options(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
+    """Options Pacemaker 3.0.0 deprecated, set on a cluster that runs it."""
+    src = "Pacemaker ChangeLog 3.0.0; PX cluster-options.rst, operations.rst"
+    if b.targets.pacemaker < (3, 0, 0):
+        return
+    names = ["concurrent-fencing"] if cib.prop("concurrent-fencing") is not None else []
+    op_defaults = cib.root.iterfind("./configuration/op_defaults/meta_attributes/nvpair")
+    names += [nv.get("name", "") for nv in op_defaults if nv.get("name") == "record-pending"]
+    version = ".".join(map(str, b.targets.pacemaker))
+    if names:
+        yield Finding(
+            "HAC101",
+            "warning",
+            f"{', '.join(names)} set for Pacemaker {version}, which deprecated them "
+            "(concurrent fencing is the default since 3.0.0, pending operations are always recorded)",
+            "run `hacloud up`: it no longer renders them and removes them from the CIB",
+            src,
+        )
+    else:
+        yield _ok("HAC101", f"no option Pacemaker {version} deprecated", src)
+
+
+def sbd_device_timing(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
+    """SBD devices must carry SBD's timing, not a power agent's: fence_sbd wants power_timeout >
+    msgwait, an SBD-only cluster the SBD stonith-timeout (Azure: 210, not fence_azure_arm's 900),
+    and a disk read needs no hour-long monitor interval (that one spares the ARM API)."""
+    sbd = [d for d in cib.stonith_devices() if d.get("type") in ("fence_sbd", "external/sbd")]
+    if not sbd:
+        return
+    src = "fence_sbd (power timeout must exceed msgwait); MS-SLES (SBD: stonith-timeout 210, monitor 600/15)"
+    msgwait = prof.num("sbd.msgwait")
+    rerender = "run `hacloud up`: it renders SBD devices with SBD's timing"
+    found: list[tuple[str, str, str]] = []  # severity, message, remedy
+    for dev in sbd:
+        power = _seconds(_Cib.params(dev).get("power_timeout") or "30")
+        if power <= msgwait:
+            found.append(
+                ("error", f"{dev.get('id')} power_timeout {power:g}s <= msgwait {msgwait}s", rerender)
+            )
+        for op in dev.iterfind("./operations/op[@name='monitor']"):
+            if _seconds(op.get("interval")) > 600:
+                found.append(
+                    (
+                        "warning",
+                        f"{dev.get('id')} is monitored every {op.get('interval')}: a lost SBD disk "
+                        "goes unnoticed that long",
+                        "set overrides: fencing.sbd_monitor_interval: 600 (or run `hacloud up`)",
+                    )
+                )
+    timeout = _seconds(cib.prop("fencing-timeout", "stonith-timeout") or "60s")
+    wanted = prof.num("pacemaker.stonith_timeout_sbd")
+    if len(sbd) == len(cib.stonith_devices()) and timeout > wanted:
+        found.append(
+            (
+                "warning",
+                f"stonith-timeout {timeout:g}s with SBD the only fencing method, which needs {wanted}s: "
+                "a fence that fails is retried only after the timeout",
+                rerender,
+            )
+        )
+    for severity, message, remedy in found:
+        yield Finding("HAC102", severity, message, remedy, src)
+    if not found:
+        yield _ok("HAC102", f"SBD devices use SBD timing (power_timeout > msgwait {msgwait}s)", src)
+
+
+def azure_rhel_delays(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
+    """fence_azure_arm on RHEL follows Microsoft's RHEL guide: priority-fencing-delay alone (no
+    random device delay) and pcmk_monitor_timeout=120; SUSE's values are for SLES."""
+    arm = [d for d in cib.stonith_devices() if d.get("type") == "fence_azure_arm"]
+    if not arm or b.targets.os_family != "rhel":
+        return
+    src = "MS-RHEL (priority-fencing-delay 15 without pcmk_delay_max, pcmk_monitor_timeout=120)"
+    delayed = [d.get("id", "") for d in arm if "pcmk_delay_max" in _Cib.params(d)]
+    untimed = [d.get("id", "") for d in arm if "pcmk_monitor_timeout" not in _Cib.params(d)]
+    if delayed:
+        yield Finding(
+            "HAC103",
+            "warning",
+            f"{', '.join(delayed)} on RHEL nodes use pcmk_delay_max: a random delay on top of "
+            "priority-fencing-delay slows every failover",
+            "run `hacloud up` (it applies the azure profile's rhel variant), or set overrides: "
+            "fencing.pcmk_delay_max: 0 and pacemaker.priority_fencing_delay: 15",
+            src,
+        )
+    if untimed:
+        yield Finding(
+            "HAC103",
+            "warning",
+            f"{', '.join(untimed)} on RHEL nodes have no pcmk_monitor_timeout",
+            "run `hacloud up`, or set overrides: fencing.pcmk_monitor_timeout: 120",
+            src,
+        )
+    if not delayed and not untimed:
+        yield _ok(
+            "HAC103", "fence_azure_arm on RHEL: priority-fencing-delay alone, pcmk_monitor_timeout set", src
+        )
+
+
+def azure_cloud(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
+    """fence_azure_arm talks to the cloud of the cluster's ARM endpoint (cloud=, none = public)."""
+    from hacloud.azurecloud import PUBLIC_ENDPOINT, cloud_of
+
+    options = getattr(spec.provider, "options", None)
+    endpoint = str(getattr(options, "arm_endpoint", "") or "")
+    methods = [m for m in spec.fencing if isinstance(m, AzureFencing)]
+    arm = [d for d in cib.stonith_devices() if d.get("type") == "fence_azure_arm"]
+    if not arm:
+        return
+    wanted = next((m.cloud for m in methods if m.cloud), None) or cloud_of(endpoint or PUBLIC_ENDPOINT)
+    src = "fence_azure_arm cloud= (fence-agents azure_fence.py); Azure SDK get_arm_endpoints"
+    for dev in arm:
+        cloud = _Cib.params(dev).get("cloud", "public")
+        if wanted and cloud != wanted:
+            yield Finding(
+                "HAC104",
+                "error",
+                f"{dev.get('id')} talks to Azure {cloud}, the cluster's ARM endpoint "
+                f"{endpoint or PUBLIC_ENDPOINT} is Azure {wanted}: every fence would fail",
+                f"run `hacloud up` (it renders cloud={wanted})"
+                if wanted != "public"
+                else "run `hacloud up` (it renders no cloud= for public Azure)",
+                src,
+            )
+            return
+    yield _ok("HAC104", f"fence_azure_arm talks to Azure {wanted or 'public'}", src)
+
+
+def bmc_secrets(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
+    """Least privilege: a node holds its peer's BMC password, never its own (the device that
+    fences a node is banned from that node, so it never needs it)."""
+    from hacloud.render.resources import FENCING_SECRET_DIR, secret_path
+
+    src = "least privilege; the device fencing a node never runs on it (rsc_location -INFINITY)"
+    holders = [node for node, files in b.files.items() if any(f.path == secret_path(node) for f in files)]
+    if holders:
+        yield Finding(
+            "HAC105",
+            "warning",
+            f"{', '.join(holders)} hold their own BMC password, which they never use (the device that "
+            "fences a node never runs on it): a compromised node gets a credential it does not need",
+            "run `hacloud up`: it renders only the peer's password and removes the node's own",
+            src,
+        )
+    elif any(f.path.startswith(FENCING_SECRET_DIR + "/") for files in b.files.values() for f in files):
+        yield _ok("HAC105", "each node holds only its peer's BMC password", src)
+
+
 RULES: tuple[Rule, ...] = (
     consensus,
     fence_delay,
     fence_timeout,
+    action_knobs,
     sbd,
     drbd_policy,
     grouping,
@@ -663,6 +842,11 @@ RULES: tuple[Rule, ...] = (
     vip_interface,
     service_timeouts,
     umbrella_unit,
+    deprecated_options,
+    sbd_device_timing,
+    azure_rhel_delays,
+    azure_cloud,
+    bmc_secrets,
 )
 
 

@@ -16,6 +16,9 @@ import typer
 from hacloud.errors import HacloudError, SpecError, UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from hacloud.profiles import ProfileValue
     from hacloud.terraform import TerraformSource
 
 app = typer.Typer(
@@ -109,17 +112,31 @@ def profile(
     if name not in PROFILE_NAMES:
         _fail(HacloudError(f"no profile named {name!r}", f"use one of: {', '.join(PROFILE_NAMES)}"))
     prof = load_profile(name)
+
+    def entries(values: Mapping[str, ProfileValue]) -> dict[str, dict[str, object]]:
+        return {k: {"value": v.value, "source": v.source, "why": v.why} for k, v in values.items()}
+
     if as_json:
-        typer.echo(
-            json.dumps(
-                {k: {"value": v.value, "source": v.source, "why": v.why} for k, v in prof.values.items()},
-                indent=2,
-            )
-        )
+        body: dict[str, object] = dict(entries(prof.values))
+        if prof.variants:  # no value name lacks a dot, so the key cannot collide
+            body["variants"] = {
+                family: {"description": v.description, "values": entries(v.values)}
+                for family, v in prof.variants.items()
+            }
+        typer.echo(json.dumps(body, indent=2))
         return
     typer.echo(f"profile {prof.name}: {prof.description}")
     width = max(len(k) for k in prof.values)
-    for key, value in prof.values.items():
+    _echo_values(prof.values, width)
+    for family, variant in prof.variants.items():
+        typer.echo(
+            f"variant for os_family {family} (nodes' facts, else platform.os_family): {variant.description}"
+        )
+        _echo_values(variant.values, width)
+
+
+def _echo_values(values: Mapping[str, ProfileValue], width: int) -> None:
+    for key, value in values.items():
         typer.echo(f"  {key:<{width}}  {value.value!s:<8}  {value.source}")
         if value.why:
             typer.echo(f"  {'':<{width}}  {'':<8}  why: {value.why}")

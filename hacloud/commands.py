@@ -29,7 +29,7 @@ from hacloud.secrets import load_or_create, state_dir
 from hacloud.spec import PROVIDER_KINDS, IpmiFencing, RedfishFencing, Spec
 from hacloud.specload import load_spec
 from hacloud.terraform import TerraformSource
-from hacloud.workspace import Workspace
+from hacloud.workspace import Workspace, check_owner, record_owner
 
 if TYPE_CHECKING:
     from hacloud_lab.lab import LabProvider as LabProviderType
@@ -89,7 +89,7 @@ def prepare(
             inventory, origin = imported.inventory, imported.origin
         else:
             inventory = provider.planned_inventory(spec)
-    profile = effective_profile(spec, load_profile(spec.profile_name))
+    profile = effective_profile(spec, load_profile(spec.profile_name), inventory)
     warnings: list[str] = []
     if inventory.placeholder:
         warnings.append(
@@ -97,7 +97,9 @@ def prepare(
             "placeholders (203.0.113.x, PLACEHOLDER-*, hacloud-placeholder-*); review only, "
             "do not install these files (see docs/inventory.md)"
         )
+    check_owner(state_dir(spec_path, spec.cluster.name), spec_path)
     if create_secrets:
+        record_owner(state_dir(spec_path, spec.cluster.name), spec_path)
         secrets = load_or_create(state_dir(spec_path, spec.cluster.name))
     else:
         secrets = ClusterSecrets(b"\0" * 256, "not-a-secret")
@@ -217,6 +219,7 @@ def workspace(
     drop-in `up` recorded its source for this cluster."""
     spec = load_spec(spec_path)
     ws = Workspace(spec, spec_path, progress) if progress else Workspace(spec, spec_path)
+    check_owner(ws.state_dir, spec_path)
     source = terraform or recorded_source(ws)
     return dataclasses.replace(ws, terraform=source) if source else ws
 
@@ -337,7 +340,8 @@ def open_session(
             continue
         nodes.append(dataclasses.replace(node, facts=node_facts(f, node)))
     inventory = dataclasses.replace(inventory, nodes=(nodes[0], nodes[1]))
-    profile = effective_profile(ws.spec, load_profile(ws.spec.profile_name))
+    profile = effective_profile(ws.spec, load_profile(ws.spec.profile_name), inventory)
+    ws.claim()
     secrets = load_or_create(ws.state_dir)
     passwords, missing = _fence_passwords(ws.spec, ws.base_dir)
     if missing:
@@ -352,7 +356,7 @@ class _Lock:
 
     def __init__(self, ws: Workspace) -> None:
         try:
-            ws.state_dir.mkdir(parents=True, exist_ok=True)
+            ws.claim()  # creates the directory; refuses another spec's
         except OSError as exc:
             raise HacloudError(
                 f"cannot write the cluster's state directory {ws.state_dir}: {exc.strerror}",

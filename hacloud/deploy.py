@@ -499,7 +499,12 @@ class Engine:
     # -------------------------------------------------------------- facts and packages
 
     def paths(self, node: str) -> list[str]:
-        return [f.path for f in self.bundle.files[node]] + list(RETIRED_FILES)
+        return [f.path for f in self.bundle.files[node]] + list(RETIRED_FILES) + self._retired(node)
+
+    def _retired(self, node: str) -> list[str]:
+        """This node's retired paths the bundle does not also render (never remove a file we write)."""
+        written = {f.path for f in self.bundle.files[node]}
+        return [p for p in self.bundle.retired.get(node, ()) if p not in written]
 
     def read_facts(self) -> None:
         results = _parallel(lambda n: gather(self.conns[n], self.paths(n), self.commands), self.names)
@@ -550,6 +555,12 @@ class Engine:
                     self.change(name, "file", f"retire {path} (replaced in this hacloud version)")
                     if self.apply:
                         self.conns[name].run(retire)
+            for path in self._retired(name):
+                if self.facts[name].sums.get(path):
+                    self.change(name, "file", f"remove {path} (a node holds only its peer's BMC password)")
+                    if self.apply:
+                        # exactly this regular file: rm -f never follows into a directory
+                        self.conns[name].run(f"rm -f -- {shlex.quote(path)}")
             for f in self.bundle.files[name]:
                 if self.facts[name].sums.get(f.path) != sha256_hex(f.content):
                     changed[name].add(f.path)

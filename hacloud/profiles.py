@@ -1,15 +1,17 @@
 """Platform profiles: tuning values as data, each with its source.
 
 Contract: :func:`load_profile` returns an immutable :class:`Profile`; every profile defines
-the same keys (``sysctl.*`` keys are free-form OS settings). :meth:`Profile.with_overrides`
-returns a new profile; :func:`override_problems` lists what is wrong with a spec's overrides
-without raising, so the spec loader can report it with every other problem.
+the same keys (``sysctl.*`` keys are free-form OS settings). A profile may carry variants per
+OS family (``variants.<family>``: values where a vendor's guide for that OS differs, each
+with its source); :meth:`Profile.for_os` applies one, :meth:`Profile.with_overrides` the spec's
+overrides on top (overrides always win). :func:`override_problems` lists what is wrong with a
+spec's overrides without raising, so the spec loader can report it with every other problem.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from types import MappingProxyType
 
@@ -29,10 +31,34 @@ class ProfileValue:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """Values of a profile that differ on one OS family (``platform.os_family``)."""
+
+    description: str
+    values: Mapping[str, ProfileValue] = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str
     values: Mapping[str, ProfileValue] = field(repr=False)
+    variants: Mapping[str, Variant] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+    #: the OS family whose variant is applied ("" = none)
+    variant: str = ""
+
+    @property
+    def label(self) -> str:
+        """``azure`` or, with a variant applied, ``azure (rhel)``."""
+        return f"{self.name} ({self.variant})" if self.variant else self.name
+
+    def for_os(self, family: str) -> Profile:
+        """This profile with the variant for ``family`` applied, if it has one."""
+        variant = self.variants.get(family)
+        if variant is None or self.variant:
+            return self
+        merged = {**self.values, **variant.values}
+        return replace(self, values=MappingProxyType(merged), variant=family)
 
     def get(self, key: str) -> Scalar:
         return self.values[key].value
@@ -66,7 +92,7 @@ class Profile:
         merged = dict(self.values)
         for key, value in overrides.items():
             merged[key] = ProfileValue(value, "overridden in the spec")
-        return Profile(self.name, self.description, MappingProxyType(merged))
+        return replace(self, values=MappingProxyType(merged))
 
 
 def _sysctl_text(value: Scalar) -> str:
@@ -81,11 +107,21 @@ def load_profile(name: str) -> Profile:
         raise KeyError(f"unknown profile {name!r}; known: {', '.join(PROFILE_NAMES)}")
     path = templates_dir() / "profiles" / f"{name}.yaml"
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    values = {
-        key: ProfileValue(entry["value"], entry["source"], entry.get("why", ""))
-        for key, entry in raw["values"].items()
+    values = _values(raw["values"])
+    variants = {}
+    for family, body in (raw.get("variants") or {}).items():
+        unknown = set(body["values"]) - set(values)
+        if unknown:  # a variant only changes values the profile defines
+            raise KeyError(f"profile {name}: variant {family} names unknown values {sorted(unknown)}")
+        variants[family] = Variant(body["description"], MappingProxyType(_values(body["values"])))
+    return Profile(name, raw["description"], MappingProxyType(values), MappingProxyType(variants))
+
+
+def _values(raw: Mapping[str, Mapping[str, Scalar]]) -> dict[str, ProfileValue]:
+    return {
+        key: ProfileValue(entry["value"], str(entry["source"]), str(entry.get("why", "")))
+        for key, entry in raw.items()
     }
-    return Profile(name, raw["description"], MappingProxyType(values))
 
 
 def override_problems(profile: Profile, overrides: Mapping[str, object]) -> list[tuple[str, str, str]]:

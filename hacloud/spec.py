@@ -305,7 +305,12 @@ class RedfishTarget(_SecretSource):
     ip: str = Field(pattern=r"^[A-Za-z0-9.:-]+$", description="BMC address")
     port: int = Field(443, ge=1, le=65535, description="Redfish HTTPS port")
     username: str = Field(description="BMC user")
-    systems_uri: str = Field("/redfish/v1/Systems/1", pattern=ABS_PATH, description="Redfish system URI")
+    systems_uri: str | None = Field(
+        None,
+        pattern=ABS_PATH,
+        description="Redfish system URI, e.g. /redfish/v1/Systems/System.Embedded.1 (Dell iDRAC); "
+        "default: fence_redfish discovers it from /redfish/v1 (set it only for a BMC with several systems)",
+    )
     ssl_insecure: bool = Field(False, description="skip TLS verification (self-signed BMC)")
 
 
@@ -351,6 +356,11 @@ class AzureFencing(_Model):
     resource_group: str | None = Field(None, description="default: provider.options.resource_group")
     nodes: dict[str, AzureFenceTarget] = Field(
         default_factory=dict, description="node name -> VM (default: from the provider)"
+    )
+    cloud: Literal["public", "china", "usgov"] | None = Field(
+        None,
+        description="Azure cloud fence_azure_arm talks to (its cloud= parameter); default: the cloud "
+        "of provider.options.arm_endpoint, else public. Set it only when arm_endpoint is a proxy",
     )
 
 

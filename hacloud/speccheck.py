@@ -55,7 +55,7 @@ def cross_problems(raw: Any, *, strict: bool = False) -> list[Found]:
     such a failure is a bug and propagates."""
     doc = _dict(raw)
     out: list[Found] = []
-    for rule in (_nodes, _links, _lab_addresses, _volumes, _kinds, _fencing, _vip, _overrides):
+    for rule in (_nodes, _links, _lab_addresses, _volumes, _kinds, _fencing, _vip, _overrides, _azure_cloud):
         try:
             out.extend(rule(doc))
         except (TypeError, ValueError, KeyError, AttributeError, IndexError):
@@ -332,3 +332,35 @@ def _overrides(doc: dict[str, Any]) -> Iterator[Found]:
         return
     for key, message, remedy in override_problems(load_profile(str(name)), overrides):
         yield (["overrides", key], message, remedy)
+
+
+def _azure_cloud(doc: dict[str, Any]) -> Iterator[Found]:
+    """fence_azure_arm must talk to the cloud of the ARM endpoint (cloud=), else every fence
+    goes to public Azure and fails."""
+    from hacloud.azurecloud import PUBLIC_ENDPOINT, cloud_of, refused, unknown
+
+    if _provider_kind(doc) != "azure":
+        return
+    endpoint = _dict(_dict(doc.get("provider")).get("options")).get("arm_endpoint", PUBLIC_ENDPOINT)
+    if not isinstance(endpoint, str):
+        return
+    derived = cloud_of(endpoint)
+    for i, raw in enumerate(_list(doc.get("fencing"))):
+        method = _dict(raw)
+        if method.get("kind") != "fence_azure_arm":
+            continue
+        chosen = method.get("cloud")
+        if refused(endpoint) or (derived is None and chosen is None):
+            yield (
+                ["provider", "options", "arm_endpoint"],
+                refused(endpoint) or unknown(endpoint),
+                "use your cloud's ARM endpoint (public https://management.azure.com, China "
+                "https://management.chinacloudapi.cn, US Government https://management.usgovcloudapi.net)"
+                f", or, when {endpoint} is a proxy in front of one, name that cloud in fencing[{i}].cloud",
+            )
+        elif derived is not None and chosen is not None and chosen != derived:
+            yield (
+                ["fencing", i, "cloud"],
+                f"cloud {chosen} differs from provider.options.arm_endpoint, which is Azure {derived}",
+                f"remove fencing[{i}].cloud (hacloud derives it from the endpoint) or set it to {derived}",
+            )

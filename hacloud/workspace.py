@@ -1,10 +1,13 @@
 """A workspace: one validated spec and where its state lives.
 
 Contract: ``state_dir`` (``.hacloud/<cluster>`` next to the spec) holds everything hacloud keeps
-for a cluster (secrets, lab disks, known host keys); ``resolve`` makes a path from the spec
-relative to the spec's directory. ``progress`` reports what a long step is doing; only the CLI
-decides how to show it. ``terraform`` set means drop-in mode: the nodes come from that
-Terraform, never from the provider's own discovery.
+for a cluster (secrets, lab disks, known host keys) and belongs to one spec file: the first
+spec that keeps state there is recorded in its ``owner`` file, and another spec file naming the
+same cluster is refused (:func:`check_owner`), so two specs never share keys or disks by
+accident. ``resolve`` makes a path from the spec relative to the spec's directory.
+``progress`` reports what a long step is doing; only the CLI decides how to show it.
+``terraform`` set means drop-in mode: the nodes come from that Terraform, never from the
+provider's own discovery.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hacloud.errors import UsageError
 from hacloud.spec import Spec
 from hacloud.terraform import TerraformSource
 
@@ -37,6 +41,48 @@ class Workspace:
     def state_dir(self) -> Path:
         return self.base_dir / ".hacloud" / self.spec.cluster.name
 
+    def claim(self) -> None:
+        """Record this spec as the owner of its state directory (see :func:`record_owner`)."""
+        record_owner(self.state_dir, self.spec_path)
+
     def resolve(self, path: str) -> Path:
         p = Path(path).expanduser()
         return p if p.is_absolute() else self.base_dir / p
+
+
+OWNER_FILE = "owner"
+
+
+def check_owner(state_dir: Path, spec_path: Path) -> None:
+    """Refuse a spec file other than the one that owns ``state_dir`` (reads only).
+
+    A state directory from an older hacloud has no owner file: the first spec that keeps state
+    there claims it (:func:`record_owner`), so existing clusters keep working."""
+    try:
+        owner = (state_dir / OWNER_FILE).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return
+    if owner != spec_path.name:
+        cluster = state_dir.name
+        raise UsageError(
+            f"{state_dir} holds the keys and state of cluster {cluster} as described by {owner}; "
+            f"{spec_path.name} names the same cluster and would share its corosync and DRBD keys",
+            f"give {spec_path.name} its own cluster.name; or, if {spec_path.name} now describes that "
+            f"cluster (renamed from {owner}), write its name into {state_dir / OWNER_FILE}",
+        )
+
+
+def record_owner(state_dir: Path, spec_path: Path) -> None:
+    """Make ``spec_path`` the owner of ``state_dir`` unless another spec file is (then refuse)."""
+    import os
+
+    check_owner(state_dir, spec_path)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        # O_EXCL: of two runs racing for a new directory, one records and the other checks
+        fd = os.open(state_dir / OWNER_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        check_owner(state_dir, spec_path)
+        return
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(spec_path.name + "\n")

@@ -53,6 +53,10 @@ def azure_doc(fake: FakeArm, **options: Any) -> dict[str, Any]:
         }
     )
     doc["vip"]["address"] = "192.0.2.100"
+    # the fake stands in for public ARM, at an endpoint of no Azure cloud: name it
+    for method in doc["fencing"]:
+        if method["kind"] == "fence_azure_arm":
+            method["cloud"] = "public"
     return doc
 
 

@@ -388,7 +388,7 @@ def run_round(ws: Workspace, provider: Provider, options: Options, progress: Pro
     if inventory is None:
         raise HacloudError("the cluster's nodes do not exist", "run `hacloud up` first")
     session = open_session(ws, inventory)
-    profile = effective_profile(spec, load_profile(spec.profile_name))
+    profile = effective_profile(spec, load_profile(spec.profile_name), session.inventory)
     res = spec.volumes[0].name
     try:
         devices = [(d.primitive.id, d.target) for d in session.bundle.fence_devices]
@@ -536,7 +536,9 @@ def _inject(
         provider.partition(ws, True)
         return None
     # fence: ask the cluster itself, from the survivor, as an administrator would
-    timeout = int(profile.num("pacemaker.stonith_timeout"))
+    from hacloud.render.cib import stonith_timeout
+
+    timeout = stonith_timeout(ws.spec, profile)  # the cluster's (SBD-only: the SBD timeout)
     thread = threading.Thread(
         target=lambda: conns[survivor].run(
             f"stonith_admin --fence {shlex.quote(victim)} --timeout {timeout}",

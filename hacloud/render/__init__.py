@@ -6,12 +6,12 @@ Contract: :func:`render_all` reads nothing and writes nothing; equal input gives
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hacloud.model import FenceDevice, Inventory, RenderedFile
 from hacloud.profiles import Profile
 from hacloud.render.cib import render_cib
-from hacloud.render.files import node_files
+from hacloud.render.files import node_files, retired_files
 from hacloud.render.resources import fence_devices
 from hacloud.render.versions import Targets, resolve_targets
 from hacloud.secrets import ClusterSecrets
@@ -20,16 +20,27 @@ from hacloud.spec import Spec
 
 @dataclass(frozen=True)
 class Bundle:
-    """What one cluster needs: the CIB and each node's files (by node name)."""
+    """What one cluster needs: the CIB and each node's files (by node name); ``retired``: paths
+    (by node name) that must not exist there, which `up` removes if an older version left them."""
 
     cib: str
     files: Mapping[str, tuple[RenderedFile, ...]]
     targets: Targets
     fence_devices: tuple[FenceDevice, ...]
+    retired: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-def effective_profile(spec: Spec, profile: Profile) -> Profile:
-    return profile.with_overrides(spec.overrides)
+def effective_profile(spec: Spec, profile: Profile, inventory: Inventory | None = None) -> Profile:
+    """The profile in force: its variant for the nodes' OS family (facts read from the nodes,
+    else the profile's ``platform.os_family``), then the spec's overrides on top."""
+    return profile.for_os(os_family(inventory, profile)).with_overrides(spec.overrides)
+
+
+def os_family(inventory: Inventory | None, profile: Profile) -> str:
+    """The nodes' OS family, as :func:`~hacloud.render.versions.resolve_targets` picks it."""
+    default = profile.text("platform.os_family")
+    families = {n.facts.os_family or default for n in inventory.nodes} if inventory else {default}
+    return sorted(families)[0]
 
 
 def render_all(
@@ -47,4 +58,5 @@ def render_all(
         node.name: tuple(node_files(spec, inventory, node, profile, targets, secrets, fence_passwords or {}))
         for node in inventory.nodes
     }
-    return Bundle(cib, files, targets, tuple(devices))
+    retired = {node.name: retired_files(spec, node) for node in inventory.nodes}
+    return Bundle(cib, files, targets, tuple(devices), retired)

@@ -25,16 +25,26 @@ class DrbdClone:
 
 
 def stonith_timeout(spec: Spec, profile: Profile) -> int:
-    """SBD needs its own, longer timeout (msgwait must pass before a fence counts as done)."""
-    if any(isinstance(m, SbdFencing) for m in spec.fencing):
-        return max(profile.num("pacemaker.stonith_timeout"), profile.num("pacemaker.stonith_timeout_sbd"))
+    """SBD-only clusters use the SBD timeout (msgwait must pass before a fence counts as done,
+    and the power agents' long cloud timeouts do not apply: Azure 210, not 900); with SBD
+    next to another method, the longer of the two covers both levels."""
+    sbd = [isinstance(m, SbdFencing) for m in spec.fencing]
+    if all(sbd):
+        return r.sbd_stonith_timeout(profile)
+    if any(sbd):
+        return max(profile.num("pacemaker.stonith_timeout"), r.sbd_stonith_timeout(profile))
     return profile.num("pacemaker.stonith_timeout")
+
+
+# Pacemaker 3.0.0 deprecated these options (ChangeLog 3.0.0: concurrent fencing became the
+# default, record-pending always on): rendered only for older targets.
+DEPRECATED_IN_3 = ("concurrent-fencing", "record-pending")
 
 
 def cluster_properties(spec: Spec, profile: Profile, targets: Targets) -> list[tuple[str, str]]:
     prefix = targets.fencing_prefix
     bool_ = {True: "true", False: "false"}
-    return [
+    props = [
         ("cluster-name", spec.cluster.name),
         (f"{prefix}-enabled", "true"),
         (f"{prefix}-action", profile.text("pacemaker.stonith_action")),
@@ -45,6 +55,14 @@ def cluster_properties(spec: Spec, profile: Profile, targets: Targets) -> list[t
         # `stop` so a node that lost quorum never runs the service (PX cluster-options.rst).
         ("no-quorum-policy", "stop"),
     ]
+    return _current(props, targets)
+
+
+def _current(options: list[tuple[str, str]], targets: Targets) -> list[tuple[str, str]]:
+    """Drop the options the target Pacemaker deprecated (their defaults are what we set)."""
+    if targets.pacemaker < (3, 0, 0):
+        return options
+    return [(k, v) for k, v in options if k not in DEPRECATED_IN_3]
 
 
 def drbd_clones(spec: Spec, profile: Profile, targets: Targets) -> list[DrbdClone]:
@@ -81,7 +99,7 @@ def render_cib(
     return render_template(
         "pacemaker/cib.xml.j2",
         cluster=spec.cluster.name,
-        profile=profile.name,
+        profile=profile.label,
         pacemaker_version=".".join(map(str, targets.pacemaker)),
         schema=targets.schema,
         properties=cluster_properties(spec, profile, targets),
@@ -97,8 +115,11 @@ def render_cib(
             ("migration-threshold", str(p.num("pacemaker.migration_threshold"))),
             ("priority", str(p.num("pacemaker.resource_priority"))),
         ],
-        op_defaults=[
-            ("timeout", f"{p.num('pacemaker.op_timeout')}s"),
-            ("record-pending", "true" if p.flag("pacemaker.record_pending") else "false"),
-        ],
+        op_defaults=_current(
+            [
+                ("timeout", f"{p.num('pacemaker.op_timeout')}s"),
+                ("record-pending", "true" if p.flag("pacemaker.record_pending") else "false"),
+            ],
+            targets,
+        ),
     )

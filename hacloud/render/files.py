@@ -149,11 +149,19 @@ def node_files(
         if isinstance(method, SbdFencing):
             files += _sbd_files(method, profile, targets)
         elif isinstance(method, IpmiFencing | RedfishFencing):
-            # Each node can be asked to fence its peer, so both hold both BMC passwords.
+            # A node only ever fences its peer (its own device is banned from it): it holds the
+            # peer's BMC password and never its own (least privilege).
             for target in sorted(method.nodes):
-                if target in fence_passwords:
+                if target in fence_passwords and target != node.name:
                     files.append(_text(r.secret_path(target), fence_passwords[target] + "\n", 0o600, True))
     return files
+
+
+def retired_files(spec: Spec, node: NodeInfo) -> tuple[str, ...]:
+    """Files this node must not keep: its own BMC password, which hacloud versions before
+    least-privilege rendering installed on both nodes (exactly that path, nothing else)."""
+    own = any(isinstance(m, IpmiFencing | RedfishFencing) and node.name in m.nodes for m in spec.fencing)
+    return (r.secret_path(node.name),) if own else ()
 
 
 def demo_files(spec: Spec) -> list[RenderedFile]:

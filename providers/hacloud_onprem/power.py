@@ -35,7 +35,9 @@ def _target(ws: Workspace, node: str) -> tuple[str, dict[str, str]]:
             if isinstance(bmc, IpmiTarget):
                 options["lanplus"] = "1" if bmc.lanplus else "0"
             else:
-                options.update(ssl="1", systems_uri=bmc.systems_uri)
+                options["ssl"] = "1"
+                if bmc.systems_uri:  # else the agent discovers it, as in the cluster
+                    options["systems_uri"] = bmc.systems_uri
                 if bmc.ssl_insecure:
                     options["ssl_insecure"] = "1"
             return method.kind, options

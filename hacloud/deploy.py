@@ -267,6 +267,19 @@ def cib_differences(live: str, desired: ET.Element) -> list[str]:
     return out
 
 
+def disk_signatures(conn: Connection, node: str, disk: str) -> tuple[list[str], int]:
+    """(signature types, partition count) on ``disk`` of ``node``."""
+    sigs = conn.run(
+        f"wipefs --no-act --noheadings --output TYPE {shlex.quote(disk)} 2>/dev/null; "
+        f"lsblk -nro TYPE {shlex.quote(disk)} | grep -c part || true",
+        check=False,
+    )
+    lines = sigs.stdout.split()
+    found = [t for t in lines[:-1] if t]
+    parts = int(lines[-1]) if lines and lines[-1].isdigit() else 0
+    return found, parts
+
+
 # ---------------------------------------------------------------- the engine
 
 
@@ -461,14 +474,7 @@ class Engine:
                     f"{name}: {disk} (volume {res}) is not a block device",
                     "name the data disk's stable path in nodes[].volumes",
                 )
-            sigs = conn.run(
-                f"wipefs --no-act --noheadings --output TYPE {shlex.quote(disk)} 2>/dev/null; "
-                f"lsblk -nro TYPE {shlex.quote(disk)} | grep -c part || true",
-                check=False,
-            )
-            lines = sigs.stdout.split()
-            found = [t for t in lines[:-1] if t]
-            parts = int(lines[-1]) if lines and lines[-1].isdigit() else 0
+            found, parts = disk_signatures(conn, name, disk)
             if "drbd" in found:
                 # DRBD metadata is there (dump-md can fail while a booting node loads the module
                 # or Pacemaker attaches the disk). Never re-create it, not even with --force:

@@ -30,7 +30,7 @@ from typing import Any
 from hacloud.errors import HacloudError
 from hacloud.model import Inventory, RenderedFile
 from hacloud.provider import NodeNeeds
-from hacloud.remote import Connection, sha256_hex
+from hacloud.remote import Connection, Result, sha256_hex
 from hacloud.render import Bundle
 from hacloud.render.resources import volume_minor
 from hacloud.spec import DemoService, IPaddr2Vip, Spec
@@ -267,17 +267,40 @@ def cib_differences(live: str, desired: ET.Element) -> list[str]:
     return out
 
 
-def disk_signatures(conn: Connection, node: str, disk: str) -> tuple[list[str], int]:
-    """(signature types, partition count) on ``disk`` of ``node``."""
-    sigs = conn.run(
-        f"wipefs --no-act --noheadings --output TYPE {shlex.quote(disk)} 2>/dev/null; "
-        f"lsblk -nro TYPE {shlex.quote(disk)} | grep -c part || true",
-        check=False,
+def disk_signatures(
+    conn: Connection, node: str, disk: str, *, forceable: bool = True
+) -> tuple[list[str], int]:
+    """(signature types wipefs finds, partitions the kernel shows) on ``disk`` of ``node``.
+
+    Contract: a probe that cannot answer raises :class:`HacloudError` naming the disk, the
+    node and the tool's own error; it never reads as a blank disk (a failing ``wipefs`` once
+    read as "no signature", and create-md/mkfs could then run over data). ``forceable``:
+    whether the caller lets ``--force`` go past an unreadable disk (the remedy says so).
+    Regular files are probed too (no partitions: the kernel partitions block devices only).
+    """
+    q = shlex.quote(disk)
+    way_out = (
+        "or run again with --force if whatever it holds may be destroyed"
+        if forceable
+        else "hacloud makes no filesystem on a disk it cannot read, not even with --force"
     )
-    lines = sigs.stdout.split()
-    found = [t for t in lines[:-1] if t]
-    parts = int(lines[-1]) if lines and lines[-1].isdigit() else 0
-    return found, parts
+
+    def refuse(result: Result) -> HacloudError:
+        why = result.stderr.strip() or result.stdout.strip() or f"exit status {result.rc}"
+        return HacloudError(
+            f"cannot tell whether {disk} on {node} holds data: {why}",
+            f"fix the disk or its path in nodes[].volumes (`wipefs --no-act {disk}` must succeed "
+            f"on {node}); {way_out}",
+        )
+
+    sigs = conn.run(f"wipefs --no-act --noheadings --output TYPE {q}", check=False)
+    if sigs.rc != 0:
+        raise refuse(sigs)
+    # lsblk answers for block devices only; a regular file has no kernel partitions.
+    parts = conn.run(f"if test -b {q}; then lsblk -nro TYPE {q}; fi", check=False)
+    if parts.rc != 0:
+        raise refuse(parts)
+    return [t for t in sigs.stdout.split() if t], parts.stdout.split().count("part")
 
 
 # ---------------------------------------------------------------- the engine
@@ -474,7 +497,15 @@ class Engine:
                     f"{name}: {disk} (volume {res}) is not a block device",
                     "name the data disk's stable path in nodes[].volumes",
                 )
-            found, parts = disk_signatures(conn, name, disk)
+            try:
+                found, parts = disk_signatures(conn, name, disk)
+            except HacloudError as err:
+                if not self.force:
+                    raise
+                # The user said whatever the disk holds may go; say what we could not read.
+                found, parts, unread = [], 0, err.message
+            else:
+                unread = ""
             if "drbd" in found:
                 # DRBD metadata is there (dump-md can fail while a booting node loads the module
                 # or Pacemaker attaches the disk). Never re-create it, not even with --force:
@@ -492,7 +523,8 @@ class Engine:
                 name,
                 "drbd",
                 f"create metadata for {res} on {disk}"
-                + (f" (--force: wiping {', '.join(found)})" if found else ""),
+                + (f" (--force: wiping {', '.join(found)})" if found else "")
+                + (f" (--force although {unread})" if unread else ""),
             )
             if self.apply:
                 if found or parts:
@@ -560,14 +592,8 @@ class Engine:
         # filesystem at the start and DRBD's at the end. (`blkid -p` answers "ambivalent" with
         # empty output for two signatures: read as "no filesystem", that meant mkfs over data
         # when a drop-in `down` had left the disk and a later `up` found no CIB.)
-        probe = conn.run(f"wipefs --no-act --noheadings --output TYPE {shlex.quote(disk)}", check=False)
-        if probe.rc != 0:
-            why = probe.stderr.strip() or probe.stdout.strip()
-            raise HacloudError(
-                f"{first}: cannot read the signatures on {disk}: {why}",
-                "check the disk; hacloud makes no filesystem on a disk it cannot read",
-            )
-        has_fs = bool({t for t in probe.stdout.split() if t} - {"drbd"})
+        found, _ = disk_signatures(conn, first, disk, forceable=False)
+        has_fs = bool(set(found) - {"drbd"})
         if not has_fs:
             self.change(first, "drbd", f"make a {fstype} filesystem on {res} ({device})")
             # ext4: initialise inode tables and journal now. Lazy init would write across the

@@ -6,9 +6,11 @@ Contracts:
 - With ``apply=False`` (``hacloud plan``) nothing is changed; the same steps report what they
   would do. A converged cluster yields no :class:`Change` at all.
 - Data safety: DRBD metadata is created only on a disk with no metadata and no filesystem or
-  partition signature, unless ``force``; a filesystem is made only on a brand-new device that
-  Pacemaker does not manage yet; the full initial sync is skipped only when both sides carry
-  brand-new metadata (nothing to keep).
+  partition signature, unless ``force``; every volume of a resource is probed on both nodes
+  before the first create-md, and a probe that cannot answer refuses (never reads as blank);
+  a filesystem is made only on a brand-new device that Pacemaker does not manage yet; the
+  full initial sync is skipped only for volumes whose both sides carry brand-new metadata
+  (nothing to keep). A running DRBD resource is never given, or robbed of, volumes.
 - Fencing is never disabled: the CIB is applied as a diff (``crm_diff`` + ``cibadmin
   --patch``), in maintenance mode when resources change, and the run ends by checking that
   fencing is enabled and the devices and the service group are started.

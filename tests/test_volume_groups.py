@@ -273,9 +273,37 @@ def test_engine_initialises_a_grouped_resource_with_commands_drbdadm_accepts(
     for node, command in fake.log + status:
         conf = _conf(bundle, node, tmp_path)
         for args in _drbdadm_calls(command):
-            out = _as_node(node, version, conf, *args, check=False)
+            out = _as_node(node, version, conf, *args)  # raises on a non-zero exit
             assert "Unknown command" not in out and "has no volume" not in out, (command, out)
             assert "operates on whole resources" not in out, (command, out)
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize("version", VERSIONS)
+def test_engine_commands_fit_an_existing_single_volume_resource(version: str, tmp_path: Path) -> None:
+    """A spec without `resource` keeps its file without volume sections (implicit volume 0):
+    the per-volume commands (r0/0) must work on it too."""
+    need("drbdadm", DRBDADM84, "unshare")
+    doc = onprem_doc()
+    doc["targets"] = {"drbd": version}
+    spec, bundle = render_doc(doc)
+    inventory = get_provider("onprem").planned_inventory(spec)
+    names = [n.name for n in inventory.nodes]
+    fake = FakeDrbd(names, 1)
+    engine = Engine(spec, inventory, bundle, {n: fake.conn(n) for n in names}, lambda _m: None, apply=True)
+    engine.facts = {}
+    engine._drbd_resource(drbd_resources(spec)[0], {n: set() for n in names})
+    commands = [c for _, c in fake.log]
+    assert [c for c in commands if "create-md" in c] == ["drbdadm -- --force create-md r0/0"] * 2
+    status = [(n, drbd_status_command(drbd_resources(spec))) for n in names]
+    checked = 0
+    for node, command in fake.log + status:
+        conf = _conf(bundle, node, tmp_path)
+        for args in _drbdadm_calls(command):
+            out = _as_node(node, version, conf, *args)
+            assert "/dev/drbd0" in out or " 0" in out or "r0" in out, (args, out)
+            checked += 1
+    assert checked >= 15
 
 
 def test_status_reads_every_volume_of_every_resource() -> None:

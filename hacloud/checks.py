@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
+from hacloud.drbdconf import Resource, parse_resources
 from hacloud.model import Inventory
 from hacloud.profiles import Profile
 from hacloud.render import Bundle
@@ -364,6 +365,152 @@ def grouping(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) ->
             )
         else:
             yield _ok("HAC031", f"{gid} colocated with Promoted {cid} and ordered after promote", src)
+
+
+def _drbd_files(b: Bundle) -> dict[str, list[Resource]]:
+    """node -> the DRBD resources its ``/etc/drbd.d/*.res`` files define."""
+    return {
+        node: [
+            r
+            for f in files
+            if f.path.startswith("/etc/drbd.d/") and f.path.endswith(".res")
+            for r in parse_resources(f.content.decode("utf-8", "replace"))
+        ]
+        for node, files in b.files.items()
+    }
+
+
+def drbd_volumes(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
+    """DRBD resources and their volumes, across the .res files and the CIB (HAC130-HAC134)."""
+    src = "drbd.conf(5) (volume sections); UG9 drbd-pacemaker.adoc; issue 15 item 13"
+    files = _drbd_files(b)
+    yield from _drbd_hosts(files, src)
+    resources = {r.name: r for rs in files.values() for r in rs}
+    yield from _drbd_numbers(resources, src)
+    yield from _drbd_clones(resources, cib, src)
+    minor_of = {
+        f"/dev/drbd{v.minor}": name for name, r in resources.items() for h in r.hosts[:1] for v in h.volumes
+    }
+    yield from _filesystems(minor_of, cib, src)
+
+
+def _drbd_hosts(files: dict[str, list[Resource]], src: str) -> Iterator[Finding]:
+    bad = []
+    for node, resources in files.items():
+        for r in resources:
+            layouts = {tuple((v.number, v.minor) for v in h.volumes) for h in r.hosts}
+            if len(r.hosts) != 2 or len(layouts) != 1:
+                bad.append(f"{node}: {r.name} does not define the same volumes for both hosts")
+            bad += [
+                f"{node}: {r.name} volume {v.number} on {h.name} has no "
+                + ("disk" if not v.disk else "device minor" if v.minor is None else "meta-disk")
+                for h in r.hosts
+                for v in h.volumes
+                if not (v.disk and v.minor is not None and v.meta_disk)
+            ]
+    views = {tuple(sorted((r.name, len(r.hosts[0].volumes)) for r in rs if r.hosts)) for rs in files.values()}
+    if len(views) > 1:
+        bad.append("the nodes' DRBD files define different resources or volume counts")
+    if bad:
+        yield Finding(
+            "HAC130",
+            "error",
+            "; ".join(bad),
+            "every volume of a DRBD resource needs device, disk and meta-disk on both nodes: "
+            "name each volume's disk in nodes[].volumes (or volumes[].device) and render again",
+            src,
+        )
+    else:
+        yield _ok("HAC130", "every volume of every DRBD resource has a disk on both nodes", src)
+
+
+def _drbd_numbers(resources: dict[str, Resource], src: str) -> Iterator[Finding]:
+    minors: dict[int, str] = {}
+    ports: dict[str, str] = {}
+    clash = []
+    for name, r in resources.items():
+        for v in r.hosts[0].volumes if r.hosts else ():
+            if v.minor is not None and minors.setdefault(v.minor, name) != name:
+                clash.append(f"minor {v.minor} in {minors[v.minor]} and {name}")
+        if ports.setdefault(r.port, name) != name:
+            clash.append(f"port {r.port} in {ports[r.port]} and {name}")
+    if clash:
+        yield Finding(
+            "HAC131",
+            "error",
+            "DRBD resources share " + ", ".join(clash) + ": drbdadm refuses the configuration",
+            "give each volume its own `minor:` and each resource its own `port:` (on its first volume)",
+            src,
+        )
+    else:
+        yield _ok("HAC131", "DRBD minors and ports unique", src)
+
+
+def _drbd_clones(resources: dict[str, Resource], cib: _Cib, src: str) -> Iterator[Finding]:
+    clones: dict[str, int] = {}
+    for clone in cib.root.iter("clone"):
+        for prim in clone.iter("primitive"):
+            if prim.get("provider") == "linbit" and prim.get("type") == "drbd":
+                res = _Cib.params(prim).get("drbd_resource", "")
+                clones[res] = clones.get(res, 0) + 1
+    missing = [r for r in resources if clones.get(r, 0) == 0]
+    doubled = [r for r, n in clones.items() if n > 1]
+    unknown = [r for r in clones if r not in resources]
+    if missing or doubled or unknown:
+        parts = [f"no ocf:linbit:drbd clone for {', '.join(missing)}"] if missing else []
+        parts += [f"several clones drive {', '.join(doubled)}"] if doubled else []
+        parts += [f"a clone names {', '.join(unknown)}, which no .res file defines"] if unknown else []
+        yield Finding(
+            "HAC132",
+            "error",
+            "; ".join(parts),
+            "one promotable ocf:linbit:drbd clone per DRBD resource (not per volume): it promotes, "
+            "demotes and fences all of the resource's volumes at once",
+            src,
+        )
+    else:
+        yield _ok("HAC132", f"one promotable clone per DRBD resource ({', '.join(resources)})", src)
+
+
+def _filesystems(minor_of: dict[str, str], cib: _Cib, src: str) -> Iterator[Finding]:
+    mounts = [
+        (p.get("id", ""), _Cib.params(p).get("device", ""), _Cib.params(p).get("directory", ""))
+        for p in cib.root.iter("primitive")
+        if p.get("type") == "Filesystem"
+    ]
+    orphans = [f"{fid} ({dev})" for fid, dev, _ in mounts if dev not in minor_of]
+    if orphans:
+        yield Finding(
+            "HAC133",
+            "error",
+            f"filesystems on no DRBD volume: {', '.join(orphans)}",
+            "mount /dev/drbdN of a volume the .res files define (render again from the spec)",
+            src,
+        )
+    else:
+        yield _ok("HAC133", "every filesystem sits on a DRBD volume", src)
+    split = [
+        f"{inner} ({minor_of.get(idev)}) is mounted inside {outer} ({minor_of.get(odev)})"
+        for _, odev, outer in mounts
+        for _, idev, inner in mounts
+        if inner != outer
+        and inner.startswith(outer.rstrip("/") + "/")
+        and minor_of.get(idev) != minor_of.get(odev)
+    ]
+    if split:
+        yield Finding(
+            "HAC134",
+            "warning",
+            "one filesystem stack spans several DRBD resources: "
+            + "; ".join(split)
+            + " (writes across resources are not ordered, and a fence constraint or a resync "
+            "covers one resource at a time)",
+            "give the volumes of one application the same `resource:` (one DRBD resource, several "
+            "volumes), unless they are truly independent",
+            src,
+        )
+    else:
+        yield _ok("HAC134", "no filesystem is nested in another DRBD resource's filesystem", src)
 
 
 def host_map(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
@@ -834,6 +981,7 @@ RULES: tuple[Rule, ...] = (
     sbd,
     drbd_policy,
     grouping,
+    drbd_volumes,
     host_map,
     links,
     azure,

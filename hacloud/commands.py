@@ -471,12 +471,14 @@ def remove_cluster_config(ws: Workspace, inventory: Inventory) -> None:
     the data again."""
     import shlex
 
+    from hacloud.render.resources import drbd_resources
+
     session = open_session(ws, inventory, tolerate_down=True)
     try:
         for name, conn in session.conns.items():
             ws.progress(f"{name}: stopping pacemaker and corosync, removing the cluster configuration")
             paths = sorted({f.path for f in session.bundle.files.get(name, [])})
-            res = " ".join(shlex.quote(v.name) for v in ws.spec.volumes)
+            res = " ".join(shlex.quote(r.name) for r in drbd_resources(ws.spec))
             conn.run(
                 "systemctl disable --now pacemaker corosync >/dev/null 2>&1 || true; "
                 f'for r in {res}; do drbdadm down "$r" >/dev/null 2>&1 || true; done; '
@@ -527,11 +529,36 @@ def wait_for_ssh(
                 time.sleep(3)
 
 
+def _drbd_summary(resources: list[dict[str, Any]]) -> dict[str, str | None]:
+    """One node's DRBD in three words for the status table: the role when every resource has
+    the same one (else each ``res:role``); the disk and connection state when every volume
+    and resource agrees, else the first that is not UpToDate / Connected (the one to look at)."""
+    roles = {r["role"] for r in resources}
+    role = (
+        next(iter(roles))
+        if len(roles) == 1
+        else ",".join(f"{r['resource']}:{r['role'] or '?'}" for r in resources)
+    )
+    disks = [v["disk"] for r in resources for v in r["volumes"]]
+    conns = [r["connection"] for r in resources]
+    disk = next((d for d in disks if d != "UpToDate"), "UpToDate") if disks else None
+    conn = next((c for c in conns if c != "Connected"), "Connected") if conns else None
+    return {"drbd_role": role, "drbd_disk": disk, "drbd_connection": conn}
+
+
 def cluster_status(spec_path: Path, terraform: TerraformSource | None = None) -> dict[str, Any]:
     """Everything `hacloud status` shows, as data (also its --json form)."""
     import xml.etree.ElementTree as ET
 
-    from hacloud.deploy import crm_mon, fencing_enabled, online_nodes, resource_nodes
+    from hacloud.deploy import (
+        crm_mon,
+        drbd_status_command,
+        fencing_enabled,
+        online_nodes,
+        parse_drbd_status,
+        resource_nodes,
+    )
+    from hacloud.render.resources import drbd_resources
 
     ws = workspace(spec_path, terraform=terraform)
     provider = provider_for(ws)
@@ -547,7 +574,8 @@ def cluster_status(spec_path: Path, terraform: TerraformSource | None = None) ->
                 break
         online = online_nodes(mon) if mon is not None else []
         nodes = []
-        primaries = 0
+        resources = drbd_resources(ws.spec)
+        primaries: dict[str, list[str]] = {}  # DRBD resource -> nodes where it is Primary
         all_up = True
         for node in inventory.nodes:
             entry: dict[str, Any] = {
@@ -564,20 +592,11 @@ def cluster_status(spec_path: Path, terraform: TerraformSource | None = None) ->
                 entry["bmc"] = node.bmc_address
             conn = session.conns.get(node.name)
             if conn is not None:
-                res = ws.spec.volumes[0].name
-                out = conn.run(
-                    f"drbdadm role {res}; drbdadm dstate {res}; drbdadm cstate {res}; "
-                    'grep -o "sync\'ed: *[0-9.]*%" /proc/drbd || true',
-                    check=False,
-                ).stdout.split("\n")
-                role, disk, cstate = [*out, "", "", ""][:3]
-                entry.update(
-                    drbd_role=role.split("/")[0] or None,
-                    drbd_disk=disk.split("/")[0] or None,
-                    drbd_connection=cstate or None,
-                    sync=(out[3].split()[-1] if len(out) > 3 and out[3] else None),
-                )
-                primaries += entry["drbd_role"] == "Primary"
+                drbd = parse_drbd_status(conn.run(drbd_status_command(resources), check=False).stdout)
+                entry.update(_drbd_summary(drbd["resources"]), drbd=drbd["resources"], sync=drbd["sync"])
+                for res in drbd["resources"]:
+                    if res["role"] == "Primary":
+                        primaries.setdefault(res["resource"], []).append(node.name)
                 all_up &= entry["drbd_disk"] == "UpToDate" and entry["drbd_connection"] == "Connected"
             else:
                 all_up = False
@@ -618,7 +637,9 @@ def cluster_status(spec_path: Path, terraform: TerraformSource | None = None) ->
             and len(online) == 2
             and quorum
             and all_up
-            and primaries == 1
+            # each DRBD resource Primary on exactly one node, all on the same one (the group's)
+            and all(len(primaries.get(r.name, [])) == 1 for r in resources)
+            and len({n for names in primaries.values() for n in names}) == 1
             and service_node is not None
             and bool(stonith)
             and not failed

@@ -6,9 +6,11 @@ Contracts:
 - With ``apply=False`` (``hacloud plan``) nothing is changed; the same steps report what they
   would do. A converged cluster yields no :class:`Change` at all.
 - Data safety: DRBD metadata is created only on a disk with no metadata and no filesystem or
-  partition signature, unless ``force``; a filesystem is made only on a brand-new device that
-  Pacemaker does not manage yet; the full initial sync is skipped only when both sides carry
-  brand-new metadata (nothing to keep).
+  partition signature, unless ``force``; every volume of a resource is probed on both nodes
+  before the first create-md, and a probe that cannot answer refuses (never reads as blank);
+  a filesystem is made only on a brand-new device that Pacemaker does not manage yet; the
+  full initial sync is skipped only for volumes whose both sides carry brand-new metadata
+  (nothing to keep). A running DRBD resource is never given, or robbed of, volumes.
 - Fencing is never disabled: the CIB is applied as a diff (``crm_diff`` + ``cibadmin
   --patch``), in maintenance mode when resources change, and the run ends by checking that
   fencing is enabled and the devices and the service group are started.
@@ -31,10 +33,10 @@ from typing import Any
 from hacloud.errors import HacloudError
 from hacloud.model import Inventory, NodeFacts, NodeInfo, RenderedFile, ServiceLimits
 from hacloud.provider import NodeNeeds
-from hacloud.remote import Connection, sha256_hex
+from hacloud.remote import Connection, Result, sha256_hex
 from hacloud.render import Bundle
 from hacloud.render.files import COROSYNC_LOG_DIRS
-from hacloud.render.resources import volume_minor
+from hacloud.render.resources import DrbdResource, DrbdVolume, drbd_resources
 from hacloud.spec import DemoService, IPaddr2Vip, Spec
 
 STATE = "/var/lib/hacloud"
@@ -432,6 +434,140 @@ def cib_differences(live: str, desired: ET.Element) -> list[str]:
     return out
 
 
+def disk_signatures(
+    conn: Connection, node: str, disk: str, *, forceable: bool = True
+) -> tuple[list[str], int]:
+    """(signature types wipefs finds, partitions the kernel shows) on ``disk`` of ``node``.
+
+    Contract: a probe that cannot answer raises :class:`HacloudError` naming the disk, the
+    node and the tool's own error; it never reads as a blank disk (a failing ``wipefs`` once
+    read as "no signature", and create-md/mkfs could then run over data). ``forceable``:
+    whether the caller lets ``--force`` go past an unreadable disk (the remedy says so).
+    Regular files are probed too (no partitions: the kernel partitions block devices only).
+    """
+    q = shlex.quote(disk)
+    way_out = (
+        "or run again with --force if whatever it holds may be destroyed"
+        if forceable
+        else "hacloud makes no filesystem on a disk it cannot read, not even with --force"
+    )
+
+    def refuse(result: Result) -> HacloudError:
+        why = result.stderr.strip() or result.stdout.strip() or f"exit status {result.rc}"
+        return HacloudError(
+            f"cannot tell whether {disk} on {node} holds data: {why}",
+            f"fix the disk or its path in nodes[].volumes (`wipefs --no-act {disk}` must succeed "
+            f"on {node}); {way_out}",
+        )
+
+    sigs = conn.run(f"wipefs --no-act --noheadings --output TYPE {q}", check=False)
+    if sigs.rc != 0:
+        raise refuse(sigs)
+    # lsblk answers for block devices only; a regular file has no kernel partitions.
+    parts = conn.run(f"if test -b {q}; then lsblk -nro TYPE {q}; fi", check=False)
+    if parts.rc != 0:
+        raise refuse(parts)
+    return [t for t in sigs.stdout.split() if t], parts.stdout.split().count("part")
+
+
+@dataclass
+class DrbdState:
+    """One DRBD resource on one node: ``md`` and ``dstates`` ("UpToDate/UpToDate") by volume
+    number; ``role``/``cstate`` only when the resource is up."""
+
+    up: bool
+    md: dict[int, bool]
+    role: str = ""
+    cstate: str = ""
+    dstates: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _NewMetadata:
+    node: str
+    volume: DrbdVolume
+    disk: str
+    label: str
+    found: list[str]
+    parts: int
+    unread: str  # --force past an unreadable disk: what the probe said
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def layout_conflicts(running: dict[str, list[int]], wanted: list[DrbdResource]) -> list[str]:
+    """Why the spec's DRBD layout cannot be applied to the resources ``running`` on a node
+    (resource -> its minors as the node's config has them), empty when it can.
+
+    A running resource must keep exactly its minors: `drbdadm adjust` would attach a new
+    volume that has no metadata (the resource fails at its next start), and a minor moved to
+    another resource makes the node's config invalid while the old resource still holds it.
+    Resources the spec no longer names and whose minors it does not reuse are left alone.
+    """
+    owner = {v.minor: r.name for r in wanted for v in r.volumes}
+    problems = []
+    for res in sorted(running):
+        have = running[res]
+        want = next((sorted(v.minor for v in r.volumes) for r in wanted if r.name == res), None)
+        if want is not None and want != have:
+            problems.append(f"DRBD resource {res} runs with minors {have}, the spec gives it {want}")
+        elif want is None:
+            taken = [f"{m} (-> {owner[m]})" for m in have if m in owner]
+            if taken:
+                problems.append(
+                    f"DRBD resource {res} runs with minors the spec gives to another resource: "
+                    + ", ".join(taken)
+                )
+    return problems
+
+
+def drbd_status_command(resources: list[DrbdResource]) -> str:
+    """One shell command printing, per resource, ``role R <role>``, ``cstate R <state>`` and
+    per volume ``dstate R/N <local>/<peer>`` (parsed by :func:`parse_drbd_status`). Role and
+    cstate are read per resource (DRBD 9 refuses a volume there; 8.4 repeats them per volume),
+    disk states per volume, so a multi-volume resource reads the same on both generations."""
+    lines = []
+    for r in resources:
+        lines.append(f'echo "role {r.name} $(drbdadm role {r.name} 2>/dev/null | head -n1)"')
+        lines.append(f'echo "cstate {r.name} $(drbdadm cstate {r.name} 2>/dev/null | head -n1)"')
+        for v in r.volumes:
+            ref = f"{r.name}/{v.number}"
+            lines.append(f'echo "dstate {ref} $(drbdadm dstate {ref} 2>/dev/null | head -n1)"')
+    lines.append('echo "sync $(grep -o "sync\'ed: *[0-9.]*%" /proc/drbd 2>/dev/null | head -n1)"')
+    return "; ".join(lines)
+
+
+def parse_drbd_status(text: str) -> dict[str, Any]:
+    """``{"resources": [{"resource", "role", "connection", "volumes": [{"volume", "disk",
+    "peer_disk"}]}], "sync": "12.3%" | None}`` from :func:`drbd_status_command`'s output;
+    a state DRBD did not report is None."""
+    resources: dict[str, dict[str, Any]] = {}
+    sync = None
+    for line in text.splitlines():
+        kind, _, rest = line.strip().partition(" ")
+        ref, _, value = rest.partition(" ")
+        value = value.strip()
+        if kind == "sync":
+            sync = value.split()[-1] if value else None  # "sync'ed: 12.3%" -> "12.3%"
+            continue
+        name, _, number = ref.partition("/")
+        if not name:
+            continue
+        entry = resources.setdefault(
+            name, {"resource": name, "role": None, "connection": None, "volumes": []}
+        )
+        if kind == "role":
+            entry["role"] = value.split("/")[0] or None
+        elif kind == "cstate":
+            entry["connection"] = value or None
+        elif kind == "dstate" and number.isdigit():
+            local, _, peer = value.partition("/")
+            entry["volumes"].append({"volume": int(number), "disk": local or None, "peer_disk": peer or None})
+    return {"resources": list(resources.values()), "sync": sync}
+
+
 # ---------------------------------------------------------------- the engine
 
 
@@ -469,6 +605,7 @@ class Engine:
 
     def run_all(self) -> list[Change]:
         self.read_facts()
+        self.drbd_layout()
         self.packages()
         changed_files = self.files()
         self.drbd(changed_files)
@@ -583,6 +720,31 @@ class Engine:
 
     # -------------------------------------------------------------- DRBD
 
+    def drbd_layout(self) -> None:
+        """Before anything is written: every DRBD resource that is up keeps the volumes it
+        runs with (see :func:`layout_conflicts`)."""
+        script = (
+            "for r in $(drbdadm sh-resources 2>/dev/null); do "
+            'if drbdadm role "$r" >/dev/null 2>&1; then echo "$r" $(drbdadm sh-minor "$r" 2>/dev/null); fi; '
+            "done"
+        )
+        for name in self.names:
+            out = self.conns[name].run(script, check=False).stdout
+            running = {
+                fields[0]: sorted(int(m) for m in fields[1:] if m.isdigit())
+                for fields in (line.split() for line in out.splitlines())
+                if fields
+            }
+            problems = layout_conflicts(running, drbd_resources(self.spec))
+            if problems:
+                raise HacloudError(
+                    f"{name}: " + "; ".join(problems),
+                    "hacloud does not add volumes to, remove them from or regroup a DRBD resource that "
+                    "is running (its volumes share one metadata history and sync state): put the spec's "
+                    "volumes back as they are running; a new volume can join as its own resource "
+                    "(no `resource:`, or a new resource name). Nothing was changed",
+                )
+
     def _managed_by_pacemaker(self, resource: str) -> bool:
         result = self.conns[self.names[0]].run(
             f'cibadmin -Q -o resources 2>/dev/null | grep -c \'drbd_resource" value="{resource}"\'',
@@ -591,179 +753,210 @@ class Engine:
         return result.stdout.strip() not in ("", "0")
 
     def drbd(self, changed_files: dict[str, set[str]]) -> None:
-        for index, vol in enumerate(self.spec.volumes):
-            self._drbd_volume(index, vol.name, vol.filesystem, vol.mount_point, changed_files)
+        for res in drbd_resources(self.spec):
+            self._drbd_resource(res, changed_files)
 
     def _pacemaker_active(self, name: str) -> bool:
         return self.facts[name].services.get("pacemaker", ("", ""))[1] == "active"
 
-    def _state(self, name: str, res: str) -> dict[str, str]:
+    def _state(self, name: str, res: DrbdResource) -> DrbdState:
         conn = self.conns[name]
         for _ in range(30):
-            role = conn.run(f"drbdadm role {res} 2>/dev/null", check=False)
+            role = conn.run(f"drbdadm role {res.name} 2>/dev/null", check=False)
             if role.rc == 0 and role.stdout.strip():
-                dstate = conn.run(f"drbdadm dstate {res}", check=False).stdout.strip()
-                cstate = conn.run(f"drbdadm cstate {res}", check=False).stdout.strip()
-                return {
-                    "up": "yes",
-                    "md": "yes",
-                    "role": role.stdout.strip(),
-                    "dstate": dstate,
-                    "cstate": cstate,
+                # DRBD 8.4 prints role and cstate once per volume, DRBD 9 once per resource and
+                # connection; the volumes of a resource share both, so the first line speaks for all.
+                cstate = conn.run(f"drbdadm cstate {res.name}", check=False).stdout
+                dstates = {
+                    v.number: conn.run(f"drbdadm dstate {res.name}/{v.number}", check=False).stdout.strip()
+                    for v in res.volumes
                 }
-            md = conn.run(f"drbdadm dump-md {res} 2>&1 >/dev/null", check=False)
-            if "busy" not in md.stdout:
-                return {"up": "no", "md": "yes" if md.rc == 0 else "no"}
+                return DrbdState(
+                    up=True,
+                    md={v.number: True for v in res.volumes},
+                    role=_first_line(role.stdout),
+                    cstate=_first_line(cstate),
+                    dstates=dstates,
+                )
+            md: dict[int, bool] = {}
+            for v in res.volumes:
+                dump = conn.run(f"drbdadm dump-md {res.name}/{v.number} 2>&1 >/dev/null", check=False)
+                if "busy" in dump.stdout:
+                    break
+                md[v.number] = dump.rc == 0
+            else:
+                return DrbdState(up=False, md=md)
             # The disk is held open: right after a boot Pacemaker may be attaching it just now.
             time.sleep(1)
         raise HacloudError(
-            f"{name}: the disk of DRBD resource {res} is in use but the resource is not up",
+            f"{name}: a disk of DRBD resource {res.name} is in use but the resource is not up",
             "find what holds the disk (`fuser -v` on it, mounts) and stop it; hacloud will not touch it",
         )
 
-    def _drbd_volume(
-        self, index: int, res: str, fstype: str, mount: str, changed_files: dict[str, set[str]]
-    ) -> None:
-        states = dict(zip(self.names, _parallel(lambda n: self._state(n, res), self.names), strict=True))
-        fresh: set[str] = set()
+    def _metadata_plan(self, res: DrbdResource, states: dict[str, DrbdState]) -> list[_NewMetadata]:
+        """Every volume of ``res`` on every node that needs DRBD metadata, after probing them
+        all: one disk that holds data (or cannot be read) stops the run before any create-md,
+        so no node is left half-initialised."""
+        plan: list[_NewMetadata] = []
         for name in self.names:
-            disk = self.inventory.node(name).volumes[res]
-            if states[name]["md"] == "yes":
-                continue
             conn = self.conns[name]
-            exists = conn.run(f"test -b {shlex.quote(disk)}", check=False)
-            if exists.rc != 0:
-                raise HacloudError(
-                    f"{name}: {disk} (volume {res}) is not a block device",
-                    "name the data disk's stable path in nodes[].volumes",
-                )
-            sigs = conn.run(
-                f"wipefs --no-act --noheadings --output TYPE {shlex.quote(disk)} 2>/dev/null; "
-                f"lsblk -nro TYPE {shlex.quote(disk)} | grep -c part || true",
-                check=False,
-            )
-            lines = sigs.stdout.split()
-            found = [t for t in lines[:-1] if t]
-            parts = int(lines[-1]) if lines and lines[-1].isdigit() else 0
-            if "drbd" in found:
-                # DRBD metadata is there (dump-md can fail while a booting node loads the module
-                # or Pacemaker attaches the disk). Never re-create it, not even with --force:
-                # that would throw away the data and the replication history.
-                states[name]["md"] = "yes"
-                continue
-            if (found or parts) and not self.force:
-                what = ", ".join(found) or f"{parts} partition(s)"
-                raise HacloudError(
-                    f"{name}: {disk} already holds {what}; hacloud will not put DRBD metadata over it",
-                    "if that data may be destroyed, run again with --force; otherwise name an empty "
-                    "disk for this node in nodes[].volumes",
-                )
+            for v in res.volumes:
+                if states[name].md.get(v.number):
+                    continue
+                disk = self.inventory.node(name).volumes[v.spec.name]
+                label = f"{res.name}/{v.number} ({v.spec.name})" if len(res.volumes) > 1 else res.name
+                if conn.run(f"test -b {shlex.quote(disk)}", check=False).rc != 0:
+                    raise HacloudError(
+                        f"{name}: {disk} (volume {v.spec.name}) is not a block device",
+                        "name the data disk's stable path in nodes[].volumes",
+                    )
+                try:
+                    found, parts = disk_signatures(conn, name, disk)
+                except HacloudError as err:
+                    if not self.force:
+                        raise
+                    # The user said whatever the disk holds may go; say what we could not read.
+                    plan.append(_NewMetadata(name, v, disk, label, [], 0, err.message))
+                    continue
+                if "drbd" in found:
+                    # DRBD metadata is there (dump-md can fail while a booting node loads the
+                    # module or Pacemaker attaches the disk). Never re-create it, not even with
+                    # --force: that would throw away the data and the replication history.
+                    states[name].md[v.number] = True
+                    continue
+                if (found or parts) and not self.force:
+                    what = ", ".join(found) or f"{parts} partition(s)"
+                    raise HacloudError(
+                        f"{name}: {disk} already holds {what}; hacloud will not put DRBD metadata over it",
+                        "if that data may be destroyed, run again with --force; otherwise name an empty "
+                        "disk for this node in nodes[].volumes",
+                    )
+                plan.append(_NewMetadata(name, v, disk, label, found, parts, ""))
+        return plan
+
+    def _drbd_resource(self, res: DrbdResource, changed_files: dict[str, set[str]]) -> None:
+        states = dict(zip(self.names, _parallel(lambda n: self._state(n, res), self.names), strict=True))
+        fresh: dict[str, set[int]] = {n: set() for n in self.names}
+        for new in self._metadata_plan(res, states):
             self.change(
-                name,
+                new.node,
                 "drbd",
-                f"create metadata for {res} on {disk}"
-                + (f" (--force: wiping {', '.join(found)})" if found else ""),
+                f"create metadata for {new.label} on {new.disk}"
+                + (f" (--force: wiping {', '.join(new.found)})" if new.found else "")
+                + (f" (--force although {new.unread})" if new.unread else ""),
             )
             if self.apply:
-                if found or parts:
-                    conn.run(f"wipefs -a {shlex.quote(disk)}")
-                conn.run(f"drbdadm -- --force create-md {res}")
-                fresh.add(name)
-        managed = self._managed_by_pacemaker(res)
+                conn = self.conns[new.node]
+                if new.found or new.parts:
+                    conn.run(f"wipefs -a {shlex.quote(new.disk)}")
+                conn.run(f"drbdadm -- --force create-md {res.name}/{new.volume.number}")
+                fresh[new.node].add(new.volume.number)
+        managed = self._managed_by_pacemaker(res.name)
         for name in self.names:
-            if states[name]["up"] == "no" and managed and self._pacemaker_active(name):
+            if not states[name].up and managed and self._pacemaker_active(name):
                 continue  # Pacemaker starts it (a node that just booted); two starters would collide
-            if states[name]["up"] == "no":
-                self.change(name, "drbd", f"bring {res} up")
+            if not states[name].up:
+                self.change(name, "drbd", f"bring {res.name} up")
                 if self.apply:
-                    self.conns[name].run(f"drbdadm up {res}")
+                    self.conns[name].run(f"drbdadm up {res.name}")
             elif (
-                f"/etc/drbd.d/{res}.res" in changed_files[name]
+                f"/etc/drbd.d/{res.name}.res" in changed_files[name]
                 or "/etc/drbd.d/global_common.conf" in changed_files[name]
             ):
-                self.change(name, "drbd", f"adjust {res} to the new configuration")
+                self.change(name, "drbd", f"adjust {res.name} to the new configuration")
                 if self.apply:
-                    self.conns[name].run(f"drbdadm adjust {res}")
+                    self.conns[name].run(f"drbdadm adjust {res.name}")
         if not self.apply or managed:
             return
-        self._initialise(res, index, fstype, mount, fresh)
+        self._initialise(res)
 
-    def _initialise(self, res: str, index: int, fstype: str, mount: str, fresh: set[str]) -> None:
-        first = self.names[0]
-        conn = self.conns[first]
+    def _wait_connected(self, res: DrbdResource) -> dict[str, DrbdState]:
         deadline = time.monotonic() + 60
         while True:
             states = {n: self._state(n, res) for n in self.names}
             # Connected alone is not enough: right after the handshake the peer's disk state
             # may still read DUnknown, and deciding on that would skip the brand-new check.
             if all(
-                s.get("cstate") == "Connected" and "DUnknown" not in s.get("dstate", "DUnknown")
+                s.cstate == "Connected"
+                and all("DUnknown" not in d for d in s.dstates.values())
+                and len(s.dstates) == len(res.volumes)
                 for s in states.values()
             ):
-                break
+                return states
             if time.monotonic() > deadline:
                 raise HacloudError(
-                    f"DRBD {res} did not connect: {states}",
+                    f"DRBD {res.name} did not connect: "
+                    + "; ".join(f"{n}: {s.cstate or '?'} {s.dstates}" for n, s in states.items()),
                     "check that the nodes reach each other on the replication address and port (firewall)",
                 )
             time.sleep(1)
-        disks = {s["dstate"] for s in states.values()}
-        if disks == {"Inconsistent/Inconsistent"}:
-            gis = [self.conns[n].run(f"drbdadm get-gi {res}").stdout.strip() for n in self.names]
+
+    def _initialise(self, res: DrbdResource) -> None:
+        """A resource Pacemaker does not manage yet: skip the initial sync of brand-new volumes,
+        make the filesystems that are missing (all in one promote), create the mount points."""
+        first = self.names[0]
+        conn = self.conns[first]
+        states = self._wait_connected(res)
+        for v in res.volumes:
+            if {s.dstates[v.number] for s in states.values()} != {"Inconsistent/Inconsistent"}:
+                continue
+            ref = f"{res.name}/{v.number}"
+            gis = [self.conns[n].run(f"drbdadm get-gi {ref}").stdout.strip() for n in self.names]
             if not all(g.startswith("0000000000000004:") for g in gis):
                 raise HacloudError(
-                    f"DRBD {res} is Inconsistent on both nodes but not brand-new ({gis})",
+                    f"DRBD {ref} is Inconsistent on both nodes but not brand-new ({gis})",
                     "inspect it with `drbdadm status`; hacloud will not guess which side to keep",
                 )
             # Both sides carry brand-new metadata: nothing to sync (DRBD UG, MS-NFS).
-            self.change(first, "drbd", f"skip the initial sync of brand-new {res} (clear-bitmap)")
+            self.change(first, "drbd", f"skip the initial sync of brand-new {ref} (clear-bitmap)")
             clear = (
-                f"drbdadm -- --clear-bitmap new-current-uuid {res}"
+                f"drbdadm -- --clear-bitmap new-current-uuid {ref}"
                 if self.bundle.targets.drbd == "8.4"
-                else f"drbdadm new-current-uuid --clear-bitmap {res}/0"
+                else f"drbdadm new-current-uuid --clear-bitmap {ref}"
             )
             conn.run(clear)
-            self._wait_dstate(res, "UpToDate/UpToDate")
-        device = f"/dev/drbd{volume_minor(self.spec, index)}"
-        disk = self.inventory.node(first).volumes[res]
-        # Every signature on the backing disk: with internal metadata a used disk carries the
-        # filesystem at the start and DRBD's at the end. (`blkid -p` answers "ambivalent" with
-        # empty output for two signatures: read as "no filesystem", that meant mkfs over data
-        # when a drop-in `down` had left the disk and a later `up` found no CIB.)
-        probe = conn.run(f"wipefs --no-act --noheadings --output TYPE {shlex.quote(disk)}", check=False)
-        if probe.rc != 0:
-            why = probe.stderr.strip() or probe.stdout.strip()
-            raise HacloudError(
-                f"{first}: cannot read the signatures on {disk}: {why}",
-                "check the disk; hacloud makes no filesystem on a disk it cannot read",
-            )
-        has_fs = bool({t for t in probe.stdout.split() if t} - {"drbd"})
-        if not has_fs:
-            self.change(first, "drbd", f"make a {fstype} filesystem on {res} ({device})")
+            self._wait_dstate(ref, "UpToDate/UpToDate")
+        mkfs: list[str] = []
+        for v in res.volumes:
+            device = f"/dev/drbd{v.minor}"
+            disk = self.inventory.node(first).volumes[v.spec.name]
+            # Every signature on the backing disk: with internal metadata a used disk carries the
+            # filesystem at the start and DRBD's at the end. (`blkid -p` answers "ambivalent" with
+            # empty output for two signatures: read as "no filesystem", that meant mkfs over data
+            # when a drop-in `down` had left the disk and a later `up` found no CIB.)
+            found, _ = disk_signatures(conn, first, disk, forceable=False)
+            if set(found) - {"drbd"}:
+                continue
+            fstype = v.spec.filesystem
+            self.change(first, "drbd", f"make a {fstype} filesystem on {v.spec.name} ({device})")
             # ext4: initialise inode tables and journal now. Lazy init would write across the
             # whole disk in the background for minutes, and a primary that dies meanwhile has
             # every extent in DRBD's activity log: a full resync instead of a few MiB.
-            mkfs = (
+            mkfs.append(
                 f"mkfs.ext4 -q -E lazy_itable_init=0,lazy_journal_init=0 {device}"
                 if fstype == "ext4"
                 else f"mkfs.{fstype} -q -f {device}"
             )
+        if mkfs:
             conn.run(
-                f"drbdadm primary {res} && {mkfs}; rc=$?; drbdadm secondary {res}; exit $rc", timeout=600
+                f"drbdadm primary {res.name} && {' && '.join(mkfs)}; rc=$?; "
+                f"drbdadm secondary {res.name}; exit $rc",
+                timeout=600 * len(mkfs),
             )
+        mounts = " ".join(shlex.quote(v.spec.mount_point) for v in res.volumes)
         for name in self.names:
-            self.conns[name].run(f"mkdir -p {shlex.quote(mount)}")
+            self.conns[name].run(f"mkdir -p {mounts}")
 
-    def _wait_dstate(self, res: str, want: str, timeout: float = 120) -> None:
+    def _wait_dstate(self, ref: str, want: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if all(
-                self.conns[n].run(f"drbdadm dstate {res}", check=False).stdout.strip() == want
+                self.conns[n].run(f"drbdadm dstate {ref}", check=False).stdout.strip() == want
                 for n in self.names
             ):
                 return
             time.sleep(1)
-        raise HacloudError(f"DRBD {res} did not reach {want}", "inspect it with `drbdadm status`")
+        raise HacloudError(f"DRBD {ref} did not reach {want}", "inspect it with `drbdadm status`")
 
     # -------------------------------------------------------------- corosync, pacemaker
 
@@ -870,7 +1063,8 @@ class Engine:
 
     def wait_healthy(self, timeout: float = 300) -> None:
         devices = [d.primitive.id for d in self.bundle.fence_devices]
-        clones = [f"drbd_{v.name}" for v in self.spec.volumes]
+        clones = [f"drbd_{r.name}" for r in drbd_resources(self.spec)]
+        filesystems = [f"fs_{v.name}" for v in self.spec.volumes]
 
         def healthy(mon: ET.Element) -> bool:
             started = all(any(role == "Started" for role, _ in resource_nodes(mon, d)) for d in devices)
@@ -878,8 +1072,9 @@ class Engine:
                 len([r for r, _ in resource_nodes(mon, c) if r in ("Promoted", "Master")]) == 1
                 for c in clones
             )
-            fs = resource_nodes(mon, f"fs_{self.spec.volumes[0].name}")
-            return started and promoted and bool(fs) and fs[0][0] == "Started"
+            placed = [resource_nodes(mon, f) for f in filesystems]
+            mounted = all(p and p[0][0] == "Started" for p in placed)
+            return started and promoted and mounted and len({p[0][1] for p in placed}) == 1
 
         self.progress("waiting for fencing devices, DRBD and the service group to start")
         mon = self._wait(healthy, "fencing devices and the service group to start", timeout)

@@ -175,7 +175,26 @@ class NodeSpec(_Model):
 
 
 class VolumeSpec(_Model):
-    name: str = Field("r0", pattern=RESOURCE_NAME, description="DRBD resource name, e.g. r0")
+    """One replicated block device and its filesystem.
+
+    Grouping: volumes with the same ``resource`` (default: their own ``name``) are the
+    volumes 0, 1, ... of ONE DRBD resource, numbered in list order: one write-ordering
+    stream, one promote, one fence constraint (data + WAL of one database). A spec without
+    ``resource`` keeps one DRBD resource per volume, named after it, exactly as before.
+    """
+
+    name: str = Field(
+        "r0",
+        pattern=RESOURCE_NAME,
+        description="volume name (keys nodes[].volumes); also its DRBD resource's name unless "
+        "`resource` is set",
+    )
+    resource: str | None = Field(
+        None,
+        pattern=RESOURCE_NAME,
+        description="DRBD resource this volume belongs to (default: its name); volumes naming the same "
+        "resource replicate as its volumes 0, 1, ... in list order: append new ones, never reorder",
+    )
     size_gib: int = Field(10, ge=1, le=65536, description="size of each node's data disk in GiB")
     mount_point: str = Field("/srv/data", pattern=ABS_PATH, description="absolute mount point")
     filesystem: Literal["ext4", "xfs"] = Field("ext4", description="filesystem: ext4 or xfs")
@@ -185,8 +204,20 @@ class VolumeSpec(_Model):
         pattern=ABS_PATH,
         description="backing block device, the same path on both nodes (else nodes[].volumes)",
     )
-    minor: int | None = Field(None, ge=0, le=1048575, description="DRBD minor (default: index)")
-    port: int | None = Field(None, ge=1024, le=65535, description="DRBD TCP port (default 7789+index)")
+    minor: int | None = Field(
+        None, ge=0, le=1048575, description="DRBD minor (default: its index in volumes)"
+    )
+    port: int | None = Field(
+        None,
+        ge=1024,
+        le=65535,
+        description="DRBD TCP port of its resource (default 7789 + the index of the resource's "
+        "first volume); in a grouped resource set it on the first volume only",
+    )
+
+    @property
+    def drbd_resource(self) -> str:
+        return self.resource or self.name
 
 
 class DemoService(_Model):
@@ -393,7 +424,7 @@ class Spec(_Model):
         default_factory=lambda: [VolumeSpec()],
         min_length=1,
         max_length=8,
-        description="replicated volumes (one DRBD resource each)",
+        description="replicated volumes (one DRBD resource each, or grouped by `resource`)",
     )
     service: ServiceSpec = Field(
         default_factory=lambda: DemoService(kind="demo"), description="the service kept available"

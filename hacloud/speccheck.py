@@ -168,7 +168,6 @@ def _volumes(doc: dict[str, Any]) -> Iterator[Found]:
         ("name", None, "name"),
         ("mount_point", None, "mount point"),
         ("minor", None, "DRBD minor"),
-        ("port", None, "DRBD port"),
     ):
         seen: set[Any] = set()
         for i, vol in enumerate(_list(doc.get("volumes"))):
@@ -205,6 +204,51 @@ def _volumes(doc: dict[str, Any]) -> Iterator[Found]:
                         f"add `volumes: {{{name}: /dev/disk/by-id/...}}` to this node, "
                         f"or `device:` to volumes[{i}]",
                     )
+    yield from _volume_groups(doc)
+
+
+def _volume_groups(doc: dict[str, Any]) -> Iterator[Found]:
+    """DRBD resources (volumes grouped by ``resource``, default their name): one port per
+    resource, set on its first volume; minors (default: the index) and ports (default
+    7789 + the index of the resource's first volume) unique once the defaults are applied."""
+    vols = [v if isinstance(v, dict) else {} for v in _list(doc.get("volumes"))]
+    first: dict[str, int] = {}
+    ports: dict[int, str] = {}
+    minors: dict[int, int] = {}
+    for i, vol in enumerate(vols):
+        res = str(vol.get("resource") or vol.get("name", "r0"))
+        port = vol.get("port")
+        if res in first:
+            if port is not None:
+                yield (
+                    ["volumes", i, "port"],
+                    f"volume {vol.get('name', 'r0')!r} is the second or later volume of DRBD resource "
+                    f"{res!r}, which has one port for all its volumes",
+                    f"set `port:` on the resource's first volume (volumes[{first[res]}]) only",
+                )
+        else:
+            first[res] = i
+            effective = port if isinstance(port, int) else 7789 + i
+            if effective in ports:
+                yield (
+                    ["volumes", i, "port"],
+                    f"DRBD port {effective} of resource {res!r} is also the port of resource "
+                    f"{ports[effective]!r}" + ("" if port is not None else " (7789 + its index)"),
+                    "give every DRBD resource its own port (`port:` on its first volume)",
+                )
+            ports.setdefault(effective, res)
+        minor = vol.get("minor")
+        effective_minor = minor if isinstance(minor, int) else i
+        if effective_minor in minors and not (
+            isinstance(minor, int) and isinstance(vols[minors[effective_minor]].get("minor"), int)
+        ):  # two explicit minors are reported above
+            yield (
+                ["volumes", i, "minor"],
+                f"DRBD minor {effective_minor} is also volumes[{minors[effective_minor]}]'s "
+                "(a volume without `minor:` gets its index)",
+                "give every volume its own `minor:` (keep the ones a running cluster already uses)",
+            )
+        minors.setdefault(effective_minor, i)
 
 
 def _kinds(doc: dict[str, Any]) -> Iterator[Found]:

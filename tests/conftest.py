@@ -215,3 +215,20 @@ def fake(arm: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     yield arm
     assert arm.problems == [], arm.problems
     assert arm.response_problems == [], arm.response_problems
+
+
+def grouped_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with the volumes of one database grouped in ONE DRBD resource ``pg`` (data +
+    WAL, volumes 0 and 1) and an independent ``logs`` volume as its own resource."""
+    doc = copy.deepcopy(doc)
+    doc["volumes"] = [
+        {"name": "data", "resource": "pg", "mount_point": "/srv/pg", "filesystem": "xfs"},
+        {"name": "wal", "resource": "pg", "mount_point": "/srv/pg/wal", "filesystem": "xfs"},
+        {"name": "logs", "mount_point": "/srv/logs", "filesystem": "ext4"},
+    ]
+    for i, node in enumerate(doc["nodes"]):
+        node["volumes"] = {
+            vol: f"/dev/disk/by-id/wwn-0x5000c500{k:02d}0000{i:02d}"
+            for k, vol in enumerate(("data", "wal", "logs"))
+        }
+    return doc

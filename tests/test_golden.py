@@ -9,14 +9,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, render_doc
+from conftest import REPO, grouped_doc, render_doc
 
 GOLDEN = Path(__file__).parent / "golden"
-EXAMPLES = ["lab", "onprem", "aws", "azure"]
+EXAMPLES = ["lab", "onprem", "aws", "azure", "onprem-grouped"]
 
 
 def _outputs(name: str) -> dict[str, str]:
-    doc = yaml.safe_load((REPO / "templates/init" / f"{name}.yaml").read_text())
+    example, _, variant = name.partition("-")
+    doc = yaml.safe_load((REPO / "templates/init" / f"{example}.yaml").read_text())
+    if variant == "grouped":  # data + WAL in one DRBD resource, logs in its own
+        doc = grouped_doc(doc)
     names = [n["name"] for n in doc["nodes"]]
     _, bundle = render_doc(doc, passwords={n: "golden-password" for n in names})
     out = {"cib.xml": bundle.cib}

@@ -32,6 +32,7 @@ from hacloud.fencetest.analysis import Attempt, availability, check_data, load_a
 from hacloud.fencetest.timeline import METHODS, floor, parse_journal, stage_patterns, stages
 from hacloud.provider import Provider
 from hacloud.remote import Connection
+from hacloud.render.resources import DrbdResource, drbd_resources
 from hacloud.spec import DemoService, Spec
 from hacloud.workspace import Workspace
 
@@ -274,11 +275,20 @@ def journal(conn: Connection, since: float) -> str:
     ).stdout
 
 
-def drbd_state(conn: Connection, resource: str) -> tuple[str, str]:
-    """(connection state, disk states) of one resource on a node, '' when unknown."""
-    out = conn.run(f"drbdadm cstate {resource}; drbdadm dstate {resource}", check=False, timeout=20).stdout
-    lines = [*out.split("\n"), "", ""]
-    return lines[0].strip(), lines[1].strip()
+def drbd_state(conn: Connection, resources: list[DrbdResource]) -> tuple[str, str]:
+    """(connection state, disk states) over every volume of ``resources`` on a node: the one
+    value all share (``Connected``, ``UpToDate/UpToDate``), else the first that differs (the
+    one still syncing or down); '' when DRBD reports nothing."""
+    from hacloud.deploy import drbd_status_command, parse_drbd_status
+
+    st = parse_drbd_status(conn.run(drbd_status_command(resources), check=False, timeout=20).stdout)
+    conns = [r["connection"] or "" for r in st["resources"]]
+    disks = [
+        f"{v['disk']}/{v['peer_disk']}" if v["disk"] else "" for r in st["resources"] for v in r["volumes"]
+    ]
+    cstate = next((c for c in conns if c != "Connected"), "Connected") if conns else ""
+    dstate = next((d for d in disks if d != "UpToDate/UpToDate"), "UpToDate/UpToDate") if disks else ""
+    return cstate, dstate
 
 
 # ---------------------------------------------------------------- preflight
@@ -389,7 +399,11 @@ def run_round(ws: Workspace, provider: Provider, options: Options, progress: Pro
         raise HacloudError("the cluster's nodes do not exist", "run `hacloud up` first")
     session = open_session(ws, inventory)
     profile = effective_profile(spec, load_profile(spec.profile_name), session.inventory)
-    res = spec.volumes[0].name
+    # the demo's records live on the first volume: its DRBD resource and filesystem are the
+    # ones the failover stages are timed on; recovery waits for every resource
+    resources = drbd_resources(spec)
+    res = spec.volumes[0].drbd_resource
+    first_fs = f"fs_{spec.volumes[0].name}"
     try:
         devices = [(d.primitive.id, d.target) for d in session.bundle.fence_devices]
         progress("preflight: cluster health, DRBD, and a status call of every fence device")
@@ -467,7 +481,7 @@ def run_round(ws: Workspace, provider: Provider, options: Options, progress: Pro
         service_id = next(r for r in group if r.startswith("svc_"))
         vips = [r for r in group if r.startswith("vip_")]
         result.stages = stages(
-            events, stage_patterns(victim, survivor, f"drbd_{res}", f"fs_{res}", service_id, vips), t0
+            events, stage_patterns(victim, survivor, f"drbd_{res}", first_fs, service_id, vips), t0
         )
         if avail.rto_seconds is not None:
             result.stages["answering"] = avail.rto_seconds
@@ -479,7 +493,7 @@ def run_round(ws: Workspace, provider: Provider, options: Options, progress: Pro
             result.problems.append(f"writes were acknowledged by {' and '.join(avail.serving)} alternately")
         if options.recover:
             result.recovered, result.rejoin_seconds, result.resync_seconds = _recover(
-                ws, provider, session.conns[survivor], victim, res, options, progress
+                ws, provider, session.conns[survivor], victim, resources, options, progress
             )
         _judge(result, avail.rto_seconds is not None, options)
         return result
@@ -616,7 +630,7 @@ def _recover(
     provider: Provider,
     survivor: Connection,
     victim: str,
-    res: str,
+    resources: list[DrbdResource],
     options: Options,
     progress: Progress,
 ) -> tuple[bool, float | None, float | None]:
@@ -638,12 +652,13 @@ def _recover(
                 rejoin = round(time.monotonic() - on_at, 1)
                 progress(f"recovery: {victim} rejoined the cluster after {rejoin:.0f} s")
             continue
-        cstate, dstate = drbd_state(survivor, res)
+        cstate, dstate = drbd_state(survivor, resources)
         if connected_at is None and cstate in ("Connected", "SyncSource", "SyncTarget", "WFBitMapS"):
             connected_at = time.monotonic()
         if cstate == "Connected" and dstate == "UpToDate/UpToDate":
             resync = round(time.monotonic() - (connected_at or time.monotonic()), 1)
-            progress(f"recovery: DRBD {res} UpToDate on both nodes (resync {resync:.1f} s)")
+            names = ", ".join(r.name for r in resources)
+            progress(f"recovery: DRBD {names} UpToDate on both nodes (resync {resync:.1f} s)")
             return _healthy_again(ws, deadline, progress), rejoin, resync
     progress(f"recovery: {victim} did not come back fully within {options.recover_timeout:.0f} s")
     return False, rejoin, None

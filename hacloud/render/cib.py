@@ -66,6 +66,8 @@ def _current(options: list[tuple[str, str]], targets: Targets) -> list[tuple[str
 
 
 def drbd_clones(spec: Spec, profile: Profile, targets: Targets) -> list[DrbdClone]:
+    """One promotable clone per DRBD resource (not per volume): a grouped resource is
+    promoted, demoted and fenced as one."""
     meta: tuple[tuple[str, str], ...] = (
         ("promotable", "true"),
         ("promoted-max", "1"),
@@ -78,8 +80,8 @@ def drbd_clones(spec: Spec, profile: Profile, targets: Targets) -> list[DrbdClon
     if targets.pacemaker < (2, 1, 0):
         meta = tuple((k.replace("promoted-", "master-"), v) for k, v in meta)
     return [
-        DrbdClone(f"ms_drbd_{vol.name}", r.drbd_primitive(vol, profile, targets), meta)
-        for vol in spec.volumes
+        DrbdClone(f"ms_drbd_{res.name}", r.drbd_primitive(res.name, profile, targets), meta)
+        for res in r.drbd_resources(spec)
     ]
 
 

@@ -69,20 +69,29 @@ def volume_device(spec: Spec, node: NodeInfo, index: int) -> str:
 
 
 def drbd_resource(
-    spec: Spec, inventory: Inventory, index: int, targets: Targets, secrets: ClusterSecrets
+    spec: Spec, inventory: Inventory, res: r.DrbdResource, targets: Targets, secrets: ClusterSecrets
 ) -> str:
-    vol = spec.volumes[index]
+    """``/etc/drbd.d/<res>.res``. A one-volume resource keeps the implicit volume 0 (the file
+    existing clusters already have, byte for byte); several volumes get a ``volume N`` section
+    each, inside every ``on`` section since each node names its own disks."""
     nodes = [
-        {"name": n.name, "disk": volume_device(spec, n, index), "address": n.replication_address}
+        {
+            "name": n.name,
+            "address": n.replication_address,
+            "volumes": [
+                {"number": v.number, "minor": v.minor, "disk": volume_device(spec, n, v.index)}
+                for v in res.volumes
+            ],
+        }
         for n in inventory.nodes
     ]
     return render_template(
         "drbd/resource.res.j2",
         drbd=targets.drbd,
-        name=vol.name,
-        minor=r.volume_minor(spec, index),
-        port=r.volume_port(spec, index),
+        name=res.name,
+        port=res.port,
         nodes=nodes,
+        grouped=len(res.volumes) > 1,
         secret=secrets.drbd_secret,
     )
 
@@ -122,11 +131,11 @@ def node_files(
     fence_passwords: Mapping[str, str],
 ) -> list[RenderedFile]:
     files = [_text("/etc/drbd.d/global_common.conf", drbd_global(profile, targets))]
-    for index, vol in enumerate(spec.volumes):
+    for res in r.drbd_resources(spec):
         files.append(
             _text(
-                f"/etc/drbd.d/{vol.name}.res",
-                drbd_resource(spec, inventory, index, targets, secrets),
+                f"/etc/drbd.d/{res.name}.res",
+                drbd_resource(spec, inventory, res, targets, secrets),
                 0o600,
                 True,
             )

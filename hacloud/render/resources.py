@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from hacloud.errors import HacloudError
 from hacloud.model import FenceDevice, Inventory, Op, Primitive, ServiceLimits
@@ -40,27 +41,74 @@ def _b(value: bool) -> str:
     return "true" if value else "false"
 
 
+@dataclass(frozen=True)
+class DrbdVolume:
+    """One volume of a DRBD resource: ``index`` in ``spec.volumes``, ``number`` inside the
+    resource (its ``volume N`` section), ``minor`` of /dev/drbdN."""
+
+    index: int
+    number: int
+    minor: int
+    spec: VolumeSpec
+
+
+@dataclass(frozen=True)
+class DrbdResource:
+    """One DRBD resource: its volumes in spec order, one replication port."""
+
+    name: str
+    port: int
+    volumes: tuple[DrbdVolume, ...]
+
+
 def volume_minor(spec: Spec, index: int) -> int:
+    """The volume's own minor, else its index in ``volumes``: appending a volume, to the spec or
+    to a resource, never renumbers an existing one."""
     vol = spec.volumes[index]
     return vol.minor if vol.minor is not None else index
 
 
 def volume_port(spec: Spec, index: int) -> int:
-    vol = spec.volumes[index]
-    return vol.port if vol.port is not None else 7789 + index
+    """The port of the volume's DRBD resource (one port per resource)."""
+    return next(r.port for r in drbd_resources(spec) if any(v.index == index for v in r.volumes))
+
+
+def drbd_resources(spec: Spec) -> list[DrbdResource]:
+    """The DRBD resources in order of first appearance. The port is the one a member sets,
+    else 7789 + the index of the resource's first volume: for a spec without grouping that
+    is 7789 + index as it always was, and appending volumes changes no existing port."""
+    members: dict[str, list[int]] = {}
+    for index, vol in enumerate(spec.volumes):
+        members.setdefault(vol.drbd_resource, []).append(index)
+    out = []
+    for name, indexes in members.items():
+        vols = tuple(
+            DrbdVolume(index, number, volume_minor(spec, index), spec.volumes[index])
+            for number, index in enumerate(indexes)
+        )
+        port = next((v.spec.port for v in vols if v.spec.port is not None), 7789 + indexes[0])
+        out.append(DrbdResource(name, port, vols))
+    return out
+
+
+def drbd_ports(spec: Spec) -> list[int]:
+    """Every DRBD replication port, once (what the firewall must let through)."""
+    return [r.port for r in drbd_resources(spec)]
 
 
 # ---------------------------------------------------------------- DRBD, filesystem, service
 
 
-def drbd_primitive(vol: VolumeSpec, profile: Profile, targets: Targets) -> Primitive:
+def drbd_primitive(resource: str, profile: Profile, targets: Targets) -> Primitive:
+    """``ocf:linbit:drbd`` for one DRBD resource, all its volumes (the agent promotes the
+    resource as a whole)."""
     p = profile.num
     return Primitive(
-        id=f"drbd_{vol.name}",
+        id=f"drbd_{resource}",
         standard="ocf",
         provider="linbit",
         type="drbd",
-        params=(("drbd_resource", vol.name),),
+        params=(("drbd_resource", resource),),
         ops=(
             Op("start", 0, p("ops.drbd.start_timeout")),
             Op("stop", 0, p("ops.drbd.stop_timeout")),

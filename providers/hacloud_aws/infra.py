@@ -23,7 +23,7 @@ from typing import Any
 from hacloud.errors import HacloudError
 from hacloud.infra import Recorder
 from hacloud.model import Inventory, NetworkInfo, NodeInfo
-from hacloud.render.resources import volume_port
+from hacloud.render.resources import drbd_ports
 from hacloud.spec import AwsEipVip, AwsMoveIpVip, AwsOptions, DemoService, NodeSpec
 from hacloud.workspace import Workspace
 from hacloud_aws import iam
@@ -439,10 +439,7 @@ class Infra(Recorder):
         links = max(len(n.links) for n in self.spec.nodes) or 1
         port = self.spec.corosync.cluster_port
         rules = {("udp", port + i, port + i, sg) for i in range(links)}
-        rules |= {
-            ("tcp", volume_port(self.spec, i), volume_port(self.spec, i), sg)
-            for i in range(len(self.spec.volumes))
-        }
+        rules |= {("tcp", port, port, sg) for port in drbd_ports(self.spec)}
         if self.opts.admin_cidr:
             for ssh_port in sorted({n.ssh.port for n in self.spec.nodes}):
                 rules.add(("tcp", ssh_port, ssh_port, self.opts.admin_cidr))

@@ -23,7 +23,7 @@ from typing import Any
 from hacloud.errors import HacloudError
 from hacloud.infra import Recorder
 from hacloud.model import Inventory, NetworkInfo, NodeInfo
-from hacloud.render.resources import volume_port
+from hacloud.render.resources import drbd_ports
 from hacloud.spec import AzureLbVip, AzureOptions, NodeSpec
 from hacloud.workspace import Workspace
 from hacloud_azure.api import Clients, azure_error, call, wire
@@ -214,7 +214,7 @@ class Infra(Recorder):
             links = max(len(n.links) for n in self.spec.nodes) or 1
             port = self.spec.corosync.cluster_port
             rule("hacloud-corosync", 110, "Udp", [port + i for i in range(links)], addresses, addresses)
-            drbd = [volume_port(self.spec, i) for i in range(len(self.spec.volumes))]
+            drbd = drbd_ports(self.spec)  # one port per DRBD resource, not per volume
             rule("hacloud-drbd", 120, "Tcp", drbd, addresses, addresses)
         if self.opts.admin_cidr:
             ssh = sorted({n.ssh.port for n in self.spec.nodes})

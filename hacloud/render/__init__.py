@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from hacloud.fencepath import Device, FencePath, fence_path
 from hacloud.model import FenceDevice, Inventory, RenderedFile
 from hacloud.profiles import Profile
-from hacloud.render.cib import render_cib
+from hacloud.render.cib import render_cib, stonith_timeout
 from hacloud.render.files import node_files
 from hacloud.render.resources import fence_devices
 from hacloud.render.versions import Targets, resolve_targets
@@ -32,6 +33,21 @@ def effective_profile(spec: Spec, profile: Profile) -> Profile:
     return profile.with_overrides(spec.overrides)
 
 
+def cluster_fence_path(
+    spec: Spec, profile: Profile, targets: Targets, devices: list[FenceDevice]
+) -> FencePath:
+    """The fence path of the cluster as rendered: corosync timers, priority-fencing-delay,
+    the fencing timeout and every device's own timeout and delay for the configured action."""
+    return fence_path(
+        profile.num("corosync.token"),
+        profile.num("corosync.consensus"),
+        profile.num("pacemaker.priority_fencing_delay"),
+        stonith_timeout(spec, profile),
+        profile.text("pacemaker.stonith_action"),
+        (Device(d.target, dict(d.primitive.params)) for d in devices),
+    )
+
+
 def render_all(
     spec: Spec,
     inventory: Inventory,
@@ -43,8 +59,11 @@ def render_all(
     targets = resolve_targets(spec, inventory, profile)
     devices = fence_devices(spec, inventory, profile)
     cib = render_cib(spec, inventory, profile, targets, devices)
+    path = cluster_fence_path(spec, profile, targets, devices)
     files = {
-        node.name: tuple(node_files(spec, inventory, node, profile, targets, secrets, fence_passwords or {}))
+        node.name: tuple(
+            node_files(spec, inventory, node, profile, targets, secrets, fence_passwords or {}, path)
+        )
         for node in inventory.nodes
     }
     return Bundle(cib, files, targets, tuple(devices))

@@ -34,6 +34,8 @@ from hacloud.workspace import Workspace
 if TYPE_CHECKING:
     from hacloud_lab.lab import LabProvider as LabProviderType
 
+    from hacloud.drbdstate import DrbdVolume
+
 RENDER_MARKER = ".hacloud-render"
 
 
@@ -527,11 +529,35 @@ def wait_for_ssh(
                 time.sleep(3)
 
 
+def drbd_volumes(conn: Any, spec: Spec, drbd: str) -> list[DrbdVolume]:
+    """Every hacloud volume as this node's DRBD kernel module reports it (read-only)."""
+    from hacloud.drbdstate import by_minor, parse_drbdsetup_status, parse_proc_drbd
+    from hacloud.render.resources import volume_minor
+
+    if drbd == "9":
+        out = conn.run("drbdsetup status --verbose --statistics", check=False, timeout=30).stdout
+        names = {v.name for v in spec.volumes}
+        return [v for v in parse_drbdsetup_status(out) if v.resource in names]
+    out = conn.run("cat /proc/drbd", check=False, timeout=30).stdout
+    minors = {volume_minor(spec, i): v.name for i, v in enumerate(spec.volumes)}
+    return by_minor(parse_proc_drbd(out), minors)
+
+
+def split_brain_logged(conn: Any) -> bool:
+    """Whether this node's kernel log holds DRBD's unresolved split-brain message."""
+    from hacloud.drbdstate import SPLIT_BRAIN_LOG
+
+    cmd = f"dmesg 2>/dev/null | grep -c '{SPLIT_BRAIN_LOG}' || true"
+    out = conn.run(cmd, check=False, timeout=30).stdout.strip()
+    return out.isdigit() and int(out) > 0
+
+
 def cluster_status(spec_path: Path, terraform: TerraformSource | None = None) -> dict[str, Any]:
     """Everything `hacloud status` shows, as data (also its --json form)."""
     import xml.etree.ElementTree as ET
 
     from hacloud.deploy import crm_mon, fencing_enabled, online_nodes, resource_nodes
+    from hacloud.drbdstate import link_state, split_brain_report
 
     ws = workspace(spec_path, terraform=terraform)
     provider = provider_for(ws)
@@ -549,6 +575,8 @@ def cluster_status(spec_path: Path, terraform: TerraformSource | None = None) ->
         nodes = []
         primaries = 0
         all_up = True
+        states: dict[str, list[DrbdVolume]] = {}
+        logged: dict[str, bool] = {}
         for node in inventory.nodes:
             entry: dict[str, Any] = {
                 "name": node.name,
@@ -564,21 +592,23 @@ def cluster_status(spec_path: Path, terraform: TerraformSource | None = None) ->
                 entry["bmc"] = node.bmc_address
             conn = session.conns.get(node.name)
             if conn is not None:
-                res = ws.spec.volumes[0].name
-                out = conn.run(
-                    f"drbdadm role {res}; drbdadm dstate {res}; drbdadm cstate {res}; "
-                    'grep -o "sync\'ed: *[0-9.]*%" /proc/drbd || true',
-                    check=False,
-                ).stdout.split("\n")
-                role, disk, cstate = [*out, "", "", ""][:3]
+                volumes = drbd_volumes(conn, ws.spec, session.bundle.targets.drbd)
+                states[node.name] = volumes
+                first = next((v for v in volumes if v.resource == ws.spec.volumes[0].name), None)
                 entry.update(
-                    drbd_role=role.split("/")[0] or None,
-                    drbd_disk=disk.split("/")[0] or None,
-                    drbd_connection=cstate or None,
-                    sync=(out[3].split()[-1] if len(out) > 3 and out[3] else None),
+                    drbd_role=first.role if first else None,
+                    drbd_disk=first.disk if first else None,
+                    drbd_connection=link_state(first) if first else None,
+                    sync=f"{first.progress:g}%" if first and first.progress is not None else None,
+                    drbd=[v.as_dict() for v in volumes],
                 )
                 primaries += entry["drbd_role"] == "Primary"
-                all_up &= entry["drbd_disk"] == "UpToDate" and entry["drbd_connection"] == "Connected"
+                all_up &= len(volumes) == len(ws.spec.volumes) and all(
+                    v.disk == "UpToDate" and v.connection == "Connected" and v.peer_disk == "UpToDate"
+                    for v in volumes
+                )
+                if any(v.standalone for v in volumes):
+                    logged[node.name] = split_brain_logged(conn)
             else:
                 all_up = False
             nodes.append(entry)
@@ -613,6 +643,7 @@ def cluster_status(spec_path: Path, terraform: TerraformSource | None = None) ->
             hist = conn.run("stonith_admin --history '*' 2>/dev/null | tail -5", check=False).stdout
             history = [line.strip() for line in hist.splitlines() if line.strip()]
         vip = getattr(ws.spec.vip, "address", None) or getattr(ws.spec.vip, "elastic_ip", None)
+        split_brain = split_brain_report(states, logged, service_node)
         healthy = (
             mon is not None
             and len(online) == 2
@@ -635,7 +666,8 @@ def cluster_status(spec_path: Path, terraform: TerraformSource | None = None) ->
             "fencing": fencing,
             "fencing_history": history,
             "failed_actions": failed,
-            "healthy": healthy,
+            "split_brain": split_brain,
+            "healthy": healthy and not split_brain,
         }
     finally:
         session.close()
@@ -716,3 +748,134 @@ def ssh_command(spec_path: Path, node: str) -> list[str]:
     if ep.namespace:
         cmd = ["ip", "netns", "exec", ep.namespace, *cmd]
     return cmd
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """One resource's online verify: where it ran and what the kernel counted out of sync."""
+
+    resource: str
+    node: str
+    peer: str | None
+    seconds: float
+    out_of_sync_kib: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+VERIFY_DONE_LOG = "Online verify done"  # drbd_worker.c, DRBD 8.4 and 9, on the verify source
+
+
+def verify(
+    spec_path: Path,
+    progress: Callable[[str], None],
+    resources: list[str] | None = None,
+    timeout: float | None = None,
+    poll: float = 2.0,
+) -> list[VerifyResult]:
+    """Run DRBD's online verify (``drbdadm verify``) for each resource on its Primary, wait for
+    the kernel to finish and return the out-of-sync KiB it found (DRBD 8.4: /proc/drbd oos;
+    9: ``drbdsetup status --statistics`` out-of-sync). Changes no data: verify only reads and
+    compares checksums (verify-alg); found blocks are marked out of sync, not resynced."""
+    import time
+
+    ws = workspace(spec_path, progress)
+    names = [v.name for v in ws.spec.volumes]
+    unknown = [r for r in resources or [] if r not in names]
+    if unknown:
+        raise UsageError(f"no volume named {', '.join(unknown)}", f"use one of: {', '.join(names)}")
+    wanted = resources or names
+    inventory = provider_for(ws).discover(ws)
+    if inventory is None:
+        raise HacloudError("the cluster's nodes do not exist", "run `hacloud up`")
+    with _Lock(ws):
+        session = open_session(ws, inventory)
+        try:
+            drbd = session.bundle.targets.drbd
+            states = {n: drbd_volumes(c, ws.spec, drbd) for n, c in session.conns.items()}
+            plan = [_verify_source(res, states) for res in wanted]
+            results = []
+            for res, node in plan:
+                conn = session.conns[node]
+                result = _verify_one(conn, ws.spec, drbd, res, node, progress, timeout, poll, time)
+                if result.peer is None:  # DRBD 8.4 does not name the peer
+                    other = next((n.name for n in inventory.nodes if n.name != node), None)
+                    result = dataclasses.replace(result, peer=other)
+                results.append(result)
+            return results
+        finally:
+            session.close()
+
+
+def _verify_source(res: str, states: dict[str, list[DrbdVolume]]) -> tuple[str, str]:
+    """The node to verify ``res`` from: its Primary, connected to an UpToDate peer."""
+    for node, vols in states.items():
+        mine = [v for v in vols if v.resource == res]
+        if mine and all(v.role == "Primary" for v in mine):
+            bad = [v for v in mine if v.connection != "Connected" or v.peer_disk != "UpToDate"]
+            if bad:
+                raise HacloudError(
+                    f"DRBD {res} on {node} is {bad[0].connection}, peer disk {bad[0].peer_disk}: online "
+                    "verify needs both disks UpToDate and connected",
+                    "wait until `hacloud status` shows the pair healthy (a resync may be running), "
+                    "then run `hacloud verify` again",
+                )
+            return res, node
+    raise HacloudError(
+        f"DRBD {res} is Primary nowhere: there is no node to verify from",
+        "start the service (`hacloud status` shows where it should run), then run `hacloud verify` again",
+    )
+
+
+def _verify_one(
+    conn: Any,
+    spec: Spec,
+    drbd: str,
+    res: str,
+    node: str,
+    progress: Callable[[str], None],
+    timeout: float | None,
+    poll: float,
+    time: Any,
+) -> VerifyResult:
+    count = f"dmesg 2>/dev/null | grep -c '{VERIFY_DONE_LOG}' || true"
+
+    def done_count() -> int:
+        out = conn.run(count, check=False, timeout=30).stdout.strip()
+        return int(out) if out.isdigit() else 0
+
+    def mine() -> list[DrbdVolume]:
+        return [v for v in drbd_volumes(conn, spec, drbd) if v.resource == res]
+
+    before = done_count()
+    start = time.monotonic()
+    if not any(v.verifying for v in mine()):  # one already running is waited for, not restarted
+        progress(f"{node}: drbdadm verify {res}")
+        conn.run(f"drbdadm verify {res}", timeout=60)
+    seen = False
+    said = start
+    while True:
+        vols = mine()
+        running = any(v.verifying for v in vols)
+        seen |= running
+        # finished: DRBD left VerifyS after we saw it, or the kernel logged the end (a small
+        # device can be verified between two polls)
+        if not running and (seen or done_count() > before):
+            break
+        now = time.monotonic()
+        if timeout is not None and now - start > timeout:
+            raise HacloudError(
+                f"the online verify of {res} on {node} did not finish in {timeout:.0f} s (it keeps "
+                "running in the kernel)",
+                "watch it with `hacloud status`; run `hacloud verify` again to wait for it and read "
+                "the result",
+            )
+        if running and now - said >= 30:
+            done = next((v.progress for v in vols if v.progress is not None), None)
+            progress(f"{node}: verifying {res}" + (f", {done:g}% done" if done is not None else ""))
+            said = now
+        time.sleep(poll)
+    oos = sum(v.out_of_sync_kib or 0 for v in mine())
+    peer = next((v.peer for v in vols if v.peer), None)
+    return VerifyResult(res, node, peer, round(time.monotonic() - start, 1), oos)

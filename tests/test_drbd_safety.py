@@ -54,7 +54,8 @@ def _dumped_handler(conf: Path, drbd: str) -> str:
     """The fence-peer command as drbdadm itself reads it from the rendered files."""
     drbdadm = DRBDADM84 if drbd == "8.4" else "drbdadm"
     dump = run([drbdadm, "-c", str(conf), "dump", "all"]).stdout
-    m = re.search(r'^\s*fence-peer\s+"([^"]+)";', dump, re.MULTILINE)
+    # drbdadm prints the value quoted only when it contains blanks
+    m = re.search(r'^\s*fence-peer\s+"?([^";]+)"?;', dump, re.MULTILINE)
     assert m, dump
     return m.group(1)
 
@@ -276,3 +277,29 @@ def test_verify_alg_is_rendered_for_both_syntaxes(drbd: str, tmp_path: Path) -> 
     assert _findings(bundle, doc)["HAC085"].severity == "ok"
     broken = _edit_global(bundle, lambda t: re.sub(r"\s*verify-alg[^;]*;", "", t))
     assert _findings(broken, doc)["HAC085"].severity == "warning"
+
+
+# ---------------------------------------------------------------- the CLI, as a user runs it
+
+
+def _hacloud(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "hacloud", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
+
+
+def test_profile_shows_the_drbd_timers_and_their_sources(tmp_path: Path) -> None:
+    out = _hacloud("profile", "aws", cwd=tmp_path).stdout
+    line = next(x for x in out.splitlines() if x.strip().startswith("drbd.ping_timeout"))
+    assert "300" in line and "DRBD-opts" in line and "token 30000" in line
+    assert "why:" in out.split("drbd.ping_timeout", 1)[1].split("drbd.", 1)[0]
+    assert "drbd.after_sb_1pri" not in out
+
+
+def test_verify_refuses_an_unknown_volume_before_touching_anything(tmp_path: Path) -> None:
+    assert _hacloud("init", "--provider", "lab", cwd=tmp_path).returncode == 0
+    proc = _hacloud("verify", "-r", "nosuch", cwd=tmp_path)
+    assert proc.returncode == 2 and "nosuch" in proc.stderr and "r0" in proc.stderr
+    assert not (tmp_path / ".hacloud").exists()

@@ -778,8 +778,6 @@ def verify(
     the kernel to finish and return the out-of-sync KiB it found (DRBD 8.4: /proc/drbd oos;
     9: ``drbdsetup status --statistics`` out-of-sync). Changes no data: verify only reads and
     compares checksums (verify-alg); found blocks are marked out of sync, not resynced."""
-    import time
-
     ws = workspace(spec_path, progress)
     names = [v.name for v in ws.spec.volumes]
     unknown = [r for r in resources or [] if r not in names]
@@ -798,7 +796,7 @@ def verify(
             results = []
             for res, node in plan:
                 conn = session.conns[node]
-                result = _verify_one(conn, ws.spec, drbd, res, node, progress, timeout, poll, time)
+                result = _verify_one(conn, ws.spec, drbd, res, node, progress, timeout, poll)
                 if result.peer is None:  # DRBD 8.4 does not name the peer
                     other = next((n.name for n in inventory.nodes if n.name != node), None)
                     result = dataclasses.replace(result, peer=other)
@@ -837,8 +835,10 @@ def _verify_one(
     progress: Callable[[str], None],
     timeout: float | None,
     poll: float,
-    time: Any,
 ) -> VerifyResult:
+    """Start (or join) the verify of ``res`` on ``node`` and wait for the kernel to finish it."""
+    import time
+
     count = f"dmesg 2>/dev/null | grep -c '{VERIFY_DONE_LOG}' || true"
 
     def done_count() -> int:
@@ -850,10 +850,10 @@ def _verify_one(
 
     before = done_count()
     start = time.monotonic()
-    if not any(v.verifying for v in mine()):  # one already running is waited for, not restarted
+    seen = any(v.verifying for v in mine())
+    if not seen:  # one already running is waited for, not restarted
         progress(f"{node}: drbdadm verify {res}")
         conn.run(f"drbdadm verify {res}", timeout=60)
-    seen = False
     said = start
     while True:
         vols = mine()

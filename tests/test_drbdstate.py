@@ -155,3 +155,68 @@ def test_the_kernel_messages_hacloud_waits_for_are_the_real_ones() -> None:
 
     assert VERIFY_DONE_LOG in _read("drbd84-dmesg-verify-node2.txt")
     assert "Online verify found 1 4k block out of sync" in _read("drbd84-dmesg-verify-node2.txt")
+
+
+class _Replay:
+    """A node connection that answers with text captured in the lab, in order: the stand-in
+    is SSH only; DRBD's answers are real (the verify's progress was a lab run)."""
+
+    def __init__(self, procs: list[str], done_logs: list[int]) -> None:
+        self.procs, self.done_logs, self.commands = procs, done_logs, []  # type: ignore[var-annotated]
+
+    def run(self, command: str, check: bool = True, timeout: float = 0) -> object:
+        from types import SimpleNamespace
+
+        self.commands.append(command)
+        if command.startswith("cat /proc/drbd"):
+            text = self.procs.pop(0) if len(self.procs) > 1 else self.procs[0]
+        elif command.startswith("dmesg"):
+            text = str(self.done_logs.pop(0) if len(self.done_logs) > 1 else self.done_logs[0])
+        else:
+            text = ""
+        return SimpleNamespace(stdout=text, returncode=0)
+
+
+def _spec() -> object:
+    from conftest import onprem_doc, spec_of
+
+    return spec_of(onprem_doc())
+
+
+def test_verify_starts_waits_and_reads_the_kernels_count() -> None:
+    from hacloud.commands import _verify_one
+
+    healthy, running, done = (
+        _read("drbd84-proc-healthy-node2.txt"),
+        _read("drbd84-proc-verifying-node2.txt"),
+        _read("drbd84-proc-verified-node2.txt"),
+    )
+    conn = _Replay([healthy, running, running, done], [0])
+    result = _verify_one(conn, _spec(), "8.4", "r0", "node2", lambda _: None, None, 0)  # type: ignore[arg-type]
+    assert result.out_of_sync_kib == 4 and result.node == "node2"
+    assert conn.commands.count("drbdadm verify r0") == 1
+
+
+def test_verify_joins_a_running_one_and_sees_a_fast_one_finish_by_the_log() -> None:
+    from hacloud.commands import _verify_one
+
+    conn = _Replay([_read("drbd84-proc-verifying-node2.txt"), _read("drbd84-proc-verified-node2.txt")], [3])
+    _verify_one(conn, _spec(), "8.4", "r0", "node2", lambda _: None, None, 0)  # type: ignore[arg-type]
+    assert "drbdadm verify r0" not in conn.commands  # joined, not restarted
+    # never seen in VerifyS (a small disk between two polls): done once the kernel logged it
+    conn = _Replay(
+        [_read("drbd84-proc-healthy-node2.txt"), _read("drbd84-proc-verified-node2.txt")], [0, 0, 1]
+    )
+    assert _verify_one(conn, _spec(), "8.4", "r0", "node2", lambda _: None, None, 0).out_of_sync_kib == 4  # type: ignore[arg-type]
+
+
+def test_verify_timeout_says_the_verify_keeps_running() -> None:
+    import pytest
+
+    from hacloud.commands import _verify_one
+    from hacloud.errors import HacloudError
+
+    conn = _Replay([_read("drbd84-proc-verifying-node2.txt")], [0])
+    with pytest.raises(HacloudError) as err:
+        _verify_one(conn, _spec(), "8.4", "r0", "node2", lambda _: None, 0.0, 0)  # type: ignore[arg-type]
+    assert "keeps running" in err.value.message and "hacloud verify" in err.value.remedy

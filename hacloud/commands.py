@@ -587,6 +587,7 @@ def cluster_status(spec_path: Path, terraform: TerraformSource | None = None) ->
                 "drbd_disk": None,
                 "drbd_connection": None,
                 "sync": None,
+                "drbd": [],  # every volume, as the node's kernel reports it
             }
             if node.bmc_address:
                 entry["bmc"] = node.bmc_address

@@ -220,3 +220,50 @@ def test_verify_timeout_says_the_verify_keeps_running() -> None:
     with pytest.raises(HacloudError) as err:
         _verify_one(conn, _spec(), "8.4", "r0", "node2", lambda _: None, 0.0, 0)  # type: ignore[arg-type]
     assert "keeps running" in err.value.message and "hacloud verify" in err.value.remedy
+
+
+def test_status_text_names_the_split_brain_and_the_steps(monkeypatch: object) -> None:
+    """`hacloud status` as printed for the lab's split brain (the data is what the lab
+    reported; only the SSH round trips are skipped)."""
+    import pytest
+    from typer.testing import CliRunner
+
+    from hacloud import cli, commands
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    states = {
+        node: by_minor(parse_proc_drbd(_read(f"drbd84-proc-splitbrain-{node}.txt")), {0: "r0"})
+        for node in ("node1", "node2")
+    }
+    nodes = [
+        {
+            "name": node,
+            "online": True,
+            "address": addr,
+            "drbd_role": vols[0].role,
+            "drbd_disk": vols[0].disk,
+            "drbd_connection": link_state(vols[0]),
+            "sync": None,
+            "drbd": [v.as_dict() for v in vols],
+        }
+        for (node, vols), addr in zip(states.items(), ("192.0.2.11", "192.0.2.12"), strict=True)
+    ]
+    status = {
+        "cluster": "lab",
+        "healthy": False,
+        "quorum": True,
+        "fencing_enabled": True,
+        "nodes": nodes,
+        "vip": "192.0.2.100",
+        "service_node": "node2",
+        "fencing": [],
+        "fencing_history": [],
+        "failed_actions": [],
+        "split_brain": split_brain_report(states, {"node1": True, "node2": True}, "node2"),
+    }
+    monkeypatch.setattr(commands, "cluster_status", lambda *_a, **_k: status)
+    out = CliRunner().invoke(cli.app, ["status"])
+    assert out.exit_code == 1
+    assert "SPLIT BRAIN: DRBD r0 is StandAlone on node1, node2" in out.output
+    assert "2. on node1: drbdadm secondary r0; drbdadm connect --discard-my-data r0" in out.output
+    assert "3. on node2: drbdadm connect r0" in out.output

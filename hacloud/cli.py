@@ -393,7 +393,26 @@ def status(
             f"{n['drbd_role'] or '-':9} {n['drbd_disk'] or '-':12} {n['drbd_connection'] or '-':12} "
             f"{n.get('bmc') or '-'}" + (f"  sync {n['sync']}" if n["sync"] else "")
         )
+    if any(len(n.get("drbd") or []) > 1 for n in st["nodes"]):
+        for n in st["nodes"]:
+            for v in n.get("drbd") or []:
+                typer.echo(
+                    f"  drbd {v['resource']} on {n['name']}: {v['role']}/{v['disk']}, "
+                    f"peer {v['peer_disk'] or '?'}, {v['connection']} {v['replication'] or ''}".rstrip()
+                )
     typer.echo(f"service and VIP {st['vip']}: on {st['service_node'] or 'nowhere'}")
+    for sb in st.get("split_brain", []):
+        where = ", ".join(sb["standalone_on"])
+        if sb["split_brain"]:
+            typer.echo(
+                f"SPLIT BRAIN: DRBD {sb['resource']} is StandAlone on {where} (kernel: 'Split-Brain "
+                "detected but unresolved'): the nodes' data diverged and DRBD will not replicate until "
+                "you pick the survivor (DRBD user guide, manual split-brain recovery):"
+            )
+        else:
+            typer.echo(f"DRBD {sb['resource']} is StandAlone on {where}: not replicating. To reconnect:")
+        for i, step in enumerate(sb["steps"], start=1):
+            typer.echo(f"  {i}. {step}")
     for dev in st["fencing"]:
         typer.echo(f"fencing {dev['id']} (fences {dev['target']}): {dev['state']} on {dev['node'] or '-'}")
     for line in st["fencing_history"]:
@@ -401,6 +420,49 @@ def status(
     for line in st["failed_actions"]:
         typer.echo(f"failed: {line}")
     if not st["healthy"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def verify(
+    spec: SpecOption = Path("hacloud.yaml"),
+    resource: Annotated[
+        list[str] | None,
+        typer.Option("--resource", "-r", help="DRBD resource or volume to verify (default: all)"),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="seconds to wait (default: until done)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Online verify: compare both disks block by block (drbdadm verify on the Primary, reads
+    only); exit 1 when DRBD found blocks out of sync."""
+    from hacloud.commands import verify as do_verify
+
+    try:
+        results = do_verify(spec, _Progress(), resource, timeout)
+    except HacloudError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        for r in results:
+            state = "in sync" if r.out_of_sync_kib == 0 else f"{r.out_of_sync_kib} KiB OUT OF SYNC"
+            typer.echo(
+                f"{r.resource}: {state} (verified from {r.node} against {r.peer or 'its peer'}, "
+                f"{r.seconds:g} s)"
+            )
+    bad = [r for r in results if r.out_of_sync_kib]
+    if bad:
+        if not as_json:
+            for r in bad:
+                typer.echo(
+                    f"  fix: find why {r.resource} diverged (disk errors in the kernel log, anything writing "
+                    "below DRBD), then resync the marked blocks: on the Secondary run "
+                    f"`drbdadm disconnect {r.resource}; drbdadm connect {r.resource}` (DRBD user guide, "
+                    "online verification)",
+                    err=True,
+                )
         raise typer.Exit(1)
 
 

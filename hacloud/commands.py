@@ -34,6 +34,8 @@ from hacloud.workspace import Workspace, check_owner, record_owner
 if TYPE_CHECKING:
     from hacloud_lab.lab import LabProvider as LabProviderType
 
+    from hacloud.drbdstate import VolumeState
+
 RENDER_MARKER = ".hacloud-render"
 
 
@@ -529,35 +531,55 @@ def wait_for_ssh(
                 time.sleep(3)
 
 
-def _drbd_summary(resources: list[dict[str, Any]]) -> dict[str, str | None]:
+def _drbd_summary(volumes: list[VolumeState]) -> dict[str, str | None]:
     """One node's DRBD in three words for the status table: the role when every resource has
-    the same one (else each ``res:role``); the disk and connection state when every volume
-    and resource agrees, else the first that is not UpToDate / Connected (the one to look at)."""
-    roles = {r["role"] for r in resources}
-    role = (
-        next(iter(roles))
-        if len(roles) == 1
-        else ",".join(f"{r['resource']}:{r['role'] or '?'}" for r in resources)
-    )
-    disks = [v["disk"] for r in resources for v in r["volumes"]]
-    conns = [r["connection"] for r in resources]
-    disk = next((d for d in disks if d != "UpToDate"), "UpToDate") if disks else None
-    conn = next((c for c in conns if c != "Connected"), "Connected") if conns else None
+    the same one (else each ``res:role``); the disk and link state when every volume agrees,
+    else the first that is not UpToDate / Connected (the one to look at)."""
+    from hacloud.drbdstate import link_state
+
+    if not volumes:
+        return {"drbd_role": None, "drbd_disk": None, "drbd_connection": None}
+    by_res = {v.resource: v.role for v in volumes}
+    roles = set(by_res.values())
+    role = next(iter(roles)) if len(roles) == 1 else ",".join(f"{r}:{o or '?'}" for r, o in by_res.items())
+    disk = next((v.disk for v in volumes if v.disk != "UpToDate"), "UpToDate")
+    links = [link_state(v) for v in volumes]
+    conn = next((c for c in links if c != "Connected"), "Connected")
     return {"drbd_role": role, "drbd_disk": disk, "drbd_connection": conn}
+
+
+def drbd_volumes(conn: Any, spec: Spec, drbd: str) -> list[VolumeState]:
+    """Every volume of every DRBD resource hacloud manages, as this node's DRBD kernel module
+    reports it (read-only); resources and volumes hacloud does not manage are left out."""
+    from hacloud.drbdstate import by_minor, parse_drbdsetup_status, parse_proc_drbd
+    from hacloud.render.resources import drbd_resources
+
+    resources = drbd_resources(spec)
+    if drbd == "9":
+        out = conn.run("drbdsetup status --verbose --statistics", check=False, timeout=30).stdout
+        names = {r.name for r in resources}
+        return [v for v in parse_drbdsetup_status(out) if v.resource in names]
+    out = conn.run("cat /proc/drbd", check=False, timeout=30).stdout
+    minors = {v.minor: r.name for r in resources for v in r.volumes}
+    numbers = {v.minor: v.number for r in resources for v in r.volumes}
+    return by_minor(parse_proc_drbd(out), minors, numbers)
+
+
+def split_brain_logged(conn: Any) -> bool:
+    """Whether this node's kernel log holds DRBD's unresolved split-brain message."""
+    from hacloud.drbdstate import SPLIT_BRAIN_LOG
+
+    cmd = f"dmesg 2>/dev/null | grep -c '{SPLIT_BRAIN_LOG}' || true"
+    out = conn.run(cmd, check=False, timeout=30).stdout.strip()
+    return out.isdigit() and int(out) > 0
 
 
 def cluster_status(spec_path: Path, terraform: TerraformSource | None = None) -> dict[str, Any]:
     """Everything `hacloud status` shows, as data (also its --json form)."""
     import xml.etree.ElementTree as ET
 
-    from hacloud.deploy import (
-        crm_mon,
-        drbd_status_command,
-        fencing_enabled,
-        online_nodes,
-        parse_drbd_status,
-        resource_nodes,
-    )
+    from hacloud.deploy import crm_mon, fencing_enabled, online_nodes, resource_nodes
+    from hacloud.drbdstate import split_brain_report
     from hacloud.render.resources import drbd_resources
 
     ws = workspace(spec_path, terraform=terraform)
@@ -577,6 +599,8 @@ def cluster_status(spec_path: Path, terraform: TerraformSource | None = None) ->
         resources = drbd_resources(ws.spec)
         primaries: dict[str, list[str]] = {}  # DRBD resource -> nodes where it is Primary
         all_up = True
+        states: dict[str, list[VolumeState]] = {}
+        logged: dict[str, bool] = {}
         for node in inventory.nodes:
             entry: dict[str, Any] = {
                 "name": node.name,
@@ -587,17 +611,29 @@ def cluster_status(spec_path: Path, terraform: TerraformSource | None = None) ->
                 "drbd_disk": None,
                 "drbd_connection": None,
                 "sync": None,
+                "drbd": [],  # every volume, as the node's kernel reports it
             }
             if node.bmc_address:
                 entry["bmc"] = node.bmc_address
             conn = session.conns.get(node.name)
             if conn is not None:
-                drbd = parse_drbd_status(conn.run(drbd_status_command(resources), check=False).stdout)
-                entry.update(_drbd_summary(drbd["resources"]), drbd=drbd["resources"], sync=drbd["sync"])
-                for res in drbd["resources"]:
-                    if res["role"] == "Primary":
-                        primaries.setdefault(res["resource"], []).append(node.name)
-                all_up &= entry["drbd_disk"] == "UpToDate" and entry["drbd_connection"] == "Connected"
+                volumes = drbd_volumes(conn, ws.spec, session.bundle.targets.drbd)
+                states[node.name] = volumes
+                syncing = next((v for v in volumes if v.progress is not None), None)
+                entry.update(
+                    _drbd_summary(volumes),
+                    sync=f"{syncing.progress:g}%" if syncing and syncing.progress is not None else None,
+                    drbd=[v.as_dict() for v in volumes],
+                )
+                for v in volumes:
+                    if v.role == "Primary" and v.resource and node.name not in primaries.get(v.resource, []):
+                        primaries.setdefault(v.resource, []).append(node.name)
+                all_up &= len(volumes) == len(ws.spec.volumes) and all(
+                    v.disk == "UpToDate" and v.connection == "Connected" and v.peer_disk == "UpToDate"
+                    for v in volumes
+                )
+                if any(v.standalone for v in volumes):
+                    logged[node.name] = split_brain_logged(conn)
             else:
                 all_up = False
             nodes.append(entry)
@@ -632,6 +668,7 @@ def cluster_status(spec_path: Path, terraform: TerraformSource | None = None) ->
             hist = conn.run("stonith_admin --history '*' 2>/dev/null | tail -5", check=False).stdout
             history = [line.strip() for line in hist.splitlines() if line.strip()]
         vip = getattr(ws.spec.vip, "address", None) or getattr(ws.spec.vip, "elastic_ip", None)
+        split_brain = split_brain_report(states, logged, service_node)
         healthy = (
             mon is not None
             and len(online) == 2
@@ -656,7 +693,8 @@ def cluster_status(spec_path: Path, terraform: TerraformSource | None = None) ->
             "fencing": fencing,
             "fencing_history": history,
             "failed_actions": failed,
-            "healthy": healthy,
+            "split_brain": split_brain,
+            "healthy": healthy and not split_brain,
         }
     finally:
         session.close()
@@ -737,3 +775,141 @@ def ssh_command(spec_path: Path, node: str) -> list[str]:
     if ep.namespace:
         cmd = ["ip", "netns", "exec", ep.namespace, *cmd]
     return cmd
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """One resource's online verify: where it ran and what the kernel counted out of sync."""
+
+    resource: str
+    node: str
+    peer: str | None
+    seconds: float
+    out_of_sync_kib: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+VERIFY_DONE_LOG = "Online verify done"  # drbd_worker.c, DRBD 8.4 and 9, on the verify source
+
+
+def verify(
+    spec_path: Path,
+    progress: Callable[[str], None],
+    resources: list[str] | None = None,
+    timeout: float | None = None,
+    poll: float = 2.0,
+) -> list[VerifyResult]:
+    """Run DRBD's online verify (``drbdadm verify``) for each resource on its Primary, wait for
+    the kernel to finish and return the out-of-sync KiB it found (DRBD 8.4: /proc/drbd oos;
+    9: ``drbdsetup status --statistics`` out-of-sync). Changes no data: verify only reads and
+    compares checksums (verify-alg); found blocks are marked out of sync, not resynced."""
+    ws = workspace(spec_path, progress)
+    from hacloud.render.resources import drbd_resources
+
+    # a DRBD resource by its name, or by the name of any of its volumes (verify runs per resource)
+    owner = {r.name: r.name for r in drbd_resources(ws.spec)}
+    owner.update({v.name: v.drbd_resource for v in ws.spec.volumes})
+    unknown = [r for r in resources or [] if r not in owner]
+    if unknown:
+        raise UsageError(
+            f"no volume or DRBD resource named {', '.join(unknown)}",
+            f"use one of: {', '.join(sorted(owner))}",
+        )
+    wanted = list(dict.fromkeys(owner[r] for r in (resources or list(owner))))
+    inventory = provider_for(ws).discover(ws)
+    if inventory is None:
+        raise HacloudError("the cluster's nodes do not exist", "run `hacloud up`")
+    with _Lock(ws):
+        session = open_session(ws, inventory)
+        try:
+            drbd = session.bundle.targets.drbd
+            states = {n: drbd_volumes(c, ws.spec, drbd) for n, c in session.conns.items()}
+            plan = [_verify_source(res, states) for res in wanted]
+            results = []
+            for res, node in plan:
+                conn = session.conns[node]
+                result = _verify_one(conn, ws.spec, drbd, res, node, progress, timeout, poll)
+                if result.peer is None:  # DRBD 8.4 does not name the peer
+                    other = next((n.name for n in inventory.nodes if n.name != node), None)
+                    result = dataclasses.replace(result, peer=other)
+                results.append(result)
+            return results
+        finally:
+            session.close()
+
+
+def _verify_source(res: str, states: dict[str, list[VolumeState]]) -> tuple[str, str]:
+    """The node to verify ``res`` from: its Primary, connected to an UpToDate peer."""
+    for node, vols in states.items():
+        mine = [v for v in vols if v.resource == res]
+        if mine and all(v.role == "Primary" for v in mine):
+            bad = [v for v in mine if v.connection != "Connected" or v.peer_disk != "UpToDate"]
+            if bad:
+                raise HacloudError(
+                    f"DRBD {res} on {node} is {bad[0].connection}, peer disk {bad[0].peer_disk}: online "
+                    "verify needs both disks UpToDate and connected",
+                    "wait until `hacloud status` shows the pair healthy (a resync may be running), "
+                    "then run `hacloud verify` again",
+                )
+            return res, node
+    raise HacloudError(
+        f"DRBD {res} is Primary nowhere: there is no node to verify from",
+        "start the service (`hacloud status` shows where it should run), then run `hacloud verify` again",
+    )
+
+
+def _verify_one(
+    conn: Any,
+    spec: Spec,
+    drbd: str,
+    res: str,
+    node: str,
+    progress: Callable[[str], None],
+    timeout: float | None,
+    poll: float,
+) -> VerifyResult:
+    """Start (or join) the verify of ``res`` on ``node`` and wait for the kernel to finish it."""
+    import time
+
+    count = f"dmesg 2>/dev/null | grep -c '{VERIFY_DONE_LOG}' || true"
+
+    def done_count() -> int:
+        out = conn.run(count, check=False, timeout=30).stdout.strip()
+        return int(out) if out.isdigit() else 0
+
+    def mine() -> list[VolumeState]:
+        return [v for v in drbd_volumes(conn, spec, drbd) if v.resource == res]
+
+    before = done_count()
+    start = time.monotonic()
+    seen = any(v.verifying for v in mine())
+    if not seen:  # one already running is waited for, not restarted
+        progress(f"{node}: drbdadm verify {res}")
+        conn.run(f"drbdadm verify {res}", timeout=60)
+    said = start
+    while True:
+        vols = mine()
+        running = any(v.verifying for v in vols)
+        seen |= running
+        # finished: DRBD left VerifyS after we saw it, or the kernel logged the end (a small
+        # device can be verified between two polls)
+        if not running and (seen or done_count() > before):
+            break
+        now = time.monotonic()
+        if timeout is not None and now - start > timeout:
+            raise HacloudError(
+                f"the online verify of {res} on {node} did not finish in {timeout:.0f} s (it keeps "
+                "running in the kernel)",
+                "watch it with `hacloud status`; run `hacloud verify` again to wait for it and read "
+                "the result",
+            )
+        if running and now - said >= 30:
+            done = next((v.progress for v in vols if v.progress is not None), None)
+            progress(f"{node}: verifying {res}" + (f", {done:g}% done" if done is not None else ""))
+            said = now
+        time.sleep(poll)
+    oos = sum(v.out_of_sync_kib or 0 for v in mine())
+    peer = next((v.peer for v in vols if v.peer), None)
+    return VerifyResult(res, node, peer, round(time.monotonic() - start, 1), oos)

@@ -20,6 +20,14 @@ import yaml
 from hacloud.resources import templates_dir
 
 PROFILE_NAMES = ("lab", "onprem", "aws", "azure")
+# Values that left the profiles: an override of one says where the setting lives now.
+MOVED = {
+    "drbd.after_sb_1pri": (
+        "split-brain recovery is a data-loss policy, chosen in the spec, not a profile tuning value",
+        "drop the override; to discard the Secondary's writes after a split brain automatically, "
+        "write `drbd: {split_brain_recovery: discard-secondary}`",
+    ),
+}
 Scalar = int | float | bool | str
 
 
@@ -139,6 +147,9 @@ def override_problems(profile: Profile, overrides: Mapping[str, object]) -> list
                         "write e.g. `sysctl.vm.swappiness: 10`",
                     )
                 )
+            continue
+        if key in MOVED:
+            out.append((key, *MOVED[key]))
             continue
         if key not in profile.values:
             close = difflib.get_close_matches(key, list(profile.values), n=1)

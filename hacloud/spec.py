@@ -401,6 +401,21 @@ FencingSpec = Annotated[
 ]
 
 
+class DrbdSpec(_Model):
+    split_brain_recovery: Literal["manual", "discard-secondary"] = Field(
+        "manual",
+        description="after a split brain with one Primary: manual (default) leaves DRBD disconnected "
+        "and `hacloud status` names the nodes and the recovery commands; discard-secondary throws "
+        "away every write the Secondary took since the split (acknowledged writes are lost) and "
+        "resyncs it from the Primary automatically",
+    )
+    verify_alg: Literal["sha256", "sha1", "crc32c"] = Field(
+        "sha256",
+        description="checksum online verify (`hacloud verify`) compares blocks with; sha256 "
+        "(DRBD-opts: a secure hash), crc32c is cheaper on CPU but weaker",
+    )
+
+
 class TargetsSpec(_Model):
     drbd: Literal["8.4", "9"] | None = Field(
         None, description="DRBD kernel module generation (default: profile; facts win at deploy)"
@@ -440,6 +455,7 @@ class Spec(_Model):
         False, description="try the fencing methods as levels, in the order listed"
     )
     targets: TargetsSpec = Field(default_factory=TargetsSpec, description="target software versions")
+    drbd: DrbdSpec = Field(default_factory=DrbdSpec, description="DRBD data-safety policies")
     overrides: dict[str, int | float | bool | str] = Field(
         default_factory=dict, description="profile values to override, e.g. corosync.token: 5000"
     )

@@ -58,10 +58,9 @@ def test_grouped_resource_comes_up_as_one(lab: dict[str, object]) -> None:
     st = json.loads(hacloud(lab, "status", "--json").stdout)
     assert st["healthy"] is True, st
     for node in st["nodes"]:
-        assert [r["resource"] for r in node["drbd"]] == ["r0"]
-        assert [(v["volume"], v["disk"], v["peer_disk"]) for v in node["drbd"][0]["volumes"]] == [
-            (0, "UpToDate", "UpToDate"),
-            (1, "UpToDate", "UpToDate"),
+        assert [(v["resource"], v["volume"], v["disk"], v["peer_disk"]) for v in node["drbd"]] == [
+            ("r0", 0, "UpToDate", "UpToDate"),
+            ("r0", 1, "UpToDate", "UpToDate"),
         ]
     active, standby = _where(lab)
     # Independent of hacloud: the kernel's view. One resource, two minors, both Primary and

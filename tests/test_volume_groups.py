@@ -320,12 +320,28 @@ def test_status_reads_every_volume_of_every_resource() -> None:
         ("pg", "Primary", "Connected", 2),
         ("logs", "Primary", "SyncSource", 1),
     ]
-    from hacloud.commands import _drbd_summary
 
-    summary = _drbd_summary(st["resources"])
-    assert summary == {"drbd_role": "Primary", "drbd_disk": "UpToDate", "drbd_connection": "SyncSource"}
-    down = parse_drbd_status("role pg \ncstate pg \ndstate pg/0 \ndstate pg/1 \nsync \n")
-    assert _drbd_summary(down["resources"]) == {"drbd_role": None, "drbd_disk": None, "drbd_connection": None}
+
+def test_status_summarises_every_volume_of_every_resource() -> None:
+    """`status` reads the kernel's report (/proc/drbd, captured in the lab) and names the volume
+    to look at: 8.4 minors map to their resource and volume number; a second resource that is
+    StandAlone (a split brain) shows although the first is healthy."""
+    from hacloud.commands import _drbd_summary
+    from hacloud.drbdstate import by_minor, parse_proc_drbd
+
+    fixtures = Path(__file__).parent / "fixtures"
+    healthy = (fixtures / "drbd84-proc-healthy-node2.txt").read_text()
+    split = (fixtures / "drbd84-proc-splitbrain-node2.txt").read_text()
+    one = by_minor(parse_proc_drbd(healthy), {0: "pg"}, {0: 0})
+    assert [(v.resource, v.volume) for v in one] == [("pg", 0)]
+    healthy_summary = {"drbd_role": "Primary", "drbd_disk": "UpToDate", "drbd_connection": "Connected"}
+    assert _drbd_summary(one) == healthy_summary
+    # the same report read as minor 7 of a second resource "logs": renumber the split-brain text
+    other = by_minor(parse_proc_drbd(split.replace(" 0: cs:", " 7: cs:", 1)), {7: "logs"}, {7: 0})
+    assert [v.resource for v in other] == ["logs"] and other[0].standalone
+    both = _drbd_summary(one + other)
+    assert both["drbd_connection"] == "StandAlone"
+    assert _drbd_summary([]) == {"drbd_role": None, "drbd_disk": None, "drbd_connection": None}
 
 
 def test_running_resources_are_not_regrouped() -> None:

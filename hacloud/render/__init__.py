@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from hacloud.fencepath import Device, FencePath, fence_path
 from hacloud.model import FenceDevice, Inventory, RenderedFile
 from hacloud.profiles import Profile
-from hacloud.render.cib import render_cib
+from hacloud.render.cib import render_cib, stonith_timeout
 from hacloud.render.files import node_files, retired_files
 from hacloud.render.resources import fence_devices
 from hacloud.render.versions import Targets, resolve_targets
@@ -43,6 +44,21 @@ def os_family(inventory: Inventory | None, profile: Profile) -> str:
     return sorted(families)[0]
 
 
+def cluster_fence_path(
+    spec: Spec, profile: Profile, targets: Targets, devices: list[FenceDevice]
+) -> FencePath:
+    """The fence path of the cluster as rendered: corosync timers, priority-fencing-delay,
+    the fencing timeout and every device's own timeout and delay for the configured action."""
+    return fence_path(
+        profile.num("corosync.token"),
+        profile.num("corosync.consensus"),
+        profile.num("pacemaker.priority_fencing_delay"),
+        stonith_timeout(spec, profile),
+        profile.text("pacemaker.stonith_action"),
+        (Device(d.target, dict(d.primitive.params)) for d in devices),
+    )
+
+
 def render_all(
     spec: Spec,
     inventory: Inventory,
@@ -54,8 +70,11 @@ def render_all(
     targets = resolve_targets(spec, inventory, profile)
     devices = fence_devices(spec, inventory, profile)
     cib = render_cib(spec, inventory, profile, targets, devices)
+    path = cluster_fence_path(spec, profile, targets, devices)
     files = {
-        node.name: tuple(node_files(spec, inventory, node, profile, targets, secrets, fence_passwords or {}))
+        node.name: tuple(
+            node_files(spec, inventory, node, profile, targets, secrets, fence_passwords or {}, path)
+        )
         for node in inventory.nodes
     }
     retired = {node.name: retired_files(spec, node) for node in inventory.nodes}

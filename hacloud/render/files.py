@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from hacloud.fencepath import FencePath, handler_timeouts
 from hacloud.model import Inventory, NodeInfo, RenderedFile
 from hacloud.profiles import Profile
 from hacloud.render import resources as r
@@ -29,10 +30,10 @@ DRBD_KEYS = (
     "c_min_rate",
     "c_fill_target",
     "after_sb_0pri",
-    "after_sb_1pri",
     "after_sb_2pri",
     "ping_int",
     "ping_timeout",
+    "socket_check_timeout",
     "timeout",
     "connect_int",
     "ko_count",
@@ -58,9 +59,23 @@ def _text(path: str, content: str, mode: int = 0o644, secret: bool = False) -> R
     return RenderedFile(path, content.encode("utf-8"), mode, secret)
 
 
-def drbd_global(profile: Profile, targets: Targets) -> str:
+def drbd_global(spec: Spec, profile: Profile, targets: Targets, path: FencePath) -> str:
+    """``global_common.conf``; ``path`` is the cluster's fence path, which the fence-peer
+    handler's timeouts must cover (see :mod:`hacloud.fencepath`)."""
     values = {k: profile.get(f"drbd.{k}") for k in DRBD_KEYS}
-    return render_template("drbd/global_common.conf.j2", drbd=targets.drbd, profile=profile.name, p=values)
+    timeout, dc_timeout = handler_timeouts(path)
+    return render_template(
+        "drbd/global_common.conf.j2",
+        drbd=targets.drbd,
+        profile=profile.name,
+        p=values,
+        fence_timeout=timeout,
+        dc_timeout=dc_timeout,
+        fence_path=path.explain(),
+        # only the spec can opt in to discarding data after a split brain (never a profile)
+        after_sb_1pri="disconnect" if spec.drbd.split_brain_recovery == "manual" else "discard-secondary",
+        verify_alg=spec.drbd.verify_alg,
+    )
 
 
 def volume_device(spec: Spec, node: NodeInfo, index: int) -> str:
@@ -129,8 +144,9 @@ def node_files(
     targets: Targets,
     secrets: ClusterSecrets,
     fence_passwords: Mapping[str, str],
+    fence_path: FencePath,
 ) -> list[RenderedFile]:
-    files = [_text("/etc/drbd.d/global_common.conf", drbd_global(profile, targets))]
+    files = [_text("/etc/drbd.d/global_common.conf", drbd_global(spec, profile, targets, fence_path))]
     for res in r.drbd_resources(spec):
         files.append(
             _text(

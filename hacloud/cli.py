@@ -161,25 +161,57 @@ def check(
     tf_map: TfMapOption = None,
 ) -> None:
     """Check the cross-layer invariants (timeouts, delays, grouping, host maps); exit 1 on error."""
-    from hacloud.commands import check_spec
+    from hacloud.commands import check_report
 
     try:
-        findings = check_spec(spec, inventory, live=live, terraform=_terraform(from_terraform, tf_map))
+        findings, warnings = check_report(
+            spec, inventory, live=live, terraform=_terraform(from_terraform, tf_map)
+        )
     except HacloudError as exc:
+        if as_json:
+            typer.echo(json.dumps(_problems_json(exc), indent=2))  # stdout stays machine-readable
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps([f.as_dict() for f in findings], indent=2))
+        shown = [_warning_json(w) for w in warnings] + [f.as_dict() for f in findings]
+        typer.echo(json.dumps(shown, indent=2))
     else:
+        for w in warnings:
+            typer.echo(f"WARNING  {w}")
         for f in findings:
             typer.echo(f"{f.severity.upper():7} {f.code}  {f.message}")
             if f.severity != "ok":
                 typer.echo(f"        fix: {f.remedy}")
                 typer.echo(f"        source: {f.source}")
         errors = sum(f.severity == "error" for f in findings)
-        warnings = sum(f.severity == "warning" for f in findings)
-        typer.echo(f"{len(findings)} checks: {errors} errors, {warnings} warnings")
+        count = len(warnings) + sum(f.severity == "warning" for f in findings)
+        typer.echo(f"{len(findings) + len(warnings)} checks: {errors} errors, {count} warnings")
     if any(f.severity == "error" for f in findings):
         raise typer.Exit(1)
+
+
+def _warning_json(message: str) -> dict[str, Any]:
+    """A rendering warning in the shape of a finding (it has no code: it is not a rule)."""
+    return {"code": None, "severity": "warning", "message": message, "remedy": "", "source": "render"}
+
+
+def _problems_json(exc: HacloudError) -> list[dict[str, Any]]:
+    """The problems that stopped a command, as `check --json` findings (severity error, no code),
+    with file, line and path where the input has them."""
+    if isinstance(exc, SpecError):
+        return [
+            {
+                "code": None,
+                "severity": "error",
+                "message": p.message,
+                "remedy": p.remedy,
+                "source": f"{exc.filename}:{p.line}" if p.line else exc.filename,
+                "file": exc.filename,
+                "line": p.line,
+                "path": p.path,
+            }
+            for p in exc.problems
+        ]
+    return [{"code": None, "severity": "error", "message": exc.message, "remedy": exc.remedy, "source": ""}]
 
 
 class _Progress:
@@ -199,9 +231,24 @@ YesOption = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for con
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="show each remote command")]
 
 
-def _confirm(question: str, yes: bool) -> None:
-    """Ask on a terminal; scripts (no terminal) and --yes proceed."""
-    if yes or not sys.stdin.isatty():
+def _interactive() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _confirm(question: str, yes: bool, *, destructive: bool = False) -> None:
+    """Ask on a terminal; --yes proceeds. Without a terminal (cron, CI, `ssh host hacloud ...`)
+    a ``destructive`` command (it stops a service, fails a node or deletes data) is refused
+    with exit 2 unless --yes, as terraform does; the others proceed."""
+    if yes:
+        return
+    if not _interactive():
+        if destructive:
+            _fail(
+                UsageError(
+                    f"no terminal to confirm on: {question[0].lower()}{question[1:]}",
+                    "pass -y (--yes) to confirm from a script; nothing was done",
+                )
+            )
         return
     if not typer.confirm(question, default=False):
         typer.echo("nothing done", err=True)
@@ -297,7 +344,7 @@ def failover(spec: SpecOption = Path("hacloud.yaml"), yes: YesOption = False) ->
     """Planned switchover to the other node; waits until the service answers there."""
     from hacloud.commands import failover as do_failover
 
-    _confirm("Move the service to the other node?", yes)
+    _confirm("Move the service to the other node?", yes, destructive=True)
     try:
         source, target = do_failover(spec, _Progress())
     except HacloudError as exc:
@@ -339,7 +386,11 @@ def down(
     hacloud added; Terraform's machines and disks stay."""
     from hacloud.commands import down as do_down
 
-    _confirm(f"Stop the cluster in {spec}{' and delete its disks' if delete_volumes or purge else ''}?", yes)
+    _confirm(
+        f"Stop the cluster in {spec}{' and delete its disks' if delete_volumes or purge else ''}?",
+        yes,
+        destructive=True,
+    )
     try:
         do_down(spec, delete_volumes, purge, _terraform(from_terraform, tf_map), _Progress())
     except HacloudError as exc:
@@ -364,10 +415,13 @@ def status(
         _fail(exc)
     if as_json:
         typer.echo(json.dumps(st, indent=2))
-        return
+        raise typer.Exit(0 if st["healthy"] else 1)  # the same exit code as the text form
+    answered = st["fencing_enabled"] is not None
+    fencing = "unknown" if not answered else "enabled" if st["fencing_enabled"] else "OFF"
+    quorum = "unknown" if not answered else "yes" if st["quorum"] else "no"
     typer.echo(
         f"cluster {st['cluster']}: {'healthy' if st['healthy'] else 'NOT HEALTHY'}, "
-        f"quorum {'yes' if st['quorum'] else 'no'}, fencing {'enabled' if st['fencing_enabled'] else 'OFF'}"
+        f"quorum {quorum}, fencing {fencing}"
     )
     typer.echo(f"{'node':8} {'online':6} {'address':15} {'drbd role':9} {'disk':12} {'connection':12} bmc")
     for n in st["nodes"]:
@@ -376,13 +430,16 @@ def status(
             f"{n['drbd_role'] or '-':9} {n['drbd_disk'] or '-':12} {n['drbd_connection'] or '-':12} "
             f"{n.get('bmc') or '-'}" + (f"  sync {n['sync']}" if n["sync"] else "")
         )
-    typer.echo(f"service and VIP {st['vip']}: on {st['service_node'] or 'nowhere'}")
+    where = st["service_node"] or ("nowhere" if answered else "unknown")
+    typer.echo(f"service and VIP {st['vip']}: on {where}")
     for dev in st["fencing"]:
         typer.echo(f"fencing {dev['id']} (fences {dev['target']}): {dev['state']} on {dev['node'] or '-'}")
     for line in st["fencing_history"]:
         typer.echo(f"  fence history: {line}")
     for line in st["failed_actions"]:
         typer.echo(f"failed: {line}")
+    for line in st["reasons"]:
+        typer.echo(f"not healthy: {line}")
     if not st["healthy"]:
         raise typer.Exit(1)
 
@@ -433,6 +490,7 @@ def fence_test(
     _confirm(
         f"Inject a {method} fault into the cluster in {spec} ({rounds} round(s))? Its service stops briefly.",
         yes,
+        destructive=True,
     )
     try:
         results = run(

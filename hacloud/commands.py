@@ -25,7 +25,7 @@ from hacloud.profiles import Profile, load_profile
 from hacloud.provider import get_provider
 from hacloud.render import Bundle, effective_profile, render_all
 from hacloud.resources import templates_dir
-from hacloud.secrets import load_or_create, state_dir
+from hacloud.secrets import load_or_create, make_state_dir, read_secret_file, state_dir
 from hacloud.spec import PROVIDER_KINDS, IpmiFencing, RedfishFencing, Spec
 from hacloud.specload import load_spec
 from hacloud.terraform import TerraformSource
@@ -38,17 +38,71 @@ RENDER_MARKER = ".hacloud-render"
 
 
 def write_example(provider: str, out: Path, force: bool) -> None:
+    """Write the example spec for ``provider`` to ``out``: never over an existing file unless
+    ``force``, and even then only over a regular file (not a directory, a device, a FIFO or a
+    symbolic link). The text goes to a fresh temporary file beside ``out`` first, so ``out`` is
+    either the old file or the whole new one, and nothing is left behind on failure."""
     if provider not in PROVIDER_KINDS:
         raise UsageError(f"unknown provider {provider!r}", f"use one of: {', '.join(PROVIDER_KINDS)}")
-    if out.exists() and not force:
+    existing = _existing_kind(out)
+    if existing is not None and existing != "regular file":
+        raise UsageError(
+            f"{out} is {existing}; hacloud writes specs only over regular files, even with --force",
+            "choose another path with --out",
+        )
+    if existing is not None and not force:
         raise UsageError(
             f"{out} already exists", "pass --force to overwrite it, or --out to choose another file"
         )
     text = (templates_dir() / "init" / f"{provider}.yaml").read_text(encoding="utf-8")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write into {out.parent}: {exc.strerror}", "choose a directory you can write with --out"
+        ) from None
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        if force:
+            tmp.replace(out)
+        else:
+            os.link(tmp, out)  # fails if someone created `out` meanwhile: never clobber
+    except FileExistsError:
+        raise UsageError(
+            f"{out} already exists", "pass --force to overwrite it, or --out to choose another file"
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror}", "choose another path with --out") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _existing_kind(path: Path) -> str | None:
+    """What is at ``path`` (None: nothing), without following a symbolic link."""
+    import stat
+
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UsageError(f"cannot inspect {path}: {exc.strerror}", "choose another path with --out") from None
+    kinds = [
+        (stat.S_ISREG, "regular file"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 @dataclass(frozen=True)
@@ -121,10 +175,7 @@ def _fence_passwords(spec: Spec, base: Path) -> tuple[dict[str, str], list[str]]
                 path = Path(bmc.password_file or "").expanduser()
                 path = path if path.is_absolute() else base / path
                 where = str(path)
-                try:
-                    value = path.read_text(encoding="utf-8").strip()
-                except OSError:
-                    value = None
+                value = read_secret_file(path, f"the BMC password for {target}")
             if value:
                 passwords[target] = value
             else:
@@ -193,6 +244,17 @@ def check_spec(
 ) -> list[Finding]:
     """The invariants of the rendered configuration; with ``live``, also the provider's checks
     of the real resources (routes, identities, attributes), read-only."""
+    return check_report(spec_path, inventory_path, live, terraform)[0]
+
+
+def check_report(
+    spec_path: Path,
+    inventory_path: Path | None,
+    live: bool = False,
+    terraform: TerraformSource | None = None,
+) -> tuple[list[Finding], list[str]]:
+    """(findings, warnings): ``check_spec`` plus the warnings rendering gives (placeholders,
+    a missing BMC password file), which `render` shows and `check` must not drop."""
     if live and inventory_path is None:
         ws = workspace(spec_path, terraform=terraform)
         provider = provider_for(ws)
@@ -203,9 +265,9 @@ def check_spec(
         # rendered for the nodes that exist, so the rules judge what `up` installs there
         prepared = prepare(spec_path, None, create_secrets=False, inventory=found)
         findings = run_checks(prepared.spec, found, prepared.profile, prepared.bundle)
-        return findings + provider.live_checks(ws, found)
+        return findings + provider.live_checks(ws, found), prepared.warnings
     prepared = prepare(spec_path, inventory_path, create_secrets=False, terraform=terraform)
-    return run_checks(prepared.spec, prepared.inventory, prepared.profile, prepared.bundle)
+    return run_checks(prepared.spec, prepared.inventory, prepared.profile, prepared.bundle), prepared.warnings
 
 
 def workspace(
@@ -241,20 +303,21 @@ def down(
     stay (they are Terraform's), and so does the data on the disks."""
     ws = workspace(spec_path, progress, terraform)
     provider = provider_for(ws)
-    if ws.terraform is not None:
-        if delete_volumes or purge:
-            provider.teardown(ws, delete_volumes=True)  # refuses, naming terraform destroy
-        inventory = provider.discover(ws)
-        assert inventory is not None
-        with _Lock(ws):
+    # the cluster lock: never tear down under a running `up`, `failover` or `fence-test`
+    with _Lock(ws):
+        if ws.terraform is not None:
+            if delete_volumes or purge:
+                provider.teardown(ws, delete_volumes=True)  # refuses, naming terraform destroy
+            inventory = provider.discover(ws)
+            assert inventory is not None
             remove_cluster_config(ws, inventory)
             provider.teardown(ws)
-        return
-    provider.teardown(ws, delete_volumes=delete_volumes or purge)
-    if purge and ws.spec.provider.kind == "lab":
-        from hacloud_lab.lab import purge_images
+            return
+        provider.teardown(ws, delete_volumes=delete_volumes or purge)
+        if purge and ws.spec.provider.kind == "lab":
+            from hacloud_lab.lab import purge_images
 
-        purge_images()
+            purge_images()
 
 
 def lab_provider(spec_path: Path) -> tuple[Workspace, LabProviderType]:
@@ -274,6 +337,7 @@ def lab_provider(spec_path: Path) -> tuple[Workspace, LabProviderType]:
 
 __all__ = [
     "HacloudError",
+    "check_report",
     "check_spec",
     "down",
     "lab_provider",
@@ -295,6 +359,8 @@ class Session:
     inventory: Inventory
     conns: dict[str, Any]
     bundle: Bundle
+    #: node -> why it could not be reached (only with ``tolerate_down``)
+    unreachable: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
         for conn in self.conns.values():
@@ -318,12 +384,15 @@ def open_session(
         n.name: Connection(provider.endpoint(ws, n), known, ws.progress, verbose) for n in inventory.nodes
     }
 
+    unreachable: dict[str, str] = {}
+
     def connect(name: str) -> Any:
         try:
             conn = conns[name].connect()
             return gather(conn, [])
-        except HacloudError:
+        except HacloudError as exc:
             if tolerate_down:
+                unreachable[name] = exc.message
                 return None
             raise
 
@@ -348,7 +417,7 @@ def open_session(
         raise HacloudError(missing[0], "create the file the spec names (mode 0600) with the BMC password")
     bundle = render_all(ws.spec, inventory, profile, secrets, passwords)
     live = {name: c for name, c in conns.items() if facts[name] is not None}
-    return Session(ws, inventory, live, bundle)
+    return Session(ws, inventory, live, bundle, unreachable)
 
 
 class _Lock:
@@ -356,7 +425,7 @@ class _Lock:
 
     def __init__(self, ws: Workspace) -> None:
         try:
-            ws.state_dir.mkdir(parents=True, exist_ok=True)
+            make_state_dir(ws.state_dir)
         except OSError as exc:
             raise HacloudError(
                 f"cannot write the cluster's state directory {ws.state_dir}: {exc.strerror}",
@@ -613,21 +682,14 @@ def cluster_status(spec_path: Path, terraform: TerraformSource | None = None) ->
             hist = conn.run("stonith_admin --history '*' 2>/dev/null | tail -5", check=False).stdout
             history = [line.strip() for line in hist.splitlines() if line.strip()]
         vip = getattr(ws.spec.vip, "address", None) or getattr(ws.spec.vip, "elastic_ip", None)
-        healthy = (
-            mon is not None
-            and len(online) == 2
-            and quorum
-            and all_up
-            and primaries == 1
-            and service_node is not None
-            and bool(stonith)
-            and not failed
-            and all(f["state"] == "Started" for f in fencing)
+        reasons = _unhealthy_reasons(
+            session, mon, nodes, quorum, primaries, service_node, stonith, fencing, failed
         )
+        healthy = not reasons
         return {
             "cluster": ws.spec.cluster.name,
             "nodes": nodes,
-            "quorum": quorum,
+            "quorum": quorum if mon is not None else None,  # None: no node answered, unknown
             "service_node": service_node,
             "vip": str(vip) if vip else None,
             "vip_node": service_node,
@@ -636,9 +698,52 @@ def cluster_status(spec_path: Path, terraform: TerraformSource | None = None) ->
             "fencing_history": history,
             "failed_actions": failed,
             "healthy": healthy,
+            "reasons": reasons,
         }
     finally:
         session.close()
+
+
+def _unhealthy_reasons(
+    session: Session,
+    mon: Any,
+    nodes: list[dict[str, Any]],
+    quorum: bool,
+    primaries: int,
+    service_node: str | None,
+    stonith: bool | None,
+    fencing: list[dict[str, Any]],
+    failed: list[str],
+) -> list[str]:
+    """Why `status` is not healthy, one line per cause (empty: healthy). With no answer from
+    the cluster, fencing and quorum are unknown, not off: say why nothing answered."""
+    reasons = [
+        f"not reachable: {session.unreachable[n['name']]}" for n in nodes if n["name"] in session.unreachable
+    ]
+    if mon is None:
+        if session.conns:
+            reasons.append(
+                f"crm_mon answered on no reachable node ({', '.join(session.conns)}): pacemaker is "
+                "not running or not configured, so quorum, fencing and the service are unknown"
+            )
+        else:
+            reasons.append("no node answered: quorum, fencing and the service are unknown")
+        return reasons
+    reasons += [f"{n['name']}: not online in the cluster" for n in nodes if not n["online"]]
+    if not quorum:
+        reasons.append("the cluster has no quorum")
+    for n in nodes:
+        if n["reachable"] and (n["drbd_disk"] != "UpToDate" or n["drbd_connection"] != "Connected"):
+            reasons.append(f"{n['name']}: DRBD is {n['drbd_disk'] or '?'} / {n['drbd_connection'] or '?'}")
+    if primaries != 1:
+        reasons.append(f"DRBD is Primary on {primaries} nodes (want exactly 1)")
+    if service_node is None:
+        reasons.append("the service is not running")
+    if not stonith:
+        reasons.append("fencing is disabled (stonith-enabled/fencing-enabled false)")
+    reasons += [f"fence device {f['id']} is {f['state']}" for f in fencing if f["state"] != "Started"]
+    reasons += [f"failed action: {line}" for line in failed]
+    return reasons
 
 
 def failover(spec_path: Path, progress: Callable[[str], None], timeout: float = 300) -> tuple[str, str]:

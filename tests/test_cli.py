@@ -64,6 +64,7 @@ def test_secrets_never_reach_the_terminal(tmp_path: Path) -> None:
     bmc.mkdir(parents=True)
     for node in ("node1", "node2"):
         (bmc / f"bmc-{node}.secret").write_text(f"bmc-password-{node}\n")
+        (bmc / f"bmc-{node}.secret").chmod(0o600)  # hacloud refuses a password others can read
     proc = hacloud("render", "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     secrets = json.loads((bmc / "secrets.json").read_text())

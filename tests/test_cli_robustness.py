@@ -1,0 +1,258 @@
+"""The CLI's exit codes, confirmations, locks and file handling (issue 16, items 8-14 and the
+CLI conventions), run as a user runs it: subprocesses with no terminal, real files, FIFOs,
+devices and a pseudo-terminal where a terminal is needed."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import select
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import onprem_doc
+
+
+def hacloud(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """No terminal: stdin is /dev/null, as under cron, CI or `ssh host hacloud ...`."""
+    return subprocess.run(
+        [sys.executable, "-m", "hacloud", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def unreachable_onprem(root: Path) -> Path:
+    """An on-prem spec whose two nodes are loopback addresses where no sshd listens."""
+    doc = onprem_doc()
+    port = _closed_port()
+    for i, node in enumerate(doc["nodes"]):
+        node["address"] = f"127.0.0.{i + 1}"
+        node["links"] = [f"127.0.0.{i + 1}"]
+        node["ssh"] = {"port": port}
+    spec = root / "hacloud.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    for name in ("node1", "node2"):
+        secret = root / f"bmc-{name}.secret"
+        secret.write_text("pw\n")
+        secret.chmod(0o600)
+    return spec
+
+
+# ---------------------------------------------------------------- 8. status
+
+
+def test_status_json_and_text_agree_and_unknown_is_not_off(tmp_path: Path) -> None:
+    unreachable_onprem(tmp_path)
+    text = hacloud(tmp_path, "status")
+    as_json = hacloud(tmp_path, "status", "--json")
+    assert text.returncode == as_json.returncode == 1, (text.stderr, as_json.stderr)
+    st = json.loads(as_json.stdout)
+    assert st["healthy"] is False
+    assert st["fencing_enabled"] is None and st["quorum"] is None  # unknown, not off
+    assert "fencing unknown" in text.stdout and "fencing OFF" not in text.stdout
+    assert "quorum unknown" in text.stdout
+    for node in ("node1", "node2"):  # why: each node's own reason
+        assert any(r.startswith(f"not reachable: {node}: cannot log in") for r in st["reasons"]), st[
+            "reasons"
+        ]
+        assert f"not reachable: {node}: cannot log in" in text.stdout
+
+
+# ---------------------------------------------------------------- 9. check
+
+
+def test_check_json_lists_the_problems_of_an_invalid_spec(tmp_path: Path) -> None:
+    (tmp_path / "hacloud.yaml").write_text("version: 1\ncluster: {name: demo}\nbogus: 1\n")
+    proc = hacloud(tmp_path, "check", "--json")
+    assert proc.returncode == 2
+    problems = json.loads(proc.stdout)
+    assert problems and all(p["severity"] == "error" for p in problems)
+    bogus = next(p for p in problems if p["path"] == "bogus")
+    assert bogus["line"] == 3 and bogus["file"] == "hacloud.yaml" and bogus["remedy"]
+    assert "problem" in proc.stderr  # the human report stays on stderr
+
+
+def test_check_shows_the_warnings_render_shows(tmp_path: Path) -> None:
+    assert hacloud(tmp_path, "init", "--provider", "lab").returncode == 0
+    render = hacloud(tmp_path, "render", "--out", "out")
+    warned = [line[len("warning: ") :] for line in render.stderr.splitlines() if line.startswith("warning: ")]
+    assert any("no BMC password for node1" in w for w in warned), render.stderr
+    text = hacloud(tmp_path, "check")
+    as_json = json.loads(hacloud(tmp_path, "check", "--json").stdout)
+    for warning in warned:
+        assert f"WARNING  {warning}" in text.stdout
+        assert {
+            "code": None,
+            "severity": "warning",
+            "message": warning,
+            "remedy": "",
+            "source": "render",
+        } in as_json
+
+
+# ---------------------------------------------------------------- 10. init --out --force
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "symlink"])
+def test_init_force_overwrites_regular_files_only(tmp_path: Path, kind: str) -> None:
+    target = tmp_path / "spec.yaml"
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "directory":
+        target.mkdir()
+        (target / "keep").write_text("mine")
+    else:
+        (tmp_path / "real").write_text("mine")
+        target.symlink_to(tmp_path / "real")
+    before = target.lstat()
+    proc = hacloud(tmp_path, "init", "--out", str(target), "--force")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "regular files" in proc.stderr
+    after = target.lstat()
+    assert (after.st_ino, stat.S_IFMT(after.st_mode)) == (before.st_ino, stat.S_IFMT(before.st_mode))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        {"spec.yaml", *(["real"] if kind == "symlink" else [])}
+    )
+
+
+def test_init_force_refuses_a_device_node(tmp_path: Path) -> None:
+    """A real character device (a copy of /dev/null's node, made in the test's directory: a
+    regression must never get the chance to replace the machine's /dev/null)."""
+    if os.geteuid() != 0:
+        pytest.skip("making a device node needs root")
+    device = tmp_path / "null"
+    os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    before = device.lstat()
+    proc = hacloud(tmp_path, "init", "--out", str(device), "--force")
+    assert proc.returncode == 2 and "character device" in proc.stderr, proc.stderr
+    after = device.lstat()
+    assert stat.S_ISCHR(after.st_mode) and after.st_ino == before.st_ino and after.st_rdev == before.st_rdev
+    assert [p.name for p in tmp_path.iterdir()] == ["null"]  # no temporary file left
+
+
+def test_init_force_replaces_a_regular_file_atomically(tmp_path: Path) -> None:
+    (tmp_path / "hacloud.yaml").write_text("mine\n")
+    assert hacloud(tmp_path, "init", "--force").returncode == 0
+    assert (tmp_path / "hacloud.yaml").read_text().startswith("# hacloud cluster spec")
+    assert [p.name for p in tmp_path.iterdir()] == ["hacloud.yaml"]  # no temporary file left
+
+
+# ---------------------------------------------------------------- 12. down takes the lock
+
+
+def test_down_waits_for_no_one_it_refuses_while_another_run_holds_the_lock(tmp_path: Path) -> None:
+    unreachable_onprem(tmp_path)
+    lock = tmp_path / ".hacloud" / "test" / "lock"
+    lock.parent.mkdir(parents=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a running `up` or `fence-test` holds it
+        proc = hacloud(tmp_path, "down", "-y")
+    finally:
+        os.close(fd)
+    assert proc.returncode == 1 and "another hacloud run is working on this cluster" in proc.stderr, (
+        proc.stderr
+    )
+
+
+# ---------------------------------------------------------------- 13. -y without a terminal
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["down"], ["down", "--delete-volumes"], ["down", "--purge"], ["failover"], ["fence-test"]],
+    ids=" ".join,
+)
+def test_destructive_commands_need_yes_without_a_terminal(tmp_path: Path, args: list[str]) -> None:
+    unreachable_onprem(tmp_path)
+    proc = hacloud(tmp_path, *args)
+    assert proc.returncode == 2, proc.stderr
+    assert "no terminal to confirm on" in proc.stderr and "-y" in proc.stderr
+    assert not (tmp_path / ".hacloud").exists()  # nothing done: not even the lock taken
+
+
+def _on_terminal(cwd: Path, args: list[str], answer: bytes) -> tuple[int, str]:
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: hacloud with a terminal on stdin/stdout/stderr
+        os.chdir(cwd)
+        os.execv(sys.executable, [sys.executable, "-m", "hacloud", *args])  # noqa: S606
+    out = b""
+    deadline = time.monotonic() + 60
+    answered = False
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+        if not answered and b"[y/N]" in out:
+            os.write(fd, answer)
+            answered = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+
+
+def test_on_a_terminal_the_question_is_asked(tmp_path: Path) -> None:
+    unreachable_onprem(tmp_path)
+    rc, shown = _on_terminal(tmp_path, ["down"], b"n\n")
+    assert "Stop the cluster" in shown and "nothing done" in shown and rc == 1, shown
+
+
+# ---------------------------------------------------------------- 14. secret files
+
+
+def test_a_bmc_password_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    assert hacloud(tmp_path, "init", "--provider", "lab").returncode == 0
+    secrets = tmp_path / ".hacloud" / "demo"
+    secrets.mkdir(parents=True)
+    for name in ("node1", "node2"):
+        (secrets / f"bmc-{name}.secret").write_text("pw\n")
+        (secrets / f"bmc-{name}.secret").chmod(0o600)
+    (secrets / "bmc-node2.secret").chmod(0o640)
+    for args in (["render", "--out", "out"], ["check"]):
+        proc = hacloud(tmp_path, *args)
+        assert proc.returncode != 0 and "readable by other users (mode 640)" in proc.stderr, proc.stderr
+        assert "chmod 600" in proc.stderr and "bmc-node2.secret" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_git_add_all_next_to_the_spec_commits_no_secret(tmp_path: Path) -> None:
+    env = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_SYSTEM": "/dev/null"}
+    tmp_path = tmp_path / "repo"
+    tmp_path.mkdir()
+    assert hacloud(tmp_path, "init", "--provider", "lab").returncode == 0
+    assert hacloud(tmp_path, "render", "--out", "../review").returncode == 0
+    assert (tmp_path / ".hacloud" / "demo" / "secrets.json").exists()
+    git: Any = lambda *a: subprocess.run(  # noqa: E731
+        ["git", *a], cwd=tmp_path, capture_output=True, text=True, check=True, env={**os.environ, **env}
+    )
+    git("init", "-q")
+    git("add", "-A")
+    staged = git("diff", "--cached", "--name-only").stdout.split()
+    assert staged == ["hacloud.yaml"], staged

@@ -256,3 +256,83 @@ def test_git_add_all_next_to_the_spec_commits_no_secret(tmp_path: Path) -> None:
     git("add", "-A")
     staged = git("diff", "--cached", "--name-only").stdout.split()
     assert staged == ["hacloud.yaml"], staged
+
+
+# ---------------------------------------------------------------- 11. render --out
+
+
+@pytest.fixture
+def lab_spec(tmp_path: Path) -> Path:
+    assert hacloud(tmp_path, "init", "--provider", "lab").returncode == 0
+    return tmp_path
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("where", ["file", "fifo", "dev-null", "unwritable-parent"])
+def test_render_out_that_is_not_a_directory_is_refused(lab_spec: Path, where: str) -> None:
+    out = {
+        "file": lab_spec / "notes.txt",
+        "fifo": lab_spec / "pipe",
+        "dev-null": Path("/dev/null"),
+        "unwritable-parent": Path("/proc/hacloud-render-out"),  # /proc: no one can create there
+    }[where]
+    if where == "file":
+        out.write_text("mine\n")
+    elif where == "fifo":
+        os.mkfifo(out)
+    before = sorted(p.name for p in lab_spec.iterdir())
+    proc = hacloud(lab_spec, "render", "--out", str(out))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert str(out) in proc.stderr and "fix:" in proc.stderr
+    assert sorted(p.name for p in lab_spec.iterdir()) == before  # no temporary directory left
+    if where == "file":
+        assert out.read_text() == "mine\n"
+    assert stat.S_ISCHR(os.lstat("/dev/null").st_mode)
+
+
+def test_render_never_deletes_what_it_did_not_write(lab_spec: Path) -> None:
+    unrelated = lab_spec / ".out.old"
+    unrelated.mkdir()
+    (unrelated / "mine").write_text("keep me\n")
+    assert hacloud(lab_spec, "render", "--out", "out").returncode == 0
+    (lab_spec / "out" / "notes.txt").write_text("my review notes\n")
+    (lab_spec / "out" / "node1" / "mine").mkdir()
+    proc = hacloud(lab_spec, "render", "--out", "out")
+    assert proc.returncode == 2 and "notes.txt" in proc.stderr and "node1/mine" in proc.stderr, proc.stderr
+    assert (lab_spec / "out" / "notes.txt").read_text() == "my review notes\n"
+    assert (unrelated / "mine").read_text() == "keep me\n"
+    # the manifest lists exactly what the render wrote, and a clean directory renders again
+    (lab_spec / "out" / "notes.txt").unlink()
+    (lab_spec / "out" / "node1" / "mine").rmdir()
+    manifest = (lab_spec / "out" / ".hacloud-render").read_text().splitlines()
+    assert sorted(line for line in manifest if not line.startswith("#")) == sorted(_tree(lab_spec / "out"))
+    first = _tree(lab_spec / "out")
+    assert hacloud(lab_spec, "render", "--out", "out").returncode == 0
+    assert _tree(lab_spec / "out") == first
+    assert sorted(p.name for p in lab_spec.iterdir()) == [".hacloud", ".out.old", "hacloud.yaml", "out"]
+
+
+def test_render_into_a_symlinked_directory_follows_it_every_time(lab_spec: Path) -> None:
+    (lab_spec / "real").mkdir()
+    (lab_spec / "link").symlink_to("real")
+    for _ in range(3):
+        proc = hacloud(lab_spec, "render", "--out", "link")
+        assert proc.returncode == 0, proc.stderr
+        assert "symbolic link" in proc.stderr
+        assert (lab_spec / "link").is_symlink() and os.readlink(lab_spec / "link") == "real"
+        assert (lab_spec / "real" / "cib.xml").is_file()
+    assert sorted(p.name for p in lab_spec.iterdir()) == [".hacloud", "hacloud.yaml", "link", "real"]
+
+
+def test_a_render_output_is_ignored_by_git(lab_spec: Path) -> None:
+    assert hacloud(lab_spec, "render", "--out", "review").returncode == 0
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_SYSTEM": "/dev/null"}
+    subprocess.run(["git", "init", "-q"], cwd=lab_spec, check=True, env=env)
+    subprocess.run(["git", "add", "-A"], cwd=lab_spec, check=True, env=env)
+    staged = subprocess.run(
+        ["git", "diff", "--cached", "--name-only"], cwd=lab_spec, capture_output=True, text=True, env=env
+    ).stdout.split()
+    assert staged == ["hacloud.yaml"]

@@ -212,9 +212,7 @@ class Connection:
             jport = int(port or 22)
             jsock = connect_in_namespace(ep.namespace, host, jport, self.timeout) if ep.namespace else None
             self._jump = self._open(host, jport, user or ep.user, jsock)
-            jt = self._jump.get_transport()
-            assert jt is not None
-            sock = jt.open_channel("direct-tcpip", (ep.address, ep.port), ("127.0.0.1", 0))
+            sock = self._through_jump(host)
         elif ep.namespace:
             try:
                 sock = connect_in_namespace(ep.namespace, ep.address, ep.port, self.timeout)
@@ -225,6 +223,29 @@ class Connection:
                 ) from None
         self._client = self._open(ep.address, ep.port, ep.user, sock)
         return self
+
+    def _through_jump(self, jump_host: str) -> Any:
+        """A direct-tcpip channel from the jump host to the node, opened within ``timeout``
+        (paramiko's default wait is an hour); any failure is a HacloudError saying where."""
+        import paramiko
+
+        ep = self.endpoint
+        assert self._jump is not None
+        transport = self._jump.get_transport()
+        try:
+            if transport is None or not transport.is_active():
+                raise paramiko.SSHException("the jump host's SSH session is not active")
+            return transport.open_channel(
+                "direct-tcpip", (ep.address, ep.port), ("127.0.0.1", 0), timeout=self.timeout
+            )
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
+            raise HacloudError(
+                f"{ep.name}: the jump host {jump_host} could not open a connection to "
+                f"{ep.address}:{ep.port} within {self.timeout:.0f} s: {exc or type(exc).__name__}",
+                "check that the jump host can reach the node's SSH port and allows TCP forwarding "
+                "(AllowTcpForwarding in its sshd_config)",
+            ) from None
 
     def close(self) -> None:
         for client in (self._client, self._jump):
@@ -249,6 +270,8 @@ class Connection:
     def run(
         self, command: str, *, check: bool = True, timeout: float = 120.0, stdin: bytes | None = None
     ) -> Result:
+        import paramiko
+
         if self.verbose:
             self.log(f"{self.endpoint.name}$ {command}")
         try:
@@ -264,10 +287,13 @@ class Connection:
                 f"{self.endpoint.name}: `{command[:80]}` did not finish in {timeout:.0f} s",
                 "check the node's load and logs; then run the command again",
             ) from None
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            # SSHException: the transport died (e.g. "SSH session not active") before or while
+            # the channel opened
             self.close()
             raise HacloudError(
-                f"{self.endpoint.name}: the SSH connection broke during `{command[:80]}`: {exc}",
+                f"{self.endpoint.name}: the SSH connection broke during `{command[:80]}`: "
+                f"{exc or type(exc).__name__}",
                 "run the command again: hacloud re-reads the node and resumes",
             ) from None
         if check and rc != 0:

@@ -6,8 +6,12 @@ Exit codes: 0 success, 1 an operation failed or ``check`` found an error, 2 bad 
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
+import re
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -18,12 +22,60 @@ from hacloud.errors import HacloudError, SpecError, UsageError
 if TYPE_CHECKING:
     from hacloud.terraform import TerraformSource
 
+#: -h as well as --help, on every command and group
+HELP = {"help_option_names": ["-h", "--help"]}
+
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish)
     no_args_is_help=True,
     help="Build active-standby HA pairs: DRBD + Corosync + Pacemaker + fencing + a virtual IP.",
     pretty_exceptions_enable=False,
+    context_settings=HELP,
 )
+
+
+class ProviderChoice(StrEnum):
+    """Closed sets of values as Enums: typer shows them in --help and click checks them when
+    the command line is parsed (exit 2), before any question is asked or any file is read."""
+
+    LAB = "lab"
+    ONPREM = "onprem"
+    AWS = "aws"
+    AZURE = "azure"
+
+
+class MethodChoice(StrEnum):
+    FENCE = "fence"
+    POWER = "power"
+    CRASH = "crash"
+    PARTITION = "partition"
+
+
+class PowerChoice(StrEnum):
+    ON = "on"
+    OFF = "off"
+    STATUS = "status"
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"hacloud {version('hacloud')}")
+        except PackageNotFoundError:
+            typer.echo("hacloud (not installed as a package)")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Build active-standby HA pairs: DRBD + Corosync + Pacemaker + fencing + a virtual IP."""
+
 
 SpecOption = Annotated[Path, typer.Option("-f", "--spec", help="cluster spec file")]
 InventoryOption = Annotated[
@@ -67,7 +119,9 @@ def _fail(exc: HacloudError) -> NoReturn:
 
 @app.command()
 def init(
-    provider: Annotated[str, typer.Option("--provider", help="lab, onprem, aws or azure")] = "lab",
+    provider: Annotated[
+        ProviderChoice, typer.Option("--provider", help="where the pair runs")
+    ] = ProviderChoice.LAB,
     out: Annotated[Path, typer.Option("--out", help="where to write the spec")] = Path("hacloud.yaml"),
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
 ) -> None:
@@ -75,7 +129,7 @@ def init(
     from hacloud.commands import write_example
 
     try:
-        write_example(provider, out, force)
+        write_example(provider.value, out, force)
     except HacloudError as exc:
         _fail(exc)
     typer.echo(
@@ -100,15 +154,15 @@ def schema(
 
 @app.command()
 def profile(
-    name: Annotated[str, typer.Argument(help="lab, onprem, aws or azure")],
+    name: Annotated[ProviderChoice, typer.Argument(help="the profile")],
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Show a profile's values, each with its source and, where sources disagree, why."""
     from hacloud.profiles import PROFILE_NAMES, load_profile
 
-    if name not in PROFILE_NAMES:
-        _fail(HacloudError(f"no profile named {name!r}", f"use one of: {', '.join(PROFILE_NAMES)}"))
-    prof = load_profile(name)
+    if name.value not in PROFILE_NAMES:
+        _fail(HacloudError(f"no profile named {name.value!r}", f"use one of: {', '.join(PROFILE_NAMES)}"))
+    prof = load_profile(name.value)
     if as_json:
         typer.echo(
             json.dumps(
@@ -132,6 +186,7 @@ def render(
     inventory: InventoryOption = None,
     from_terraform: FromTerraformOption = None,
     tf_map: TfMapOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Write the CIB and every node's files for review; needs no credentials or infrastructure."""
     from hacloud.commands import render_to_dir
@@ -139,7 +194,18 @@ def render(
     try:
         report = render_to_dir(spec, out, inventory, _terraform(from_terraform, tf_map))
     except HacloudError as exc:
+        if as_json:
+            typer.echo(json.dumps(_problems_json(exc), indent=2))
         _fail(exc)
+    if as_json:
+        shown = {
+            "out": str(out),
+            "written": report.written,
+            "warnings": report.warnings,
+            "origin": report.origin,
+        }
+        typer.echo(json.dumps(shown, indent=2))
+        return
     for line in report.origin:
         typer.echo(f"terraform: {line}", err=True)
     for line in report.written:
@@ -267,7 +333,8 @@ def up(
         bool, typer.Option("--nodes-only", help="only create or find nodes, volumes and network")
     ] = False,
     provider: Annotated[
-        str | None, typer.Option("--provider", help="refuse to run unless the spec uses this provider")
+        ProviderChoice | None,
+        typer.Option("--provider", help="refuse to run unless the spec uses this provider"),
     ] = None,
     from_terraform: FromTerraformOption = None,
     tf_map: TfMapOption = None,
@@ -284,7 +351,7 @@ def up(
             force=force,
             verbose=verbose,
             nodes_only=nodes_only,
-            expect_provider=provider,
+            expect_provider=provider.value if provider else None,
             terraform=_terraform(from_terraform, tf_map),
         )
     except HacloudError as exc:
@@ -301,6 +368,7 @@ def plan(
     verbose: VerboseOption = False,
     from_terraform: FromTerraformOption = None,
     tf_map: TfMapOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Show what `hacloud up` would change, node by node, without changing anything; on a cloud,
     also the infrastructure it would create and the IAM policy it gives the agents."""
@@ -308,35 +376,50 @@ def plan(
 
     progress = _Progress()
     terraform = _terraform(from_terraform, tf_map)
+    result: dict[str, Any] = {"infrastructure": [], "policy": None, "changes": [], "nodes_exist": True}
+
+    def done(exc: HacloudError) -> NoReturn:
+        if as_json:
+            typer.echo(json.dumps(_problems_json(exc), indent=2))
+        _fail(exc)
+
     try:
         infra = plan_infrastructure(spec, progress, terraform)
     except HacloudError as exc:
-        _fail(exc)
-    infra_changes: list[str] = []
+        done(exc)
     if infra is not None:
-        infra_changes, policy = infra
-        for line in infra_changes:
-            typer.echo(f"infrastructure: {line}")
-        if policy:
-            typer.echo(
-                "permissions the agents get (AWS: the instance profile's policy; Azure: the fence role), "
-                "exactly what they call:"
-            )
-            typer.echo(policy)
+        result["infrastructure"], result["policy"] = infra[0], infra[1] or None
     try:
         changes = converge(spec, progress, apply=False, verbose=verbose, terraform=terraform)
     except NodesMissing as exc:
         if infra is None:
-            _fail(exc)
-        typer.echo(
-            f"{len(infra_changes)} infrastructure changes; the cluster is planned once the nodes exist"
-        )
-        return
+            done(exc)
+        changes, result["nodes_exist"] = [], False
     except HacloudError as exc:
-        _fail(exc)
-    for change in changes:
-        typer.echo(str(change))
-    typer.echo(f"{len(infra_changes) + len(changes)} changes")
+        done(exc)
+    result["changes"] = [dataclasses.asdict(c) | {"text": str(c)} for c in changes]
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        _print_plan(result)
+
+
+def _print_plan(result: dict[str, Any]) -> None:
+    for line in result["infrastructure"]:
+        typer.echo(f"infrastructure: {line}")
+    if result["policy"]:
+        typer.echo(
+            "permissions the agents get (AWS: the instance profile's policy; Azure: the fence role), "
+            "exactly what they call:"
+        )
+        typer.echo(result["policy"])
+    if not result["nodes_exist"]:
+        count = len(result["infrastructure"])
+        typer.echo(f"{count} infrastructure changes; the cluster is planned once the nodes exist")
+        return
+    for change in result["changes"]:
+        typer.echo(change["text"])
+    typer.echo(f"{len(result['infrastructure']) + len(result['changes'])} changes")
 
 
 @app.command()
@@ -352,7 +435,7 @@ def failover(spec: SpecOption = Path("hacloud.yaml"), yes: YesOption = False) ->
     typer.echo(f"the service moved from {source} to {target}")
 
 
-@app.command(context_settings={"allow_interspersed_args": False})
+@app.command(context_settings={**HELP, "allow_interspersed_args": False})
 def ssh(
     node: Annotated[str, typer.Argument(help="node name")],
     command: Annotated[list[str] | None, typer.Argument(help="command (default: a shell)")] = None,
@@ -448,8 +531,13 @@ def status(
 def fence_test(
     spec: SpecOption = Path("hacloud.yaml"),
     method: Annotated[
-        str, typer.Option("--method", help="fence (through the cluster), power, crash or partition")
-    ] = "power",
+        MethodChoice,
+        typer.Option(
+            "--method",
+            help="fence: through the cluster; power: pull the plug; crash: freeze the node; "
+            "partition: cut the links between the nodes",
+        ),
+    ] = MethodChoice.POWER,
     node: Annotated[str | None, typer.Option("--node", help="node to fail (default: the active one)")] = None,
     rounds: Annotated[int, typer.Option("--rounds", help="rounds to run (min/median/p95 RTO)")] = 1,
     no_recover: Annotated[
@@ -488,13 +576,14 @@ def fence_test(
         return
 
     _confirm(
-        f"Inject a {method} fault into the cluster in {spec} ({rounds} round(s))? Its service stops briefly.",
+        f"Inject a {method.value} fault into the cluster in {spec} ({rounds} round(s))? "
+        "Its service stops briefly.",
         yes,
         destructive=True,
     )
     try:
         results = run(
-            spec, Options(method=method, node=node, rounds=rounds, recover=not no_recover), _Progress()
+            spec, Options(method=method.value, node=node, rounds=rounds, recover=not no_recover), _Progress()
         )
     except HacloudError as exc:
         _fail(exc)
@@ -542,11 +631,15 @@ def _print_rounds(results: list[Any]) -> None:
             typer.echo(f"    problem: {problem}")
 
 
-lab_app = typer.Typer(help="Act inside the local lab (its private network and guests).", no_args_is_help=True)
+lab_app = typer.Typer(
+    help="Act inside the local lab (its private network and guests).",
+    no_args_is_help=True,
+    context_settings=HELP,
+)
 app.add_typer(lab_app, name="lab")
 
 
-@lab_app.command("exec", context_settings={"allow_interspersed_args": False})
+@lab_app.command("exec", context_settings={**HELP, "allow_interspersed_args": False})
 def lab_exec(
     command: Annotated[list[str], typer.Argument(help="command to run inside the lab's network")],
     spec: SpecOption = Path("hacloud.yaml"),
@@ -564,7 +657,7 @@ def lab_exec(
     raise typer.Exit(rc)
 
 
-@lab_app.command("ssh", context_settings={"allow_interspersed_args": False})
+@lab_app.command("ssh", context_settings={**HELP, "allow_interspersed_args": False})
 def lab_ssh(
     node: Annotated[str, typer.Argument(help="node name")],
     command: Annotated[list[str] | None, typer.Argument(help="command (default: a shell)")] = None,
@@ -577,7 +670,7 @@ def lab_ssh(
 @lab_app.command("power")
 def lab_power(
     node: Annotated[str, typer.Argument(help="node name")],
-    action: Annotated[str, typer.Argument(help="on, off or status")] = "status",
+    action: Annotated[PowerChoice, typer.Argument(help="what to do")] = PowerChoice.STATUS,
     spec: SpecOption = Path("hacloud.yaml"),
 ) -> None:
     """Power a lab guest on or off through its virtual BMC (IPMI), or show its power."""
@@ -587,15 +680,25 @@ def lab_power(
         ws, provider = lab_provider(spec)
         if node not in [n.name for n in ws.spec.nodes]:
             raise HacloudError(f"no node named {node!r}", "use a node name from the spec")
-        if action == "on":
+        if action is PowerChoice.ON:
             provider.power_on(ws, node)
-        elif action == "off":
+        elif action is PowerChoice.OFF:
             provider.power_off(ws, node)
-        elif action != "status":
-            raise HacloudError(f"unknown power action {action!r}", "use on, off or status")
         typer.echo(f"{node}: {provider.power(ws, node)}")
     except HacloudError as exc:
         _fail(exc)
+
+
+def _one_line_paragraphs(typer_app: typer.Typer) -> None:
+    """Help text is written wrapped in the source; join each paragraph's lines so the terminal,
+    not the source, decides where lines break (blank lines still separate paragraphs)."""
+    for info in typer_app.registered_commands:
+        doc = info.help or inspect.getdoc(info.callback) or ""
+        info.help = re.sub(r"(?<!\n)\n(?!\n)", " ", doc)
+
+
+_one_line_paragraphs(app)
+_one_line_paragraphs(lab_app)
 
 
 def main() -> None:

@@ -143,7 +143,7 @@ def test_profile_command_shows_sources(tmp_path: Path) -> None:
     proc = hacloud("profile", "aws", "--json", cwd=tmp_path)
     values = json.loads(proc.stdout)
     assert values["corosync.token"]["value"] == 30000 and values["corosync.token"]["source"]
-    assert hacloud("profile", "nope", cwd=tmp_path).returncode == 1
+    assert hacloud("profile", "nope", cwd=tmp_path).returncode == 2  # a bad command line
 
 
 def test_inventory_schema_file_is_current() -> None:

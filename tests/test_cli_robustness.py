@@ -336,3 +336,128 @@ def test_a_render_output_is_ignored_by_git(lab_spec: Path) -> None:
         ["git", "diff", "--cached", "--name-only"], cwd=lab_spec, capture_output=True, text=True, env=env
     ).stdout.split()
     assert staged == ["hacloud.yaml"]
+
+
+# ---------------------------------------------------------------- CLI conventions
+
+
+def test_version_is_the_installed_distributions() -> None:
+    from importlib.metadata import version
+
+    proc = hacloud(Path.cwd(), "--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"hacloud {version('hacloud')}"
+
+
+COMMANDS = [
+    [],
+    ["init"],
+    ["up"],
+    ["plan"],
+    ["render"],
+    ["check"],
+    ["status"],
+    ["down"],
+    ["failover"],
+    ["fence-test"],
+    ["ssh"],
+    ["profile"],
+    ["schema"],
+    ["lab"],
+    ["lab", "power"],
+    ["lab", "exec"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "hacloud")
+def test_dash_h_is_help(tmp_path: Path, command: list[str]) -> None:
+    env = {"COLUMNS": "120"}
+    short = hacloud(tmp_path, *command, "-h", env=env)
+    assert short.returncode == 0 and "Usage:" in short.stdout, short.stderr
+    assert short.stdout == hacloud(tmp_path, *command, "--help", env=env).stdout
+
+
+def test_shell_completion_is_offered(tmp_path: Path) -> None:
+    """The installed `hacloud` script offers typer's completion; the script bash gets is valid."""
+    script = Path(sys.executable).parent / "hacloud"
+    proc = subprocess.run(
+        [str(script), "--show-completion", "bash"], capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+    assert proc.returncode == 0 and "_HACLOUD_COMPLETE" in proc.stdout, proc.stdout
+    (tmp_path / "completion.bash").write_text(proc.stdout)
+    assert subprocess.run(["bash", "-n", str(tmp_path / "completion.bash")], check=False).returncode == 0
+    # and it completes: bash asks with these variables set, as its completion function does
+    env = {
+        **os.environ,
+        "_HACLOUD_COMPLETE": "complete_bash",
+        "COMP_WORDS": "hacloud fence-test --method p",
+        "COMP_CWORD": "3",
+    }
+    words = subprocess.run(
+        [str(script)], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL
+    ).stdout
+    assert set(words.split()) == {"power", "partition"}, words
+
+
+@pytest.mark.parametrize(
+    ("args", "choices"),
+    [
+        (["init", "--provider", "gcp"], "lab|onprem|aws|azure"),
+        (["up", "--provider", "gcp"], "lab|onprem|aws|azure"),
+        (["fence-test", "--method", "unplug"], "fence|power|crash|partition"),
+        (["lab", "power", "node1", "reboot"], "on|off|status"),
+        (["profile", "gcp"], "lab|onprem|aws|azure"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else " ".join(v),
+)
+def test_choices_are_shown_and_checked_before_any_question(
+    tmp_path: Path, args: list[str], choices: str
+) -> None:
+    command = [a for a in args if not a.startswith("-")][:1]
+    if args[0] == "lab":
+        command = ["lab", "power"]
+    shown = hacloud(tmp_path, *command, "--help", env={"COLUMNS": "200"}).stdout
+    assert choices in shown, shown
+    unreachable_onprem(tmp_path)
+    rc, out = _on_terminal(tmp_path, args, b"y\n")  # a terminal: a question would be asked
+    assert rc == 2 and "Invalid value" in out and "[y/N]" not in out, out
+    assert not (tmp_path / ".hacloud").exists()
+
+
+@pytest.mark.parametrize("command", ["down", "plan", "fence-test"])
+def test_help_paragraphs_are_not_broken_where_the_source_wraps(tmp_path: Path, command: str) -> None:
+    """At 400 columns every paragraph of a command's help is one line: the source's line breaks
+    (the docstring wrapped at 100 columns) must not reach the terminal."""
+    import inspect
+
+    from hacloud import cli
+
+    callback = next(
+        c.callback
+        for c in cli.app.registered_commands
+        if (c.name or c.callback.__name__.replace("_", "-")) == command
+    )  # type: ignore[union-attr]
+    doc = inspect.getdoc(callback) or ""
+    assert "\n" in doc  # the source wraps it
+    shown = hacloud(tmp_path, command, "--help", env={"COLUMNS": "400"}).stdout
+    for paragraph in doc.split("\n\n"):
+        joined = " ".join(paragraph.split())
+        assert any(joined in " ".join(line.split()) for line in shown.splitlines()), (joined, shown)
+
+
+def test_render_json_lists_what_is_on_disk(lab_spec: Path) -> None:
+    proc = hacloud(lab_spec, "render", "--out", "out", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    on_disk = {p for p in _tree(lab_spec / "out") if not p.startswith(".")}
+    assert {w.split("  (")[0] for w in report["written"]} == on_disk
+    assert any("no BMC password" in w for w in report["warnings"])
+    bad = hacloud(lab_spec, "render", "--out", "hacloud.yaml", "--json")
+    assert bad.returncode == 2 and json.loads(bad.stdout)[0]["severity"] == "error"
+
+
+def test_plan_json_is_json_even_when_it_fails(tmp_path: Path) -> None:
+    unreachable_onprem(tmp_path)
+    proc = hacloud(tmp_path, "plan", "--json")
+    assert proc.returncode == 1
+    problems = json.loads(proc.stdout)
+    assert "cannot log in" in problems[0]["message"] and problems[0]["remedy"]

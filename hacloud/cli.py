@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import os
 import re
+import signal
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from hacloud.errors import HacloudError, SpecError, UsageError
+from hacloud.errors import HacloudError, Interrupted, InterruptedWork, SpecError, UsageError
 
 if TYPE_CHECKING:
     from hacloud.terraform import TerraformSource
@@ -701,9 +703,33 @@ _one_line_paragraphs(app)
 _one_line_paragraphs(lab_app)
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise Interrupted
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit at once: worker threads still waiting on a node (a package install can take 1800 s)
+    must not hold the process; the connections they use are already closed."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main() -> None:
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         app()
+    except Interrupted:
+        typer.echo(
+            "\ninterrupted (Ctrl-C): hacloud stopped at once; a step already running on a node may "
+            "still finish there. Run the command again: it starts from what is in place",
+            err=True,
+        )
+        _exit_now(130)
+    except SystemExit as done:
+        if done.code == InterruptedWork.exit_code:
+            _exit_now(130)
+        raise
     except HacloudError as exc:  # a command that forgot to catch: still no traceback
         try:
             _fail(exc)

@@ -482,11 +482,10 @@ def open_session(
 ) -> Session:
     """Connect to both nodes in parallel, read their software facts, render for them."""
     import dataclasses
-    from concurrent.futures import ThreadPoolExecutor
 
     from hacloud.deploy import gather
     from hacloud.model import NodeFacts
-    from hacloud.remote import Connection
+    from hacloud.remote import Connection, parallel
 
     provider = provider_for(ws)
     known = ws.state_dir / "known_hosts"
@@ -506,8 +505,12 @@ def open_session(
                 return None
             raise
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        facts = dict(zip(conns, pool.map(connect, list(conns)), strict=True))
+    try:
+        facts = dict(zip(conns, parallel(connect, list(conns)), strict=True))
+    except BaseException:
+        for conn in conns.values():  # ends the steps still running in the pool (Ctrl-C)
+            conn.close()
+        raise
     nodes = []
     for node in inventory.nodes:
         f = facts[node.name]

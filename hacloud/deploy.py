@@ -21,7 +21,6 @@ import shlex
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from copy import deepcopy
 from dataclasses import dataclass, field
 from functools import partial
@@ -166,8 +165,9 @@ def gather(conn: Connection, paths: list[str], commands: tuple[str, ...] = REQUI
 
 
 def _parallel(fn: Callable[[str], Any], names: list[str]) -> list[Any]:
-    with ThreadPoolExecutor(max_workers=len(names)) as pool:
-        return list(pool.map(fn, names))
+    from hacloud.remote import parallel
+
+    return parallel(fn, names)  # an interrupt does not wait for the running steps
 
 
 # ---------------------------------------------------------------- cluster state

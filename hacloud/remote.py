@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hacloud.errors import HacloudError
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import paramiko
 
 CLONE_NEWNET = 0x40000000
+T = TypeVar("T")
 
 
 class RemoteError(HacloudError):
@@ -346,6 +347,22 @@ class Connection:
         import base64
 
         return base64.b64decode(result.stdout)
+
+
+def parallel(fn: Callable[[Any], T], items: list[Any]) -> list[T]:
+    """``fn`` over ``items`` in threads, results in order. On Ctrl-C (or any error) the pool is
+    not waited for: running steps can take up to the package timeout (1800 s), so the caller
+    gets the exception at once and closes the connections, which ends those steps."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=max(1, len(items)))
+    try:
+        results = list(pool.map(fn, items))
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return results
 
 
 def sha256_hex(content: bytes) -> str:

@@ -9,6 +9,7 @@ import json
 import os
 import pty
 import select
+import signal
 import socket
 import stat
 import subprocess
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import onprem_doc
+from conftest import need, onprem_doc
 
 
 def hacloud(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -461,3 +462,71 @@ def test_plan_json_is_json_even_when_it_fails(tmp_path: Path) -> None:
     assert proc.returncode == 1
     problems = json.loads(proc.stdout)
     assert "cannot log in" in problems[0]["message"] and problems[0]["remedy"]
+
+
+# ---------------------------------------------------------------- 15. Ctrl-C
+
+
+def test_ctrl_c_during_parallel_remote_steps_stops_at_once(tmp_path: Path) -> None:
+    """Both nodes answer SSH (a real sshd on loopback) but every command hangs (ForceCommand
+    sleep 600, as a long package install would): SIGINT must end `hacloud status` at once with
+    exit 130 and a message, not after the steps' timeouts."""
+    from test_remote import SSHD, Sshd
+
+    need(SSHD, "ssh-keygen")
+    if os.geteuid() != 0:
+        pytest.skip("the loopback sshd runs as root")
+    (tmp_path / "sshd").mkdir()
+    server = Sshd(tmp_path / "sshd")
+    server.config.write_text(server.config.read_text() + "ListenAddress 127.0.0.2\nForceCommand sleep 600\n")
+    server.start()
+    try:
+        spec = unreachable_onprem(tmp_path)
+        doc = yaml.safe_load(spec.read_text())
+        for node in doc["nodes"]:
+            node["ssh"] = {"port": server.port, "key": str(server.client_key)}
+        spec.write_text(yaml.safe_dump(doc))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hacloud", "status"],
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        known = tmp_path / ".hacloud" / "test" / "known_hosts"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (known.exists() and known.read_text().count("\n") >= 2):
+            time.sleep(0.2)  # both logins done: the fact-gathering commands now hang
+        time.sleep(1)
+        assert proc.poll() is None, proc.communicate()
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+        stopped = time.monotonic() - started
+    finally:
+        server.stop()
+    assert proc.returncode == 130, err
+    assert "interrupted (Ctrl-C)" in err and "Traceback" not in err, err
+    assert stopped < 5, stopped
+
+
+@pytest.mark.parametrize("method", ["power", "crash", "fence", "partition"])
+def test_an_interrupted_fence_test_says_which_node_and_how_to_bring_it_back(
+    lab_spec: Path, method: str
+) -> None:
+    """The advice after Ctrl-C names the victim and gives command lines the CLI accepts."""
+    import re
+
+    from hacloud.commands import workspace
+    from hacloud.errors import InterruptedWork
+    from hacloud.fencetest.runner import interrupted_after_fault
+
+    err = interrupted_after_fault(workspace(lab_spec / "hacloud.yaml"), method, "node2")
+    assert isinstance(err, InterruptedWork) and err.exit_code == 130
+    assert "node2" in err.message and method in err.message
+    commands = re.findall(r"`hacloud ([^`]+)`", err.remedy)
+    assert any(c.startswith("lab power node2 ") for c in commands), err.remedy
+    for command in commands:  # each one parses (with -h: shown, not run)
+        proc = hacloud(lab_spec, *command.split(), "-h")
+        assert proc.returncode == 0, (command, proc.stderr)

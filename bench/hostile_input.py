@@ -19,6 +19,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from hostile import (  # noqa: E402
     AWS_STATE,
+    AZURE_CASES,
+    AZURE_STATE,
     INVENTORY_CHANGES,
     INVENTORY_RAW,
     SPEC_CASES,
@@ -82,6 +84,22 @@ def main() -> None:
                 (
                     f"terraform {name}",
                     timed(rounds, lambda s=source: prepare(aws, None, create_secrets=False, terraform=s)),
+                )
+            )
+        azure = root / "azure.yaml"
+        azure.write_text((ROOT / "templates/init/azure.yaml").read_text())
+        (root / "admin.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBench bench\n")
+        for name, content in [
+            ("(well-formed)", json.dumps(AZURE_STATE).encode()),
+            *[(n, c) for n, c, _ in AZURE_CASES],
+        ]:
+            bad = root / f"azure-state-{name}.json"
+            bad.write_bytes(content)
+            source = TerraformSource(bad)
+            rows.append(
+                (
+                    f"terraform azurerm {name}",
+                    timed(rounds, lambda s=source: prepare(azure, None, create_secrets=False, terraform=s)),
                 )
             )
     width = max(len(n) for n, _ in rows)

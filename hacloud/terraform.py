@@ -599,7 +599,16 @@ def choose(spec: Spec, candidates: list[Candidate], kind: str, where: str) -> li
 
 
 def _from_resources(spec: Spec, doc: TfDocument, provider: Any) -> Imported:
-    found = provider.terraform_nodes(spec, list(doc.resources))
+    try:
+        found = provider.terraform_nodes(spec, list(doc.resources))
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        # an attribute of a type Terraform's provider never writes (a hand-edited state)
+        raise _fail(
+            doc.where,
+            f"a resource attribute hacloud reads has an unexpected type or value: {exc}",
+            _STATE_FIX,
+            "resources",
+        ) from None
     candidates, network, kind = found
     chosen = choose(spec, candidates, kind, doc.where)
     nodes: list[NodeInfo] = []

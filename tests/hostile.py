@@ -123,3 +123,79 @@ SPEC_CASES: list[tuple[str, bytes, str]] = [
     ("alias-bomb", ALIAS_BOMB, "aliases expand"),
     ("binary", BINARY, "UTF-8"),
 ]
+
+VM_ID = "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/node{}"
+
+AZURE_STATE: dict[str, Any] = {
+    "version": 4,
+    "terraform_version": "1.6.0",
+    "lineage": "0b5e4a5e-1f3b-4b8e-9d0a-000000000001",
+    "serial": 1,
+    "outputs": {},
+    "resources": [
+        {
+            "mode": "managed",
+            "type": "azurerm_linux_virtual_machine",
+            "name": "node",
+            "instances": [
+                {
+                    "index_key": i,
+                    "attributes": {
+                        "id": VM_ID.format(i + 1),
+                        "name": f"node{i + 1}",
+                        "private_ip_address": f"10.0.1.{10 + i}",
+                        "zone": str(i + 1),
+                    },
+                }
+                for i in range(2)
+            ],
+        },
+        {
+            "mode": "managed",
+            "type": "azurerm_virtual_machine_data_disk_attachment",
+            "name": "data",
+            "instances": [
+                {
+                    "index_key": i,
+                    "attributes": {
+                        "virtual_machine_id": VM_ID.format(i + 1),
+                        "lun": 0,
+                    },
+                }
+                for i in range(2)
+            ],
+        },
+        {
+            "mode": "managed",
+            "type": "azurerm_lb",
+            "name": "lb",
+            "instances": [
+                {"attributes": {"frontend_ip_configuration": [{"private_ip_address": "10.0.1.100"}]}}
+            ],
+        },
+    ],
+}
+
+
+def _azure(change: Any) -> bytes:
+    doc = copy.deepcopy(AZURE_STATE)
+    change(doc)
+    return json.dumps(doc).encode()
+
+
+AZURE_CASES: list[tuple[str, bytes, str]] = [
+    (
+        "lun-not-a-number",
+        _azure(lambda d: d["resources"][1]["instances"][0]["attributes"].__setitem__("lun", "abc")),
+        "lun is 'abc', not a number",
+    ),
+    (
+        "frontends-object",
+        _azure(
+            lambda d: d["resources"][2]["instances"][0]["attributes"].__setitem__(
+                "frontend_ip_configuration", {"a": 1}
+            )
+        ),
+        "expected a list of objects",
+    ),
+]

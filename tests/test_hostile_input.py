@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile import INVENTORY_CHANGES, INVENTORY_RAW, SPEC_CASES, TERRAFORM_CASES
+from hostile import AZURE_CASES, INVENTORY_CHANGES, INVENTORY_RAW, SPEC_CASES, TERRAFORM_CASES
 
 from hacloud.errors import SpecError
 from hacloud.specload import parse_spec
@@ -141,5 +141,36 @@ def test_malformed_terraform_input_is_a_listed_problem(
     (tmp_path / "state.json").write_bytes(content)
     proc, seconds = hacloud(
         aws_spec, "render", "--out", str(tmp_path / "out"), "--from-terraform", str(tmp_path / "state.json")
+    )
+    refused(proc, seconds, "state.json", mention)
+
+
+@pytest.fixture(scope="module")
+def azure_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tfaz")
+    assert hacloud(root, "init", "--provider", "azure")[0].returncode == 0
+    (root / "admin.pub").write_text(
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHacloudTestKeyOnlyForParsingxxxxxxxxxxxxx test\n"
+    )
+    return root
+
+
+def test_the_well_formed_azure_state_is_read(azure_spec: Path, tmp_path: Path) -> None:
+    from hostile import AZURE_STATE
+
+    (tmp_path / "state.json").write_text(json.dumps(AZURE_STATE))
+    proc, _ = hacloud(
+        azure_spec, "render", "--out", str(tmp_path / "out"), "--from-terraform", str(tmp_path / "state.json")
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(("name", "content", "mention"), AZURE_CASES, ids=[c[0] for c in AZURE_CASES])
+def test_malformed_azure_state_attributes_are_a_listed_problem(
+    azure_spec: Path, tmp_path: Path, name: str, content: bytes, mention: str
+) -> None:
+    (tmp_path / "state.json").write_bytes(content)
+    proc, seconds = hacloud(
+        azure_spec, "render", "--out", str(tmp_path / "out"), "--from-terraform", str(tmp_path / "state.json")
     )
     refused(proc, seconds, "state.json", mention)

@@ -72,7 +72,7 @@ def write_example(provider: str, out: Path, force: bool) -> None:
         if force:
             tmp.replace(out)
         else:
-            os.link(tmp, out)  # fails if someone created `out` meanwhile: never clobber
+            _link_new(tmp, out, text)
     except FileExistsError:
         raise UsageError(
             f"{out} already exists", "pass --force to overwrite it, or --out to choose another file"
@@ -81,6 +81,22 @@ def write_example(provider: str, out: Path, force: bool) -> None:
         raise UsageError(f"cannot write {out}: {exc.strerror}", "choose another path with --out") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _link_new(tmp: Path, out: Path, text: str) -> None:
+    """Put the finished ``tmp`` at ``out`` only if nothing is there (FileExistsError otherwise):
+    a hard link is atomic and never replaces; where the filesystem has no hard links, an
+    exclusive create (O_EXCL) keeps the no-clobber guarantee."""
+    import errno
+
+    try:
+        os.link(tmp, out)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+            raise
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
 
 
 def _existing_kind(path: Path) -> str | None:

@@ -192,3 +192,12 @@ def test_jump_channel_open_times_out(sshd: Sshd, tmp_path: Path) -> None:
             s.close()
     assert time.monotonic() - started < 20
     assert "within 3 s" in info.value.message, info.value.message
+
+
+@pytest.mark.tools
+def test_a_private_key_others_can_read_is_refused(sshd: Sshd, tmp_path: Path) -> None:
+    sshd.client_key.chmod(0o644)
+    with pytest.raises(HacloudError) as info:
+        sshd.connection(tmp_path / "kh").connect()
+    assert "readable by other users (mode 644)" in info.value.message and "chmod 600" in info.value.remedy
+    assert not (tmp_path / "kh").exists()  # refused before any contact

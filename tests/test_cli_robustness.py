@@ -443,6 +443,10 @@ def test_help_paragraphs_are_not_broken_where_the_source_wraps(tmp_path: Path, c
     for paragraph in doc.split("\n\n"):
         joined = " ".join(paragraph.split())
         assert any(joined in " ".join(line.split()) for line in shown.splitlines()), (joined, shown)
+    # and in the list of commands (`hacloud --help` shows the first paragraph of each)
+    listing = hacloud(tmp_path, "--help", env={"COLUMNS": "400"}).stdout
+    first = " ".join(doc.split("\n\n")[0].split())
+    assert any(first in " ".join(line.split()) for line in listing.splitlines()), (first, listing)
 
 
 def test_render_json_lists_what_is_on_disk(lab_spec: Path) -> None:

@@ -6,14 +6,20 @@ Exit codes: 0 success, 1 an operation failed or ``check`` found an error, 2 bad 
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
+import os
+import re
+import signal
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from hacloud.errors import HacloudError, SpecError, UsageError
+from hacloud.errors import HacloudError, Interrupted, InterruptedWork, SpecError, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -21,12 +27,60 @@ if TYPE_CHECKING:
     from hacloud.profiles import ProfileValue
     from hacloud.terraform import TerraformSource
 
+#: -h as well as --help, on every command and group
+HELP = {"help_option_names": ["-h", "--help"]}
+
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish)
     no_args_is_help=True,
     help="Build active-standby HA pairs: DRBD + Corosync + Pacemaker + fencing + a virtual IP.",
     pretty_exceptions_enable=False,
+    context_settings=HELP,
 )
+
+
+class ProviderChoice(StrEnum):
+    """Closed sets of values as Enums: typer shows them in --help and click checks them when
+    the command line is parsed (exit 2), before any question is asked or any file is read."""
+
+    LAB = "lab"
+    ONPREM = "onprem"
+    AWS = "aws"
+    AZURE = "azure"
+
+
+class MethodChoice(StrEnum):
+    FENCE = "fence"
+    POWER = "power"
+    CRASH = "crash"
+    PARTITION = "partition"
+
+
+class PowerChoice(StrEnum):
+    ON = "on"
+    OFF = "off"
+    STATUS = "status"
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"hacloud {version('hacloud')}")
+        except PackageNotFoundError:
+            typer.echo("hacloud (not installed as a package)")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Build active-standby HA pairs: DRBD + Corosync + Pacemaker + fencing + a virtual IP."""
+
 
 SpecOption = Annotated[Path, typer.Option("-f", "--spec", help="cluster spec file")]
 InventoryOption = Annotated[
@@ -70,7 +124,9 @@ def _fail(exc: HacloudError) -> NoReturn:
 
 @app.command()
 def init(
-    provider: Annotated[str, typer.Option("--provider", help="lab, onprem, aws or azure")] = "lab",
+    provider: Annotated[
+        ProviderChoice, typer.Option("--provider", help="where the pair runs")
+    ] = ProviderChoice.LAB,
     out: Annotated[Path, typer.Option("--out", help="where to write the spec")] = Path("hacloud.yaml"),
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
 ) -> None:
@@ -78,7 +134,7 @@ def init(
     from hacloud.commands import write_example
 
     try:
-        write_example(provider, out, force)
+        write_example(provider.value, out, force)
     except HacloudError as exc:
         _fail(exc)
     typer.echo(
@@ -103,15 +159,15 @@ def schema(
 
 @app.command()
 def profile(
-    name: Annotated[str, typer.Argument(help="lab, onprem, aws or azure")],
+    name: Annotated[ProviderChoice, typer.Argument(help="the profile")],
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Show a profile's values, each with its source and, where sources disagree, why."""
     from hacloud.profiles import PROFILE_NAMES, load_profile
 
-    if name not in PROFILE_NAMES:
-        _fail(HacloudError(f"no profile named {name!r}", f"use one of: {', '.join(PROFILE_NAMES)}"))
-    prof = load_profile(name)
+    if name.value not in PROFILE_NAMES:
+        _fail(HacloudError(f"no profile named {name.value!r}", f"use one of: {', '.join(PROFILE_NAMES)}"))
+    prof = load_profile(name.value)
 
     def entries(values: Mapping[str, ProfileValue]) -> dict[str, dict[str, object]]:
         return {k: {"value": v.value, "source": v.source, "why": v.why} for k, v in values.items()}
@@ -149,6 +205,7 @@ def render(
     inventory: InventoryOption = None,
     from_terraform: FromTerraformOption = None,
     tf_map: TfMapOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Write the CIB and every node's files for review; needs no credentials or infrastructure."""
     from hacloud.commands import render_to_dir
@@ -156,7 +213,18 @@ def render(
     try:
         report = render_to_dir(spec, out, inventory, _terraform(from_terraform, tf_map))
     except HacloudError as exc:
+        if as_json:
+            typer.echo(json.dumps(_problems_json(exc), indent=2))
         _fail(exc)
+    if as_json:
+        shown = {
+            "out": str(out),
+            "written": report.written,
+            "warnings": report.warnings,
+            "origin": report.origin,
+        }
+        typer.echo(json.dumps(shown, indent=2))
+        return
     for line in report.origin:
         typer.echo(f"terraform: {line}", err=True)
     for line in report.written:
@@ -178,25 +246,57 @@ def check(
     tf_map: TfMapOption = None,
 ) -> None:
     """Check the cross-layer invariants (timeouts, delays, grouping, host maps); exit 1 on error."""
-    from hacloud.commands import check_spec
+    from hacloud.commands import check_report
 
     try:
-        findings = check_spec(spec, inventory, live=live, terraform=_terraform(from_terraform, tf_map))
+        findings, warnings = check_report(
+            spec, inventory, live=live, terraform=_terraform(from_terraform, tf_map)
+        )
     except HacloudError as exc:
+        if as_json:
+            typer.echo(json.dumps(_problems_json(exc), indent=2))  # stdout stays machine-readable
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps([f.as_dict() for f in findings], indent=2))
+        shown = [_warning_json(w) for w in warnings] + [f.as_dict() for f in findings]
+        typer.echo(json.dumps(shown, indent=2))
     else:
+        for w in warnings:
+            typer.echo(f"WARNING  {w}")
         for f in findings:
             typer.echo(f"{f.severity.upper():7} {f.code}  {f.message}")
             if f.severity != "ok":
                 typer.echo(f"        fix: {f.remedy}")
                 typer.echo(f"        source: {f.source}")
         errors = sum(f.severity == "error" for f in findings)
-        warnings = sum(f.severity == "warning" for f in findings)
-        typer.echo(f"{len(findings)} checks: {errors} errors, {warnings} warnings")
+        count = len(warnings) + sum(f.severity == "warning" for f in findings)
+        typer.echo(f"{len(findings) + len(warnings)} checks: {errors} errors, {count} warnings")
     if any(f.severity == "error" for f in findings):
         raise typer.Exit(1)
+
+
+def _warning_json(message: str) -> dict[str, Any]:
+    """A rendering warning in the shape of a finding (it has no code: it is not a rule)."""
+    return {"code": None, "severity": "warning", "message": message, "remedy": "", "source": "render"}
+
+
+def _problems_json(exc: HacloudError) -> list[dict[str, Any]]:
+    """The problems that stopped a command, as `check --json` findings (severity error, no code),
+    with file, line and path where the input has them."""
+    if isinstance(exc, SpecError):
+        return [
+            {
+                "code": None,
+                "severity": "error",
+                "message": p.message,
+                "remedy": p.remedy,
+                "source": f"{exc.filename}:{p.line}" if p.line else exc.filename,
+                "file": exc.filename,
+                "line": p.line,
+                "path": p.path,
+            }
+            for p in exc.problems
+        ]
+    return [{"code": None, "severity": "error", "message": exc.message, "remedy": exc.remedy, "source": ""}]
 
 
 class _Progress:
@@ -216,9 +316,24 @@ YesOption = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for con
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="show each remote command")]
 
 
-def _confirm(question: str, yes: bool) -> None:
-    """Ask on a terminal; scripts (no terminal) and --yes proceed."""
-    if yes or not sys.stdin.isatty():
+def _interactive() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _confirm(question: str, yes: bool, *, destructive: bool = False) -> None:
+    """Ask on a terminal; --yes proceeds. Without a terminal (cron, CI, `ssh host hacloud ...`)
+    a ``destructive`` command (it stops a service, fails a node or deletes data) is refused
+    with exit 2 unless --yes, as terraform does; the others proceed."""
+    if yes:
+        return
+    if not _interactive():
+        if destructive:
+            _fail(
+                UsageError(
+                    f"no terminal to confirm on: {question[0].lower()}{question[1:]}",
+                    "pass -y (--yes) to confirm from a script; nothing was done",
+                )
+            )
         return
     if not typer.confirm(question, default=False):
         typer.echo("nothing done", err=True)
@@ -237,7 +352,8 @@ def up(
         bool, typer.Option("--nodes-only", help="only create or find nodes, volumes and network")
     ] = False,
     provider: Annotated[
-        str | None, typer.Option("--provider", help="refuse to run unless the spec uses this provider")
+        ProviderChoice | None,
+        typer.Option("--provider", help="refuse to run unless the spec uses this provider"),
     ] = None,
     from_terraform: FromTerraformOption = None,
     tf_map: TfMapOption = None,
@@ -254,7 +370,7 @@ def up(
             force=force,
             verbose=verbose,
             nodes_only=nodes_only,
-            expect_provider=provider,
+            expect_provider=provider.value if provider else None,
             terraform=_terraform(from_terraform, tf_map),
         )
     except HacloudError as exc:
@@ -271,6 +387,7 @@ def plan(
     verbose: VerboseOption = False,
     from_terraform: FromTerraformOption = None,
     tf_map: TfMapOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Show what `hacloud up` would change, node by node, without changing anything; on a cloud,
     also the infrastructure it would create and the IAM policy it gives the agents."""
@@ -278,35 +395,50 @@ def plan(
 
     progress = _Progress()
     terraform = _terraform(from_terraform, tf_map)
+    result: dict[str, Any] = {"infrastructure": [], "policy": None, "changes": [], "nodes_exist": True}
+
+    def done(exc: HacloudError) -> NoReturn:
+        if as_json:
+            typer.echo(json.dumps(_problems_json(exc), indent=2))
+        _fail(exc)
+
     try:
         infra = plan_infrastructure(spec, progress, terraform)
     except HacloudError as exc:
-        _fail(exc)
-    infra_changes: list[str] = []
+        done(exc)
     if infra is not None:
-        infra_changes, policy = infra
-        for line in infra_changes:
-            typer.echo(f"infrastructure: {line}")
-        if policy:
-            typer.echo(
-                "permissions the agents get (AWS: the instance profile's policy; Azure: the fence role), "
-                "exactly what they call:"
-            )
-            typer.echo(policy)
+        result["infrastructure"], result["policy"] = infra[0], infra[1] or None
     try:
         changes = converge(spec, progress, apply=False, verbose=verbose, terraform=terraform)
     except NodesMissing as exc:
         if infra is None:
-            _fail(exc)
-        typer.echo(
-            f"{len(infra_changes)} infrastructure changes; the cluster is planned once the nodes exist"
-        )
-        return
+            done(exc)
+        changes, result["nodes_exist"] = [], False
     except HacloudError as exc:
-        _fail(exc)
-    for change in changes:
-        typer.echo(str(change))
-    typer.echo(f"{len(infra_changes) + len(changes)} changes")
+        done(exc)
+    result["changes"] = [dataclasses.asdict(c) | {"text": str(c)} for c in changes]
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        _print_plan(result)
+
+
+def _print_plan(result: dict[str, Any]) -> None:
+    for line in result["infrastructure"]:
+        typer.echo(f"infrastructure: {line}")
+    if result["policy"]:
+        typer.echo(
+            "permissions the agents get (AWS: the instance profile's policy; Azure: the fence role), "
+            "exactly what they call:"
+        )
+        typer.echo(result["policy"])
+    if not result["nodes_exist"]:
+        count = len(result["infrastructure"])
+        typer.echo(f"{count} infrastructure changes; the cluster is planned once the nodes exist")
+        return
+    for change in result["changes"]:
+        typer.echo(change["text"])
+    typer.echo(f"{len(result['infrastructure']) + len(result['changes'])} changes")
 
 
 @app.command()
@@ -314,7 +446,7 @@ def failover(spec: SpecOption = Path("hacloud.yaml"), yes: YesOption = False) ->
     """Planned switchover to the other node; waits until the service answers there."""
     from hacloud.commands import failover as do_failover
 
-    _confirm("Move the service to the other node?", yes)
+    _confirm("Move the service to the other node?", yes, destructive=True)
     try:
         source, target = do_failover(spec, _Progress())
     except HacloudError as exc:
@@ -322,7 +454,7 @@ def failover(spec: SpecOption = Path("hacloud.yaml"), yes: YesOption = False) ->
     typer.echo(f"the service moved from {source} to {target}")
 
 
-@app.command(context_settings={"allow_interspersed_args": False})
+@app.command(context_settings={**HELP, "allow_interspersed_args": False})
 def ssh(
     node: Annotated[str, typer.Argument(help="node name")],
     command: Annotated[list[str] | None, typer.Argument(help="command (default: a shell)")] = None,
@@ -356,7 +488,11 @@ def down(
     hacloud added; Terraform's machines and disks stay."""
     from hacloud.commands import down as do_down
 
-    _confirm(f"Stop the cluster in {spec}{' and delete its disks' if delete_volumes or purge else ''}?", yes)
+    _confirm(
+        f"Stop the cluster in {spec}{' and delete its disks' if delete_volumes or purge else ''}?",
+        yes,
+        destructive=True,
+    )
     try:
         do_down(spec, delete_volumes, purge, _terraform(from_terraform, tf_map), _Progress())
     except HacloudError as exc:
@@ -381,10 +517,13 @@ def status(
         _fail(exc)
     if as_json:
         typer.echo(json.dumps(st, indent=2))
-        return
+        raise typer.Exit(0 if st["healthy"] else 1)  # the same exit code as the text form
+    answered = st["fencing_enabled"] is not None
+    fencing = "unknown" if not answered else "enabled" if st["fencing_enabled"] else "OFF"
+    quorum = "unknown" if not answered else "yes" if st["quorum"] else "no"
     typer.echo(
         f"cluster {st['cluster']}: {'healthy' if st['healthy'] else 'NOT HEALTHY'}, "
-        f"quorum {'yes' if st['quorum'] else 'no'}, fencing {'enabled' if st['fencing_enabled'] else 'OFF'}"
+        f"quorum {quorum}, fencing {fencing}"
     )
     typer.echo(f"{'node':8} {'online':6} {'address':15} {'drbd role':9} {'disk':12} {'connection':12} bmc")
     for n in st["nodes"]:
@@ -400,7 +539,8 @@ def status(
                     f"  drbd {v['resource']} on {n['name']}: {v['role']}/{v['disk']}, "
                     f"peer {v['peer_disk'] or '?'}, {v['connection']} {v['replication'] or ''}".rstrip()
                 )
-    typer.echo(f"service and VIP {st['vip']}: on {st['service_node'] or 'nowhere'}")
+    where = st["service_node"] or ("nowhere" if answered else "unknown")
+    typer.echo(f"service and VIP {st['vip']}: on {where}")
     for sb in st.get("split_brain", []):
         where = ", ".join(sb["standalone_on"])
         if sb["split_brain"]:
@@ -419,6 +559,8 @@ def status(
         typer.echo(f"  fence history: {line}")
     for line in st["failed_actions"]:
         typer.echo(f"failed: {line}")
+    for line in st["reasons"]:
+        typer.echo(f"not healthy: {line}")
     if not st["healthy"]:
         raise typer.Exit(1)
 
@@ -470,8 +612,13 @@ def verify(
 def fence_test(
     spec: SpecOption = Path("hacloud.yaml"),
     method: Annotated[
-        str, typer.Option("--method", help="fence (through the cluster), power, crash or partition")
-    ] = "power",
+        MethodChoice,
+        typer.Option(
+            "--method",
+            help="fence: through the cluster; power: pull the plug; crash: freeze the node; "
+            "partition: cut the links between the nodes",
+        ),
+    ] = MethodChoice.POWER,
     node: Annotated[str | None, typer.Option("--node", help="node to fail (default: the active one)")] = None,
     rounds: Annotated[int, typer.Option("--rounds", help="rounds to run (min/median/p95 RTO)")] = 1,
     no_recover: Annotated[
@@ -510,12 +657,14 @@ def fence_test(
         return
 
     _confirm(
-        f"Inject a {method} fault into the cluster in {spec} ({rounds} round(s))? Its service stops briefly.",
+        f"Inject a {method.value} fault into the cluster in {spec} ({rounds} round(s))? "
+        "Its service stops briefly.",
         yes,
+        destructive=True,
     )
     try:
         results = run(
-            spec, Options(method=method, node=node, rounds=rounds, recover=not no_recover), _Progress()
+            spec, Options(method=method.value, node=node, rounds=rounds, recover=not no_recover), _Progress()
         )
     except HacloudError as exc:
         _fail(exc)
@@ -563,11 +712,15 @@ def _print_rounds(results: list[Any]) -> None:
             typer.echo(f"    problem: {problem}")
 
 
-lab_app = typer.Typer(help="Act inside the local lab (its private network and guests).", no_args_is_help=True)
+lab_app = typer.Typer(
+    help="Act inside the local lab (its private network and guests).",
+    no_args_is_help=True,
+    context_settings=HELP,
+)
 app.add_typer(lab_app, name="lab")
 
 
-@lab_app.command("exec", context_settings={"allow_interspersed_args": False})
+@lab_app.command("exec", context_settings={**HELP, "allow_interspersed_args": False})
 def lab_exec(
     command: Annotated[list[str], typer.Argument(help="command to run inside the lab's network")],
     spec: SpecOption = Path("hacloud.yaml"),
@@ -585,7 +738,7 @@ def lab_exec(
     raise typer.Exit(rc)
 
 
-@lab_app.command("ssh", context_settings={"allow_interspersed_args": False})
+@lab_app.command("ssh", context_settings={**HELP, "allow_interspersed_args": False})
 def lab_ssh(
     node: Annotated[str, typer.Argument(help="node name")],
     command: Annotated[list[str] | None, typer.Argument(help="command (default: a shell)")] = None,
@@ -598,7 +751,7 @@ def lab_ssh(
 @lab_app.command("power")
 def lab_power(
     node: Annotated[str, typer.Argument(help="node name")],
-    action: Annotated[str, typer.Argument(help="on, off or status")] = "status",
+    action: Annotated[PowerChoice, typer.Argument(help="what to do")] = PowerChoice.STATUS,
     spec: SpecOption = Path("hacloud.yaml"),
 ) -> None:
     """Power a lab guest on or off through its virtual BMC (IPMI), or show its power."""
@@ -608,20 +761,54 @@ def lab_power(
         ws, provider = lab_provider(spec)
         if node not in [n.name for n in ws.spec.nodes]:
             raise HacloudError(f"no node named {node!r}", "use a node name from the spec")
-        if action == "on":
+        if action is PowerChoice.ON:
             provider.power_on(ws, node)
-        elif action == "off":
+        elif action is PowerChoice.OFF:
             provider.power_off(ws, node)
-        elif action != "status":
-            raise HacloudError(f"unknown power action {action!r}", "use on, off or status")
         typer.echo(f"{node}: {provider.power(ws, node)}")
     except HacloudError as exc:
         _fail(exc)
 
 
+def _one_line_paragraphs(typer_app: typer.Typer) -> None:
+    """Help text is written wrapped in the source; join each paragraph's lines so the terminal,
+    not the source, decides where lines break (blank lines still separate paragraphs)."""
+    for info in typer_app.registered_commands:
+        doc = info.help or inspect.getdoc(info.callback) or ""
+        info.help = re.sub(r"(?<!\n)\n(?!\n)", " ", doc)
+
+
+_one_line_paragraphs(app)
+_one_line_paragraphs(lab_app)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise Interrupted
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit at once: worker threads still waiting on a node (a package install can take 1800 s)
+    must not hold the process; the connections they use are already closed."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main() -> None:
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         app()
+    except Interrupted:
+        typer.echo(
+            "\ninterrupted (Ctrl-C): hacloud stopped at once; a step already running on a node may "
+            "still finish there. Run the command again: it starts from what is in place",
+            err=True,
+        )
+        _exit_now(130)
+    except SystemExit as done:
+        if done.code == InterruptedWork.exit_code:
+            _exit_now(130)
+        raise
     except HacloudError as exc:  # a command that forgot to catch: still no traceback
         try:
             _fail(exc)

@@ -25,7 +25,7 @@ from hacloud.profiles import Profile, load_profile
 from hacloud.provider import get_provider
 from hacloud.render import Bundle, effective_profile, render_all
 from hacloud.resources import templates_dir
-from hacloud.secrets import load_or_create, state_dir
+from hacloud.secrets import load_or_create, read_secret_file, state_dir
 from hacloud.spec import PROVIDER_KINDS, IpmiFencing, RedfishFencing, Spec
 from hacloud.specload import load_spec
 from hacloud.terraform import TerraformSource
@@ -40,17 +40,87 @@ RENDER_MARKER = ".hacloud-render"
 
 
 def write_example(provider: str, out: Path, force: bool) -> None:
+    """Write the example spec for ``provider`` to ``out``: never over an existing file unless
+    ``force``, and even then only over a regular file (not a directory, a device, a FIFO or a
+    symbolic link). The text goes to a fresh temporary file beside ``out`` first, so ``out`` is
+    either the old file or the whole new one, and nothing is left behind on failure."""
     if provider not in PROVIDER_KINDS:
         raise UsageError(f"unknown provider {provider!r}", f"use one of: {', '.join(PROVIDER_KINDS)}")
-    if out.exists() and not force:
+    existing = _existing_kind(out)
+    if existing is not None and existing != "regular file":
+        raise UsageError(
+            f"{out} is {existing}; hacloud writes specs only over regular files, even with --force",
+            "choose another path with --out",
+        )
+    if existing is not None and not force:
         raise UsageError(
             f"{out} already exists", "pass --force to overwrite it, or --out to choose another file"
         )
     text = (templates_dir() / "init" / f"{provider}.yaml").read_text(encoding="utf-8")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write into {out.parent}: {exc.strerror}", "choose a directory you can write with --out"
+        ) from None
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        if force:
+            tmp.replace(out)
+        else:
+            _link_new(tmp, out, text)
+    except FileExistsError:
+        raise UsageError(
+            f"{out} already exists", "pass --force to overwrite it, or --out to choose another file"
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror}", "choose another path with --out") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _link_new(tmp: Path, out: Path, text: str) -> None:
+    """Put the finished ``tmp`` at ``out`` only if nothing is there (FileExistsError otherwise):
+    a hard link is atomic and never replaces; where the filesystem has no hard links, an
+    exclusive create (O_EXCL) keeps the no-clobber guarantee."""
+    import errno
+
+    try:
+        os.link(tmp, out)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+            raise
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+
+
+def _existing_kind(path: Path) -> str | None:
+    """What is at ``path`` (None: nothing), without following a symbolic link."""
+    import stat
+
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UsageError(f"cannot inspect {path}: {exc.strerror}", "choose another path with --out") from None
+    kinds = [
+        (stat.S_ISREG, "regular file"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 @dataclass(frozen=True)
@@ -125,10 +195,7 @@ def _fence_passwords(spec: Spec, base: Path) -> tuple[dict[str, str], list[str]]
                 path = Path(bmc.password_file or "").expanduser()
                 path = path if path.is_absolute() else base / path
                 where = str(path)
-                try:
-                    value = path.read_text(encoding="utf-8").strip()
-                except OSError:
-                    value = None
+                value = read_secret_file(path, f"the BMC password for {target}")
             if value:
                 passwords[target] = value
             else:
@@ -149,44 +216,154 @@ class RenderReport:
 def render_to_dir(
     spec_path: Path, out: Path, inventory_path: Path | None, terraform: TerraformSource | None = None
 ) -> RenderReport:
-    prepared = prepare(spec_path, inventory_path, terraform=terraform)
-    if out.exists() and any(out.iterdir()) and not (out / RENDER_MARKER).exists():
+    """Render into the directory ``out``: a fresh sibling directory is written, then swapped in,
+    so a failure leaves the previous output untouched. ``out`` holds a manifest
+    (``.hacloud-render``) of every file hacloud wrote there; a later render replaces the
+    directory only when it holds nothing else, so nothing hacloud did not write is ever
+    deleted. A symbolic link ``out`` is followed explicitly (the swap happens where it points)."""
+    # the output is checked, and its staging directory made, before anything else is (the
+    # cluster's secrets): a bad --out leaves nothing behind
+    target, notes = _render_target(out)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".new", dir=target.parent))
+    except OSError as exc:
         raise UsageError(
-            f"{out} is not empty and was not written by `hacloud render`",
-            "choose an empty or new directory with --out",
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+            f"cannot write next to {target}: {exc.strerror}", "choose a directory you can write with --out"
+        ) from None
     written: list[str] = []
     try:
         os.chmod(staging, 0o700)  # it holds secrets
-        (staging / RENDER_MARKER).write_text("written by hacloud render\n", encoding="utf-8")
-        (staging / "cib.xml").write_text(prepared.bundle.cib, encoding="utf-8")
-        written.append("cib.xml")
-        (staging / "inventory.json").write_text(prepared.inventory.to_json(), encoding="utf-8")
-        written.append("inventory.json")
-        for node, files in prepared.bundle.files.items():
-            for f in files:
-                target = staging / node / f.path.lstrip("/")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, f.mode)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(f.content)
-                os.chmod(target, f.mode)
-                note = f"  (secret, {f.mode:04o})" if f.secret else ""
-                written.append(f"{node}{f.path}{note}")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            staging.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            staging.rename(out)
+        prepared = prepare(spec_path, inventory_path, terraform=terraform)
+        files = _render_files(prepared)
+        for rel, content, mode, note in files:
+            path = staging / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(content)
+            os.chmod(path, mode)
+            if note is not None:
+                written.append(note)
+        manifest = [RENDER_MARKER, *(rel for rel, *_ in files)]
+        (staging / RENDER_MARKER).write_text(
+            MANIFEST_HEADER + "".join(f"{m}\n" for m in manifest), encoding="utf-8"
+        )
+        notes += _swap_in(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return RenderReport(written, prepared.warnings, prepared.origin)
+    return RenderReport(written, prepared.warnings + notes, prepared.origin)
+
+
+MANIFEST_HEADER = (
+    "# written by hacloud render: the files below are the ones it wrote here; a later render\n"
+    "# replaces this directory only if it holds nothing else\n"
+)
+
+
+def _render_files(prepared: Prepared) -> list[tuple[str, bytes, int, str | None]]:
+    """(path relative to the output, content, mode, line for the report or None) of every file."""
+    from hacloud.secrets import GITIGNORE
+
+    files: list[tuple[str, bytes, int, str | None]] = [
+        (".gitignore", GITIGNORE.encode(), 0o644, None),  # `git add -A` must not take the secrets
+        ("cib.xml", prepared.bundle.cib.encode(), 0o644, "cib.xml"),
+        ("inventory.json", prepared.inventory.to_json().encode(), 0o644, "inventory.json"),
+    ]
+    for node, node_files in prepared.bundle.files.items():
+        for f in node_files:
+            note = f"  (secret, {f.mode:04o})" if f.secret else ""
+            files.append((f"{node}/{f.path.lstrip('/')}", f.content, f.mode, f"{node}{f.path}{note}"))
+    return files
+
+
+def _render_target(out: Path) -> tuple[Path, list[str]]:
+    """The real directory to render into, and a note when a symbolic link was followed.
+    Refuses (UsageError) a file, a device, a dangling link or a directory hacloud did not write."""
+    notes: list[str] = []
+    target = out
+    if out.is_symlink():
+        target = out.resolve()
+        if not target.is_dir():
+            raise UsageError(
+                f"--out {out} is a symbolic link to {target}, which is not a directory",
+                "point --out at a directory (or a link to one)",
+            )
+        notes.append(f"--out {out} is a symbolic link: rendered into {target}, where it points")
+    if target.exists() and not target.is_dir():
+        raise UsageError(
+            f"--out {out} is not a directory",
+            "pass a directory (new, empty, or written by `hacloud render` before)",
+        )
+    if not target.exists():
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot create {target.parent}: {exc.strerror}",
+                "choose a directory you can write with --out",
+            ) from None
+        return target, notes
+    extra = _not_rendered(target)
+    if extra:
+        shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        raise UsageError(
+            f"{out} holds files `hacloud render` did not write there: {shown}",
+            "move them away, or choose an empty or new directory with --out (hacloud never deletes "
+            "what it did not write)",
+        )
+    return target, notes
+
+
+def _not_rendered(directory: Path) -> list[str]:
+    """What ``directory`` holds beyond its render manifest (all of it when it has none)."""
+    listed: set[str] = set()
+    marker = directory / RENDER_MARKER
+    if marker.is_file() and not marker.is_symlink():
+        try:
+            text = marker.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            text = ""
+        if text.startswith("written by hacloud render"):
+            # before the manifest, the marker only said who wrote the directory: what it can
+            # have written is the layout of a render (the top files and one tree per node)
+            return [p.name for p in directory.iterdir() if not _legacy_render_entry(p)]
+        listed = {line for line in text.splitlines() if line and not line.startswith("#")}
+    parents = {str(Path(p).parent) for p in listed} | {
+        str(parent) for p in listed for parent in Path(p).parents
+    }
+    extra: list[str] = []
+    for root, dirs, names in os.walk(directory):
+        rel_root = Path(root).relative_to(directory)
+        for d in dirs:
+            rel = str(rel_root / d)
+            if rel not in parents or (Path(root) / d).is_symlink():
+                extra.append(rel)
+        dirs[:] = [d for d in dirs if str(rel_root / d) in parents and not (Path(root) / d).is_symlink()]
+        extra += [str(rel_root / n) for n in names if str(rel_root / n) not in listed]
+    return sorted(extra)
+
+
+def _legacy_render_entry(path: Path) -> bool:
+    if path.name in (RENDER_MARKER, "cib.xml", "inventory.json"):
+        return path.is_file()
+    return path.is_dir() and not path.is_symlink() and sorted(p.name for p in path.iterdir()) == ["etc"]
+
+
+def _swap_in(staging: Path, target: Path) -> list[str]:
+    """Put ``staging`` where ``target`` is; the previous render goes away only if, once moved
+    aside, it still holds nothing but what its manifest lists (else it is kept, and said)."""
+    if not target.exists():
+        staging.rename(target)
+        return []
+    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+    previous = aside / target.name
+    target.rename(previous)
+    staging.rename(target)
+    if _not_rendered(previous):  # something was added between the check and the swap
+        return [f"the previous render was kept in {previous}: files appeared in it during this render"]
+    shutil.rmtree(aside)
+    return []
 
 
 def check_spec(
@@ -197,6 +374,17 @@ def check_spec(
 ) -> list[Finding]:
     """The invariants of the rendered configuration; with ``live``, also the provider's checks
     of the real resources (routes, identities, attributes), read-only."""
+    return check_report(spec_path, inventory_path, live, terraform)[0]
+
+
+def check_report(
+    spec_path: Path,
+    inventory_path: Path | None,
+    live: bool = False,
+    terraform: TerraformSource | None = None,
+) -> tuple[list[Finding], list[str]]:
+    """(findings, warnings): ``check_spec`` plus the warnings rendering gives (placeholders,
+    a missing BMC password file), which `render` shows and `check` must not drop."""
     if live and inventory_path is None:
         ws = workspace(spec_path, terraform=terraform)
         provider = provider_for(ws)
@@ -207,9 +395,9 @@ def check_spec(
         # rendered for the nodes that exist, so the rules judge what `up` installs there
         prepared = prepare(spec_path, None, create_secrets=False, inventory=found)
         findings = run_checks(prepared.spec, found, prepared.profile, prepared.bundle)
-        return findings + provider.live_checks(ws, found)
+        return findings + provider.live_checks(ws, found), prepared.warnings
     prepared = prepare(spec_path, inventory_path, create_secrets=False, terraform=terraform)
-    return run_checks(prepared.spec, prepared.inventory, prepared.profile, prepared.bundle)
+    return run_checks(prepared.spec, prepared.inventory, prepared.profile, prepared.bundle), prepared.warnings
 
 
 def workspace(
@@ -246,20 +434,21 @@ def down(
     stay (they are Terraform's), and so does the data on the disks."""
     ws = workspace(spec_path, progress, terraform)
     provider = provider_for(ws)
-    if ws.terraform is not None:
-        if delete_volumes or purge:
-            provider.teardown(ws, delete_volumes=True)  # refuses, naming terraform destroy
-        inventory = provider.discover(ws)
-        assert inventory is not None
-        with _Lock(ws):
+    # the cluster lock: never tear down under a running `up`, `failover` or `fence-test`
+    with _Lock(ws):
+        if ws.terraform is not None:
+            if delete_volumes or purge:
+                provider.teardown(ws, delete_volumes=True)  # refuses, naming terraform destroy
+            inventory = provider.discover(ws)
+            assert inventory is not None
             remove_cluster_config(ws, inventory)
             provider.teardown(ws)
-        return
-    provider.teardown(ws, delete_volumes=delete_volumes or purge)
-    if purge and ws.spec.provider.kind == "lab":
-        from hacloud_lab.lab import purge_images
+            return
+        provider.teardown(ws, delete_volumes=delete_volumes or purge)
+        if purge and ws.spec.provider.kind == "lab":
+            from hacloud_lab.lab import purge_images
 
-        purge_images()
+            purge_images()
 
 
 def lab_provider(spec_path: Path) -> tuple[Workspace, LabProviderType]:
@@ -279,6 +468,7 @@ def lab_provider(spec_path: Path) -> tuple[Workspace, LabProviderType]:
 
 __all__ = [
     "HacloudError",
+    "check_report",
     "check_spec",
     "down",
     "lab_provider",
@@ -300,6 +490,8 @@ class Session:
     inventory: Inventory
     conns: dict[str, Any]
     bundle: Bundle
+    #: node -> why it could not be reached (only with ``tolerate_down``)
+    unreachable: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
         for conn in self.conns.values():
@@ -311,10 +503,9 @@ def open_session(
 ) -> Session:
     """Connect to both nodes in parallel, read their software facts, render for them."""
     import dataclasses
-    from concurrent.futures import ThreadPoolExecutor
 
     from hacloud.deploy import gather, node_facts
-    from hacloud.remote import Connection
+    from hacloud.remote import Connection, parallel
     from hacloud.render.resources import service_ref
 
     provider = provider_for(ws)
@@ -323,17 +514,24 @@ def open_session(
         n.name: Connection(provider.endpoint(ws, n), known, ws.progress, verbose) for n in inventory.nodes
     }
 
+    unreachable: dict[str, str] = {}
+
     def connect(name: str) -> Any:
         try:
             conn = conns[name].connect()
             return gather(conn, [], service=service_ref(ws.spec))
-        except HacloudError:
+        except HacloudError as exc:
             if tolerate_down:
+                unreachable[name] = exc.message
                 return None
             raise
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        facts = dict(zip(conns, pool.map(connect, list(conns)), strict=True))
+    try:
+        facts = dict(zip(conns, parallel(connect, list(conns)), strict=True))
+    except BaseException:
+        for conn in conns.values():  # ends the steps still running in the pool (Ctrl-C)
+            conn.close()
+        raise
     nodes = []
     for node in inventory.nodes:
         f = facts[node.name]
@@ -350,7 +548,7 @@ def open_session(
         raise HacloudError(missing[0], "create the file the spec names (mode 0600) with the BMC password")
     bundle = render_all(ws.spec, inventory, profile, secrets, passwords)
     live = {name: c for name, c in conns.items() if facts[name] is not None}
-    return Session(ws, inventory, live, bundle)
+    return Session(ws, inventory, live, bundle, unreachable)
 
 
 class _Lock:
@@ -358,7 +556,7 @@ class _Lock:
 
     def __init__(self, ws: Workspace) -> None:
         try:
-            ws.claim()  # creates the directory; refuses another spec's
+            ws.claim()  # creates the directory (and .hacloud/.gitignore); refuses another spec's
         except OSError as exc:
             raise HacloudError(
                 f"cannot write the cluster's state directory {ws.state_dir}: {exc.strerror}",
@@ -598,7 +796,6 @@ def cluster_status(spec_path: Path, terraform: TerraformSource | None = None) ->
         nodes = []
         resources = drbd_resources(ws.spec)
         primaries: dict[str, list[str]] = {}  # DRBD resource -> nodes where it is Primary
-        all_up = True
         states: dict[str, list[VolumeState]] = {}
         logged: dict[str, bool] = {}
         for node in inventory.nodes:
@@ -628,14 +825,10 @@ def cluster_status(spec_path: Path, terraform: TerraformSource | None = None) ->
                 for v in volumes:
                     if v.role == "Primary" and v.resource and node.name not in primaries.get(v.resource, []):
                         primaries.setdefault(v.resource, []).append(node.name)
-                all_up &= len(volumes) == len(ws.spec.volumes) and all(
-                    v.disk == "UpToDate" and v.connection == "Connected" and v.peer_disk == "UpToDate"
-                    for v in volumes
-                )
+                if len(volumes) != len(ws.spec.volumes):
+                    entry["drbd_missing"] = len(ws.spec.volumes) - len(volumes)
                 if any(v.standalone for v in volumes):
                     logged[node.name] = split_brain_logged(conn)
-            else:
-                all_up = False
             nodes.append(entry)
         fencing = []
         service_node = None
@@ -669,23 +862,15 @@ def cluster_status(spec_path: Path, terraform: TerraformSource | None = None) ->
             history = [line.strip() for line in hist.splitlines() if line.strip()]
         vip = getattr(ws.spec.vip, "address", None) or getattr(ws.spec.vip, "elastic_ip", None)
         split_brain = split_brain_report(states, logged, service_node)
-        healthy = (
-            mon is not None
-            and len(online) == 2
-            and quorum
-            and all_up
-            # each DRBD resource Primary on exactly one node, all on the same one (the group's)
-            and all(len(primaries.get(r.name, [])) == 1 for r in resources)
-            and len({n for names in primaries.values() for n in names}) == 1
-            and service_node is not None
-            and bool(stonith)
-            and not failed
-            and all(f["state"] == "Started" for f in fencing)
+        reasons = _unhealthy_reasons(
+            session, mon, nodes, quorum, primaries, [r.name for r in resources], service_node, stonith,
+            fencing, failed, split_brain,
         )
+        healthy = not reasons
         return {
             "cluster": ws.spec.cluster.name,
             "nodes": nodes,
-            "quorum": quorum,
+            "quorum": quorum if mon is not None else None,  # None: no node answered, unknown
             "service_node": service_node,
             "vip": str(vip) if vip else None,
             "vip_node": service_node,
@@ -694,10 +879,65 @@ def cluster_status(spec_path: Path, terraform: TerraformSource | None = None) ->
             "fencing_history": history,
             "failed_actions": failed,
             "split_brain": split_brain,
-            "healthy": healthy and not split_brain,
+            "healthy": healthy,
+            "reasons": reasons,
         }
     finally:
         session.close()
+
+
+def _unhealthy_reasons(
+    session: Session,
+    mon: Any,
+    nodes: list[dict[str, Any]],
+    quorum: bool,
+    primaries: dict[str, list[str]],
+    resources: list[str],
+    service_node: str | None,
+    stonith: bool | None,
+    fencing: list[dict[str, Any]],
+    failed: list[str],
+    split_brain: list[dict[str, Any]],
+) -> list[str]:
+    """Why `status` is not healthy, one line per cause (empty: healthy). With no answer from
+    the cluster, fencing and quorum are unknown, not off: say why nothing answered."""
+    reasons = [
+        f"not reachable: {session.unreachable[n['name']]}" for n in nodes if n["name"] in session.unreachable
+    ]
+    if mon is None:
+        if session.conns:
+            reasons.append(
+                f"crm_mon answered on no reachable node ({', '.join(session.conns)}): pacemaker is "
+                "not running or not configured, so quorum, fencing and the service are unknown"
+            )
+        else:
+            reasons.append("no node answered: quorum, fencing and the service are unknown")
+        return reasons
+    reasons += [f"{n['name']}: not online in the cluster" for n in nodes if not n["online"]]
+    if not quorum:
+        reasons.append("the cluster has no quorum")
+    for n in nodes:
+        if n["reachable"] and (n["drbd_disk"] != "UpToDate" or n["drbd_connection"] != "Connected"):
+            reasons.append(f"{n['name']}: DRBD is {n['drbd_disk'] or '?'} / {n['drbd_connection'] or '?'}")
+        elif n["reachable"] and any(v["peer_disk"] != "UpToDate" for v in n.get("drbd") or []):
+            reasons.append(f"{n['name']}: DRBD's peer disk is not UpToDate")
+        if n["reachable"] and n.get("drbd_missing"):
+            reasons.append(f"{n['name']}: {n['drbd_missing']} DRBD volume(s) of the spec are not configured")
+    # each DRBD resource Primary on exactly one node, all on the same one (the group's)
+    for res in resources:
+        where = primaries.get(res, [])
+        if len(where) != 1:
+            reasons.append(f"DRBD {res} is Primary on {len(where)} nodes (want exactly 1)")
+    if len({n for names in primaries.values() for n in names}) > 1:
+        reasons.append("DRBD resources are Primary on different nodes (the group needs all on one)")
+    reasons += [f"DRBD {sb['resource']} is StandAlone (see the steps below)" for sb in split_brain]
+    if service_node is None:
+        reasons.append("the service is not running")
+    if not stonith:
+        reasons.append("fencing is disabled (stonith-enabled/fencing-enabled false)")
+    reasons += [f"fence device {f['id']} is {f['state']}" for f in fencing if f["state"] != "Started"]
+    reasons += [f"failed action: {line}" for line in failed]
+    return reasons
 
 
 def failover(spec_path: Path, progress: Callable[[str], None], timeout: float = 300) -> tuple[str, str]:

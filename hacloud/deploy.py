@@ -24,7 +24,6 @@ import shlex
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from copy import deepcopy
 from dataclasses import dataclass, field
 from functools import partial
@@ -333,8 +332,9 @@ def gather(
 
 
 def _parallel(fn: Callable[[str], Any], names: list[str]) -> list[Any]:
-    with ThreadPoolExecutor(max_workers=len(names)) as pool:
-        return list(pool.map(fn, names))
+    from hacloud.remote import parallel
+
+    return parallel(fn, names)  # an interrupt does not wait for the running steps
 
 
 # ---------------------------------------------------------------- cluster state

@@ -74,3 +74,16 @@ class UsageError(HacloudError):
 
 class ProviderUnavailable(HacloudError):
     """A provider's optional dependencies are missing or it cannot do what was asked."""
+
+
+class Interrupted(BaseException):
+    """Ctrl-C (SIGINT), raised by the CLI's handler. Not a KeyboardInterrupt, which click turns
+    into "Aborted!" and exit 1: the CLI reports it itself and exits 130 without waiting for
+    worker threads. Code that leaves something half-done catches it to say what (fence-test)."""
+
+
+class InterruptedWork(HacloudError):
+    """Ctrl-C stopped a run that left the cluster in a state the user must know about; the
+    message says what, the remedy how to undo it. Exit 130, as for any interrupt."""
+
+    exit_code = 130

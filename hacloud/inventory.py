@@ -18,13 +18,14 @@ from hacloud.specload import parse_document
 def load_inventory(path: Path) -> Inventory:
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text (a binary file?)"
         raise SpecError(
             str(path),
             [
                 Problem(
                     "",
-                    f"cannot read the inventory: {exc.strerror}",
+                    f"cannot read the inventory: {why}",
                     "pass the file a provider or `hacloud render` wrote",
                 )
             ],

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hacloud.errors import HacloudError
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import paramiko
 
 CLONE_NEWNET = 0x40000000
+T = TypeVar("T")
 
 
 class RemoteError(HacloudError):
@@ -171,6 +172,11 @@ class Connection:
             client.load_host_keys(str(self.known_hosts))
         client.set_missing_host_key_policy(RecordFirstContact())
         key_filename = str(Path(self.endpoint.key_file).expanduser()) if self.endpoint.key_file else None
+        if key_filename is not None and Path(key_filename).exists():
+            from hacloud.secrets import check_private
+
+            # OpenSSH refuses such a key ("UNPROTECTED PRIVATE KEY FILE"); so does hacloud
+            check_private(Path(key_filename), "the SSH private key", "the key exposed and replace it")
         try:
             client.connect(
                 address,
@@ -212,9 +218,7 @@ class Connection:
             jport = int(port or 22)
             jsock = connect_in_namespace(ep.namespace, host, jport, self.timeout) if ep.namespace else None
             self._jump = self._open(host, jport, user or ep.user, jsock)
-            jt = self._jump.get_transport()
-            assert jt is not None
-            sock = jt.open_channel("direct-tcpip", (ep.address, ep.port), ("127.0.0.1", 0))
+            sock = self._through_jump(host)
         elif ep.namespace:
             try:
                 sock = connect_in_namespace(ep.namespace, ep.address, ep.port, self.timeout)
@@ -225,6 +229,29 @@ class Connection:
                 ) from None
         self._client = self._open(ep.address, ep.port, ep.user, sock)
         return self
+
+    def _through_jump(self, jump_host: str) -> Any:
+        """A direct-tcpip channel from the jump host to the node, opened within ``timeout``
+        (paramiko's default wait is an hour); any failure is a HacloudError saying where."""
+        import paramiko
+
+        ep = self.endpoint
+        assert self._jump is not None
+        transport = self._jump.get_transport()
+        try:
+            if transport is None or not transport.is_active():
+                raise paramiko.SSHException("the jump host's SSH session is not active")
+            return transport.open_channel(
+                "direct-tcpip", (ep.address, ep.port), ("127.0.0.1", 0), timeout=self.timeout
+            )
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
+            raise HacloudError(
+                f"{ep.name}: the jump host {jump_host} could not open a connection to "
+                f"{ep.address}:{ep.port} within {self.timeout:.0f} s: {exc or type(exc).__name__}",
+                "check that the jump host can reach the node's SSH port and allows TCP forwarding "
+                "(AllowTcpForwarding in its sshd_config)",
+            ) from None
 
     def close(self) -> None:
         for client in (self._client, self._jump):
@@ -249,6 +276,8 @@ class Connection:
     def run(
         self, command: str, *, check: bool = True, timeout: float = 120.0, stdin: bytes | None = None
     ) -> Result:
+        import paramiko
+
         if self.verbose:
             self.log(f"{self.endpoint.name}$ {command}")
         try:
@@ -264,10 +293,13 @@ class Connection:
                 f"{self.endpoint.name}: `{command[:80]}` did not finish in {timeout:.0f} s",
                 "check the node's load and logs; then run the command again",
             ) from None
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            # SSHException: the transport died (e.g. "SSH session not active") before or while
+            # the channel opened
             self.close()
             raise HacloudError(
-                f"{self.endpoint.name}: the SSH connection broke during `{command[:80]}`: {exc}",
+                f"{self.endpoint.name}: the SSH connection broke during `{command[:80]}`: "
+                f"{exc or type(exc).__name__}",
                 "run the command again: hacloud re-reads the node and resumes",
             ) from None
         if check and rc != 0:
@@ -320,6 +352,22 @@ class Connection:
         import base64
 
         return base64.b64decode(result.stdout)
+
+
+def parallel(fn: Callable[[Any], T], items: list[Any]) -> list[T]:
+    """``fn`` over ``items`` in threads, results in order. On Ctrl-C (or any error) the pool is
+    not waited for: running steps can take up to the package timeout (1800 s), so the caller
+    gets the exception at once and closes the connections, which ends those steps."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=max(1, len(items)))
+    try:
+        results = list(pool.map(fn, items))
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return results
 
 
 def sha256_hex(content: bytes) -> str:

@@ -35,16 +35,55 @@ def state_dir(spec_path: Path, cluster: str) -> Path:
     return spec_path.resolve().parent / ".hacloud" / cluster
 
 
+#: In ``.hacloud/`` (and a render output): `git add -A` next to the spec must not pick up the
+#: corosync authkey, the DRBD secret or BMC passwords.
+GITIGNORE = "# written by hacloud: secrets live here, never commit them\n*\n"
+
+
+def ignore_in_git(directory: Path) -> None:
+    """Put a ``.gitignore`` ignoring everything into ``directory`` (kept if one is there)."""
+    path = directory / ".gitignore"
+    if not path.exists():
+        path.write_text(GITIGNORE, encoding="utf-8")
+
+
+def make_state_dir(directory: Path) -> None:
+    """Create a cluster's state directory (0700) and the ``.gitignore`` of ``.hacloud/``."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ignore_in_git(directory.parent)
+
+
+def check_private(path: Path, what: str, rotate: str) -> None:
+    """Refuse a secret file that other users can read (any group/other bit), as ssh does with
+    private keys: its content must be considered exposed."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise HacloudError(
+            f"{path} ({what}) is readable by other users (mode {mode:o})",
+            f"run `chmod 600 {path}`; consider {rotate}",
+        )
+
+
+def read_secret_file(path: Path, what: str) -> str | None:
+    """The stripped text of a secret file, None when it does not exist (or is empty); a file
+    others can read is refused (HacloudError), never used."""
+    try:
+        check_private(path, what, "the password exposed and change it")
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HacloudError(
+            f"cannot read {path} ({what}): {exc}", "check the file and its permissions"
+        ) from None
+    return text or None
+
+
 def load_or_create(directory: Path) -> ClusterSecrets:
     """Read the cluster's secrets, creating them (0600) on first use; never overwrite."""
     path = directory / "secrets.json"
     if path.exists():
-        mode = path.stat().st_mode & 0o777
-        if mode & 0o077:
-            raise HacloudError(
-                f"{path} is readable by other users (mode {mode:o})",
-                f"run `chmod 600 {path}`; consider the secrets exposed and rotate them",
-            )
+        check_private(path, "the cluster's secrets", "the secrets exposed and rotate them")
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
             return ClusterSecrets(base64.b64decode(raw["corosync_authkey"]), str(raw["drbd_secret"]))
@@ -53,7 +92,7 @@ def load_or_create(directory: Path) -> ClusterSecrets:
                 f"{path} is damaged ({type(exc).__name__})",
                 "restore it from a backup; the running cluster holds the same keys",
             ) from None
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_state_dir(directory)
     os.chmod(directory, 0o700)
     made = ClusterSecrets.generate()
     body = json.dumps(

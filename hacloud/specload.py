@@ -30,50 +30,156 @@ PathElem = str | int
 # ---------------------------------------------------------------- YAML with positions
 
 
-def _compose(text: str, filename: str) -> tuple[Any, yaml.Node | None, list[Problem]]:
-    """Parse YAML; return (data, node tree, problems). Data is None when it cannot be parsed."""
+#: Deepest nesting a document may have. A spec is about 6 levels deep; PyYAML's composer and
+#: pydantic recurse per level, so thousands of levels end in RecursionError.
+MAX_DEPTH = 64
+#: Most nodes a document may expand to once aliases are followed. A full spec is a few hundred;
+#: each alias of an alias multiplies (the "billion laughs"), and validation walks the expansion.
+MAX_NODES = 20_000
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> Problem:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line = mark.line + 1 if mark is not None else None
+    problem = getattr(exc, "problem", None) or str(exc)
+    return Problem(
+        "",
+        f"not valid YAML: {problem}",
+        "fix the YAML syntax at that line (indentation, a missing ':' or an unclosed quote)",
+        line,
+    )
+
+
+def _too_deep(text: str) -> Problem | None:
+    """Nesting deeper than MAX_DEPTH, found from the parser's events (an iterative pass, so any
+    depth costs only time linear in the text), before the recursive composer runs."""
+    depth = 0
+    # libyaml's parser when PyYAML has it: the pure-Python scanner looks ahead up to 1024
+    # characters per possible key, which makes a line of 5000 '[' cost half a second.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    too_deep = Problem(
+        "",
+        f"nested more than {MAX_DEPTH} levels deep",
+        "a spec or inventory is a few levels deep: remove the extra nesting",
+    )
     try:
+        for event in yaml.parse(text, Loader=loader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    mark = event.start_mark
+                    return dataclasses.replace(too_deep, line=mark.line + 1 if mark is not None else None)
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError as exc:
+        if "nesting depth" not in str(exc):  # libyaml's own limit (1000), met while scanning ahead
+            raise
+        mark = getattr(exc, "problem_mark", None)
+        return dataclasses.replace(too_deep, line=mark.line + 1 if mark is not None else None)
+    return None
+
+
+def _expansion(root: yaml.Node) -> Problem | None:
+    """A recursive alias, or aliases expanding to more than MAX_NODES nodes. The composer gives
+    an alias the very node object it names, so the tree is a graph: count each node's expanded
+    size once (memoised by identity), iteratively, and find cycles on the way."""
+    size: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        kids = _children(node)
+        if children_done:
+            on_path.discard(key)
+            size[key] = min(MAX_NODES + 1, 1 + sum(size[id(k)] for k in kids))
+            if size[key] > MAX_NODES:
+                return Problem(
+                    "",
+                    f"aliases expand to more than {MAX_NODES} values",
+                    "write the values out, or use fewer aliases of aliases",
+                    node.start_mark.line + 1,
+                )
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            return Problem(
+                "",
+                "an alias refers to a value that contains it (a recursive alias)",
+                "replace the alias (*name) inside its own anchor (&name) with the values it should hold",
+                node.start_mark.line + 1,
+            )
+        on_path.add(key)
+        stack.append((node, True))
+        for kid in kids:
+            if id(kid) in on_path:
+                return Problem(
+                    "",
+                    "an alias refers to a value that contains it (a recursive alias)",
+                    "replace the alias (*name) inside its own anchor (&name) with the values it should hold",
+                    kid.start_mark.line + 1,
+                )
+            if id(kid) not in size:
+                stack.append((kid, False))
+    return None
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _compose(text: str, filename: str) -> tuple[Any, yaml.Node | None, list[Problem]]:
+    """Parse YAML; return (data, node tree, problems). Data is None when it cannot be parsed.
+
+    Safe on hostile text: nesting, recursive aliases and alias bombs are problems found before
+    anything recursive or expanding runs, in time linear in the text."""
+    try:
+        deep = _too_deep(text)
+        if deep is not None:
+            return None, None, [deep]
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            bomb = _expansion(node)
+            if bomb is not None:
+                return None, None, [bomb]
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        return (
-            None,
-            None,
-            [
-                Problem(
-                    "",
-                    f"not valid YAML: {problem}",
-                    "fix the YAML syntax at that line (indentation, a missing ':' or an unclosed quote)",
-                    line,
-                )
-            ],
-        )
+        return None, None, [_yaml_problem(exc)]
     problems = list(_duplicate_keys(node, []))
     return data, node, problems
 
 
 def _duplicate_keys(node: yaml.Node | None, path: list[PathElem]) -> Iterable[Problem]:
     # PyYAML keeps the last of two equal keys silently; a spec must never mean two things.
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            if key in seen:
-                yield Problem(
-                    format_path([*path, key]),
-                    f"duplicate key (first defined on line {seen[key]})",
-                    "keep one of the two definitions",
-                    key_node.start_mark.line + 1,
-                )
-            else:
-                seen[key] = key_node.start_mark.line + 1
-            yield from _duplicate_keys(value_node, [*path, key])
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            yield from _duplicate_keys(item, [*path, index])
+    # Each node is checked once: an alias names a node already checked where it was anchored.
+    seen_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node | None, list[PathElem]]] = [(node, path)]
+    while stack:
+        current, where = stack.pop()
+        if current is None or id(current) in seen_nodes:
+            continue
+        seen_nodes.add(id(current))
+        if isinstance(current, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key_node, value_node in current.value:
+                key = str(key_node.value)
+                if key in seen:
+                    yield Problem(
+                        format_path([*where, key]),
+                        f"duplicate key (first defined on line {seen[key]})",
+                        "keep one of the two definitions",
+                        key_node.start_mark.line + 1,
+                    )
+                else:
+                    seen[key] = key_node.start_mark.line + 1
+                stack.append((value_node, [*where, key]))
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend((item, [*where, index]) for index, item in enumerate(current.value))
 
 
 def line_of(node: yaml.Node | None, path: Iterable[PathElem]) -> int | None:

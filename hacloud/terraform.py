@@ -152,7 +152,14 @@ def _run_terraform(binary: str, directory: Path, args: list[str]) -> str:
     return proc.stdout
 
 
-def _parse_outputs(data: dict[str, Any], where: str) -> dict[str, Output]:
+def _parse_outputs(data: Any, where: str, at: str = "") -> dict[str, Output]:
+    if not isinstance(data, dict):
+        raise _fail(
+            where,
+            f"the outputs are a {_json_type(data)}, not an object of outputs",
+            "pass the file `terraform output -json` writes (not `terraform output` text)",
+            at,
+        )
     outputs: dict[str, Output] = {}
     for name, entry in data.items():
         if not isinstance(entry, dict) or "value" not in entry:
@@ -160,19 +167,77 @@ def _parse_outputs(data: dict[str, Any], where: str) -> dict[str, Output]:
                 where,
                 f"output {name!r} has no `value`",
                 "pass the file `terraform output -json` writes (not `terraform output` text)",
-                name,
+                f"{at}.{name}" if at else str(name),
             )
         outputs[str(name)] = Output(entry["value"], bool(entry.get("sensitive", False)))
     return outputs
+
+
+def _json_type(value: Any) -> str:
+    """JSON's name for the type of ``value`` (what a user sees in the file)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    names: dict[type, str] = {str: "string", list: "list", dict: "object"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _module_prefix(module: str | None) -> str:
     return f"{module}." if module else ""
 
 
+_STATE_FIX = (
+    "pass the state as Terraform writes it (`terraform state pull > state.json`); "
+    "a hand-edited or truncated state cannot be read"
+)
+
+
+def _state_shape(data: dict[str, Any]) -> list[Problem]:
+    """Every place where a version-4 state does not have the shape Terraform writes: what is
+    read below (resources, their type/name/mode, instances, attributes) must be there with its
+    JSON type, so reading it cannot fail half-way."""
+    problems: list[Problem] = []
+
+    def want(value: Any, kinds: tuple[type, ...], path: str, what: str, optional: bool = True) -> bool:
+        if value is None and optional:
+            return False
+        if isinstance(value, kinds) and not isinstance(value, bool):
+            return True
+        problems.append(Problem(path, f"expected {what}, got {_json_type(value)}", _STATE_FIX))
+        return False
+
+    want(data.get("outputs"), (dict,), "outputs", "an object of outputs")
+    resources = data.get("resources")
+    if not want(resources, (list,), "resources", "a list of resources") or not isinstance(resources, list):
+        return problems
+    for ri, res in enumerate(resources):
+        at = f"resources[{ri}]"
+        if not want(res, (dict,), at, "an object", optional=False):
+            continue
+        want(res.get("mode"), (str,), f"{at}.mode", "a string (managed or data)", optional=False)
+        if res.get("mode") != "managed":
+            continue
+        want(res.get("type"), (str,), f"{at}.type", "the resource type, a string", optional=False)
+        want(res.get("name"), (str,), f"{at}.name", "the resource name, a string", optional=False)
+        want(res.get("module"), (str,), f"{at}.module", "a module address, a string")
+        instances = res.get("instances")
+        if not want(instances, (list,), f"{at}.instances", "a list of instances"):
+            continue
+        for ii, inst in enumerate(instances):
+            iat = f"{at}.instances[{ii}]"
+            if not want(inst, (dict,), iat, "an object", optional=False):
+                continue
+            want(inst.get("index_key"), (int, str), f"{iat}.index_key", "a number or a string")
+            want(inst.get("attributes"), (dict,), f"{iat}.attributes", "an object of attributes")
+    return problems
+
+
 def _parse_state(data: dict[str, Any], where: str) -> TfDocument:
     version = data.get("version")
-    if version != STATE_VERSION:
+    if version != STATE_VERSION or isinstance(version, bool):
         raise _fail(
             where,
             f"state format version {version!r}; hacloud reads version {STATE_VERSION} "
@@ -181,7 +246,10 @@ def _parse_state(data: dict[str, Any], where: str) -> TfDocument:
             "`terraform output -json` instead",
             "version",
         )
-    outputs = _parse_outputs(data.get("outputs") or {}, where)
+    problems = _state_shape(data)
+    if problems:
+        raise SpecError(where, problems)
+    outputs = _parse_outputs(data.get("outputs") or {}, where, "outputs")
     resources: list[TfResource] = []
     for res in data.get("resources") or []:
         if res.get("mode") != "managed":
@@ -194,6 +262,30 @@ def _parse_state(data: dict[str, Any], where: str) -> TfDocument:
     return TfDocument(where, outputs, tuple(resources), has_state=True)
 
 
+def _json(text: str, where: str) -> Any:
+    """``text`` as JSON, or a SpecError saying why not (never a traceback on hostile input)."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        message = f"not JSON: {exc}"
+    except RecursionError:
+        message = "not JSON hacloud can read: nested thousands of levels deep"
+    raise _fail(
+        where,
+        message,
+        "pass a Terraform directory, `terraform output -json` output, or a terraform.tfstate",
+    )
+
+
+def _read_text(path: Path, what: str, remedy: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise _fail(str(path), f"cannot read {what}: {exc.strerror}", remedy) from None
+    except UnicodeDecodeError:
+        raise _fail(str(path), f"cannot read {what}: it is not UTF-8 text (a binary file?)", remedy) from None
+
+
 def read_document(source: TerraformSource, want_state: bool = False) -> TfDocument:
     """Outputs (and, for a state or a directory when ``want_state``, resources) at ``source.path``."""
     path = source.path
@@ -202,14 +294,18 @@ def read_document(source: TerraformSource, want_state: bool = False) -> TfDocume
         where = f"terraform outputs of {path}"
         if binary is not None:
             outputs = _parse_outputs(
-                json.loads(_run_terraform(binary, path, ["output", "-json"]) or "{}"), where
+                _json(_run_terraform(binary, path, ["output", "-json"]) or "{}", where), where
             )
             if not want_state:
                 return TfDocument(where, outputs)
             state = _run_terraform(binary, path, ["state", "pull"])
             if not state.strip():
                 return TfDocument(where, outputs)
-            doc = _parse_state(json.loads(state), f"terraform state of {path}")
+            state_where = f"terraform state of {path}"
+            pulled = _json(state, state_where)
+            if not isinstance(pulled, dict):
+                raise _fail(state_where, "the state is not a JSON object", _STATE_FIX)
+            doc = _parse_state(pulled, state_where)
             return TfDocument(where, outputs, doc.resources, has_state=True)
         local = path / "terraform.tfstate"
         if not local.exists():
@@ -219,20 +315,7 @@ def read_document(source: TerraformSource, want_state: bool = False) -> TfDocume
                 "`terraform output -json > outputs.json`",
             )
         path = local
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise _fail(
-            str(path), f"cannot read the file: {exc.strerror}", "check the --from-terraform path"
-        ) from None
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise _fail(
-            str(path),
-            f"not JSON: {exc}",
-            "pass a Terraform directory, `terraform output -json` output, or a terraform.tfstate",
-        ) from None
+    data = _json(_read_text(path, "the file", "check the --from-terraform path"), str(path))
     if not isinstance(data, dict):
         raise _fail(str(path), "the document must be a JSON object", "pass `terraform output -json` output")
     if "terraform_version" in data or "lineage" in data or isinstance(data.get("version"), int):
@@ -393,12 +476,7 @@ def _from_map(spec: Spec, doc: TfDocument, source: TerraformSource, device: Any)
     from hacloud.specload import parse_document
 
     assert source.tf_map is not None
-    try:
-        text = source.tf_map.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise _fail(
-            str(source.tf_map), f"cannot read the mapping: {exc.strerror}", "check --tf-map"
-        ) from None
+    text = _read_text(source.tf_map, "the mapping", "check --tf-map")
     mapping: TfMap = parse_document(text, str(source.tf_map), TfMap)
     problems: list[Problem] = []
     names = [n.name for n in spec.nodes]
@@ -521,7 +599,16 @@ def choose(spec: Spec, candidates: list[Candidate], kind: str, where: str) -> li
 
 
 def _from_resources(spec: Spec, doc: TfDocument, provider: Any) -> Imported:
-    found = provider.terraform_nodes(spec, list(doc.resources))
+    try:
+        found = provider.terraform_nodes(spec, list(doc.resources))
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        # an attribute of a type Terraform's provider never writes (a hand-edited state)
+        raise _fail(
+            doc.where,
+            f"a resource attribute hacloud reads has an unexpected type or value: {exc}",
+            _STATE_FIX,
+            "resources",
+        ) from None
     candidates, network, kind = found
     chosen = choose(spec, candidates, kind, doc.where)
     nodes: list[NodeInfo] = []

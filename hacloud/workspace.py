@@ -76,8 +76,10 @@ def record_owner(state_dir: Path, spec_path: Path) -> None:
     """Make ``spec_path`` the owner of ``state_dir`` unless another spec file is (then refuse)."""
     import os
 
+    from hacloud.secrets import make_state_dir
+
     check_owner(state_dir, spec_path)
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_state_dir(state_dir)
     try:
         # O_EXCL: of two runs racing for a new directory, one records and the other checks
         fd = os.open(state_dir / OWNER_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -64,6 +64,7 @@ def test_secrets_never_reach_the_terminal(tmp_path: Path) -> None:
     bmc.mkdir(parents=True)
     for node in ("node1", "node2"):
         (bmc / f"bmc-{node}.secret").write_text(f"bmc-password-{node}\n")
+        (bmc / f"bmc-{node}.secret").chmod(0o600)  # hacloud refuses a password others can read
     proc = hacloud("render", "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     secrets = json.loads((bmc / "secrets.json").read_text())
@@ -142,7 +143,7 @@ def test_profile_command_shows_sources(tmp_path: Path) -> None:
     proc = hacloud("profile", "aws", "--json", cwd=tmp_path)
     values = json.loads(proc.stdout)
     assert values["corosync.token"]["value"] == 30000 and values["corosync.token"]["source"]
-    assert hacloud("profile", "nope", cwd=tmp_path).returncode == 1
+    assert hacloud("profile", "nope", cwd=tmp_path).returncode == 2  # a bad command line
 
 
 def test_inventory_schema_file_is_current() -> None:

@@ -54,7 +54,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]
     state: dict[str, object] = {"root": root, "spec": spec_path, "env": env, "data": data}
     yield state
     subprocess.run(
-        [sys.executable, "-m", "hacloud", "down", "--purge", "-f", str(spec_path)],
+        [sys.executable, "-m", "hacloud", "down", "-y", "--purge", "-f", str(spec_path)],
         env=env,
         capture_output=True,
         timeout=120,

@@ -138,3 +138,66 @@ def test_unreachable_node_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(HacloudError) as info:
         Connection(ep, tmp_path / "kh", lambda _m: None, timeout=3).connect()
     assert "cannot log in" in info.value.message and info.value.remedy
+
+
+@pytest.mark.tools
+def test_a_dead_transport_is_a_clear_error_not_an_sshexception(sshd: Sshd, tmp_path: Path) -> None:
+    conn = sshd.connection(tmp_path / "kh").connect()
+    transport = conn.client.get_transport()
+    assert transport is not None
+    transport.close()  # the session dies under hacloud (node rebooted, NAT dropped it...)
+    with pytest.raises(HacloudError) as info:
+        conn.run("true")
+    assert "SSH connection broke" in info.value.message and info.value.remedy
+
+
+def _jump_endpoint(sshd: Sshd, port: int) -> Endpoint:
+    return Endpoint(
+        "node1", "127.0.0.1", port, "root", str(sshd.client_key), jump=f"root@127.0.0.1:{sshd.port}"
+    )
+
+
+@pytest.mark.tools
+def test_jump_host_that_cannot_reach_the_node_is_a_clear_error(sshd: Sshd, tmp_path: Path) -> None:
+    conn = Connection(_jump_endpoint(sshd, _free_port()), tmp_path / "kh", lambda _m: None, timeout=5)
+    with pytest.raises(HacloudError) as info:
+        conn.connect()
+    assert "jump host" in info.value.message and "AllowTcpForwarding" in info.value.remedy
+
+
+@pytest.mark.tools
+def test_jump_channel_open_times_out(sshd: Sshd, tmp_path: Path) -> None:
+    """The node's port drops SYNs (a listener whose accept queue is full, so the jump host's
+    connect hangs as it does to a firewalled address): hacloud gives up after its timeout,
+    not paramiko's hour."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    for _ in range(4):  # fill the accept queue; later SYNs are dropped
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(listener.getsockname())
+        fillers.append(filler)
+    time.sleep(0.2)
+    conn = Connection(
+        _jump_endpoint(sshd, listener.getsockname()[1]), tmp_path / "kh", lambda _m: None, timeout=3
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(HacloudError) as info:
+            conn.connect()
+    finally:
+        for s in [*fillers, listener]:
+            s.close()
+    assert time.monotonic() - started < 20
+    assert "within 3 s" in info.value.message, info.value.message
+
+
+@pytest.mark.tools
+def test_a_private_key_others_can_read_is_refused(sshd: Sshd, tmp_path: Path) -> None:
+    sshd.client_key.chmod(0o644)
+    with pytest.raises(HacloudError) as info:
+        sshd.connection(tmp_path / "kh").connect()
+    assert "readable by other users (mode 644)" in info.value.message and "chmod 600" in info.value.remedy
+    assert not (tmp_path / "kh").exists()  # refused before any contact

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hacloud.dropin import provider_for
-from hacloud.errors import HacloudError, UsageError
+from hacloud.errors import HacloudError, Interrupted, InterruptedWork, UsageError
 from hacloud.fencetest.analysis import Attempt, availability, check_data, load_attempts, summary
 from hacloud.fencetest.timeline import METHODS, floor, parse_journal, stage_patterns, stages
 from hacloud.provider import Provider
@@ -404,6 +404,8 @@ def run_round(ws: Workspace, provider: Provider, options: Options, progress: Pro
     resources = drbd_resources(spec)
     res = spec.volumes[0].drbd_resource
     first_fs = f"fs_{spec.volumes[0].name}"
+    #: the fault is in place (set once injected, cleared once recovered): an interrupt must say so
+    injected: list[str] = []
     try:
         devices = [(d.primitive.id, d.target) for d in session.bundle.fence_devices]
         progress("preflight: cluster health, DRBD, and a status call of every fence device")
@@ -441,6 +443,7 @@ def run_round(ws: Workspace, provider: Provider, options: Options, progress: Pro
             where = "the links between the nodes" if options.method == "partition" else victim
             progress(f"{options.method}: injecting the fault on {where}")
             t0 = time.time()
+            injected.append(victim)
             fence_thread = _inject(ws, provider, session.conns, options.method, victim, survivor, profile)
             try:
                 _wait_answering(client, t0, options, progress)
@@ -495,10 +498,53 @@ def run_round(ws: Workspace, provider: Provider, options: Options, progress: Pro
             result.recovered, result.rejoin_seconds, result.resync_seconds = _recover(
                 ws, provider, session.conns[survivor], victim, resources, options, progress
             )
+            if result.recovered:
+                injected.clear()
         _judge(result, avail.rto_seconds is not None, options)
         return result
+    except Interrupted:
+        if not injected:
+            raise  # nothing was done to the cluster yet
+        raise interrupted_after_fault(ws, options.method, injected[-1]) from None
     finally:
         session.close()
+
+
+def interrupted_after_fault(ws: Workspace, method: str, victim: str) -> InterruptedWork:
+    """What Ctrl-C after the fault leaves behind, and how to bring the node back. The links of
+    a partition are healed on the way out (``run_round``'s ``finally``) before this is shown."""
+    lab = ws.spec.provider.kind == "lab"
+    power_on = (
+        f"`hacloud lab power {victim} on -f {ws.spec_path}`"
+        if lab
+        else f"the provider's console or CLI (power {victim} on)"
+    )
+    state = {
+        "power": f"{victim} was powered off by the test and stays off",
+        "fence": f"the cluster was asked to fence {victim}; it is off or being powered off",
+        "partition": "the links between the nodes were cut and have been restored; the cluster may "
+        f"have fenced one node ({victim} was expected to lose), which then stays off",
+    }.get(method, "")
+    if method == "crash":
+        state = (
+            f"{victim} was frozen (SIGSTOP of its guest: the BMC still reports it on) unless the "
+            "cluster has fenced it since"
+            if lab
+            else f"{victim}'s kernel was crashed (sysrq, no reboot): it hangs until power-cycled"
+        )
+        cycle = (
+            f"`hacloud lab power {victim} off -f {ws.spec_path}`, then {power_on}"
+            if lab
+            else f"power-cycle {victim} through the provider's console or CLI"
+        )
+        remedy = f"bring it back with {cycle}"
+    else:
+        remedy = f"if it is off, power it on with {power_on}"
+    return InterruptedWork(
+        f"fence-test interrupted after the {method} fault: {state}; the round was not recorded",
+        f"{remedy}; it rejoins and DRBD resyncs by itself: wait until `hacloud status -f "
+        f"{ws.spec_path}` reports healthy before anything else",
+    )
 
 
 def _warm_up(client: Client, options: Options, active: str) -> None:

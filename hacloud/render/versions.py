@@ -6,9 +6,10 @@ the profile's ``platform.*`` default.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from hacloud.errors import HacloudError
+from hacloud.errors import HacloudError, UsageError
 from hacloud.model import Inventory
 from hacloud.profiles import Profile
 from hacloud.spec import Spec
@@ -16,8 +17,29 @@ from hacloud.spec import Spec
 MIN_PACEMAKER = (2, 0, 4)  # priority-fencing-delay appeared in 2.0.4 (PX cluster-options.rst)
 
 
-def parse_version(text: str) -> tuple[int, ...]:
+_VERSION = re.compile(r"^\d{1,6}(\.\d{1,6}){0,3}$")
+
+
+def parse_version(text: str, where: str = "the version") -> tuple[int, ...]:
+    """``2.1.5`` -> (2, 1, 5); anything else is a UsageError (exit 2) naming ``where`` it came
+    from, so a hand-edited fact or override never ends in a traceback."""
+    if not _VERSION.match(text):
+        raise UsageError(
+            f"{where} is {text!r}, not a version",
+            f"set {where} to a dotted version such as 2.1.5 (or remove it: hacloud then reads the nodes)",
+        )
     return tuple(int(part) for part in text.split("."))
+
+
+def _pacemaker_version(spec: Spec, index: int, fact: str | None, profile: Profile) -> tuple[str, str]:
+    """(the Pacemaker version that applies to node ``index``, where it was set)."""
+    if fact:
+        return fact, f"the inventory's nodes[{index}].facts.pacemaker"
+    if spec.targets.pacemaker:
+        return spec.targets.pacemaker, "targets.pacemaker"
+    if "platform.pacemaker" in spec.overrides:
+        return profile.text("platform.pacemaker"), "overrides: platform.pacemaker"
+    return profile.text("platform.pacemaker"), f"platform.pacemaker of profile {profile.name}"
 
 
 @dataclass(frozen=True)
@@ -54,8 +76,8 @@ def resolve_targets(spec: Spec, inventory: Inventory, profile: Profile) -> Targe
             "install the same DRBD kernel module generation on both nodes",
         )
     versions = [
-        parse_version(n.facts.pacemaker or spec.targets.pacemaker or profile.text("platform.pacemaker"))
-        for n in inventory.nodes
+        parse_version(*_pacemaker_version(spec, i, n.facts.pacemaker, profile))
+        for i, n in enumerate(inventory.nodes)
     ]
     pacemaker = min(versions)
     if pacemaker < MIN_PACEMAKER:

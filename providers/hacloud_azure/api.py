@@ -58,6 +58,15 @@ def require_sdk() -> None:
         ) from None
 
 
+#: Per request: seconds to connect and to wait for a response (azure-core's default is 300 s
+#: each); the same connect bound as the AWS clients, and a read bound above what ARM's
+#: synchronous calls take (long-running operations are polled, each poll a short request).
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 60.0
+#: azure-core's retry policy: 429/5xx and timeouts, honouring Retry-After
+RETRY_TOTAL = 8
+
+
 def clients(opts: AzureOptions) -> Clients:
     require_sdk()
     from azure.mgmt.authorization import AuthorizationManagementClient
@@ -79,8 +88,10 @@ def clients(opts: AzureOptions) -> Clients:
     common: dict[str, Any] = {
         "base_url": endpoint,
         "credential_scopes": [f"{endpoint}/.default"],
-        "retry_total": 8,
+        "retry_total": RETRY_TOTAL,
         "retry_backoff_factor": 1.0,
+        "connection_timeout": CONNECT_TIMEOUT,
+        "read_timeout": READ_TIMEOUT,
     }
     return Clients(
         compute=ComputeManagementClient(credential, opts.subscription_id, **common),

@@ -20,12 +20,24 @@ def _of(resources: list[TfResource], kind: str) -> list[TfResource]:
     return [r for r in resources if r.type == kind]
 
 
+def _objects(value: Any) -> list[dict[str, Any]]:
+    """The objects of a list-of-blocks attribute (Terraform writes a list of objects)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ValueError(f"expected a list of objects, got {type(value).__name__}")
+    return value
+
+
 def terraform_nodes(resources: list[TfResource]) -> tuple[list[Candidate], NetworkInfo, str]:
     luns: dict[str, list[int]] = {}
     for att in _of(resources, "azurerm_virtual_machine_data_disk_attachment"):
         a = att.attributes
         if a.get("virtual_machine_id") is not None and a.get("lun") is not None:
-            luns.setdefault(str(a["virtual_machine_id"]).lower(), []).append(int(a["lun"]))
+            if not isinstance(a["lun"], int) or isinstance(a["lun"], bool):
+                # hacloud.terraform reports it as a problem of the state, naming the resource
+                raise ValueError(f"{att.address}: lun is {a['lun']!r}, not a number")
+            luns.setdefault(str(a["virtual_machine_id"]).lower(), []).append(a["lun"])
     candidates: list[Candidate] = []
     for vm in _of(resources, "azurerm_linux_virtual_machine"):
         attrs: dict[str, Any] = vm.attributes
@@ -46,7 +58,7 @@ def terraform_nodes(resources: list[TfResource]) -> tuple[list[Candidate], Netwo
     frontends = sorted(
         str(fe.get("private_ip_address"))
         for lb in _of(resources, "azurerm_lb")
-        for fe in lb.attributes.get("frontend_ip_configuration") or []
+        for fe in _objects(lb.attributes.get("frontend_ip_configuration"))
         if fe.get("private_ip_address")
     )
     spaces = [

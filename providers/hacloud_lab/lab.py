@@ -32,6 +32,7 @@ from hacloud.errors import HacloudError
 from hacloud.model import Inventory, NetworkInfo, NodeFacts, NodeInfo
 from hacloud.provider import BaseProvider, Capabilities, PowerState
 from hacloud.remote import Endpoint
+from hacloud.secrets import check_private
 from hacloud.spec import IpmiFencing, IpmiTarget, Spec
 from hacloud.spec import LabProvider as LabSpec
 from hacloud.workspace import Workspace
@@ -213,6 +214,9 @@ class LabProvider(BaseProvider):
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(secrets.token_urlsafe(12) + "\n")
+        check_private(
+            path, "a lab BMC password", "the password exposed: delete the file and run `hacloud up`"
+        )
         password = path.read_text(encoding="utf-8").strip()
         if not password:
             raise HacloudError(f"{path} is empty", "delete it; hacloud makes a new BMC password")

@@ -14,7 +14,7 @@ from hacloud.checks import Finding
 from hacloud.errors import HacloudError
 from hacloud.model import Inventory, NetworkInfo
 from hacloud.provider import BaseProvider, Capabilities, NodeCheck, NodeNeeds, PowerState
-from hacloud.spec import AwsFencing, AwsMoveIpVip, AwsOptions, Spec
+from hacloud.spec import AwsEipVip, AwsFencing, AwsMoveIpVip, AwsOptions, Spec
 from hacloud.terraform import Candidate, TfResource
 from hacloud.workspace import Workspace
 
@@ -195,6 +195,18 @@ def aws_node_needs(spec: Spec, inventory: Inventory) -> NodeNeeds:
                 f"aws --profile default --region {q(region)} --output text ec2 describe-route-tables "
                 f"--route-table-ids {tables} >/dev/null",
                 "give the instance profile ec2:DescribeRouteTables, make sure /root/.aws/config has a "
+                "[default] profile (hacloud installs it), and let the node reach the EC2 API",
+            )
+        )
+    if isinstance(spec.vip, AwsEipVip):
+        commands = ("aws",)
+        checks.append(
+            NodeCheck(
+                "aws.eip_read",
+                "the AWS CLI (as awseip calls it) reads the Elastic IP",
+                f"aws --profile default --region {q(region)} --output text ec2 describe-addresses "
+                f"--allocation-ids {q(spec.vip.allocation_id)} >/dev/null",
+                "give the instance profile ec2:DescribeAddresses, make sure /root/.aws/config has a "
                 "[default] profile (hacloud installs it), and let the node reach the EC2 API",
             )
         )

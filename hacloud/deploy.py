@@ -32,6 +32,7 @@ from hacloud.model import Inventory, RenderedFile
 from hacloud.provider import NodeNeeds
 from hacloud.remote import Connection, sha256_hex
 from hacloud.render import Bundle
+from hacloud.render.files import LINKS_SCRIPT
 from hacloud.render.resources import volume_minor
 from hacloud.spec import DemoService, IPaddr2Vip, Spec
 
@@ -400,6 +401,10 @@ class Engine:
                 self.conns[name].run("systemctl daemon-reload")
             if any(p.startswith("/etc/sysctl.d/") for p in changed[name]):
                 self.conns[name].run("sysctl --system >/dev/null")
+            if LINKS_SCRIPT in changed[name]:
+                # corosync runs it before it starts; a running corosync reloads the new link
+                # right after the files, so the address must be up now.
+                self.conns[name].run(LINKS_SCRIPT)
 
         if self.apply:
             _parallel(upload, self.names)

@@ -108,6 +108,22 @@ class Provider(Protocol):
     def release(self, ws: Workspace, inventory: Inventory) -> list[str]: ...
 
 
+def with_placeholder_links(inventory: Inventory, spec: Spec) -> Inventory:
+    """``inventory`` with a second placeholder link on every node whose spec names no links:
+    what a cloud provider that adds link 1 itself (AWS, Azure) plans before the address exists."""
+    import dataclasses
+
+    if any(n.links for n in spec.nodes):
+        return inventory
+    nodes = []
+    for i, node in enumerate(inventory.nodes):
+        link1 = str(PLACEHOLDER_NET + 21 + i)
+        nodes.append(
+            dataclasses.replace(node, links=(node.links[0], link1), extra={**node.extra, "os_links": link1})
+        )
+    return dataclasses.replace(inventory, nodes=(nodes[0], nodes[1]))
+
+
 class BaseProvider:
     """Shared behaviour: inventory from the spec, fencing/VIP from the core builders, and a
     typed error for every operation a provider has not implemented yet."""

@@ -76,6 +76,19 @@ def test_what_ensure_makes_as_ec2_reports_it(aws: tuple[Any, Any], account: Acco
         assert node.volumes["r0"] == ebs_device_path(data[0]["VolumeId"])
         assert node.volumes["r0"].endswith(data[0]["VolumeId"].replace("-", ""))
 
+    # corosync link 1: a secondary private IP on each node's primary ENI, as EC2 reports it
+    # (ENIs read on their own, not from the instance description ensure used)
+    for node in inv.nodes:
+        eni = insts[node.id]["NetworkInterfaces"][0]["NetworkInterfaceId"]
+        ips = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])["NetworkInterfaces"][0][
+            "PrivateIpAddresses"
+        ]
+        primary = [a["PrivateIpAddress"] for a in ips if a["Primary"]]
+        secondary = [a["PrivateIpAddress"] for a in ips if not a["Primary"]]
+        assert len(secondary) == 1 and node.links == (primary[0], secondary[0])
+        assert node.extra["os_links"] == secondary[0]
+    assert [a for _, a in made["secondary_ips"]] == sorted(n.links[1] for n in inv.nodes)
+
     # the overlay route exists in every listed table and points at node1's interface
     eni1 = insts[inv.nodes[0].id]["NetworkInterfaces"][0]["NetworkInterfaceId"]
     for rtb in account.route_tables:
@@ -88,8 +101,8 @@ def test_what_ensure_makes_as_ec2_reports_it(aws: tuple[Any, Any], account: Acco
         "SecurityGroups"
     ][0]
     perms = {(p["IpProtocol"], p["FromPort"]): p for p in group["IpPermissions"]}
-    assert set(perms) == {("udp", 5405), ("tcp", 7789), ("tcp", 22)}
-    for key in (("udp", 5405), ("tcp", 7789)):
+    assert set(perms) == {("udp", 5405), ("udp", 5406), ("tcp", 7789), ("tcp", 22)}  # both links
+    for key in (("udp", 5405), ("udp", 5406), ("tcp", 7789)):
         assert [g["GroupId"] for g in perms[key]["UserIdGroupPairs"]] == [group["GroupId"]]
         assert perms[key]["IpRanges"] == []
     assert [r["CidrIp"] for r in perms[("tcp", 22)]["IpRanges"]] == ["192.0.2.0/24"]
@@ -170,8 +183,16 @@ def test_existing_instances_by_id_are_adopted_and_kept(
             Filters=[{"Name": "instance-id", "Values": [iid]}]
         )["IamInstanceProfileAssociations"]
         assert assoc and assoc[0]["IamInstanceProfile"]["Arn"].endswith("/hacloud-prod-db")
+    # link 1 on the kept instances too, recorded on the instance for teardown
+    made = census(ec2, iamc)
+    assert len(made["secondary_ips"]) == 2
+    assert sorted(a for _, a in made["secondary_ips"]) == sorted(n.links[1] for n in inv.nodes)
+    assert sorted(tagged(ec2, iamc, "prod-db")["link_tags"]) == sorted(ids)
     provider.teardown(ws, delete_volumes=True)
-    alive = census(ec2, iamc)["instances"]
+    gone = census(ec2, iamc)
+    assert gone["secondary_ips"] == []  # exactly what hacloud added is given back
+    assert tagged(ec2, iamc, "prod-db")["link_tags"] == []
+    alive = gone["instances"]
     assert alive == sorted(ids)  # hacloud did not make them, so it does not terminate them
     for iid in ids:
         groups = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0][
@@ -393,3 +414,39 @@ def test_cib_from_the_moto_inventory_passes_crm_verify_and_fails_over(
     for node in inv.nodes:
         cfg = next(f for f in prepared.bundle.files[node.name] if f.path == "/root/.aws/config")
         assert b"[default]" in cfg.content and f"region = {REGION}".encode() in cfg.content
+
+
+def test_links_the_spec_names_are_kept_as_given(
+    aws: tuple[Any, Any], account: Account, tmp_path: Path
+) -> None:
+    """An adopted pair whose spec names one link each keeps one link (HAC050 then warns): hacloud
+    adds no address and opens only link 0's port; a secondary IP someone else gave stays."""
+    ec2, iamc = aws
+    ids, private = [], []
+    for subnet in account.subnets:
+        inst = ec2.run_instances(
+            ImageId=account.ami, InstanceType="t3.medium", MinCount=1, MaxCount=1, SubnetId=subnet
+        )["Instances"][0]
+        ids.append(inst["InstanceId"])
+        private.append(inst["PrivateIpAddress"])
+    theirs = ec2.assign_private_ip_addresses(
+        NetworkInterfaceId=inst["NetworkInterfaces"][0]["NetworkInterfaceId"],
+        SecondaryPrivateIpAddressCount=1,
+    )
+    doc = aws_spec_doc(account)
+    doc["nodes"] = [
+        {"name": f"node{i + 1}", "id": iid, "links": [ip]}
+        for i, (iid, ip) in enumerate(zip(ids, private, strict=True))
+    ]
+    ws = workspace(tmp_path, doc)
+    before = census(ec2, iamc)["secondary_ips"]
+    inv = get_provider("aws").ensure_nodes(ws)
+    assert [n.links for n in inv.nodes] == [(ip,) for ip in private]
+    assert census(ec2, iamc)["secondary_ips"] == before and len(before) == 1
+    group = ec2.describe_security_groups(Filters=[{"Name": "tag:hacloud:cluster", "Values": ["prod-db"]}])[
+        "SecurityGroups"
+    ][0]
+    assert sorted(p["FromPort"] for p in group["IpPermissions"] if p["IpProtocol"] == "udp") == [5405]
+    get_provider("aws").teardown(ws, delete_volumes=True)
+    assert census(ec2, iamc)["secondary_ips"] == before  # not hacloud's: left alone
+    assert theirs["NetworkInterfaceId"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import PROFILES, need, onprem_doc, render_doc
@@ -117,3 +118,97 @@ def test_corosync_rejects_a_broken_file(tmp_path: Path) -> None:
         text.replace("token: 5000", "token: five"), key, ["192.0.2.11", "198.51.100.11"], tmp_path
     )
     assert good.returncode == 0 and bad.returncode != 0
+
+
+def _cloud_bundle(provider: str) -> Any:
+    """The example spec of a cloud provider rendered for an inventory like the one `up` returns:
+    link 0 the primary address, link 1 the secondary one the provider added (in os_links)."""
+    import yaml
+    from conftest import FIXED_SECRETS, REPO, spec_of
+
+    from hacloud.model import Inventory, NetworkInfo, NodeInfo
+    from hacloud.profiles import load_profile
+    from hacloud.render import effective_profile, render_all
+
+    spec = spec_of(yaml.safe_load((REPO / f"templates/init/{provider}.yaml").read_text()))
+    nodes = tuple(
+        NodeInfo(
+            name,
+            f"i-0123456789abcdef{i}" if provider == "aws" else name,
+            primary,
+            (primary, secondary),
+            primary,
+            {"r0": "/dev/xvdf"},
+            zone=str(i + 1),
+            extra={"os_links": secondary},
+        )
+        for i, (name, primary, secondary) in enumerate(
+            [("node1", "192.0.2.11", "192.0.2.21"), ("node2", "192.0.2.75", "192.0.2.85")]
+        )
+    )
+    inventory = Inventory(1, spec.cluster.name, provider, (nodes[0], nodes[1]), NetworkInfo())
+    return render_all(spec, inventory, effective_profile(spec, load_profile(provider)), FIXED_SECRETS)
+
+
+BIND_LINK1 = (
+    "python3 -c 'import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+    's.bind(("192.0.2.21", 5406))\''
+)
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize("provider", ["aws", "azure"])
+def test_cloud_link1_address_is_brought_up_and_corosync_takes_two_links(
+    provider: str, tmp_path: Path
+) -> None:
+    """On a node where cloud-init configured only the primary address (Debian), the rendered
+    script adds link 1's address to the interface holding link 0 (idempotently), so knet can
+    bind link 1 (a UDP bind on its port fails before, works after); corosync -t accepts the
+    two-link config; the corosync drop-in runs the script before corosync starts."""
+    need("corosync", "ip", "python3")
+    bundle = _cloud_bundle(provider)
+    root = write_files(bundle, "node1", tmp_path)
+    script = root / "usr/local/lib/hacloud/corosync-links.sh"
+    dropin = (root / "etc/systemd/system/corosync.service.d/hacloud-links.conf").read_text()
+    assert "ExecStartPre=/usr/local/lib/hacloud/corosync-links.sh" in dropin.splitlines()
+    conf = root / "etc/corosync/corosync.conf"
+    text = conf.read_text()
+    assert "linknumber: 1" in text and "ring1_addr: 192.0.2.21" in text and "ring1_addr: 192.0.2.85" in text
+    conf.write_text(text.replace("keyfile: /etc/corosync/authkey", f"keyfile: {root}/etc/corosync/authkey"))
+    ns = f"hacloud-t-{uuid.uuid4().hex[:8]}"
+    steps = [
+        "ip link set lo up",
+        "ip link add eth0 type veth peer name eth0p",
+        "ip link set eth0 up",
+        "ip link set eth0p up",
+        "ip addr add 192.0.2.11/26 dev eth0",  # what cloud-init brings up: the primary only
+        f"{BIND_LINK1} 2>/dev/null && echo bind-before=ok || echo bind-before=fail",
+        f"sh {script} && echo script=ok",
+        f"sh {script} && echo again=ok",
+        "ip -4 -o addr show dev eth0",
+        f"{BIND_LINK1} && echo bind-after=ok",
+        f"corosync -t -c {conf} >/dev/null 2>&1 && echo corosync=ok",
+    ]
+    run(["ip", "netns", "add", ns])
+    try:
+        out = run(["ip", "netns", "exec", ns, "sh", "-c", "; ".join(steps)], check=False).stdout
+    finally:
+        run(["ip", "netns", "del", ns], check=False)
+    for marker in ("bind-before=fail", "script=ok", "again=ok", "bind-after=ok", "corosync=ok"):
+        assert marker in out, out
+    assert out.count("192.0.2.21/32") == 1, out  # once, on the interface of link 0
+
+
+def test_cloud_link_script_refuses_when_link0_is_missing(tmp_path: Path) -> None:
+    need("ip")
+    root = write_files(_cloud_bundle("aws"), "node1", tmp_path)
+    ns = f"hacloud-t-{uuid.uuid4().hex[:8]}"
+    run(["ip", "netns", "add", ns])
+    try:
+        proc = run(
+            ["ip", "netns", "exec", ns, "sh", str(root / "usr/local/lib/hacloud/corosync-links.sh")],
+            check=False,
+        )
+    finally:
+        run(["ip", "netns", "del", ns], check=False)
+    assert proc.returncode != 0 and "no interface holds 192.0.2.11" in proc.stderr

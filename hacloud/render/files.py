@@ -20,6 +20,8 @@ from hacloud.spec import DemoService, IpmiFencing, RedfishFencing, SbdFencing, S
 
 AUTHKEY_PATH = "/etc/corosync/authkey"
 AWS_CONFIG_PATH = "/root/.aws/config"
+LINKS_SCRIPT = "/usr/local/lib/hacloud/corosync-links.sh"
+LINKS_DROPIN = "/etc/systemd/system/corosync.service.d/hacloud-links.conf"
 DEMO_PROGRAM = "/usr/local/lib/hacloud/hacloud-demo.py"
 DEMO_AGENT = "/usr/lib/ocf/resource.d/hacloud/demo"
 DRBD_KEYS = (
@@ -115,6 +117,26 @@ def aws_config(spec: Spec, inventory: Inventory, agents: list[str]) -> str:
     return render_template("os/aws-config.j2", region=region, agents=", ".join(agents))
 
 
+def link_files(inventory: Inventory, node: NodeInfo) -> list[RenderedFile]:
+    """The secondary link addresses the provider gave the node but its OS may not bring up
+    (``extra["os_links"]``, comma-separated): a script that adds them to the interface holding
+    the node's first link, run by corosync before it starts. None when the provider gave none."""
+    addresses = [a for a in node.extra.get("os_links", "").split(",") if a]
+    if not addresses:
+        return []
+    origin = {"aws": "AWS: a secondary IP of the primary ENI", "azure": "Azure: a second ip configuration"}
+    script = render_template(
+        "os/links.sh.j2",
+        primary=node.links[0],
+        addresses=addresses,
+        origin=origin.get(inventory.provider, inventory.provider),
+    )
+    return [
+        _text(LINKS_SCRIPT, script, 0o755),
+        _text(LINKS_DROPIN, render_template("os/links-dropin.conf.j2", script=LINKS_SCRIPT)),
+    ]
+
+
 def sbd_delay_start(profile: Profile) -> int:
     """token + consensus + pcmk_delay_max + msgwait, in seconds, rounded up."""
     ms = profile.num("corosync.token") + profile.num("corosync.consensus")
@@ -152,6 +174,7 @@ def node_files(
         )
     if isinstance(spec.service, DemoService):
         files += demo_files(spec)
+    files += link_files(inventory, node)
     agents = aws_cli_agents(spec, inventory, profile)
     if agents:
         files.append(_text(AWS_CONFIG_PATH, aws_config(spec, inventory, agents)))

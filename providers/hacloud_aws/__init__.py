@@ -13,7 +13,14 @@ import shlex
 from hacloud.checks import Finding
 from hacloud.errors import HacloudError
 from hacloud.model import Inventory, NetworkInfo
-from hacloud.provider import BaseProvider, Capabilities, NodeCheck, NodeNeeds, PowerState
+from hacloud.provider import (
+    BaseProvider,
+    Capabilities,
+    NodeCheck,
+    NodeNeeds,
+    PowerState,
+    with_placeholder_links,
+)
 from hacloud.spec import AwsEipVip, AwsFencing, AwsMoveIpVip, AwsOptions, Spec
 from hacloud.terraform import Candidate, TfResource
 from hacloud.workspace import Workspace
@@ -45,6 +52,11 @@ class AwsProvider(BaseProvider):
         from hacloud_aws.infra import Infra
 
         return Infra(ws, clients(region_of(ws.spec)), apply=apply)
+
+    def planned_inventory(self, spec: Spec) -> Inventory:
+        """The spec's nodes; where the spec names no links, two placeholder links, as `up` makes
+        them (the private IP, and a secondary IP on the primary ENI for corosync link 1)."""
+        return with_placeholder_links(super().planned_inventory(spec), spec)
 
     def check_environment(self) -> None:
         from hacloud_aws.api import require_boto3

@@ -145,6 +145,7 @@ def test_plan_changes_nothing_and_prints_the_policy(
     changes, policy = get_provider("aws").plan_infrastructure(ws)  # type: ignore[attr-defined]
     assert census(ec2, iamc) == before
     assert any("create instance" in c for c in changes) and any("IAM: create role" in c for c in changes)
+    assert sum("corosync link 1" in c for c in changes) == 2
     doc = json.loads(policy)
     assert {a for st in doc["Statement"] for a in st["Action"]} == {
         "ec2:DescribeInstances",

@@ -310,6 +310,8 @@ class Infra(Recorder):
             if inst is not None:
                 self._fix_instance(node, inst, sg, profile_arn)
                 out[node.name] = self.ensure_link(node, inst)
+            elif not node.links:  # a plan: the instance, and then its link address, are to come
+                self.change(f"{node.name}: add a secondary private IP to its primary ENI (corosync link 1)")
         return out
 
     def _fix_instance(self, node: NodeSpec, inst: dict[str, Any], sg: str, profile_arn: str) -> None:

@@ -212,3 +212,92 @@ def test_cloud_link_script_refuses_when_link0_is_missing(tmp_path: Path) -> None
     finally:
         run(["ip", "netns", "del", ns], check=False)
     assert proc.returncode != 0 and "no interface holds 192.0.2.11" in proc.stderr
+
+
+def _link_status(ns: str) -> dict[int, str]:
+    """link number -> node 2's status on it, as node 1's running corosync reports it."""
+    out = run(["ip", "netns", "exec", ns, "corosync-cfgtool", "-s"], check=False).stdout
+    status: dict[int, str] = {}
+    link = -1
+    for line in out.splitlines():
+        if line.startswith("LINK ID"):
+            link = int(line.split()[2])
+        elif "nodeid:" in line and line.split()[1].rstrip(":") == "2":
+            status[link] = line.split()[-1]
+    return status
+
+
+def _two_nodes(tmp_path: Path, bring_up_link1: bool, wait: float) -> list[dict[int, str]]:
+    """Two namespaces joined by a veth pair (one L2, no route out), each with the primary
+    address only, as cloud-init leaves a Debian node; optionally the rendered links script;
+    then both nodes' corosync with the rendered two-link config. Returns node 1's view of
+    node 2 per link, sampled every second for ``wait`` seconds."""
+    import os
+    import signal
+    import time
+
+    bundle = _cloud_bundle("aws")
+    tag = uuid.uuid4().hex[:6]
+    nss = {"node1": f"hacloud-c1-{tag}", "node2": f"hacloud-c2-{tag}"}
+    primary = {"node1": "192.0.2.11", "node2": "192.0.2.75"}
+    procs: list[subprocess.Popen[bytes]] = []
+    samples: list[dict[int, str]] = []
+    for ns in nss.values():
+        run(["ip", "netns", "add", ns])
+    try:
+        run(["ip", "link", "add", f"hc1{tag}", "type", "veth", "peer", "name", f"hc2{tag}"])
+        for i, (node, ns) in enumerate(nss.items(), start=1):
+            root = write_files(bundle, node, tmp_path / node)
+            conf = root / "etc/corosync/corosync.conf"
+            conf.write_text(
+                conf.read_text().replace(
+                    "keyfile: /etc/corosync/authkey", f"keyfile: {root}/etc/corosync/authkey"
+                )
+            )
+            dev = f"hc{i}{tag}"
+            run(["ip", "link", "set", dev, "netns", ns])
+            setup = f"ip link set lo up; ip link set {dev} up; ip addr add {primary[node]}/24 dev {dev}"
+            if bring_up_link1:
+                setup += f"; sh {root}/usr/local/lib/hacloud/corosync-links.sh"
+            run(["ip", "netns", "exec", ns, "sh", "-c", setup])
+            # private /run, state and log directories: two daemons on one host
+            daemon = (
+                "mount -t tmpfs none /run && mount -t tmpfs none /var/lib/corosync && "
+                "mkdir -p /var/log/corosync && mount -t tmpfs none /var/log/corosync && "
+                f"exec corosync -f -c {conf}"
+            )
+            procs.append(
+                subprocess.Popen(
+                    ["ip", "netns", "exec", ns, "sh", "-c", daemon],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            samples.append(_link_status(nss["node1"]))
+            if bring_up_link1 and samples[-1] == {0: "connected", 1: "connected"}:
+                break
+    finally:
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        for ns in nss.values():
+            run(["ip", "netns", "del", ns], check=False)
+    return samples
+
+
+@pytest.mark.tools
+def test_two_corosyncs_run_link1_only_when_the_node_has_the_address(tmp_path: Path) -> None:
+    """Two real corosync daemons with the rendered two-link config: with the rendered script
+    run first (as the corosync drop-in does), node 1 sees node 2 connected on link 0 and link 1;
+    without it (a Debian node with only its primary address) link 0 connects and link 1 never
+    does (knet binds the missing address with IP_FREEBIND, so corosync starts and says nothing)."""
+    need("corosync", "corosync-cfgtool", "ip")
+    with_script = _two_nodes(tmp_path / "with", True, 60)
+    assert with_script[-1] == {0: "connected", 1: "connected"}, with_script[-5:]
+    without = _two_nodes(tmp_path / "without", False, len(with_script) + 15)
+    assert any(s.get(0) == "connected" for s in without), without  # the pair itself works
+    assert all(s.get(1) != "connected" for s in without), without

@@ -227,11 +227,23 @@ def _link_status(ns: str) -> dict[int, str]:
     return status
 
 
-def _two_nodes(tmp_path: Path, bring_up_link1: bool, wait: float) -> list[dict[int, str]]:
+def _one_link(conf: str) -> str:
+    """A rendered two-link corosync.conf as an earlier hacloud rendered it: link 0 only."""
+    import re
+
+    conf = re.sub(r"\n    interface \{\n        linknumber: 1\n        mcastport: \d+\n    \}\n", "\n", conf)
+    return re.sub(r"\n\s*ring1_addr: \S+", "", conf)
+
+
+def _two_nodes(
+    tmp_path: Path, bring_up_link1: bool, wait: float, upgrade: bool = False
+) -> list[dict[int, str]]:
     """Two namespaces joined by a veth pair (one L2, no route out), each with the primary
     address only, as cloud-init leaves a Debian node; optionally the rendered links script;
     then both nodes' corosync with the rendered two-link config. Returns node 1's view of
-    node 2 per link, sampled every second for ``wait`` seconds."""
+    node 2 per link, sampled every second for ``wait`` seconds. ``upgrade``: start with one
+    link, then do what `up` does on a running pair (write the two-link file, run the script,
+    ``corosync-cfgtool -R``) once link 0 is connected."""
     import os
     import signal
     import time
@@ -254,6 +266,9 @@ def _two_nodes(tmp_path: Path, bring_up_link1: bool, wait: float) -> list[dict[i
                     "keyfile: /etc/corosync/authkey", f"keyfile: {root}/etc/corosync/authkey"
                 )
             )
+            if upgrade:
+                (root / "two-links.conf").write_text(conf.read_text())
+                conf.write_text(_one_link(conf.read_text()))
             dev = f"hc{i}{tag}"
             run(["ip", "link", "set", dev, "netns", ns])
             setup = f"ip link set lo up; ip link set {dev} up; ip addr add {primary[node]}/24 dev {dev}"
@@ -278,7 +293,15 @@ def _two_nodes(tmp_path: Path, bring_up_link1: bool, wait: float) -> list[dict[i
         while time.monotonic() < deadline:
             time.sleep(1)
             samples.append(_link_status(nss["node1"]))
-            if bring_up_link1 and samples[-1] == {0: "connected", 1: "connected"}:
+            if upgrade and samples[-1] == {0: "connected"}:
+                upgrade = False
+                for node, ns in nss.items():
+                    root = tmp_path / node / node
+                    (root / "etc/corosync/corosync.conf").write_text((root / "two-links.conf").read_text())
+                    run(["ip", "netns", "exec", ns, "sh", f"{root}/usr/local/lib/hacloud/corosync-links.sh"])
+                run(["ip", "netns", "exec", nss["node1"], "corosync-cfgtool", "-R"])
+                continue
+            if samples[-1] == {0: "connected", 1: "connected"}:
                 break
     finally:
         for proc in procs:
@@ -301,3 +324,14 @@ def test_two_corosyncs_run_link1_only_when_the_node_has_the_address(tmp_path: Pa
     without = _two_nodes(tmp_path / "without", False, len(with_script) + 15)
     assert any(s.get(0) == "connected" for s in without), without  # the pair itself works
     assert all(s.get(1) != "connected" for s in without), without
+
+
+@pytest.mark.tools
+def test_a_running_one_link_pair_takes_link1_on_reload(tmp_path: Path) -> None:
+    """What `up` does to a pair an earlier hacloud deployed with one link: the new corosync.conf,
+    the links script (deploy runs it when it changes), then corosync-cfgtool -R: link 1 comes
+    up without restarting corosync."""
+    need("corosync", "corosync-cfgtool", "ip")
+    samples = _two_nodes(tmp_path, False, 90, upgrade=True)
+    assert {0: "connected"} in samples, samples  # it ran with one link first
+    assert samples[-1] == {0: "connected", 1: "connected"}, samples[-5:]

@@ -451,3 +451,25 @@ def test_links_the_spec_names_are_kept_as_given(
     get_provider("aws").teardown(ws, delete_volumes=True)
     assert census(ec2, iamc)["secondary_ips"] == before  # not hacloud's: left alone
     assert theirs["NetworkInterfaceId"]
+
+
+def test_a_lost_link_address_comes_back_as_the_same_ip(
+    aws: tuple[Any, Any], account: Account, tmp_path: Path
+) -> None:
+    """Someone unassigns link 1's address behind hacloud's back: the next `up` assigns the same
+    IP again (corosync.conf names it), one change, and the inventory is unchanged."""
+    ec2, iamc = aws
+    ws = workspace(tmp_path, aws_spec_doc(account))
+    provider = get_provider("aws")
+    inv = provider.ensure_nodes(ws)
+    node = inv.nodes[0]
+    ec2.unassign_private_ip_addresses(
+        NetworkInterfaceId=node.extra["eni"], PrivateIpAddresses=[node.links[1]]
+    )
+    assert node.links[1] not in {a for _, a in census(ec2, iamc)["secondary_ips"]}
+    infra = provider._infra(ws)  # type: ignore[attr-defined]
+    assert infra.ensure() == inv
+    assert infra.changes == [f"node1: add a secondary private IP to {node.extra['eni']} (corosync link 1)"]
+    ips = ec2.describe_network_interfaces(NetworkInterfaceIds=[node.extra["eni"]])["NetworkInterfaces"][0]
+    assert [a["PrivateIpAddress"] for a in ips["PrivateIpAddresses"] if not a["Primary"]] == [node.links[1]]
+    provider.teardown(ws, delete_volumes=True)

@@ -257,8 +257,12 @@ def test_live_checks_pass_then_name_what_broke(
     inv = provider.ensure_nodes(ws)
     findings = provider.live_checks(ws, inv)
     assert findings and all(f.severity == "ok" for f in findings), [f for f in findings if f.severity != "ok"]
-    # break three things behind hacloud's back
+    # break four things behind hacloud's back
     ec2.modify_instance_attribute(InstanceId=inv.nodes[1].id, SourceDestCheck={"Value": True})
+    node1 = inv.nodes[0]
+    ec2.unassign_private_ip_addresses(
+        NetworkInterfaceId=node1.extra["eni"], PrivateIpAddresses=[node1.links[1]]
+    )
     ec2.delete_route(RouteTableId=account.route_tables[0], DestinationCidrBlock="198.51.100.10/32")
     iamc.put_role_policy(
         RoleName="hacloud-prod-db",
@@ -272,12 +276,16 @@ def test_live_checks_pass_then_name_what_broke(
     )
     bad = {(f.code, f.message) for f in provider.live_checks(ws, inv) if f.severity == "error"}
     assert ("aws.source_dest_check", "node2: source/destination check on") in bad
+    assert (
+        "aws.links",
+        f"node1: corosync link address(es) {node1.links[1]} no longer on any of its interfaces",
+    ) in bad
     assert ("aws.route", f"{account.route_tables[0]}: 198.51.100.10/32 -> no route") in bad
     assert any(
         code == "aws.instance_profile" and "ec2:StopInstances" in msg and "ec2:ReplaceRoute" in msg
         for code, msg in bad
     )
-    # and `up` repairs all three
+    # and `up` repairs all four
     provider.ensure_nodes(ws)
     assert all(f.severity == "ok" for f in provider.live_checks(ws, inv))
 

@@ -87,7 +87,7 @@ def test_what_ensure_makes_as_ec2_reports_it(aws: tuple[Any, Any], account: Acco
         secondary = [a["PrivateIpAddress"] for a in ips if not a["Primary"]]
         assert len(secondary) == 1 and node.links == (primary[0], secondary[0])
         assert node.extra["os_links"] == secondary[0]
-    assert [a for _, a in made["secondary_ips"]] == sorted(n.links[1] for n in inv.nodes)
+    assert sorted(a for _, a in made["secondary_ips"]) == sorted(n.links[1] for n in inv.nodes)
 
     # the overlay route exists in every listed table and points at node1's interface
     eni1 = insts[inv.nodes[0].id]["NetworkInterfaces"][0]["NetworkInterfaceId"]

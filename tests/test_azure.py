@@ -148,10 +148,13 @@ def test_what_ensure_makes_as_arm_holds_it(fake: FakeArm, tmp_path: Path) -> Non
     assert all(f.severity == "ok" for f in provider.live_checks(ws, inv))
     lb["properties"]["loadBalancingRules"][0]["properties"]["enableFloatingIP"] = False
     lb["properties"]["probes"][0]["properties"]["port"] = 62000
+    nic1 = next(n for n in nics if n["name"] == "node1-nic")
+    nic1["properties"]["ipConfigurations"] = nic1["properties"]["ipConfigurations"][:1]  # link 1 gone
     bad = {f.code for f in provider.live_checks(ws, inv) if f.severity == "error"}
-    assert bad == {"azure.lb_rule", "azure.lb_probe"}
-    provider.ensure_nodes(ws)  # and up repairs it
-    assert all(f.severity == "ok" for f in provider.live_checks(ws, inv))
+    assert bad == {"azure.lb_rule", "azure.lb_probe", "azure.links"}
+    repaired = provider.ensure_nodes(ws)  # and up repairs it (link 1 under a new dynamic address)
+    assert all(f.severity == "ok" for f in provider.live_checks(ws, repaired))
+    assert len(repaired.nodes[0].links) == 2
 
 
 def test_requests_use_only_documented_operations_and_api_versions(fake: FakeArm, tmp_path: Path) -> None:

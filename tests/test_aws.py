@@ -481,3 +481,30 @@ def test_a_lost_link_address_comes_back_as_the_same_ip(
     ips = ec2.describe_network_interfaces(NetworkInterfaceIds=[node.extra["eni"]])["NetworkInterfaces"][0]
     assert [a["PrivateIpAddress"] for a in ips["PrivateIpAddresses"] if not a["Primary"]] == [node.links[1]]
     provider.teardown(ws, delete_volumes=True)
+
+
+def test_profile_value_one_link_adds_no_address_and_takes_hacloud_s_back(
+    aws: tuple[Any, Any], account: Account, tmp_path: Path
+) -> None:
+    """`overrides: {corosync.links: 1}`: a pair made with two links gives link 1's address and tag
+    back on the next `up` (one change per node), then renders one link."""
+    ec2, iamc = aws
+    doc = aws_spec_doc(account)
+    ws = workspace(tmp_path, doc)
+    provider = get_provider("aws")
+    two = provider.ensure_nodes(ws)
+    assert [len(n.links) for n in two.nodes] == [2, 2]
+    doc["overrides"] = {"corosync.links": 1}
+    ws = workspace(tmp_path, doc)
+    infra = provider._infra(ws)  # type: ignore[attr-defined]
+    one = infra.ensure()
+    assert [n.links for n in one.nodes] == [(n.links[0],) for n in two.nodes]
+    assert census(ec2, iamc)["secondary_ips"] == [] and tagged(ec2, iamc, "prod-db")["link_tags"] == []
+    assert sum("remove secondary private IP" in c for c in infra.changes) == 2
+    group = ec2.describe_security_groups(Filters=[{"Name": "tag:hacloud:cluster", "Values": ["prod-db"]}])[
+        "SecurityGroups"
+    ][0]
+    assert sorted(p["FromPort"] for p in group["IpPermissions"] if p["IpProtocol"] == "udp") == [5405]
+    again = provider._infra(ws)  # type: ignore[attr-defined]
+    assert again.ensure() == one and again.changes == []
+    provider.teardown(ws, delete_volumes=True)

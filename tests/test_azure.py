@@ -436,3 +436,25 @@ def test_plan_lists_everything_and_writes_nothing(fake: FakeArm, tmp_path: Path)
         "Microsoft.Compute/virtualMachines/powerOff/action",
         "Microsoft.Compute/virtualMachines/start/action",
     ]
+
+
+def test_profile_value_one_link_adds_no_ip_configuration_and_takes_hacloud_s_back(
+    fake: FakeArm, tmp_path: Path
+) -> None:
+    """`overrides: {corosync.links: 1}` on a pair made with two links: the next `up` drops the
+    hacloud-link1 ip configurations (the primary addresses stay), renders one link, and a run
+    after that writes nothing."""
+    provider = get_provider("azure")
+    doc = azure_doc(fake)
+    two = provider.ensure_nodes(workspace(tmp_path, doc))
+    doc["overrides"] = {"corosync.links": 1}
+    ws = workspace(tmp_path, doc)
+    one = provider.ensure_nodes(ws)
+    assert [n.links for n in one.nodes] == [(n.links[0],) for n in two.nodes]
+    for nic in fake.of_type("Microsoft.Network/networkInterfaces"):
+        assert [c["name"] for c in nic["properties"]["ipConfigurations"]] == ["ipconfig1"]
+    (nsg,) = fake.of_type("Microsoft.Network/networkSecurityGroups")
+    rules = {r["name"]: r["properties"] for r in nsg["properties"]["securityRules"]}
+    assert rules["hacloud-corosync"]["destinationPortRange"] == "5405"
+    infra = provider._infra(ws)  # type: ignore[attr-defined]
+    assert infra.ensure() == one and infra.changes == []

@@ -23,6 +23,7 @@ from typing import Any
 from hacloud.errors import HacloudError
 from hacloud.infra import Recorder
 from hacloud.model import Inventory, NetworkInfo, NodeInfo
+from hacloud.provider import link_count
 from hacloud.render.resources import volume_port
 from hacloud.spec import AwsEipVip, AwsMoveIpVip, AwsOptions, DemoService, NodeSpec
 from hacloud.workspace import Workspace
@@ -310,7 +311,7 @@ class Infra(Recorder):
             if inst is not None:
                 self._fix_instance(node, inst, sg, profile_arn)
                 out[node.name] = self.ensure_link(node, inst)
-            elif not node.links:  # a plan: the instance, and then its link address, are to come
+            elif self.adds_link(node):  # a plan: the instance, and then its link address, are to come
                 self.change(f"{node.name}: add a secondary private IP to its primary ENI (corosync link 1)")
         return out
 
@@ -383,7 +384,9 @@ class Infra(Recorder):
         interfaces in one subnet) and cannot be tagged away cleanly on a kept instance. The
         address is recorded in the instance tag ``hacloud:link1``: a re-run finds it, a lost
         address is assigned again under the same IP, teardown gives it back."""
-        if node.links:
+        if not self.adds_link(node):
+            if _tags(inst.get("Tags")).get(TAG_LINK) and not node.links:  # corosync.links set to 1
+                self.release_link(inst["InstanceId"])
             return inst
         eni = primary_eni(inst)
         if link_address(inst):
@@ -414,6 +417,11 @@ class Infra(Recorder):
                 Tags=[{"Key": TAG_LINK, "Value": new[0]}],
             )
         return _with_link(inst, new[0])
+
+    def adds_link(self, node: NodeSpec) -> bool:
+        """Whether hacloud gives ``node`` its link-1 address: the spec names no links and the
+        profile's ``corosync.links`` is 2."""
+        return not node.links and link_count(self.spec) == 2
 
     def release_link(self, instance_id: str) -> None:
         """Give back the secondary IP hacloud added to a kept instance, and its tag."""
@@ -808,7 +816,7 @@ class Infra(Recorder):
                 if node.address
                 else (str(public) if self.opts.ssh_address == "public" and public else private)
             )
-            second = link_address(inst)
+            second = link_address(inst) if self.adds_link(node) else None
             links = tuple(str(a) for a in node.links) or ((private, second) if second else (private,))
             eni = primary_eni(inst)
             nodes.append(
@@ -1043,11 +1051,6 @@ def _permission(proto: str, lo: int, hi: int, source: str) -> dict[str, Any]:
     else:
         perm["IpRanges"] = [{"CidrIp": source, "Description": "hacloud"}]
     return perm
-
-
-def link_count(spec: Any) -> int:
-    """Corosync links: as many as the spec names per node, else two (hacloud adds link 1)."""
-    return max(len(n.links) for n in spec.nodes) or 2
 
 
 def link_address(inst: dict[str, Any]) -> str | None:

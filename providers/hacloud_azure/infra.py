@@ -23,6 +23,7 @@ from typing import Any
 from hacloud.errors import HacloudError
 from hacloud.infra import Recorder
 from hacloud.model import Inventory, NetworkInfo, NodeInfo
+from hacloud.provider import link_count
 from hacloud.render.resources import volume_port
 from hacloud.spec import AzureLbVip, AzureOptions, NodeSpec
 from hacloud.workspace import Workspace
@@ -252,13 +253,18 @@ class Infra(Recorder):
         if pool_id:
             ipc["loadBalancerBackendAddressPools"] = [{"id": pool_id}]
         configs = [{"name": "ipconfig1", "properties": {"primary": True, **ipc}}]
-        if not node.links:
+        if self.adds_link(node):
             configs.append(_link_config(subnet))
         return {
             "location": self.opts.location,
             "tags": self.tags(),
             "properties": {"ipConfigurations": configs, "networkSecurityGroup": {"id": nsg_id}},
         }
+
+    def adds_link(self, node: NodeSpec) -> bool:
+        """Whether hacloud gives ``node`` the ip configuration for link 1: the spec names no links
+        and the profile's ``corosync.links`` is 2."""
+        return not node.links and link_count(self.spec) == 2
 
     def nic_ref(self, node: NodeSpec) -> tuple[str, str, bool]:
         """(resource group, name, adopted) of the node's NIC: the primary NIC of a VM that exists
@@ -303,8 +309,12 @@ class Infra(Recorder):
             body["properties"]["networkSecurityGroup"] = {"id": nsg_id}
             changed = True
         configs = body["properties"]["ipConfigurations"]
-        if not node.links and not any(c["name"] == LINK_CONFIG for c in configs):
+        has_link = any(c["name"] == LINK_CONFIG for c in configs)
+        if self.adds_link(node) and not has_link:
             configs.append(_link_config({"id": primary["subnet"]["id"]}))
+            changed = True
+        elif has_link and not self.adds_link(node):  # corosync.links set to 1: give it back
+            body["properties"]["ipConfigurations"] = [c for c in configs if c["name"] != LINK_CONFIG]
             changed = True
         if not changed or not self.change(
             f"{node.name}: put the VM's network interface {name} into the cluster's load balancer pool "
@@ -794,7 +804,7 @@ class Infra(Recorder):
         """The node's corosync link addresses: the spec's, else the primary and link-1 ones."""
         if node.links:
             return [str(a) for a in node.links]
-        second = link_address(nic)
+        second = link_address(nic) if self.adds_link(node) else None
         return [primary_address(nic), second] if second else [primary_address(nic)]
 
     def inventory(self, vms: dict[str, dict[str, Any]], nics: dict[str, dict[str, Any]]) -> Inventory:
@@ -809,7 +819,7 @@ class Infra(Recorder):
                         node.name,
                         self.vm_name(node),
                         ip,
-                        tuple(str(a) for a in node.links) or (ip, link1),
+                        tuple(str(a) for a in node.links) or ((ip, link1) if self.adds_link(node) else (ip,)),
                         ip,
                         {v.name: lun_path(k) for k, v in enumerate(self.spec.volumes)},
                         placeholder=True,
@@ -1064,11 +1074,6 @@ def _lb_differs(have: dict[str, Any], want: dict[str, Any]) -> bool:
         return canon(have) != canon(want)
     except (KeyError, IndexError):
         return True
-
-
-def link_count(spec: Any) -> int:
-    """Corosync links: as many as the spec names per node, else two (hacloud adds link 1)."""
-    return max(len(n.links) for n in spec.nodes) or 2
 
 
 def primary_address(nic: dict[str, Any]) -> str:

@@ -25,6 +25,13 @@ from hacloud.spec import AwsEipVip, AwsFencing, AwsMoveIpVip, AwsOptions, Spec
 from hacloud.terraform import Candidate, TfResource
 from hacloud.workspace import Workspace
 
+# The AWS CLI (for the CLI agents) and boto3 (for fence_aws), per package manager.
+AWS_PACKAGES = {
+    "apt-get": "awscli python3-boto3 python3-requests",
+    "dnf": "fence-agents-aws awscli2",
+    "zypper": "aws-cli python3-boto3",
+}
+
 
 def region_of(spec: Spec) -> str:
     options = getattr(spec.provider, "options", None)
@@ -224,11 +231,7 @@ def aws_node_needs(spec: Spec, inventory: Inventory) -> NodeNeeds:
         )
     return NodeNeeds(
         commands=commands,
-        packages={
-            "apt-get": "awscli python3-boto3 python3-requests",
-            "dnf": "fence-agents-aws awscli2",
-            "zypper": "aws-cli python3-boto3",
-        },
+        packages=AWS_PACKAGES,
         checks=tuple(checks),
     )
 

@@ -1166,6 +1166,105 @@ def drbd_verify_alg(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _
         yield _ok("HAC085", f"verify-alg {alg}: `hacloud verify` can compare the disks", src)
 
 
+def _aws_profiles(text: str) -> dict[str, dict[str, str]]:
+    """The profiles of an AWS CLI config file (``[default]``, ``[profile NAME]``) and their keys."""
+    out: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        section = re.fullmatch(r"\[\s*(?:profile\s+)?([^\]\s]+)\s*\]", line)
+        if section:
+            current = out.setdefault(section.group(1), {})
+        elif current is not None and "=" in line:
+            key, value = (part.strip() for part in line.split("=", 1))
+            current[key] = value
+    return out
+
+
+def _node_file_or_none(bundle: Bundle, node: str, path: str) -> str | None:
+    return next((f.content.decode("utf-8", "replace") for f in bundle.files[node] if f.path == path), None)
+
+
+def aws_cli(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
+    """Every AWS CLI agent in the CIB finds its profile (and a region) in /root/.aws/config on
+    every node, and every AWS region the cluster names is the one its nodes live in."""
+    from hacloud.render.files import AWS_CLI_AGENTS, AWS_CONFIG_PATH
+
+    agents = [
+        p for p in cib.root.iter("primitive") if p.get("class") == "ocf" and p.get("type") in AWS_CLI_AGENTS
+    ]
+    src = (
+        "resource-agents awseip/aws-vpc-move-ip meta-data (`profile`: a profile of ~/.aws/config, "
+        "default 'default'; the agents run `aws --profile`); AWS CLI configuration files"
+    )
+    regions: dict[str, set[str]] = {}
+    bad: list[Finding | None] = []
+    for node in b.files:
+        text = _node_file_or_none(b, node, AWS_CONFIG_PATH)
+        profiles = _aws_profiles(text or "")
+        for name, keys in profiles.items():
+            if keys.get("region"):
+                regions.setdefault(keys["region"], set()).add(f"{AWS_CONFIG_PATH} [{name}] on {node}")
+        bad += [_aws_cli_profile(agent, node, text, profiles, src) for agent in agents]
+    found = [f for f in bad if f is not None]
+    yield from found
+    if agents and not found:
+        yield _ok("HAC110", f"{AWS_CONFIG_PATH} defines a region for every AWS CLI agent's profile", src)
+    yield from _aws_regions(inv, cib, regions)
+
+
+def _aws_cli_profile(
+    agent: ET.Element, node: str, text: str | None, profiles: dict[str, dict[str, str]], src: str
+) -> Finding | None:
+    from hacloud.render.files import AWS_CONFIG_PATH
+
+    want = _Cib.params(agent).get("profile") or "default"
+    if want not in profiles:
+        where = "no such file" if text is None else f"no [{want}] profile in it"
+        return Finding(
+            "HAC110",
+            "error",
+            f"{agent.get('id')} ({agent.get('type')}) runs `aws --profile {want}` on {node}, but "
+            f"{AWS_CONFIG_PATH} has {where}: the AWS CLI refuses the call and the VIP never starts",
+            "re-render and deploy with hacloud (it writes the file wherever an AWS CLI agent runs), "
+            f"or add a [{want}] profile with the region to {AWS_CONFIG_PATH}",
+            src,
+        )
+    if not profiles[want].get("region"):
+        return Finding(
+            "HAC111",
+            "warning",
+            f"{AWS_CONFIG_PATH} [{want}] on {node} names no region: AWS CLI v2 asks the instance "
+            "metadata for it, AWS CLI v1 (SLES aws-cli) stops with 'You must specify a region'",
+            "give the fence_aws method a `region:` (hacloud writes it into the file)",
+            src,
+        )
+    return None
+
+
+def _aws_regions(inv: Inventory, cib: _Cib, regions: dict[str, set[str]]) -> Iterator[Finding]:
+    for dev in cib.stonith_devices():
+        if dev.get("type") == "fence_aws" and _Cib.params(dev).get("region"):
+            regions.setdefault(_Cib.params(dev)["region"], set()).add(f"{dev.get('id')} region")
+    if inv.provider == "aws" and inv.network.extra.get("region"):
+        regions.setdefault(inv.network.extra["region"], set()).add("the nodes (provider.options.region)")
+    if not regions:
+        return
+    src = "fence-agents fence_aws (instances are looked up by id in `region` only); AWS CLI region"
+    if len(regions) > 1:
+        said = "; ".join(f"{r}: {', '.join(sorted(w))}" for r, w in sorted(regions.items()))
+        yield Finding(
+            "HAC112",
+            "error",
+            f"the cluster names more than one AWS region ({said}): an agent asking the wrong region "
+            "finds no instance, route or address, so fencing or the VIP fails",
+            "use one region: drop fencing[].region (it defaults to provider.options.region) and re-render",
+            src,
+        )
+    else:
+        yield _ok("HAC112", f"one AWS region: {next(iter(regions))}", src)
+
+
 RULES: tuple[Rule, ...] = (
     consensus,
     fence_delay,
@@ -1192,6 +1291,7 @@ RULES: tuple[Rule, ...] = (
     drbd_split_brain_policy,
     drbd_freeze_tolerance,
     drbd_verify_alg,
+    aws_cli,
 )
 
 

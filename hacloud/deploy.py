@@ -34,7 +34,7 @@ from hacloud.model import Inventory, NodeFacts, NodeInfo, RenderedFile, ServiceL
 from hacloud.provider import NodeNeeds
 from hacloud.remote import Connection, Result, sha256_hex
 from hacloud.render import Bundle
-from hacloud.render.files import COROSYNC_LOG_DIRS
+from hacloud.render.files import COROSYNC_LOG_DIRS, LINKS_SCRIPT
 from hacloud.render.resources import DrbdResource, DrbdVolume, drbd_resources
 from hacloud.spec import DemoService, IPaddr2Vip, Spec
 
@@ -713,6 +713,10 @@ class Engine:
                 self.conns[name].run("systemctl daemon-reload")
             if any(p.startswith("/etc/sysctl.d/") for p in changed[name]):
                 self.conns[name].run("sysctl --system >/dev/null")
+            if LINKS_SCRIPT in changed[name]:
+                # corosync runs it before it starts; a running corosync reloads the new link
+                # right after the files, so the address must be up now.
+                self.conns[name].run(LINKS_SCRIPT)
 
         if self.apply:
             _parallel(upload, self.names)

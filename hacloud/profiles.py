@@ -175,6 +175,8 @@ def override_problems(profile: Profile, overrides: Mapping[str, object]) -> list
             )
         elif isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
             out.append((key, "must not be negative", f"write e.g. `{key}: {_example(current)}`"))
+        elif key == "corosync.links" and value not in (1, 2):
+            out.append((key, "corosync takes one or two links here", "write `corosync.links: 2` (or 1)"))
     return out
 
 

@@ -108,6 +108,35 @@ class Provider(Protocol):
     def release(self, ws: Workspace, inventory: Inventory) -> list[str]: ...
 
 
+def link_count(spec: Spec) -> int:
+    """Corosync links per node: as many as the spec names, else the profile's
+    ``corosync.links`` (AWS and Azure add the second address themselves)."""
+    from hacloud.profiles import load_profile
+
+    given = max(len(n.links) for n in spec.nodes)
+    if given:
+        return given
+    return (
+        2 if load_profile(spec.profile_name).with_overrides(spec.overrides).num("corosync.links") >= 2 else 1
+    )
+
+
+def with_placeholder_links(inventory: Inventory, spec: Spec) -> Inventory:
+    """``inventory`` with a second placeholder link on every node whose spec names no links:
+    what a cloud provider that adds link 1 itself (AWS, Azure) plans before the address exists."""
+    import dataclasses
+
+    if any(n.links for n in spec.nodes) or link_count(spec) < 2:
+        return inventory
+    nodes = []
+    for i, node in enumerate(inventory.nodes):
+        link1 = str(PLACEHOLDER_NET + 21 + i)
+        nodes.append(
+            dataclasses.replace(node, links=(node.links[0], link1), extra={**node.extra, "os_links": link1})
+        )
+    return dataclasses.replace(inventory, nodes=(nodes[0], nodes[1]))
+
+
 class BaseProvider:
     """Shared behaviour: inventory from the spec, fencing/VIP from the core builders, and a
     typed error for every operation a provider has not implemented yet."""

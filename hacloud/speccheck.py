@@ -329,6 +329,8 @@ def _fencing(doc: dict[str, Any]) -> Iterator[Found]:
                 "fence_aws needs a region",
                 "add `region:` here or use provider kind aws with options.region",
             )
+        if kind == "fence_aws":
+            yield from _aws_region(i, method, provider, options)
         if kind == "fence_azure_arm" and provider != "azure":
             for key in ("subscription_id", "resource_group"):
                 if not method.get(key):
@@ -348,6 +350,22 @@ def _fencing(doc: dict[str, Any]) -> Iterator[Found]:
             ["fencing_topology"] if "fencing_topology" in doc else ["fencing"],
             "more than one fencing method without fencing_topology",
             "set `fencing_topology: true` to try them as levels in order, or keep one method",
+        )
+
+
+def _aws_region(
+    i: int, method: dict[str, Any], provider: str | None, options: dict[str, Any]
+) -> Iterator[Found]:
+    """fence_aws looks the instances up by id in its own region: on the aws provider they live in
+    provider.options.region, so a different fencing region can never find them (every fence fails)."""
+    region, home = method.get("region"), options.get("region")
+    if provider == "aws" and isinstance(region, str) and isinstance(home, str) and region != home:
+        yield (
+            ["fencing", i, "region"],
+            f"fence_aws region {region!r} differs from provider.options.region {home!r}, where the "
+            f"instances are: fence_aws would look for them in {region} and never find them",
+            "remove `region:` from this method (it defaults to provider.options.region), "
+            f"or set it to {home!r}",
         )
 
 

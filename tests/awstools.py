@@ -155,7 +155,14 @@ def census(ec2: Any, iam: Any) -> dict[str, Any]:
     )
     roles = sorted(r["RoleName"] for r in iam.list_roles()["Roles"])
     profiles = sorted(p["InstanceProfileName"] for p in iam.list_instance_profiles()["InstanceProfiles"])
+    secondary = sorted(
+        (e["NetworkInterfaceId"], a["PrivateIpAddress"])
+        for e in ec2.describe_network_interfaces()["NetworkInterfaces"]
+        for a in e.get("PrivateIpAddresses", [])
+        if not a.get("Primary")
+    )
     return {
+        "secondary_ips": secondary,
         "instances": instances,
         "volumes": volumes,
         "groups": groups,
@@ -185,7 +192,16 @@ def tagged(ec2: Any, iam: Any, cluster: str) -> dict[str, list[str]]:
             for t in iam.list_role_tags(RoleName=r["RoleName"])["Tags"]
         )
     ]
-    return {"instances": inst, "volumes": vols, "groups": groups, "roles": roles}
+    # the link-address tag hacloud puts on every node, kept ones included
+    links = [
+        i["InstanceId"]
+        for r in ec2.describe_instances(Filters=[{"Name": "tag-key", "Values": ["hacloud:link1"]}])[
+            "Reservations"
+        ]
+        for i in r["Instances"]
+        if i["State"]["Name"] != "terminated"
+    ]
+    return {"instances": inst, "volumes": vols, "groups": groups, "roles": roles, "link_tags": links}
 
 
 class RecordingProxy:

@@ -555,6 +555,10 @@ class FakeArm:
                 for f in lb["properties"].get("frontendIPConfigurations", [])
             }
             hosts = list(ipaddress.IPv4Network(SUBNET_PREFIX).hosts())[3:]  # Azure keeps .1-.3
+            # and within one NIC every ip configuration gets its own address
+            used |= {
+                ipc.get("properties", {}).get("privateIPAddress") for ipc in props.get("ipConfigurations", [])
+            }
             for ipc in props.get("ipConfigurations", []):
                 ipc["id"] = f"{res['id']}/ipConfigurations/{ipc['name']}"
                 p = ipc.setdefault("properties", {})
@@ -569,6 +573,7 @@ class FakeArm:
                         None,
                     )
                     p["privateIPAddress"] = old_ip or str(next(h for h in hosts if str(h) not in used))
+                    used.add(p["privateIPAddress"])
                 p.setdefault("privateIPAllocationMethod", "Dynamic")
         elif op_id in ("NetworkSecurityGroups_CreateOrUpdate", "LoadBalancers_CreateOrUpdate"):
             for child in (

@@ -76,6 +76,19 @@ def test_what_ensure_makes_as_ec2_reports_it(aws: tuple[Any, Any], account: Acco
         assert node.volumes["r0"] == ebs_device_path(data[0]["VolumeId"])
         assert node.volumes["r0"].endswith(data[0]["VolumeId"].replace("-", ""))
 
+    # corosync link 1: a secondary private IP on each node's primary ENI, as EC2 reports it
+    # (ENIs read on their own, not from the instance description ensure used)
+    for node in inv.nodes:
+        eni = insts[node.id]["NetworkInterfaces"][0]["NetworkInterfaceId"]
+        ips = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])["NetworkInterfaces"][0][
+            "PrivateIpAddresses"
+        ]
+        primary = [a["PrivateIpAddress"] for a in ips if a["Primary"]]
+        secondary = [a["PrivateIpAddress"] for a in ips if not a["Primary"]]
+        assert len(secondary) == 1 and node.links == (primary[0], secondary[0])
+        assert node.extra["os_links"] == secondary[0]
+    assert sorted(a for _, a in made["secondary_ips"]) == sorted(n.links[1] for n in inv.nodes)
+
     # the overlay route exists in every listed table and points at node1's interface
     eni1 = insts[inv.nodes[0].id]["NetworkInterfaces"][0]["NetworkInterfaceId"]
     for rtb in account.route_tables:
@@ -88,8 +101,8 @@ def test_what_ensure_makes_as_ec2_reports_it(aws: tuple[Any, Any], account: Acco
         "SecurityGroups"
     ][0]
     perms = {(p["IpProtocol"], p["FromPort"]): p for p in group["IpPermissions"]}
-    assert set(perms) == {("udp", 5405), ("tcp", 7789), ("tcp", 22)}
-    for key in (("udp", 5405), ("tcp", 7789)):
+    assert set(perms) == {("udp", 5405), ("udp", 5406), ("tcp", 7789), ("tcp", 22)}  # both links
+    for key in (("udp", 5405), ("udp", 5406), ("tcp", 7789)):
         assert [g["GroupId"] for g in perms[key]["UserIdGroupPairs"]] == [group["GroupId"]]
         assert perms[key]["IpRanges"] == []
     assert [r["CidrIp"] for r in perms[("tcp", 22)]["IpRanges"]] == ["192.0.2.0/24"]
@@ -132,6 +145,7 @@ def test_plan_changes_nothing_and_prints_the_policy(
     changes, policy = get_provider("aws").plan_infrastructure(ws)  # type: ignore[attr-defined]
     assert census(ec2, iamc) == before
     assert any("create instance" in c for c in changes) and any("IAM: create role" in c for c in changes)
+    assert sum("corosync link 1" in c for c in changes) == 2
     doc = json.loads(policy)
     assert {a for st in doc["Statement"] for a in st["Action"]} == {
         "ec2:DescribeInstances",
@@ -170,8 +184,16 @@ def test_existing_instances_by_id_are_adopted_and_kept(
             Filters=[{"Name": "instance-id", "Values": [iid]}]
         )["IamInstanceProfileAssociations"]
         assert assoc and assoc[0]["IamInstanceProfile"]["Arn"].endswith("/hacloud-prod-db")
+    # link 1 on the kept instances too, recorded on the instance for teardown
+    made = census(ec2, iamc)
+    assert len(made["secondary_ips"]) == 2
+    assert sorted(a for _, a in made["secondary_ips"]) == sorted(n.links[1] for n in inv.nodes)
+    assert sorted(tagged(ec2, iamc, "prod-db")["link_tags"]) == sorted(ids)
     provider.teardown(ws, delete_volumes=True)
-    alive = census(ec2, iamc)["instances"]
+    gone = census(ec2, iamc)
+    assert gone["secondary_ips"] == []  # exactly what hacloud added is given back
+    assert tagged(ec2, iamc, "prod-db")["link_tags"] == []
+    alive = gone["instances"]
     assert alive == sorted(ids)  # hacloud did not make them, so it does not terminate them
     for iid in ids:
         groups = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0][
@@ -235,8 +257,12 @@ def test_live_checks_pass_then_name_what_broke(
     inv = provider.ensure_nodes(ws)
     findings = provider.live_checks(ws, inv)
     assert findings and all(f.severity == "ok" for f in findings), [f for f in findings if f.severity != "ok"]
-    # break three things behind hacloud's back
+    # break four things behind hacloud's back
     ec2.modify_instance_attribute(InstanceId=inv.nodes[1].id, SourceDestCheck={"Value": True})
+    node1 = inv.nodes[0]
+    ec2.unassign_private_ip_addresses(
+        NetworkInterfaceId=node1.extra["eni"], PrivateIpAddresses=[node1.links[1]]
+    )
     ec2.delete_route(RouteTableId=account.route_tables[0], DestinationCidrBlock="198.51.100.10/32")
     iamc.put_role_policy(
         RoleName="hacloud-prod-db",
@@ -250,12 +276,16 @@ def test_live_checks_pass_then_name_what_broke(
     )
     bad = {(f.code, f.message) for f in provider.live_checks(ws, inv) if f.severity == "error"}
     assert ("aws.source_dest_check", "node2: source/destination check on") in bad
+    assert (
+        "aws.links",
+        f"node1: corosync link address(es) {node1.links[1]} no longer on any of its interfaces",
+    ) in bad
     assert ("aws.route", f"{account.route_tables[0]}: 198.51.100.10/32 -> no route") in bad
     assert any(
         code == "aws.instance_profile" and "ec2:StopInstances" in msg and "ec2:ReplaceRoute" in msg
         for code, msg in bad
     )
-    # and `up` repairs all three
+    # and `up` repairs all four
     provider.ensure_nodes(ws)
     assert all(f.severity == "ok" for f in provider.live_checks(ws, inv))
 
@@ -393,3 +423,88 @@ def test_cib_from_the_moto_inventory_passes_crm_verify_and_fails_over(
     for node in inv.nodes:
         cfg = next(f for f in prepared.bundle.files[node.name] if f.path == "/root/.aws/config")
         assert b"[default]" in cfg.content and f"region = {REGION}".encode() in cfg.content
+
+
+def test_links_the_spec_names_are_kept_as_given(
+    aws: tuple[Any, Any], account: Account, tmp_path: Path
+) -> None:
+    """An adopted pair whose spec names one link each keeps one link (HAC050 then warns): hacloud
+    adds no address and opens only link 0's port; a secondary IP someone else gave stays."""
+    ec2, iamc = aws
+    ids, private = [], []
+    for subnet in account.subnets:
+        inst = ec2.run_instances(
+            ImageId=account.ami, InstanceType="t3.medium", MinCount=1, MaxCount=1, SubnetId=subnet
+        )["Instances"][0]
+        ids.append(inst["InstanceId"])
+        private.append(inst["PrivateIpAddress"])
+    theirs = ec2.assign_private_ip_addresses(
+        NetworkInterfaceId=inst["NetworkInterfaces"][0]["NetworkInterfaceId"],
+        SecondaryPrivateIpAddressCount=1,
+    )
+    doc = aws_spec_doc(account)
+    doc["nodes"] = [
+        {"name": f"node{i + 1}", "id": iid, "links": [ip]}
+        for i, (iid, ip) in enumerate(zip(ids, private, strict=True))
+    ]
+    ws = workspace(tmp_path, doc)
+    before = census(ec2, iamc)["secondary_ips"]
+    inv = get_provider("aws").ensure_nodes(ws)
+    assert [n.links for n in inv.nodes] == [(ip,) for ip in private]
+    assert census(ec2, iamc)["secondary_ips"] == before and len(before) == 1
+    group = ec2.describe_security_groups(Filters=[{"Name": "tag:hacloud:cluster", "Values": ["prod-db"]}])[
+        "SecurityGroups"
+    ][0]
+    assert sorted(p["FromPort"] for p in group["IpPermissions"] if p["IpProtocol"] == "udp") == [5405]
+    get_provider("aws").teardown(ws, delete_volumes=True)
+    assert census(ec2, iamc)["secondary_ips"] == before  # not hacloud's: left alone
+    assert theirs["NetworkInterfaceId"]
+
+
+def test_a_lost_link_address_comes_back_as_the_same_ip(
+    aws: tuple[Any, Any], account: Account, tmp_path: Path
+) -> None:
+    """Someone unassigns link 1's address behind hacloud's back: the next `up` assigns the same
+    IP again (corosync.conf names it), one change, and the inventory is unchanged."""
+    ec2, iamc = aws
+    ws = workspace(tmp_path, aws_spec_doc(account))
+    provider = get_provider("aws")
+    inv = provider.ensure_nodes(ws)
+    node = inv.nodes[0]
+    ec2.unassign_private_ip_addresses(
+        NetworkInterfaceId=node.extra["eni"], PrivateIpAddresses=[node.links[1]]
+    )
+    assert node.links[1] not in {a for _, a in census(ec2, iamc)["secondary_ips"]}
+    infra = provider._infra(ws)  # type: ignore[attr-defined]
+    assert infra.ensure() == inv
+    assert infra.changes == [f"node1: add a secondary private IP to {node.extra['eni']} (corosync link 1)"]
+    ips = ec2.describe_network_interfaces(NetworkInterfaceIds=[node.extra["eni"]])["NetworkInterfaces"][0]
+    assert [a["PrivateIpAddress"] for a in ips["PrivateIpAddresses"] if not a["Primary"]] == [node.links[1]]
+    provider.teardown(ws, delete_volumes=True)
+
+
+def test_profile_value_one_link_adds_no_address_and_takes_hacloud_s_back(
+    aws: tuple[Any, Any], account: Account, tmp_path: Path
+) -> None:
+    """`overrides: {corosync.links: 1}`: a pair made with two links gives link 1's address and tag
+    back on the next `up` (one change per node), then renders one link."""
+    ec2, iamc = aws
+    doc = aws_spec_doc(account)
+    ws = workspace(tmp_path, doc)
+    provider = get_provider("aws")
+    two = provider.ensure_nodes(ws)
+    assert [len(n.links) for n in two.nodes] == [2, 2]
+    doc["overrides"] = {"corosync.links": 1}
+    ws = workspace(tmp_path, doc)
+    infra = provider._infra(ws)  # type: ignore[attr-defined]
+    one = infra.ensure()
+    assert [n.links for n in one.nodes] == [(n.links[0],) for n in two.nodes]
+    assert census(ec2, iamc)["secondary_ips"] == [] and tagged(ec2, iamc, "prod-db")["link_tags"] == []
+    assert sum("remove secondary private IP" in c for c in infra.changes) == 2
+    group = ec2.describe_security_groups(Filters=[{"Name": "tag:hacloud:cluster", "Values": ["prod-db"]}])[
+        "SecurityGroups"
+    ][0]
+    assert sorted(p["FromPort"] for p in group["IpPermissions"] if p["IpProtocol"] == "udp") == [5405]
+    again = provider._infra(ws)  # type: ignore[attr-defined]
+    assert again.ensure() == one and again.changes == []
+    provider.teardown(ws, delete_volumes=True)

@@ -86,16 +86,37 @@ def test_what_ensure_makes_as_arm_holds_it(fake: FakeArm, tmp_path: Path) -> Non
     pool = f"{lb['id']}/backendAddressPools/backend".lower()
     nics = fake.of_type("Microsoft.Network/networkInterfaces")
     assert len(nics) == 2
+    links: dict[str, tuple[str, str]] = {}
     for nic in nics:
         ipc = nic["properties"]["ipConfigurations"][0]["properties"]
         assert [p["id"].lower() for p in ipc["loadBalancerBackendAddressPools"]] == [pool]
         assert nic["properties"]["networkSecurityGroup"]["id"].endswith("/prod-db-nsg")
+        # corosync link 1: a second ip configuration in the same subnet, not in the pool
+        # (floating IP is unsupported on secondary ip configurations)
+        (link1,) = [c for c in nic["properties"]["ipConfigurations"] if c["name"] == "hacloud-link1"]
+        assert (
+            link1["properties"]["primary"] is False
+            and "loadBalancerBackendAddressPools" not in link1["properties"]
+        )
+        assert link1["properties"]["subnet"]["id"] == ipc["subnet"]["id"]
+        links[nic["name"].removesuffix("-nic")] = (
+            ipc["privateIPAddress"],
+            link1["properties"]["privateIPAddress"],
+        )
+    assert {n.name: n.links for n in inv.nodes} == links and len(
+        {a for pair in links.values() for a in pair}
+    ) == 4
+    assert all(n.extra["os_links"] == n.links[1] for n in inv.nodes)
     (nsg,) = fake.of_type("Microsoft.Network/networkSecurityGroups")
     rules = {r["name"]: r["properties"] for r in nsg["properties"]["securityRules"]}
     addresses = sorted(n.ssh_address for n in inv.nodes)
     assert rules["hacloud-lb-probe"]["sourceAddressPrefix"] == "AzureLoadBalancer"
     assert rules["hacloud-lb-probe"]["destinationPortRange"] == "61000"
-    assert sorted(rules["hacloud-corosync"]["sourceAddressPrefixes"]) == addresses
+    every_link = sorted(a for pair in links.values() for a in pair)
+    assert sorted(rules["hacloud-corosync"]["sourceAddressPrefixes"]) == every_link
+    assert sorted(rules["hacloud-corosync"]["destinationAddressPrefixes"]) == every_link
+    assert rules["hacloud-corosync"]["destinationPortRanges"] == ["5405", "5406"]
+    assert sorted(rules["hacloud-drbd"]["sourceAddressPrefixes"]) == addresses  # DRBD: link 0 only
     assert (
         rules["hacloud-corosync"]["protocol"] == "Udp"
         and rules["hacloud-drbd"]["destinationPortRange"] == "7789"
@@ -127,10 +148,13 @@ def test_what_ensure_makes_as_arm_holds_it(fake: FakeArm, tmp_path: Path) -> Non
     assert all(f.severity == "ok" for f in provider.live_checks(ws, inv))
     lb["properties"]["loadBalancingRules"][0]["properties"]["enableFloatingIP"] = False
     lb["properties"]["probes"][0]["properties"]["port"] = 62000
+    nic1 = next(n for n in nics if n["name"] == "node1-nic")
+    nic1["properties"]["ipConfigurations"] = nic1["properties"]["ipConfigurations"][:1]  # link 1 gone
     bad = {f.code for f in provider.live_checks(ws, inv) if f.severity == "error"}
-    assert bad == {"azure.lb_rule", "azure.lb_probe"}
-    provider.ensure_nodes(ws)  # and up repairs it
-    assert all(f.severity == "ok" for f in provider.live_checks(ws, inv))
+    assert bad == {"azure.lb_rule", "azure.lb_probe", "azure.links"}
+    repaired = provider.ensure_nodes(ws)  # and up repairs it (link 1 under a new dynamic address)
+    assert all(f.severity == "ok" for f in provider.live_checks(ws, repaired))
+    assert len(repaired.nodes[0].links) == 2
 
 
 def test_requests_use_only_documented_operations_and_api_versions(fake: FakeArm, tmp_path: Path) -> None:
@@ -347,6 +371,10 @@ def test_existing_vms_by_name_are_adopted_and_kept(fake: FakeArm, tmp_path: Path
         assert nic["properties"]["enableAcceleratedNetworking"] is True  # carried over
         pools = nic["properties"]["ipConfigurations"][0]["properties"]["loadBalancerBackendAddressPools"]
         assert [p["id"].rsplit("/", 1)[-1] for p in pools] == ["backend"]
+        # link 1 added to the team's NIC too, outside the pool
+        names = [c["name"] for c in nic["properties"]["ipConfigurations"]]
+        assert names[1:] == ["hacloud-link1"]
+    assert [len(n.links) for n in inv.nodes] == [2, 2]
     for vm in fake.of_type("Microsoft.Compute/virtualMachines"):
         assert vm["identity"]["type"] == "SystemAssigned"
         assert [
@@ -364,6 +392,7 @@ def test_existing_vms_by_name_are_adopted_and_kept(fake: FakeArm, tmp_path: Path
         assert (
             "loadBalancerBackendAddressPools" not in ipc and "networkSecurityGroup" not in nic["properties"]
         )
+        assert [c["name"] for c in nic["properties"]["ipConfigurations"]] == ["ip"]  # link 1 given back
     assert leftovers(fake) == {"volumes": [], "other": [], "roles": []}
 
 
@@ -407,3 +436,25 @@ def test_plan_lists_everything_and_writes_nothing(fake: FakeArm, tmp_path: Path)
         "Microsoft.Compute/virtualMachines/powerOff/action",
         "Microsoft.Compute/virtualMachines/start/action",
     ]
+
+
+def test_profile_value_one_link_adds_no_ip_configuration_and_takes_hacloud_s_back(
+    fake: FakeArm, tmp_path: Path
+) -> None:
+    """`overrides: {corosync.links: 1}` on a pair made with two links: the next `up` drops the
+    hacloud-link1 ip configurations (the primary addresses stay), renders one link, and a run
+    after that writes nothing."""
+    provider = get_provider("azure")
+    doc = azure_doc(fake)
+    two = provider.ensure_nodes(workspace(tmp_path, doc))
+    doc["overrides"] = {"corosync.links": 1}
+    ws = workspace(tmp_path, doc)
+    one = provider.ensure_nodes(ws)
+    assert [n.links for n in one.nodes] == [(n.links[0],) for n in two.nodes]
+    for nic in fake.of_type("Microsoft.Network/networkInterfaces"):
+        assert [c["name"] for c in nic["properties"]["ipConfigurations"]] == ["ipconfig1"]
+    (nsg,) = fake.of_type("Microsoft.Network/networkSecurityGroups")
+    rules = {r["name"]: r["properties"] for r in nsg["properties"]["securityRules"]}
+    assert rules["hacloud-corosync"]["destinationPortRange"] == "5405"
+    infra = provider._infra(ws)  # type: ignore[attr-defined]
+    assert infra.ensure() == one and infra.changes == []

@@ -234,6 +234,57 @@ def test_shipped_examples_have_no_errors(provider: str) -> None:
     assert not any("error" in sev for sev in result.values()), result
 
 
+def drop_file(path: str) -> Mutation:
+    def apply(b: Bundle) -> Bundle:
+        return dataclasses.replace(
+            b, files={node: tuple(f for f in fs if f.path != path) for node, fs in b.files.items()}
+        )
+
+    return apply
+
+
+@pytest.mark.parametrize(("fencing", "vip"), [("fence_aws", "awseip"), ("fence_aws", "aws-vpc-move-ip")])
+def test_aws_cli_agent_without_its_config_is_an_error(fencing: str, vip: str) -> None:
+    """HAC110: an AWS CLI agent in the CIB and no /root/.aws/config (or no [default] in it)."""
+    doc = doc_with(fencing=fencing, vip=vip)
+    assert findings(doc)["HAC110"] == {"ok"}
+    assert findings(doc, drop_file("/root/.aws/config"))["HAC110"] == {"error"}
+    renamed = node_file("/root/.aws/config", lambda t: t.replace("[default]", "[profile other]"))
+    assert findings(doc, renamed)["HAC110"] == {"error"}
+    # no AWS CLI agent, no finding either way
+    assert "HAC110" not in findings(doc_with(fencing=fencing, vip="IPaddr2"))
+
+
+def test_aws_cli_config_without_region_warns() -> None:
+    """HAC111: on-prem EC2 nodes with SBD name no region anywhere: AWS CLI v1 would fail."""
+    found = findings(doc_with(fencing="sbd", vip="awseip"))
+    assert found["HAC111"] == {"warning"} and "HAC110" not in found
+
+
+def test_two_aws_regions_are_an_error() -> None:
+    """HAC112: the AWS CLI config and fence_aws name different regions."""
+    doc = doc_with(fencing="fence_aws", vip="aws-vpc-move-ip")
+    assert findings(doc)["HAC112"] == {"ok"}
+    other = node_file("/root/.aws/config", lambda t: t.replace("eu-central-1", "eu-west-1"))
+    assert findings(doc, other)["HAC112"] == {"error"}
+    moved = cib(lambda c: c.replace('name="region" value="eu-central-1"', 'name="region" value="us-east-1"'))
+    assert findings(doc, moved)["HAC112"] == {"error"}
+
+
+@pytest.mark.parametrize("provider", ["aws", "azure"])
+def test_cloud_examples_have_two_links(provider: str) -> None:
+    """The cloud providers add corosync link 1 themselves, so their examples render two links
+    and HAC050 no longer warns (issue 15 item 19)."""
+    import yaml
+    from conftest import REPO
+
+    doc = yaml.safe_load((REPO / f"templates/init/{provider}.yaml").read_text())
+    assert findings(doc)["HAC050"] == {"ok"}
+    for node in doc["nodes"]:  # a spec that names one link keeps it, and is warned
+        node["links"] = [f"192.0.2.{11 + doc['nodes'].index(node)}"]
+    assert findings(doc)["HAC050"] == {"warning"}
+
+
 def test_rendered_file_type_is_bytes() -> None:
     _, bundle = render_doc(onprem_doc())
     assert all(

@@ -94,3 +94,52 @@ def test_merge_keeps_pacemaker_state_and_diff_is_empty_when_converged(tmp_path: 
     assert proc.returncode == 1, proc.stderr
     assert "resource-stickiness" in proc.stdout and "/cib/status" not in proc.stdout
     assert 'value="7"' in proc.stdout
+
+
+class _Recorder:
+    """Stands in for a node's SSH connection in the file step (the real one would write to this
+    machine's /etc): records what is uploaded and run, in order."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def put(self, path: str, content: bytes, mode: int = 0o644, owner: str = "root:root") -> None:
+        self.log.append(f"put {path}")
+
+    def run(self, command: str, **_: object) -> None:
+        self.log.append(f"run {command}")
+
+
+def test_a_changed_links_script_runs_right_after_the_upload() -> None:
+    """A running corosync reloads a new two-link corosync.conf right after the files step, so the
+    link-1 address must be up by then: deploy runs the links script once it is uploaded, and only
+    when it changed."""
+    import dataclasses
+
+    import yaml
+    from conftest import FIXED_SECRETS, REPO, spec_of
+
+    from hacloud.deploy import Engine, HostFacts
+    from hacloud.profiles import load_profile
+    from hacloud.provider import get_provider
+    from hacloud.remote import sha256_hex
+    from hacloud.render import effective_profile, render_all
+    from hacloud.render.files import LINKS_SCRIPT
+
+    spec = spec_of(yaml.safe_load((REPO / "templates/init/aws.yaml").read_text()))
+    inventory = get_provider("aws").planned_inventory(spec)
+    bundle = render_all(spec, inventory, effective_profile(spec, load_profile("aws")), FIXED_SECRETS)
+    conns = {n.name: _Recorder() for n in inventory.nodes}
+    engine = Engine(spec, inventory, bundle, conns, lambda _m: None, apply=True)  # type: ignore[arg-type]
+    engine.facts = {n.name: HostFacts(n.name) for n in inventory.nodes}  # a fresh node: nothing there
+    engine.files()
+    for log in (c.log for c in conns.values()):
+        assert f"run {LINKS_SCRIPT}" in log
+        assert log.index(f"run {LINKS_SCRIPT}") > log.index(f"put {LINKS_SCRIPT}")
+    # a converged node: every checksum matches, so nothing is uploaded and the script not run
+    for name, facts in engine.facts.items():
+        sums = {f.path: sha256_hex(f.content) for f in bundle.files[name]}
+        engine.facts[name] = dataclasses.replace(facts, sums=sums)
+        conns[name].log.clear()
+    engine.files()
+    assert all(c.log == [] for c in conns.values())

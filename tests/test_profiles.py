@@ -59,3 +59,10 @@ def test_overrides_validated() -> None:
     merged = prof.with_overrides({"corosync.token": 6000})
     assert merged.get("corosync.token") == 6000 and prof.get("corosync.token") == 5000
     assert merged.values["corosync.token"].source == "overridden in the spec"
+
+
+def test_corosync_links_is_one_or_two() -> None:
+    prof = load_profile("aws")
+    assert prof.get("corosync.links") == 2 and load_profile("azure").get("corosync.links") == 2
+    assert override_problems(prof, {"corosync.links": 1}) == []
+    assert [k for k, _, _ in override_problems(prof, {"corosync.links": 3})] == ["corosync.links"]

@@ -76,3 +76,35 @@ def test_lab_and_azure_know_their_devices_aws_does_not() -> None:
     assert azure.nodes[1].volumes == {"r0": "/dev/disk/azure/scsi1/lun0"} and azure.nodes[1].id == "node2"
     aws = get_provider("aws").planned_inventory(specs["aws"])
     assert aws.placeholder and aws.nodes[0].id == "PLACEHOLDER-node1"
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize(("vip", "fencing"), [("awseip", "sbd"), ("aws-vpc-move-ip", "fence_ipmilan")])
+def test_onprem_ec2_hosts_get_the_aws_cli_their_vip_agent_calls(vip: str, fencing: str) -> None:
+    """On-prem hosts that are EC2 instances: the VIP agent runs the binary its meta-data names
+    (`awscli`, default /usr/bin/aws); deploy must require that command and install the package
+    that dpkg says provides it (else the VIP never starts: `aws: not found`)."""
+    import os
+    import shutil
+    import subprocess
+    import xml.etree.ElementTree as ET
+    from pathlib import PurePosixPath
+
+    from conftest import onprem_doc, spec_of
+
+    agent = f"/usr/lib/ocf/resource.d/heartbeat/{vip}"
+    if not shutil.which("dpkg") or not os.path.exists(agent):
+        pytest.skip("needs dpkg and resource-agents")
+    meta = subprocess.run(
+        [agent, "meta-data"], capture_output=True, text=True, env={"OCF_ROOT": "/usr/lib/ocf"}, check=True
+    ).stdout
+    param = next(p for p in ET.fromstring(meta).iter("parameter") if p.get("name") == "awscli")
+    binary = param.find("content").get("default")  # type: ignore[union-attr]
+    package = subprocess.run(["dpkg", "-S", binary], capture_output=True, text=True, check=True).stdout
+    spec = spec_of(onprem_doc(fencing, vip))
+    provider = get_provider("onprem")
+    needs = provider.node_needs(spec, provider.planned_inventory(spec))
+    assert PurePosixPath(binary).name in needs.commands
+    assert package.split(":")[0] in needs.packages["apt-get"].split()
+    plain = spec_of(onprem_doc("fence_ipmilan", "IPaddr2"))
+    assert provider.node_needs(plain, provider.planned_inventory(plain)).commands == ()

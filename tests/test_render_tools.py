@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import FIXED_SECRETS, PROFILES, need, onprem_doc, render_doc, spec_of
@@ -190,3 +191,220 @@ def test_the_log_directory_read_from_the_node_wins(tmp_path: Path) -> None:
     key, addrs = root / "etc/corosync/authkey", ["192.0.2.11", "198.51.100.11"]
     assert _corosync_test(text, key, addrs, tmp_path, ["/var/log/cluster"]).returncode == 0
     assert _corosync_test(text, key, addrs, tmp_path, ["/var/log/corosync"]).returncode == 7
+
+
+def _cloud_bundle(provider: str) -> Any:
+    """The example spec of a cloud provider rendered for an inventory like the one `up` returns:
+    link 0 the primary address, link 1 the secondary one the provider added (in os_links)."""
+    import yaml
+    from conftest import FIXED_SECRETS, REPO, spec_of
+
+    from hacloud.model import Inventory, NetworkInfo, NodeInfo
+    from hacloud.profiles import load_profile
+    from hacloud.render import effective_profile, render_all
+
+    spec = spec_of(yaml.safe_load((REPO / f"templates/init/{provider}.yaml").read_text()))
+    nodes = tuple(
+        NodeInfo(
+            name,
+            f"i-0123456789abcdef{i}" if provider == "aws" else name,
+            primary,
+            (primary, secondary),
+            primary,
+            {"r0": "/dev/xvdf"},
+            zone=str(i + 1),
+            extra={"os_links": secondary},
+        )
+        for i, (name, primary, secondary) in enumerate(
+            [("node1", "192.0.2.11", "192.0.2.21"), ("node2", "192.0.2.75", "192.0.2.85")]
+        )
+    )
+    inventory = Inventory(1, spec.cluster.name, provider, (nodes[0], nodes[1]), NetworkInfo())
+    return render_all(spec, inventory, effective_profile(spec, load_profile(provider)), FIXED_SECRETS)
+
+
+BIND_LINK1 = (
+    "python3 -c 'import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+    's.bind(("192.0.2.21", 5406))\''
+)
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize("provider", ["aws", "azure"])
+def test_cloud_link1_address_is_brought_up_and_corosync_takes_two_links(
+    provider: str, tmp_path: Path
+) -> None:
+    """On a node where cloud-init configured only the primary address (Debian), the rendered
+    script adds link 1's address to the interface holding link 0 (idempotently), so knet can
+    bind link 1 (a UDP bind on its port fails before, works after); corosync -t accepts the
+    two-link config; the corosync drop-in runs the script before corosync starts."""
+    need("corosync", "ip", "python3")
+    bundle = _cloud_bundle(provider)
+    root = write_files(bundle, "node1", tmp_path)
+    script = root / "usr/local/lib/hacloud/corosync-links.sh"
+    dropin = (root / "etc/systemd/system/corosync.service.d/hacloud-links.conf").read_text()
+    assert "ExecStartPre=/usr/local/lib/hacloud/corosync-links.sh" in dropin.splitlines()
+    conf = root / "etc/corosync/corosync.conf"
+    text = conf.read_text()
+    assert "linknumber: 1" in text and "ring1_addr: 192.0.2.21" in text and "ring1_addr: 192.0.2.85" in text
+    conf.write_text(text.replace("keyfile: /etc/corosync/authkey", f"keyfile: {root}/etc/corosync/authkey"))
+    ns = f"hacloud-t-{uuid.uuid4().hex[:8]}"
+    steps = [
+        "ip link set lo up",
+        "ip link add eth0 type veth peer name eth0p",
+        "ip link set eth0 up",
+        "ip link set eth0p up",
+        "ip addr add 192.0.2.11/26 dev eth0",  # what cloud-init brings up: the primary only
+        f"{BIND_LINK1} 2>/dev/null && echo bind-before=ok || echo bind-before=fail",
+        f"sh {script} && echo script=ok",
+        f"sh {script} && echo again=ok",
+        "ip -4 -o addr show dev eth0",
+        f"{BIND_LINK1} && echo bind-after=ok",
+        f"corosync -t -c {conf} >/dev/null 2>&1 && echo corosync=ok",
+    ]
+    run(["ip", "netns", "add", ns])
+    try:
+        out = run(["ip", "netns", "exec", ns, "sh", "-c", "; ".join(steps)], check=False).stdout
+    finally:
+        run(["ip", "netns", "del", ns], check=False)
+    for marker in ("bind-before=fail", "script=ok", "again=ok", "bind-after=ok", "corosync=ok"):
+        assert marker in out, out
+    assert out.count("192.0.2.21/32") == 1, out  # once, on the interface of link 0
+
+
+def test_cloud_link_script_refuses_when_link0_is_missing(tmp_path: Path) -> None:
+    need("ip")
+    root = write_files(_cloud_bundle("aws"), "node1", tmp_path)
+    ns = f"hacloud-t-{uuid.uuid4().hex[:8]}"
+    run(["ip", "netns", "add", ns])
+    try:
+        proc = run(
+            ["ip", "netns", "exec", ns, "sh", str(root / "usr/local/lib/hacloud/corosync-links.sh")],
+            check=False,
+        )
+    finally:
+        run(["ip", "netns", "del", ns], check=False)
+    assert proc.returncode != 0 and "no interface holds 192.0.2.11" in proc.stderr
+
+
+def _link_status(ns: str) -> dict[int, str]:
+    """link number -> node 2's status on it, as node 1's running corosync reports it."""
+    out = run(["ip", "netns", "exec", ns, "corosync-cfgtool", "-s"], check=False).stdout
+    status: dict[int, str] = {}
+    link = -1
+    for line in out.splitlines():
+        if line.startswith("LINK ID"):
+            link = int(line.split()[2])
+        elif "nodeid:" in line and line.split()[1].rstrip(":") == "2":
+            status[link] = line.split()[-1]
+    return status
+
+
+def _one_link(conf: str) -> str:
+    """A rendered two-link corosync.conf as an earlier hacloud rendered it: link 0 only."""
+    import re
+
+    conf = re.sub(r"\n    interface \{\n        linknumber: 1\n        mcastport: \d+\n    \}\n", "\n", conf)
+    return re.sub(r"\n\s*ring1_addr: \S+", "", conf)
+
+
+def _two_nodes(
+    tmp_path: Path, bring_up_link1: bool, wait: float, upgrade: bool = False
+) -> list[dict[int, str]]:
+    """Two namespaces joined by a veth pair (one L2, no route out), each with the primary
+    address only, as cloud-init leaves a Debian node; optionally the rendered links script;
+    then both nodes' corosync with the rendered two-link config. Returns node 1's view of
+    node 2 per link, sampled every second for ``wait`` seconds. ``upgrade``: start with one
+    link, then do what `up` does on a running pair (write the two-link file, run the script,
+    ``corosync-cfgtool -R``) once link 0 is connected."""
+    import os
+    import signal
+    import time
+
+    bundle = _cloud_bundle("aws")
+    tag = uuid.uuid4().hex[:6]
+    nss = {"node1": f"hacloud-c1-{tag}", "node2": f"hacloud-c2-{tag}"}
+    primary = {"node1": "192.0.2.11", "node2": "192.0.2.75"}
+    procs: list[subprocess.Popen[bytes]] = []
+    samples: list[dict[int, str]] = []
+    for ns in nss.values():
+        run(["ip", "netns", "add", ns])
+    try:
+        run(["ip", "link", "add", f"hc1{tag}", "type", "veth", "peer", "name", f"hc2{tag}"])
+        for i, (node, ns) in enumerate(nss.items(), start=1):
+            root = write_files(bundle, node, tmp_path / node)
+            conf = root / "etc/corosync/corosync.conf"
+            conf.write_text(
+                conf.read_text().replace(
+                    "keyfile: /etc/corosync/authkey", f"keyfile: {root}/etc/corosync/authkey"
+                )
+            )
+            if upgrade:
+                (root / "two-links.conf").write_text(conf.read_text())
+                conf.write_text(_one_link(conf.read_text()))
+            dev = f"hc{i}{tag}"
+            run(["ip", "link", "set", dev, "netns", ns])
+            setup = f"ip link set lo up; ip link set {dev} up; ip addr add {primary[node]}/24 dev {dev}"
+            if bring_up_link1:
+                setup += f"; sh {root}/usr/local/lib/hacloud/corosync-links.sh"
+            run(["ip", "netns", "exec", ns, "sh", "-c", setup])
+            # private /run, state and log directories: two daemons on one host
+            daemon = (
+                "mount -t tmpfs none /run && mount -t tmpfs none /var/lib/corosync && "
+                "mkdir -p /var/log/corosync && mount -t tmpfs none /var/log/corosync && "
+                f"exec corosync -f -c {conf}"
+            )
+            procs.append(
+                subprocess.Popen(
+                    ["ip", "netns", "exec", ns, "sh", "-c", daemon],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            samples.append(_link_status(nss["node1"]))
+            if upgrade and samples[-1] == {0: "connected"}:
+                upgrade = False
+                for node, ns in nss.items():
+                    root = tmp_path / node / node
+                    (root / "etc/corosync/corosync.conf").write_text((root / "two-links.conf").read_text())
+                    run(["ip", "netns", "exec", ns, "sh", f"{root}/usr/local/lib/hacloud/corosync-links.sh"])
+                run(["ip", "netns", "exec", nss["node1"], "corosync-cfgtool", "-R"])
+                continue
+            if samples[-1] == {0: "connected", 1: "connected"}:
+                break
+    finally:
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        for ns in nss.values():
+            run(["ip", "netns", "del", ns], check=False)
+    return samples
+
+
+@pytest.mark.tools
+def test_two_corosyncs_run_link1_only_when_the_node_has_the_address(tmp_path: Path) -> None:
+    """Two real corosync daemons with the rendered two-link config: with the rendered script
+    run first (as the corosync drop-in does), node 1 sees node 2 connected on link 0 and link 1;
+    without it (a Debian node with only its primary address) link 0 connects and link 1 never
+    does (knet binds the missing address with IP_FREEBIND, so corosync starts and says nothing)."""
+    need("corosync", "corosync-cfgtool", "ip")
+    with_script = _two_nodes(tmp_path / "with", True, 60)
+    assert with_script[-1] == {0: "connected", 1: "connected"}, with_script[-5:]
+    without = _two_nodes(tmp_path / "without", False, len(with_script) + 15)
+    assert any(s.get(0) == "connected" for s in without), without  # the pair itself works
+    assert all(s.get(1) != "connected" for s in without), without
+
+
+@pytest.mark.tools
+def test_a_running_one_link_pair_takes_link1_on_reload(tmp_path: Path) -> None:
+    """What `up` does to a pair an earlier hacloud deployed with one link: the new corosync.conf,
+    the links script (deploy runs it when it changes), then corosync-cfgtool -R: link 1 comes
+    up without restarting corosync."""
+    need("corosync", "corosync-cfgtool", "ip")
+    samples = _two_nodes(tmp_path, False, 90, upgrade=True)
+    assert {0: "connected"} in samples, samples  # it ran with one link first
+    assert samples[-1] == {0: "connected", 1: "connected"}, samples[-5:]

@@ -235,3 +235,35 @@ def test_fuzz_arbitrary_text_never_tracebacks(text: str) -> None:
 @given(trees)
 def test_fuzz_arbitrary_documents_never_traceback(tree: Any) -> None:
     _load_or_report(yaml.safe_dump(tree))
+
+
+@pytest.mark.parametrize(("region", "bad"), [("eu-west-1", True), ("eu-central-1", False), (None, False)])
+def test_fence_aws_region_must_be_the_providers(region: str | None, bad: bool) -> None:
+    """fence_aws finds the instances only in the region they live in (provider.options.region):
+    a different fencing region is refused naming both fields and the fix (issue 15 item 12)."""
+    doc = yaml.safe_load((EXAMPLES / "aws.yaml").read_text())
+    if region:
+        doc["fencing"][0]["region"] = region
+    if not bad:
+        assert parse_spec(yaml.safe_dump(doc), "t.yaml").fencing[0].kind == "fence_aws"
+        return
+    found = [(m, r) for p, _, m, r in problems(yaml.safe_dump(doc)) if p == "fencing[0].region"]
+    assert len(found) == 1, found
+    message, remedy = found[0]
+    assert "eu-west-1" in message and "provider.options.region" in message and "eu-central-1" in message
+    assert "remove `region:`" in remedy
+
+
+def test_cli_refuses_a_region_mismatch_with_exit_2(tmp_path: Path) -> None:
+    doc = yaml.safe_load((EXAMPLES / "aws.yaml").read_text())
+    doc["fencing"][0]["region"] = "us-east-1"
+    spec = tmp_path / "hacloud.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    proc = subprocess.run(
+        [sys.executable, "-m", "hacloud", "check", "-f", str(spec)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "fencing[0].region" in proc.stderr and "provider.options.region" in proc.stderr

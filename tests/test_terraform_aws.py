@@ -144,6 +144,7 @@ def test_dropin_adds_only_the_missing_route_and_down_removes_only_that(
         "volumes": [],
         "groups": [],
         "roles": [],
+        "link_tags": [],  # no link address added to Terraform's instances
     }
     assert instance_facts(ec2) == facts
     assert json.loads((ws.state_dir / RECORD).read_text())["path"] == str(outputs)

@@ -17,10 +17,12 @@ from hacloud.render import resources as r
 from hacloud.render.env import render_template
 from hacloud.render.versions import Targets
 from hacloud.secrets import ClusterSecrets
-from hacloud.spec import AwsMoveIpVip, DemoService, IpmiFencing, RedfishFencing, SbdFencing, Spec
+from hacloud.spec import DemoService, IpmiFencing, RedfishFencing, SbdFencing, Spec
 
 AUTHKEY_PATH = "/etc/corosync/authkey"
 AWS_CONFIG_PATH = "/root/.aws/config"
+LINKS_SCRIPT = "/usr/local/lib/hacloud/corosync-links.sh"
+LINKS_DROPIN = "/etc/systemd/system/corosync.service.d/hacloud-links.conf"
 DEMO_PROGRAM = "/usr/local/lib/hacloud/hacloud-demo.py"
 DEMO_AGENT = "/usr/lib/ocf/resource.d/hacloud/demo"
 DRBD_KEYS = (
@@ -39,6 +41,9 @@ DRBD_KEYS = (
     "ko_count",
     "max_buffers",
 )
+# Resource agents that call `aws --profile <profile>` (default "default"); the CLI refuses a
+# profile that no config file defines, so the VIP never starts without /root/.aws/config.
+AWS_CLI_AGENTS = frozenset({"aws-vpc-move-ip", "awseip", "awsvip", "aws-vpc-route53"})
 COROSYNC_KEYS = ("token", "consensus", "token_retransmits_before_loss_const", "join", "max_messages")
 # Where each family's corosync package logs: Debian's ships /var/log/corosync, RHEL's and SUSE's
 # /var/log/cluster. corosync refuses to start when the logfile's directory is missing
@@ -130,6 +135,49 @@ def corosync_conf(
     )
 
 
+def aws_cli_agents(spec: Spec, inventory: Inventory, profile: Profile) -> list[str]:
+    """The resource agents in the CIB's service group that shell out to the AWS CLI, sorted.
+
+    Decided from the primitives the CIB holds (the same builders ``render_cib`` uses), not from
+    the provider kind: an on-prem pair of EC2 instances runs them as well. fence_aws is not one:
+    it uses boto3 and gets its region as a parameter."""
+    from hacloud.render.cib import group_members
+
+    return sorted(
+        {p.type for p in group_members(spec, inventory, profile) if p.standard == "ocf"} & AWS_CLI_AGENTS
+    )
+
+
+def aws_config(spec: Spec, inventory: Inventory, agents: list[str]) -> str:
+    """``/root/.aws/config`` with the ``[default]`` profile those agents pass to ``aws --profile``.
+
+    The region is the spec's (fence_aws method, else provider.options.region), else the one the
+    provider found the nodes in; with none (on-prem without fence_aws) the file has no region
+    line and AWS CLI v2 asks the instance metadata service for it."""
+    region = r.aws_region(spec) or inventory.network.extra.get("region", "")
+    return render_template("os/aws-config.j2", region=region, agents=", ".join(agents))
+
+
+def link_files(inventory: Inventory, node: NodeInfo) -> list[RenderedFile]:
+    """The secondary link addresses the provider gave the node but its OS may not bring up
+    (``extra["os_links"]``, comma-separated): a script that adds them to the interface holding
+    the node's first link, run by corosync before it starts. None when the provider gave none."""
+    addresses = [a for a in node.extra.get("os_links", "").split(",") if a]
+    if not addresses:
+        return []
+    origin = {"aws": "AWS: a secondary IP of the primary ENI", "azure": "Azure: a second ip configuration"}
+    script = render_template(
+        "os/links.sh.j2",
+        primary=node.links[0],
+        addresses=addresses,
+        origin=origin.get(inventory.provider, inventory.provider),
+    )
+    return [
+        _text(LINKS_SCRIPT, script, 0o755),
+        _text(LINKS_DROPIN, render_template("os/links-dropin.conf.j2", script=LINKS_SCRIPT)),
+    ]
+
+
 def sbd_delay_start(profile: Profile) -> int:
     """token + consensus + pcmk_delay_max + msgwait, in seconds, rounded up."""
     ms = profile.num("corosync.token") + profile.num("corosync.consensus")
@@ -168,8 +216,10 @@ def node_files(
         )
     if isinstance(spec.service, DemoService):
         files += demo_files(spec)
-    if isinstance(spec.vip, AwsMoveIpVip) and r.aws_region(spec):
-        files.append(_text(AWS_CONFIG_PATH, render_template("os/aws-config.j2", region=r.aws_region(spec))))
+    files += link_files(inventory, node)
+    agents = aws_cli_agents(spec, inventory, profile)
+    if agents:
+        files.append(_text(AWS_CONFIG_PATH, aws_config(spec, inventory, agents)))
     for method in spec.fencing:
         if isinstance(method, SbdFencing):
             files += _sbd_files(method, profile, targets)

@@ -13,10 +13,24 @@ import shlex
 from hacloud.checks import Finding
 from hacloud.errors import HacloudError
 from hacloud.model import Inventory, NetworkInfo
-from hacloud.provider import BaseProvider, Capabilities, NodeCheck, NodeNeeds, PowerState
-from hacloud.spec import AwsFencing, AwsMoveIpVip, AwsOptions, Spec
+from hacloud.provider import (
+    BaseProvider,
+    Capabilities,
+    NodeCheck,
+    NodeNeeds,
+    PowerState,
+    with_placeholder_links,
+)
+from hacloud.spec import AwsEipVip, AwsFencing, AwsMoveIpVip, AwsOptions, Spec
 from hacloud.terraform import Candidate, TfResource
 from hacloud.workspace import Workspace
+
+# The AWS CLI (for the CLI agents) and boto3 (for fence_aws), per package manager.
+AWS_PACKAGES = {
+    "apt-get": "awscli python3-boto3 python3-requests",
+    "dnf": "fence-agents-aws awscli2",
+    "zypper": "aws-cli python3-boto3",
+}
 
 
 def region_of(spec: Spec) -> str:
@@ -45,6 +59,11 @@ class AwsProvider(BaseProvider):
         from hacloud_aws.infra import Infra
 
         return Infra(ws, clients(region_of(ws.spec)), apply=apply)
+
+    def planned_inventory(self, spec: Spec) -> Inventory:
+        """The spec's nodes; where the spec names no links, two placeholder links, as `up` makes
+        them (the private IP, and a secondary IP on the primary ENI for corosync link 1)."""
+        return with_placeholder_links(super().planned_inventory(spec), spec)
 
     def check_environment(self) -> None:
         from hacloud_aws.api import require_boto3
@@ -198,13 +217,21 @@ def aws_node_needs(spec: Spec, inventory: Inventory) -> NodeNeeds:
                 "[default] profile (hacloud installs it), and let the node reach the EC2 API",
             )
         )
+    if isinstance(spec.vip, AwsEipVip):
+        commands = ("aws",)
+        checks.append(
+            NodeCheck(
+                "aws.eip_read",
+                "the AWS CLI (as awseip calls it) reads the Elastic IP",
+                f"aws --profile default --region {q(region)} --output text ec2 describe-addresses "
+                f"--allocation-ids {q(spec.vip.allocation_id)} >/dev/null",
+                "give the instance profile ec2:DescribeAddresses, make sure /root/.aws/config has a "
+                "[default] profile (hacloud installs it), and let the node reach the EC2 API",
+            )
+        )
     return NodeNeeds(
         commands=commands,
-        packages={
-            "apt-get": "awscli python3-boto3 python3-requests",
-            "dnf": "fence-agents-aws awscli2",
-            "zypper": "aws-cli python3-boto3",
-        },
+        packages=AWS_PACKAGES,
         checks=tuple(checks),
     )
 

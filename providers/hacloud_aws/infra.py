@@ -23,6 +23,7 @@ from typing import Any
 from hacloud.errors import HacloudError
 from hacloud.infra import Recorder
 from hacloud.model import Inventory, NetworkInfo, NodeInfo
+from hacloud.provider import link_count
 from hacloud.render.resources import drbd_ports
 from hacloud.spec import AwsEipVip, AwsMoveIpVip, AwsOptions, DemoService, NodeSpec
 from hacloud.workspace import Workspace
@@ -41,6 +42,9 @@ from hacloud_aws.tfstate import ebs_device_path
 TAG_CLUSTER = "hacloud:cluster"
 TAG_NODE = "hacloud:node"
 TAG_VOLUME = "hacloud:volume"
+#: on an instance: the secondary private IP hacloud added to its primary ENI for corosync link 1
+#: (addresses cannot be tagged; the tag also tells teardown what to give back on a kept instance)
+TAG_LINK = "hacloud:link1"
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 ROUTES_FILE = "aws-routes.json"
 
@@ -306,7 +310,9 @@ class Infra(Recorder):
                 inst = self.wait_running(inst["InstanceId"], node.name)
             if inst is not None:
                 self._fix_instance(node, inst, sg, profile_arn)
-                out[node.name] = inst
+                out[node.name] = self.ensure_link(node, inst)
+            elif self.adds_link(node):  # a plan: the instance, and then its link address, are to come
+                self.change(f"{node.name}: add a secondary private IP to its primary ENI (corosync link 1)")
         return out
 
     def _fix_instance(self, node: NodeSpec, inst: dict[str, Any], sg: str, profile_arn: str) -> None:
@@ -364,6 +370,82 @@ class Infra(Recorder):
                 "an instance has one profile, so hacloud cannot attach its own",
                 "add the policy `hacloud plan` prints to that profile's role and set nothing else, "
                 "or detach the profile and run `hacloud up` again",
+            )
+
+    # ------------------------------------------------------------------ corosync link 1
+
+    def ensure_link(self, node: NodeSpec, inst: dict[str, Any]) -> dict[str, Any]:
+        """A secondary private IP on the primary ENI for corosync link 1, unless the spec names
+        the node's links; returns the instance as it now is.
+
+        Why a secondary IP and not a second ENI (AWS SAP HA guides: a secondary IP for the
+        redundant ring): both sit on the same Nitro card and subnet, so a second ENI adds no
+        independent path, but it costs a device index, needs source routing on the node (two
+        interfaces in one subnet) and cannot be tagged away cleanly on a kept instance. The
+        address is recorded in the instance tag ``hacloud:link1``: a re-run finds it, a lost
+        address is assigned again under the same IP, teardown gives it back."""
+        if not self.adds_link(node):
+            if _tags(inst.get("Tags")).get(TAG_LINK) and not node.links:  # corosync.links set to 1
+                self.release_link(inst["InstanceId"])
+            return inst
+        eni = primary_eni(inst)
+        if link_address(inst):
+            return inst
+        recorded = _tags(inst.get("Tags")).get(TAG_LINK)
+        eni_id = eni["NetworkInterfaceId"]
+        if not self.change(f"{node.name}: add a secondary private IP to {eni_id} (corosync link 1)"):
+            return inst
+        before = {a["PrivateIpAddress"] for a in eni.get("PrivateIpAddresses", [])}
+        args: dict[str, Any] = {"NetworkInterfaceId": eni_id}
+        if recorded:  # keep the address corosync.conf already names
+            args["PrivateIpAddresses"] = [recorded]
+        else:
+            args["SecondaryPrivateIpAddressCount"] = 1
+        res = call(f"add {node.name}'s link address", self.c.ec2.assign_private_ip_addresses, **args)
+        added = [a["PrivateIpAddress"] for a in res.get("AssignedPrivateIpAddresses", [])]
+        new = [a for a in added if a not in before] or ([recorded] if recorded else [])
+        if len(new) != 1:
+            raise HacloudError(
+                f"{node.name}: EC2 assigned {added} to {eni_id}; hacloud cannot tell which address is new",
+                f"unassign the extra secondary IPs of {eni_id} and run `hacloud up` again",
+            )
+        if new[0] != recorded:
+            call(
+                f"record {node.name}'s link address",
+                self.c.ec2.create_tags,
+                Resources=[inst["InstanceId"]],
+                Tags=[{"Key": TAG_LINK, "Value": new[0]}],
+            )
+        return _with_link(inst, new[0])
+
+    def adds_link(self, node: NodeSpec) -> bool:
+        """Whether hacloud gives ``node`` its link-1 address: the spec names no links and the
+        profile's ``corosync.links`` is 2."""
+        return not node.links and link_count(self.spec) == 2
+
+    def release_link(self, instance_id: str) -> None:
+        """Give back the secondary IP hacloud added to a kept instance, and its tag."""
+        res = call("read an instance", self.c.ec2.describe_instances, InstanceIds=[instance_id])
+        inst = res["Reservations"][0]["Instances"][0]
+        recorded = _tags(inst.get("Tags")).get(TAG_LINK)
+        if not recorded:
+            return
+        eni = primary_eni(inst)
+        if link_address(inst) and self.change(
+            f"remove secondary private IP {recorded} from {eni['NetworkInterfaceId']}"
+        ):
+            call(
+                "remove the link address",
+                self.c.ec2.unassign_private_ip_addresses,
+                NetworkInterfaceId=eni["NetworkInterfaceId"],
+                PrivateIpAddresses=[recorded],
+            )
+        if self.change(f"remove tag {TAG_LINK} from {instance_id}"):
+            call(
+                "remove the link tag",
+                self.c.ec2.delete_tags,
+                Resources=[instance_id],
+                Tags=[{"Key": TAG_LINK}],
             )
 
     # ------------------------------------------------------------------ IAM
@@ -436,7 +518,7 @@ class Infra(Recorder):
 
     def wanted_rules(self, sg: str) -> set[tuple[str, int, int, str]]:
         """(protocol, from, to, source) the cluster needs; source is a group id or a CIDR."""
-        links = max(len(n.links) for n in self.spec.nodes) or 1
+        links = link_count(self.spec)
         port = self.spec.corosync.cluster_port
         rules = {("udp", port + i, port + i, sg) for i in range(links)}
         rules |= {("tcp", port, port, sg) for port in drbd_ports(self.spec)}
@@ -710,12 +792,14 @@ class Infra(Recorder):
             inst = instances.get(node.name)
             if inst is None:
                 ip = str(ipaddress.IPv4Address("203.0.113.11") + i)
+                link1 = str(ipaddress.IPv4Address("203.0.113.21") + i)
                 nodes.append(
                     NodeInfo(
                         node.name,
                         f"PLACEHOLDER-{node.name}",
                         ip,
-                        (ip,),
+                        tuple(str(a) for a in node.links)
+                        or ((ip, link1) if link_count(self.spec) == 2 else (ip,)),
                         ip,
                         volumes[node.name],
                         placeholder=True,
@@ -729,7 +813,8 @@ class Infra(Recorder):
                 if node.address
                 else (str(public) if self.opts.ssh_address == "public" and public else private)
             )
-            links = tuple(str(a) for a in node.links) or (private,)
+            second = link_address(inst) if self.adds_link(node) else None
+            links = tuple(str(a) for a in node.links) or ((private, second) if second else (private,))
             eni = primary_eni(inst)
             nodes.append(
                 NodeInfo(
@@ -741,7 +826,12 @@ class Infra(Recorder):
                     volumes=volumes[node.name],
                     zone=str(inst["Placement"]["AvailabilityZone"]),
                     placeholder=any("placeholder" in d for d in volumes[node.name].values()),
-                    extra={"eni": str(eni["NetworkInterfaceId"]), "subnet": str(inst["SubnetId"])},
+                    extra={
+                        "eni": str(eni["NetworkInterfaceId"]),
+                        "subnet": str(inst["SubnetId"]),
+                        # the OS must hold link 1 itself: Debian configures no secondary IPs
+                        **({"os_links": second} if second and not node.links else {}),
+                    },
                 )
             )
         vip = self.spec.vip
@@ -845,6 +935,7 @@ class Infra(Recorder):
                 self._save_routes(created)
 
     def _release_instance(self, instance_id: str, sg: str) -> None:
+        self.release_link(instance_id)
         res = call("read an instance", self.c.ec2.describe_instances, InstanceIds=[instance_id])
         inst = res["Reservations"][0]["Instances"][0]
         eni = primary_eni(inst)
@@ -957,3 +1048,27 @@ def _permission(proto: str, lo: int, hi: int, source: str) -> dict[str, Any]:
     else:
         perm["IpRanges"] = [{"CidrIp": source, "Description": "hacloud"}]
     return perm
+
+
+def link_address(inst: dict[str, Any]) -> str | None:
+    """The secondary IP of the primary ENI that the ``hacloud:link1`` tag names, if it is there."""
+    recorded = _tags(inst.get("Tags")).get(TAG_LINK)
+    held = {
+        a["PrivateIpAddress"] for a in primary_eni(inst).get("PrivateIpAddresses", []) if not a.get("Primary")
+    }
+    return recorded if recorded in held else None
+
+
+def _with_link(inst: dict[str, Any], address: str) -> dict[str, Any]:
+    """``inst`` as EC2 now describes it: ``address`` on its primary ENI and recorded in its tag."""
+    eni = primary_eni(inst)
+    eni["PrivateIpAddresses"] = [
+        *[a for a in eni.get("PrivateIpAddresses", []) if a["PrivateIpAddress"] != address],
+        {"Primary": False, "PrivateIpAddress": address},
+    ]
+    enis = [
+        eni if e.get("NetworkInterfaceId") == eni["NetworkInterfaceId"] else e
+        for e in inst["NetworkInterfaces"]
+    ]
+    tags = [t for t in inst.get("Tags", []) if t["Key"] != TAG_LINK] + [{"Key": TAG_LINK, "Value": address}]
+    return {**inst, "NetworkInterfaces": enis, "Tags": tags}

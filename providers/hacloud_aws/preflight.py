@@ -89,6 +89,25 @@ def live_checks(infra: Infra, inventory: Inventory) -> list[Finding]:
             "place the nodes in two availability zones so one zone outage leaves a node",
         )
     )
+    for node in inventory.nodes:
+        held = {
+            a["PrivateIpAddress"]
+            for e in instances[node.name].get("NetworkInterfaces", [])
+            for a in e.get("PrivateIpAddresses", [])
+        }
+        lost = [a for a in node.links if a not in held]
+        out.append(
+            _f(
+                "aws.links",
+                not lost,
+                f"{node.name}: corosync link address(es) {', '.join(node.links)} on its interfaces"
+                if not lost
+                else f"{node.name}: corosync link address(es) {', '.join(lost)} no longer on any of its "
+                "interfaces",
+                "run `hacloud up` (it assigns link 1's secondary IP again under the same address), or "
+                "correct nodes[].links",
+            )
+        )
     enis = {primary_eni(i)["NetworkInterfaceId"] for i in instances.values()}
     if isinstance(spec.vip, AwsMoveIpVip):
         cidr = f"{spec.vip.address}/32"

@@ -15,7 +15,14 @@ import shlex
 from hacloud.checks import Finding
 from hacloud.errors import HacloudError
 from hacloud.model import Inventory, NetworkInfo
-from hacloud.provider import BaseProvider, Capabilities, NodeCheck, NodeNeeds, PowerState
+from hacloud.provider import (
+    BaseProvider,
+    Capabilities,
+    NodeCheck,
+    NodeNeeds,
+    PowerState,
+    with_placeholder_links,
+)
 from hacloud.spec import AzureFencing, AzureOptions, Spec
 from hacloud.terraform import Candidate, TfResource
 from hacloud.workspace import Workspace
@@ -47,6 +54,11 @@ class AzureProvider(BaseProvider):
         from hacloud_azure.infra import Infra
 
         return Infra(ws, clients(options_of(ws.spec)), apply=apply)
+
+    def planned_inventory(self, spec: Spec) -> Inventory:
+        """The spec's nodes; where the spec names no links, two placeholder links, as `up` makes
+        them (the NIC's primary ip configuration, and hacloud-link1 for corosync link 1)."""
+        return with_placeholder_links(super().planned_inventory(spec), spec)
 
     def check_environment(self) -> None:
         from hacloud_azure.api import require_sdk

@@ -23,12 +23,17 @@ from typing import Any
 from hacloud.errors import HacloudError
 from hacloud.infra import Recorder
 from hacloud.model import Inventory, NetworkInfo, NodeInfo
+from hacloud.provider import link_count
 from hacloud.render.resources import drbd_ports
 from hacloud.spec import AzureLbVip, AzureOptions, NodeSpec
 from hacloud.workspace import Workspace
 from hacloud_azure.api import Clients, azure_error, call, wire
 
 TAG = "hacloud:cluster"
+#: the NIC ip configuration hacloud adds for corosync link 1 (Microsoft's HA guides: a second
+#: IP per node for a second ring). Never in the load balancer's pool: the HA-ports rule uses
+#: floating IP, which Azure does not support on secondary ip configurations.
+LINK_CONFIG = "hacloud-link1"
 FENCE_ACTIONS = (
     "Microsoft.Compute/*/read",
     "Microsoft.Compute/virtualMachines/powerOff/action",
@@ -176,8 +181,11 @@ class Infra(Recorder):
 
     # ------------------------------------------------------------------ network
 
-    def nsg_body(self, addresses: list[str]) -> dict[str, Any]:
+    def nsg_body(self, addresses: list[str], links: list[str] | None = None) -> dict[str, Any]:
+        """``addresses``: the nodes' primary addresses (DRBD); ``links``: every corosync link
+        address of both nodes (default: the primary ones)."""
         rules: list[dict[str, Any]] = []
+        links = links or addresses
 
         def rule(
             name: str, prio: int, proto: str, ports: list[int], sources: list[str], dests: list[str]
@@ -211,9 +219,9 @@ class Infra(Recorder):
             # The probe comes from the platform address 168.63.129.16, tagged AzureLoadBalancer.
             rule("hacloud-lb-probe", 100, "Tcp", [vip.probe_port], ["AzureLoadBalancer"], ["*"])
         if addresses:
-            links = max(len(n.links) for n in self.spec.nodes) or 1
+            count = link_count(self.spec)
             port = self.spec.corosync.cluster_port
-            rule("hacloud-corosync", 110, "Udp", [port + i for i in range(links)], addresses, addresses)
+            rule("hacloud-corosync", 110, "Udp", [port + i for i in range(count)], links, links)
             drbd = drbd_ports(self.spec)  # one port per DRBD resource, not per volume
             rule("hacloud-drbd", 120, "Tcp", drbd, addresses, addresses)
         if self.opts.admin_cidr:
@@ -221,9 +229,9 @@ class Infra(Recorder):
             rule("hacloud-ssh", 130, "Tcp", ssh, [self.opts.admin_cidr], ["*"])
         return {"location": self.opts.location, "tags": self.tags(), "properties": {"securityRules": rules}}
 
-    def ensure_nsg(self, addresses: list[str]) -> str:
+    def ensure_nsg(self, addresses: list[str], links: list[str] | None = None) -> str:
         name = f"{self.cluster}-nsg"
-        want = self.nsg_body(addresses)
+        want = self.nsg_body(addresses, links)
         have = self._get(
             "read the network security group", self.c.network.network_security_groups.get, self.rg, name
         )
@@ -239,18 +247,24 @@ class Infra(Recorder):
                 )
         return f"{self.rg_id()}/providers/Microsoft.Network/networkSecurityGroups/{name}"
 
-    def nic_body(self, nsg_id: str, pool_id: str | None) -> dict[str, Any]:
-        ipc: dict[str, Any] = {"subnet": {"id": self.opts.subnet_id}, "privateIPAllocationMethod": "Dynamic"}
+    def nic_body(self, node: NodeSpec, nsg_id: str, pool_id: str | None) -> dict[str, Any]:
+        subnet = {"id": self.opts.subnet_id}
+        ipc: dict[str, Any] = {"subnet": subnet, "privateIPAllocationMethod": "Dynamic"}
         if pool_id:
             ipc["loadBalancerBackendAddressPools"] = [{"id": pool_id}]
+        configs = [{"name": "ipconfig1", "properties": {"primary": True, **ipc}}]
+        if self.adds_link(node):
+            configs.append(_link_config(subnet))
         return {
             "location": self.opts.location,
             "tags": self.tags(),
-            "properties": {
-                "ipConfigurations": [{"name": "ipconfig1", "properties": {"primary": True, **ipc}}],
-                "networkSecurityGroup": {"id": nsg_id},
-            },
+            "properties": {"ipConfigurations": configs, "networkSecurityGroup": {"id": nsg_id}},
         }
+
+    def adds_link(self, node: NodeSpec) -> bool:
+        """Whether hacloud gives ``node`` the ip configuration for link 1: the spec names no links
+        and the profile's ``corosync.links`` is 2."""
+        return not node.links and link_count(self.spec) == 2
 
     def nic_ref(self, node: NodeSpec) -> tuple[str, str, bool]:
         """(resource group, name, adopted) of the node's NIC: the primary NIC of a VM that exists
@@ -294,8 +308,17 @@ class Infra(Recorder):
         if "networkSecurityGroup" not in body["properties"]:
             body["properties"]["networkSecurityGroup"] = {"id": nsg_id}
             changed = True
+        configs = body["properties"]["ipConfigurations"]
+        has_link = any(c["name"] == LINK_CONFIG for c in configs)
+        if self.adds_link(node) and not has_link:
+            configs.append(_link_config({"id": primary["subnet"]["id"]}))
+            changed = True
+        elif has_link and not self.adds_link(node):  # corosync.links set to 1: give it back
+            body["properties"]["ipConfigurations"] = [c for c in configs if c["name"] != LINK_CONFIG]
+            changed = True
         if not changed or not self.change(
-            f"{node.name}: put the VM's network interface {name} into the cluster's load balancer pool"
+            f"{node.name}: put the VM's network interface {name} into the cluster's load balancer pool "
+            f"(and give it the ip configuration {LINK_CONFIG} for corosync link 1)"
         ):
             return have
         return self.c.wait(
@@ -314,6 +337,10 @@ class Infra(Recorder):
         if nsg.lower().endswith(f"/networksecuritygroups/{self.cluster}-nsg"):
             del body["properties"]["networkSecurityGroup"]
             changed = True
+        configs = body["properties"]["ipConfigurations"]
+        if any(c["name"] == LINK_CONFIG for c in configs):
+            body["properties"]["ipConfigurations"] = [c for c in configs if c["name"] != LINK_CONFIG]
+            changed = True
         if changed and self.change(
             f"take network interface {name} out of the cluster's load balancer and NSG"
         ):
@@ -325,18 +352,24 @@ class Infra(Recorder):
         rg, name, adopted = self.nic_ref(node)
         if adopted:
             return self.adopt_nic(node, rg, name, pool_id, nsg_id)
-        want = self.nic_body(nsg_id, pool_id)
+        want = self.nic_body(node, nsg_id, pool_id)
         have = self._get(f"read {name}", self.c.network.network_interfaces.get, self.rg, name)
         if have is not None and not _nic_differs(have, want):
             return have
         if not self.change(f"{node.name}: {'create' if have is None else 'update'} network interface {name}"):
             return have
         if have is not None:
-            # keep the address the NIC has: a node's address must not move under corosync
-            ip = have["properties"]["ipConfigurations"][0]["properties"].get("privateIPAddress")
-            cfg = want["properties"]["ipConfigurations"][0]["properties"]
-            if ip:
-                cfg |= {"privateIPAddress": ip, "privateIPAllocationMethod": "Static"}
+            # keep the addresses the NIC has: a node's address must not move under corosync
+            held = {
+                c["name"]: c["properties"].get("privateIPAddress")
+                for c in have["properties"]["ipConfigurations"]
+            }
+            for cfg in want["properties"]["ipConfigurations"]:
+                if held.get(cfg["name"]):
+                    cfg["properties"] |= {
+                        "privateIPAddress": held[cfg["name"]],
+                        "privateIPAllocationMethod": "Static",
+                    }
         return self.c.wait(
             f"write {name}", self.c.network.network_interfaces.begin_create_or_update, self.rg, name, want
         )
@@ -727,20 +760,17 @@ class Infra(Recorder):
         self.validate()
         self.ensure_availability_set()
         # the NSG's node rules name the NICs' addresses, known once the NICs exist
-        nsg = self.ensure_nsg(self._nic_addresses())
+        nsg = self.ensure_nsg(*self._nic_addresses())
         pool = self.ensure_lb()
         nics = {}
         for node in self.spec.nodes:
             nic = self.ensure_nic(node, nsg, pool)
             if nic is not None:
                 nics[node.name] = nic
-        addresses = [
-            nics[n.name]["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"]
-            for n in self.spec.nodes
-            if n.name in nics
-        ]
+        addresses = [primary_address(nics[n.name]) for n in self.spec.nodes if n.name in nics]
+        links = [a for n in self.spec.nodes if n.name in nics for a in self._links(n, nics[n.name])]
         if len(addresses) == 2:
-            self.ensure_nsg(addresses)
+            self.ensure_nsg(addresses, links)
         vms: dict[str, dict[str, Any]] = {}
         for index, node in enumerate(self.spec.nodes):
             disks = [
@@ -757,14 +787,25 @@ class Infra(Recorder):
         self.ensure_role(vms)
         return self.inventory(vms, nics)
 
-    def _nic_addresses(self) -> list[str]:
-        out = []
+    def _nic_addresses(self) -> tuple[list[str], list[str]]:
+        """(primary addresses, every corosync link address) of the two NICs; empty when one is
+        missing."""
+        out: list[str] = []
+        links: list[str] = []
         for node in self.spec.nodes:
             nic = self._node_nic(node)
             if nic is None:
-                return []
-            out.append(nic["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"])
-        return out
+                return [], []
+            out.append(primary_address(nic))
+            links += self._links(node, nic)
+        return out, links
+
+    def _links(self, node: NodeSpec, nic: dict[str, Any]) -> list[str]:
+        """The node's corosync link addresses: the spec's, else the primary and link-1 ones."""
+        if node.links:
+            return [str(a) for a in node.links]
+        second = link_address(nic) if self.adds_link(node) else None
+        return [primary_address(nic), second] if second else [primary_address(nic)]
 
     def inventory(self, vms: dict[str, dict[str, Any]], nics: dict[str, dict[str, Any]]) -> Inventory:
         nodes = []
@@ -772,20 +813,21 @@ class Infra(Recorder):
             vm, nic = vms.get(node.name), nics.get(node.name)
             if vm is None or nic is None:
                 ip = str(ipaddress.IPv4Address("203.0.113.11") + i)
+                link1 = str(ipaddress.IPv4Address("203.0.113.21") + i)
                 nodes.append(
                     NodeInfo(
                         node.name,
                         self.vm_name(node),
                         ip,
-                        (ip,),
+                        tuple(str(a) for a in node.links) or ((ip, link1) if self.adds_link(node) else (ip,)),
                         ip,
                         {v.name: lun_path(k) for k, v in enumerate(self.spec.volumes)},
                         placeholder=True,
                     )
                 )
                 continue
-            ip = nic["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"]
-            links = tuple(str(a) for a in node.links) or (ip,)
+            ip = primary_address(nic)
+            links = tuple(self._links(node, nic))
             luns = {
                 d["managedDisk"]["id"].lower(): d["lun"]
                 for d in vm["properties"]["storageProfile"].get("dataDisks", [])
@@ -807,6 +849,8 @@ class Infra(Recorder):
                     extra={
                         "nic": str(nic["id"]),
                         "principal": str((vm.get("identity") or {}).get("principalId", "")),
+                        # the OS must bring link 1 up itself: Debian configures no secondary IPs
+                        **({"os_links": links[1]} if len(links) == 2 and not node.links else {}),
                     },
                 )
             )
@@ -987,6 +1031,8 @@ def _same_rules(have: dict[str, Any], want: dict[str, Any]) -> bool:
 
 def _nic_differs(have: dict[str, Any], want: dict[str, Any]) -> bool:
     h, w = have["properties"], want["properties"]
+    if {c["name"] for c in h["ipConfigurations"]} != {c["name"] for c in w["ipConfigurations"]}:
+        return True
     if (h.get("networkSecurityGroup") or {}).get("id", "").lower() != w["networkSecurityGroup"]["id"].lower():
         return True
     hi, wi = h["ipConfigurations"][0]["properties"], w["ipConfigurations"][0]["properties"]
@@ -1028,3 +1074,25 @@ def _lb_differs(have: dict[str, Any], want: dict[str, Any]) -> bool:
         return canon(have) != canon(want)
     except (KeyError, IndexError):
         return True
+
+
+def primary_address(nic: dict[str, Any]) -> str:
+    configs = nic["properties"]["ipConfigurations"]
+    primary = next((c for c in configs if c["properties"].get("primary")), configs[0])
+    return str(primary["properties"]["privateIPAddress"])
+
+
+def link_address(nic: dict[str, Any]) -> str | None:
+    """The address of the NIC's ``hacloud-link1`` ip configuration, if it has one."""
+    for c in nic["properties"]["ipConfigurations"]:
+        if c["name"] == LINK_CONFIG and c["properties"].get("privateIPAddress"):
+            return str(c["properties"]["privateIPAddress"])
+    return None
+
+
+def _link_config(subnet: dict[str, Any]) -> dict[str, Any]:
+    # no loadBalancerBackendAddressPools: floating IP is unsupported on secondary ip configs
+    return {
+        "name": LINK_CONFIG,
+        "properties": {"subnet": subnet, "privateIPAllocationMethod": "Dynamic", "primary": False},
+    }

@@ -15,7 +15,7 @@ from typing import Any
 from hacloud.checks import Finding
 from hacloud.model import Inventory
 from hacloud.spec import AzureLbVip
-from hacloud_azure.infra import FENCE_ACTIONS, Infra, system_principal
+from hacloud_azure.infra import FENCE_ACTIONS, LINK_CONFIG, Infra, system_principal
 
 SOURCE = "best-practices.md §3.2 (MS-SLES, MS-RHEL)"
 
@@ -81,6 +81,7 @@ def live_checks(infra: Infra, inventory: Inventory) -> list[Finding]:
                     SOURCE,
                 )
             )
+    out += _links(infra, inventory)
     vip = infra.spec.vip
     if isinstance(vip, AzureLbVip):
         lb = vip_load_balancer(infra, str(vip.address))
@@ -143,3 +144,29 @@ def vip_load_balancer(infra: Infra, address: str) -> dict[str, Any] | None:
             if fe.get("properties", {}).get("privateIPAddress") == address:
                 return item
     return None
+
+
+def _links(infra: Infra, inventory: Inventory) -> list[Finding]:
+    """Every corosync link address of a node is still an address of its NIC (link 1 is the
+    ``hacloud-link1`` ip configuration hacloud added)."""
+    out = []
+    for node in inventory.nodes:
+        nic = infra._node_nic(infra.spec.node(node.name))
+        held = {
+            c["properties"].get("privateIPAddress")
+            for c in ((nic or {}).get("properties") or {}).get("ipConfigurations", [])
+        }
+        lost = [a for a in node.links if a not in held]
+        out.append(
+            _f(
+                "azure.links",
+                not lost,
+                f"{node.name}: corosync link address(es) {', '.join(node.links)} on its network interface"
+                if not lost
+                else f"{node.name}: corosync link address(es) {', '.join(lost)} no longer on its network "
+                "interface",
+                f"run `hacloud up` (it adds the ip configuration {LINK_CONFIG} again, then deploys the "
+                "new address), or correct nodes[].links",
+            )
+        )
+    return out

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from hacloud.errors import HacloudError
 from hacloud.model import Inventory
-from hacloud.provider import BaseProvider, Capabilities, PowerState
+from hacloud.provider import BaseProvider, Capabilities, NodeNeeds, PowerState
+from hacloud.spec import AwsFencing, Spec
 from hacloud.workspace import Workspace
 
 
@@ -50,6 +51,20 @@ class OnpremProvider(BaseProvider):
         from hacloud_onprem.power import run_agent
 
         run_agent(ws, node, "on")
+
+    def node_needs(self, spec: Spec, inventory: Inventory) -> NodeNeeds:
+        """EC2 instances brought as on-prem hosts: the AWS CLI where an agent in the CIB calls it
+        (``aws`` must exist, or the VIP never starts), and the AWS packages for fence_aws."""
+        from hacloud_aws import AWS_PACKAGES
+
+        from hacloud.profiles import load_profile
+        from hacloud.render.files import aws_cli_agents
+
+        profile = load_profile(spec.profile_name).with_overrides(spec.overrides)
+        cli = bool(aws_cli_agents(spec, inventory, profile))
+        if not cli and not any(isinstance(m, AwsFencing) for m in spec.fencing):
+            return NodeNeeds()
+        return NodeNeeds(commands=("aws",) if cli else (), packages=AWS_PACKAGES)
 
     def teardown(self, ws: Workspace, delete_volumes: bool = False) -> None:
         raise HacloudError(

@@ -12,9 +12,10 @@ other, independent defence):
 - ``*.ocf.j2``, ``*.sh.j2`` (shell): only the output of the ``sh`` filter (``shlex.quote``)
   or of ``xml`` (inside quoted here-documents) or plain tokens of ``[A-Za-z0-9_./:@%+,=-]``.
 - ``drbd/``, ``corosync/`` (directive languages): one token, no blank, quote, ``;``, braces or
-  ``#``; anything else would start a new directive or section.
+  ``#``; anything else would start a new directive or section. Paths go through
+  ``drbd_string`` (a quoted DRBD string).
 - everything else (line-based files: sysctl, ini, environment files): one line without
-  quotes, ``$``, backquote or backslash.
+  quotes, ``$``, backquote, backslash, ``=``, ``|`` or ``#``.
 
 A refused value raises :class:`UnsafeValue` (exit 2): it means a value slipped past the
 load-time grammar, which is a bug to report, never something to write.
@@ -47,8 +48,9 @@ class UnsafeValue(HacloudError):
 # XML 1.0 cannot hold these at all, not even as character references.
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _SHELL_TOKEN = re.compile(r"[A-Za-z0-9_./:@%+,=-]*")
-_DIRECTIVE_TOKEN = re.compile(r"[^\s\"';{}#\\$`]*")
-_LINE = re.compile(r"[^\x00-\x1f\x7f\"'$`\\]*")
+_DIRECTIVE_TOKEN = re.compile(r"[^\s\x00-\x1f\x7f\"';{}#\\$`]*")
+# '=', '|' and '#' too: a second `key = value` on the line, a pipe (kernel.core_pattern), a comment.
+_LINE = re.compile(r"[^\x00-\x1f\x7f\"'$`\\=|#]*")
 
 
 def _refuse(dialect: str, value: str, why: str) -> UnsafeValue:
@@ -75,6 +77,16 @@ def xml_comment(value: object) -> Markup:
     while "--" in text:
         text = text.replace("--", "-&#45;-")
     return Markup(text)  # noqa: S704 (escaped by xml_text above)
+
+
+def drbd_string(value: object) -> Markup:
+    """``value`` as one quoted DRBD string (drbdadm's scanner: backslash escapes, one line);
+    a bare word ends at ``:``, ``,``, ``@`` or ``+``, which by-path device names contain."""
+    text = str(value)
+    if re.search(r"[\x00-\x1f\x7f]", text):
+        raise _refuse("a DRBD file", text, "holds a control character")
+    quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+    return Markup(f'"{quoted}"')  # noqa: S704 (a quoted DRBD string, not HTML)
 
 
 def sh_quote(value: object) -> Markup:
@@ -131,6 +143,8 @@ def environment(dialect: str = "line") -> jinja2.Environment:
     # shell word means nothing to drbdadm, for instance.
     if dialect == "shell":
         env.filters["sh"] = sh_quote
+    if dialect == "directive":
+        env.filters["drbd_string"] = drbd_string
     if dialect in ("shell", "xml"):
         env.filters["xml"] = xml_text
     if dialect == "xml":

@@ -23,7 +23,7 @@ HOSTNAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 HOST = r"^[A-Za-z0-9]([A-Za-z0-9.:-]{0,252})$"
 # Absolute paths on a node: components of a safe charset (shlex.quote leaves them as they are),
 # no empty component; `.`/`..` components are refused by _path below.
-SAFE_PATH = r"^(/[A-Za-z0-9._@+:,=-]+)+/?$"
+SAFE_PATH = r"^(/[A-Za-z0-9._@+:,-]+)+/?$"
 # Provider ids in the inventory: EC2 ids, Azure VM names, lab guests, PLACEHOLDER-<node>.
 PROVIDER_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$"
 AWS_INSTANCE_ID = r"^i-[0-9a-f]{8,17}$"
@@ -99,7 +99,7 @@ _RTB = (ROUTE_TABLE, "a route table id", "rtb-0123456789abcdef0")
 _EXTRA = (EXTRA_TEXT, "one line of text", "subnet-0123456789abcdef0")
 _PATH = (
     SAFE_PATH,
-    "an absolute path of letters, digits and ._@+:,=- (no blank, quote, $ or empty component)",
+    "an absolute path of letters, digits and ._@+:,- (no blank, quote, $ or empty component)",
     "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4",
 )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import configparser
 import os
 import re
+import shlex
 import subprocess
 import uuid
 import xml.etree.ElementTree as ET
@@ -94,15 +95,17 @@ def drbd_dump(bundle: Bundle, node: str, tmp: Path, drbdadm: str = "drbdadm") ->
 
 
 def drbd_structure(dump: str) -> dict[str, object]:
-    """Resources, hosts, disks, addresses and every option name of a ``drbdadm dump``."""
+    """Resources, hosts, disks, addresses and every option name of a ``drbdadm dump`` (one
+    directive per line; a quoted string is one word, whatever it holds)."""
+    body = r'(?:"(?:[^"\\\n]|\\.)*"|[^{};"\n])*'  # words and quoted strings, on one line
     return {
-        "resources": re.findall(r"^resource\s+(\S+)", dump, re.M),
-        "hosts": re.findall(r"^\s+on\s+(\S+)\s*\{", dump, re.M),
-        "disks": re.findall(r"^\s+disk\s+(\S+);", dump, re.M),
-        "addresses": re.findall(r"^\s+address\s+(.+);", dump, re.M),
-        "options": sorted(set(re.findall(r"^\s+([a-z][a-z0-9-]*)\s+[^{;]*;", dump, re.M))),
-        "two_primaries": "allow-two-primaries" in dump,
-        "protocols": re.findall(r"^\s+protocol\s+(\S+);", dump, re.M),
+        "resources": re.findall(r"^resource[ \t]+(\S+)", dump, re.M),
+        "hosts": re.findall(r"^[ \t]+on[ \t]+(\S+)[ \t]*\{", dump, re.M),
+        "disks": re.findall(rf"^[ \t]+disk[ \t]+({body});[ \t]*$", dump, re.M),
+        "addresses": re.findall(rf"^[ \t]+address[ \t]+({body});[ \t]*$", dump, re.M),
+        "options": sorted(set(re.findall(rf"^[ \t]+([a-z][a-z0-9-]*)[ \t]+{body};[ \t]*$", dump, re.M))),
+        "two_primaries": re.search(r"^[ \t]+allow-two-primaries[ \t;]", dump, re.M) is not None,
+        "protocols": re.findall(r"^[ \t]+protocol[ \t]+(\S+);", dump, re.M),
     }
 
 
@@ -137,8 +140,14 @@ def corosync_test(text: str, key: Path, addresses: list[str], tmp: Path) -> subp
     ns = f"hacloud-i-{uuid.uuid4().hex[:8]}"
     run(["ip", "netns", "add", ns])
     try:
-        setup = "ip link set lo up; " + "; ".join(f"ip addr add {a}/32 dev lo" for a in addresses)
-        return run(["ip", "netns", "exec", ns, "sh", "-c", f"{setup}; corosync -t -c {conf}"], check=False)
+        # quoted: the addresses come from the file under test (this harness must not be injectable)
+        setup = "ip link set lo up; " + "; ".join(
+            f"ip addr add {shlex.quote(a + '/32')} dev lo" for a in addresses
+        )
+        return run(
+            ["ip", "netns", "exec", ns, "sh", "-c", f"{setup}; corosync -t -c {shlex.quote(str(conf))}"],
+            check=False,
+        )
     finally:
         run(["ip", "netns", "del", ns], check=False)
 

@@ -35,13 +35,12 @@ from injection_tools import (
 )
 
 from hacloud.checks import run_checks
-from hacloud.errors import SpecError
+from hacloud.errors import HacloudError, SpecError
 from hacloud.inventory import check_inventory_matches, load_inventory
 from hacloud.model import Inventory
 from hacloud.profiles import load_profile
 from hacloud.provider import get_provider
 from hacloud.render import Bundle, effective_profile, render_all
-from hacloud.render.env import UnsafeValue, environment
 from hacloud.spec import Spec
 
 HOSTILE_USER = 'admin" name="pcmk_host_list" value="node1'
@@ -122,6 +121,8 @@ def test_newline_or_control_character_in_a_bmc_user_is_refused_at_load() -> None
 def test_every_xml_template_is_escaped_and_none_opts_out() -> None:
     """Autoescape (plus the XML finalizer) is on for every *.xml.j2; `|safe` or Markup in a
     template would switch it off for a value, so none may use them."""
+    from hacloud.render.env import environment
+
     templates = sorted((REPO / "templates").rglob("*.xml.j2"))
     assert templates
     for path in templates:
@@ -301,7 +302,7 @@ def test_an_override_that_bypassed_validation_adds_no_drbd_directive(version: st
     doc["targets"] = {"drbd": version}
     spec = spec_of(doc)
     clean = drbd_structure(drbd_dump(render(spec), "node1", tmp_path, drbdadm))
-    with pytest.raises(UnsafeValue, match=r"global_common\.conf"):
+    with pytest.raises(HacloudError, match=r"global_common\.conf"):
         render(spec, **{"drbd.after_sb_2pri": "disconnect; protocol A; allow-two-primaries yes"})
     legit = drbd_structure(
         drbd_dump(
@@ -314,7 +315,7 @@ def test_an_override_that_bypassed_validation_adds_no_drbd_directive(version: st
 def test_a_sysctl_override_that_bypassed_validation_adds_no_setting() -> None:
     spec = spec_of(onprem_doc(profile="azure"))
     clean = sysctl_settings(node_file(render(spec), "/etc/sysctl.d/90-hacloud.conf"))
-    with pytest.raises(UnsafeValue, match=r"90-hacloud|sysctl"):
+    with pytest.raises(HacloudError, match=r"90-hacloud|sysctl"):
         render(spec, **{"sysctl.vm.swappiness": "10\nkernel.core_pattern = |/bin/sh -c id"})
     settings = sysctl_settings(
         node_file(render(spec, **{"sysctl.vm.swappiness": 5}), "/etc/sysctl.d/90-hacloud.conf")
@@ -356,7 +357,7 @@ def test_the_aws_config_gets_no_second_key_from_a_region_that_bypassed_validatio
     clean = aws_config(node_file(render(spec), "/root/.aws/config"))
     assert clean == {"default": {"region": "eu-central-1", "output": "text"}}
     method = spec.fencing[0].model_copy(update={"region": "eu-central-1\ncredential_process = /bin/sh -c id"})
-    with pytest.raises(UnsafeValue, match="aws-config"):
+    with pytest.raises(HacloudError, match="aws-config"):
         render(spec.model_copy(update={"fencing": [method]}))
 
 
@@ -420,11 +421,16 @@ def test_inventory_values_that_bypassed_validation_add_no_corosync_or_drbd_direc
             "        address 192.0.2.99"
         },
         {"volumes": {"r0": "/dev/sdb;\n        meta-disk /dev/sdz"}},
-        {"volumes": {"r0": "/dev/sdb; meta-disk /dev/sdz"}},
     ):
         bad = dataclasses.replace(inv, nodes=(dataclasses.replace(n1, **change), inv.nodes[1]))
-        with pytest.raises(UnsafeValue, match=r"corosync\.conf|\.res"):
+        with pytest.raises(HacloudError, match=r"corosync\.conf|\.res"):
             render(spec, bad)
+    # on one line, a device path is one quoted DRBD string: written, and it stays one disk
+    odd = dataclasses.replace(n1, volumes={"r0": '/dev/sdb; meta-disk /dev/sdz "x"'})
+    dump = drbd_dump(render(spec, dataclasses.replace(inv, nodes=(odd, inv.nodes[1]))), "node1", tmp_path)
+    got = drbd_structure(dump)
+    assert {k: v for k, v in got.items() if k != "disks"} == {k: v for k, v in clean.items() if k != "disks"}
+    assert got["disks"] == ['"/dev/sdb; meta-disk /dev/sdz \\"x\\""', clean["disks"][1]]  # type: ignore[index]
 
 
 def test_a_matched_inventory_names_provider_ids_that_are_not_the_providers_grammar() -> None:

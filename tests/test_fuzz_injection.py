@@ -241,6 +241,13 @@ SPEC_FIELDS: list[tuple[str, Path_, bool]] = [
     ("azure-provider", ("provider", "options", "subscription_id"), True),
     ("azure-provider", ("provider", "options", "vm_size"), True),
     ("azure-provider", ("provider", "options", "admin_user"), True),
+    ("azure-provider", ("provider", "options", "arm_endpoint"), True),
+    ("azure-provider", ("provider", "options", "subnet_id"), True),
+    ("azure-provider", ("provider", "options", "zones", 0), True),
+    ("azure-provider", ("provider", "options", "image"), True),
+    ("aws-provider", ("provider", "options", "ami"), True),
+    ("aws-provider", ("provider", "options", "tags", "team"), True),
+    ("aws-provider", ("vip", "route_tables", 1), True),
     ("ipmi", ("overrides", "drbd.after_sb_2pri"), True),
     ("ipmi", ("overrides", "drbd.on_io_error"), True),
     ("ipmi", ("overrides", "drbd.c_max_rate"), True),
@@ -522,6 +529,29 @@ def _rings(conf: str) -> list[tuple[str, str]]:
     return out
 
 
+def judge_node_checks(spec: Spec, inventory: Inventory | None, tmp: Path) -> None:
+    """The provider's pre-fencing checks run as root shell lines on the nodes: each parses
+    (``sh -n``) and, run without network in a sandbox, plants no marker."""
+    inv = inventory or get_provider(spec.provider.kind).planned_inventory(spec)
+    for check in get_provider(spec.provider.kind).node_needs(spec, inv).checks:
+        if _once("check", check.command):
+            sh_syntax_ok(check.command)
+            _, planted = sandboxed(check.command, [], tmp, (_stubs(tmp),))
+            assert not planted, check.command
+
+
+def _stubs(tmp: Path) -> Path:
+    """Quiet stand-ins for the programs the checks call (the shell line is under test, not
+    the AWS CLI, whose start-up alone costs half a second)."""
+    stubs = tmp / "stubs"
+    if not stubs.exists():
+        stubs.mkdir()
+        for name in ("aws", "fence_aws", "fence_azure_arm", "curl", "python3"):
+            (stubs / name).write_text("#!/bin/sh\nexit 0\n")
+            (stubs / name).chmod(0o755)
+    return stubs
+
+
 def judge(
     bundle: Bundle,
     clean: Bundle,
@@ -576,6 +606,7 @@ def test_spec_field_through_the_loader(
         return
     clean_spec, clean, _ = _clean(base)
     bundle = render(spec)  # accepted by the grammar: it must render, no UnsafeValue
+    judge_node_checks(spec, None, tmp)
     same = str(get_in(spec, path)) == value if bypass else False
     marked = render(replace_in(clean_spec, path, SENTINEL)) if same else None
     judge(bundle, clean, tmp, marked, value if same else None)
@@ -601,6 +632,7 @@ def test_spec_field_past_the_loader(
         return
     event("past the loader: written and judged")
     judge(bundle, clean, tmp, render(replace_in(clean_spec, path, SENTINEL)), value, bypassed=True)
+    judge_node_checks(spec, None, tmp)
 
 
 @pytest.mark.parametrize(("base", "path", "key"), KEY_FIELDS, ids=[f"{b}:{k}" for b, _, k in KEY_FIELDS])
@@ -677,6 +709,7 @@ def test_inventory_field_both_ways(base: str, path: Path_, data: st.DataObject, 
         loaded = None
     if loaded is not None:
         judge(render(spec, loaded), clean, tmp)
+        judge_node_checks(spec, loaded, tmp)
     # past the loader
     try:
         bundle = render(spec, replace_in(inv, path, value))
@@ -686,6 +719,7 @@ def test_inventory_field_both_ways(base: str, path: Path_, data: st.DataObject, 
         return
     event("past the loader: written and judged")
     judge(bundle, clean, tmp, render(spec, replace_in(inv, path, SENTINEL)), value, bypassed=True)
+    judge_node_checks(spec, replace_in(inv, path, value), tmp)
 
 
 # ---------------------------------------------------------------- Terraform import
@@ -741,6 +775,7 @@ def test_terraform_value_through_the_import(field: tuple[str, ...], data: st.Dat
         spec, import_inventory(spec, TerraformSource(_clean_state_file(tmp)), get_provider("aws")).inventory
     )
     judge(render(spec, inv), clean, tmp)
+    judge_node_checks(spec, inv, tmp)
 
 
 def _tf_doc() -> dict[str, Any]:

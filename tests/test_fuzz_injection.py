@@ -725,19 +725,63 @@ def test_inventory_field_both_ways(base: str, path: Path_, data: st.DataObject, 
 # ---------------------------------------------------------------- Terraform import
 
 
-TF_FIELDS: list[tuple[str, ...]] = [
-    ("id",),
-    ("private_ip",),
-    ("public_ip",),
-    ("availability_zone",),
-    ("tags", "Name"),
-    ("volume_id",),
+def azure_state(**node1: Any) -> dict[str, Any]:
+    """A hand-written azurerm state (format 4): two Linux VMs, each with a data disk at LUN 0."""
+    rg = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg"
+
+    def vm(vm_name: str, i: int, **attrs: Any) -> dict[str, Any]:
+        base = {
+            "id": f"{rg}/providers/Microsoft.Compute/virtualMachines/{vm_name}",
+            "name": vm_name,
+            "computer_name": vm_name,
+            "private_ip_address": f"192.0.2.{11 + i}",
+            "zone": str(i + 1),
+        }
+        base.update(attrs)
+        return {
+            "mode": "managed",
+            "type": "azurerm_linux_virtual_machine",
+            "name": vm_name,
+            "instances": [{"attributes": base}],
+        }
+
+    vms = [vm("node1", 0, **node1), vm("node2", 1)]
+    attach = [
+        {
+            "mode": "managed",
+            "type": "azurerm_virtual_machine_data_disk_attachment",
+            "name": f"d{i}",
+            "instances": [
+                {"attributes": {"virtual_machine_id": v["instances"][0]["attributes"]["id"], "lun": 0}}
+            ],
+        }
+        for i, v in enumerate(vms)
+    ]
+    return {"version": 4, "terraform_version": "1.9.0", "resources": [*vms, *attach], "outputs": {}}
+
+
+# ---------------------------------------------------------------- Terraform import
+
+
+TF_FIELDS: list[tuple[str, tuple[str, ...], str]] = [
+    ("aws", ("id",), "i-0123456789abcdef0"),
+    ("aws", ("private_ip",), "192.0.2.11"),
+    ("aws", ("public_ip",), "198.51.100.11"),
+    ("aws", ("availability_zone",), "eu-central-1a"),
+    ("aws", ("tags", "Name"), "node1"),
+    ("aws", ("volume_id",), "vol-0123456789abcdef0"),
+    ("azure", ("name",), "node1"),
+    ("azure", ("computer_name",), "node1"),
+    ("azure", ("private_ip_address",), "192.0.2.11"),
+    ("azure", ("zone",), "1"),
 ]
 
 
-def _state(field: tuple[str, ...], value: str) -> dict[str, Any]:
+def _state(kind: str, field: tuple[str, ...], value: str) -> dict[str, Any]:
     from test_injection import aws_state
 
+    if kind == "azure":
+        return azure_state(**{field[0]: value})
     if field == ("volume_id",):
         return aws_state(_volume=value)
     if field == ("tags", "Name"):
@@ -745,49 +789,63 @@ def _state(field: tuple[str, ...], value: str) -> dict[str, Any]:
     return aws_state(**{field[0]: value})
 
 
-@pytest.mark.parametrize("field", TF_FIELDS, ids=[".".join(f) for f in TF_FIELDS])
+@pytest.mark.parametrize(
+    ("kind", "field", "base"), TF_FIELDS, ids=[f"{k}:{'.'.join(f)}" for k, f, _ in TF_FIELDS]
+)
 @FUZZ
 @given(data=st.data())
-def test_terraform_value_through_the_import(field: tuple[str, ...], data: st.DataObject, tmp: Path) -> None:
+def test_terraform_value_through_the_import(
+    kind: str, field: tuple[str, ...], base: str, data: st.DataObject, tmp: Path
+) -> None:
     from hacloud.terraform import TerraformSource, import_inventory
 
-    spec = spec_of(_tf_doc())
-    base = {
-        ("id",): "i-0123456789abcdef0",
-        ("private_ip",): "192.0.2.11",
-        ("public_ip",): "198.51.100.11",
-        ("availability_zone",): "eu-central-1a",
-        ("tags", "Name"): "node1",
-        ("volume_id",): "vol-0123456789abcdef0",
-    }[field]
+    spec = spec_of(_tf_doc(kind))
     value = data.draw(hostile(base), label="value")
-    file = tmp / f"state-{_digest(value)[:10]}.tfstate"
-    file.write_text(json.dumps(_state(field, value)))
+    file = tmp / f"state-{_digest(kind, value)[:10]}.tfstate"
+    file.write_text(json.dumps(_state(kind, field, value)))
     try:
-        inv = import_inventory(spec, TerraformSource(file), get_provider("aws")).inventory
+        inv = import_inventory(spec, TerraformSource(file), get_provider(kind)).inventory
     except SpecError as exc:
         assert exc.exit_code == 2 and exc.problems
+        event("refused on import")
         return
     except HacloudError as exc:  # e.g. the Name tag no longer picks a node: listed, exit 1
         assert exc.remedy and "refusing to write" not in exc.message
+        event("refused on import (no node matches)")
         return
-    clean = render(
-        spec, import_inventory(spec, TerraformSource(_clean_state_file(tmp)), get_provider("aws")).inventory
-    )
+    event("imported, rendered and judged")
+    clean_file = tmp / f"clean-{kind}.tfstate"
+    clean_file.write_text(json.dumps(_state(kind, field, base)))
+    clean = render(spec, import_inventory(spec, TerraformSource(clean_file), get_provider(kind)).inventory)
     judge(render(spec, inv), clean, tmp)
     judge_node_checks(spec, inv, tmp)
 
 
-def _tf_doc() -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.safe_load((REPO / "templates/init/aws.yaml").read_text())
-    doc["provider"]["options"]["ssh_address"] = "public"
+def _tf_doc(kind: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((REPO / f"templates/init/{kind}.yaml").read_text())
+    if kind == "aws":
+        doc["provider"]["options"]["ssh_address"] = "public"
     return doc
 
 
-def _clean_state_file(tmp: Path) -> Path:
-    from test_injection import aws_state
+@pytest.mark.parametrize("kind", ["aws", "azure"])
+def test_the_clean_hand_written_states_import(kind: str, tmp_path: Path) -> None:
+    """The fuzzed states are real imports: unchanged, both nodes come out with their disk."""
+    from hacloud.terraform import TerraformSource, import_inventory
 
-    file = tmp / "clean.tfstate"
-    if not file.exists():
-        file.write_text(json.dumps(aws_state()))
-    return file
+    file = tmp_path / "terraform.tfstate"
+    file.write_text(
+        json.dumps(
+            _state(
+                kind, ("id",) if kind == "aws" else ("zone",), "i-0123456789abcdef0" if kind == "aws" else "1"
+            )
+        )
+    )
+    inv = import_inventory(spec_of(_tf_doc(kind)), TerraformSource(file), get_provider(kind)).inventory
+    assert [n.name for n in inv.nodes] == ["node1", "node2"]
+    assert all(len(n.volumes) == 1 and n.links for n in inv.nodes)
+    hostile = "node1'; touch INJECTED; '" if kind == "azure" else "i-0'; touch INJECTED; '"
+    file.write_text(json.dumps(_state(kind, ("name",) if kind == "azure" else ("id",), hostile)))
+    with pytest.raises(SpecError) as err:
+        import_inventory(spec_of(_tf_doc(kind)), TerraformSource(file), get_provider(kind))
+    assert "nodes[0].id" in [p.path for p in err.value.problems]

@@ -590,3 +590,68 @@ def test_render_cli_refuses_a_hostile_inventory_with_exit_2(tmp_path: Path) -> N
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "nodes[0].links[0]" in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("dialect", "value"),
+    [
+        ("drbd", "disconnect; protocol A"),
+        ("drbd", "a}b"),
+        ("drbd", "a b"),
+        ("drbd", "x\x00"),
+        ("corosync", "192.0.2.11\n        ring1_addr: 203.0.113.9"),
+        ("corosync", "a{"),
+        ("line", "10\nkernel.core_pattern = |/bin/sh"),
+        ("line", "eu-central-1 = x"),
+        ("line", "|/bin/sh"),
+        ("line", "$(id)"),
+        ("line", "a\ud800"),
+        ("shell", "$(id)"),
+        ("shell", "a b"),
+        ("shell", "'"),
+        ("xml", "a\x01"),
+        ("xml", "a\ud800"),
+    ],
+)
+def test_each_language_guard_refuses_a_raw_value_that_would_escape_it(dialect: str, value: str) -> None:
+    """The writing side on its own: a template that forgot to quote still cannot write it."""
+    from hacloud.render.env import environment
+
+    with pytest.raises(HacloudError, match="refusing to write") as err:
+        environment(dialect).from_string("x {{ v }} y").render(v=value)
+    assert err.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("dialect", "template", "value", "parse"),
+    [
+        ("shell", 'v={{ v | sh }}; printf %s "$v"', "a b$(touch INJECTED)'\"\n`x`", "sh"),
+        ("drbd", "{{ v | drbd_string }}", 'a"b\\c;d}', "drbd"),
+        ("xml", '<x a="{{ v }}"/>', "a&b<\"'\n\t", "xml"),
+    ],
+)
+def test_each_language_quotes_what_it_is_given(
+    dialect: str, template: str, value: str, parse: str, tmp_path: Path
+) -> None:
+    """The quoting filters read back as exactly the value, by the language's own parser."""
+    from hacloud.render.env import environment
+
+    out = environment(dialect).from_string(template).render(v=value)
+    if parse == "sh":
+        got, planted = sandboxed(out, [], tmp_path)
+        assert got == value and not planted
+    elif parse == "xml":
+        assert ET.fromstring(out).get("a") == value
+    else:
+        conf = tmp_path / "r.res"
+        conf.write_text(
+            "resource r0 {\n device /dev/drbd0;\n meta-disk internal;\n"
+            f" on node1 {{ disk {out}; address 192.0.2.11:7789; }}\n"
+            " on node2 { disk /dev/sdb; address 192.0.2.12:7789; }\n}\n"
+        )
+        need("drbdadm")
+        from tools import DRBDADM84, run
+
+        need(DRBDADM84)
+        dump = run([DRBDADM84, "-c", str(conf), "dump", "all"]).stdout
+        assert f"disk {out};" in re.sub(r"disk\s+", "disk ", dump)

@@ -10,10 +10,11 @@ other, independent defence):
 - ``*.xml.j2``: XML-escaped, newlines and tabs as character references, so an attribute reads
   back exactly as given; characters XML cannot hold are refused.
 - ``*.ocf.j2``, ``*.sh.j2`` (shell): only the output of the ``sh`` filter (``shlex.quote``)
-  or of ``xml`` (inside quoted here-documents) or plain tokens of ``[A-Za-z0-9_./:@%+,=-]``.
-- ``drbd/``, ``corosync/`` (directive languages): one token, no blank, quote, ``;``, braces or
-  ``#``; anything else would start a new directive or section. Paths go through
-  ``drbd_string`` (a quoted DRBD string).
+  or of ``heredoc_xml`` (inside quoted here-documents) or plain tokens of
+  ``[A-Za-z0-9_./:@%+,=-]``.
+- ``drbd/``, ``corosync/`` (directive languages): one token, no blank, quote, ``;``, braces,
+  ``#`` or control character; anything else would start a new directive or section. DRBD
+  paths go through ``drbd_string`` (a quoted DRBD string).
 - everything else (line-based files: sysctl, ini, environment files): one line without
   quotes, ``$``, backquote, backslash, ``=``, ``|`` or ``#``.
 
@@ -45,12 +46,14 @@ class UnsafeValue(HacloudError):
     exit_code = 2
 
 
-# XML 1.0 cannot hold these at all, not even as character references.
-_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# XML 1.0 cannot hold these at all, not even as character references; lone surrogates cannot
+# be written as UTF-8 at all.
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 _SHELL_TOKEN = re.compile(r"[A-Za-z0-9_./:@%+,=-]*")
-_DIRECTIVE_TOKEN = re.compile(r"[^\s\x00-\x1f\x7f\"';{}#\\$`]*")
+_DIRECTIVE_TOKEN = re.compile(r"[^\s\x00-\x1f\x7f\ud800-\udfff\"';{}#\\$`]*")
 # '=', '|' and '#' too: a second `key = value` on the line, a pipe (kernel.core_pattern), a comment.
-_LINE = re.compile(r"[^\x00-\x1f\x7f\"'$`\\=|#]*")
+_LINE = re.compile(r"[^\x00-\x1f\x7f\ud800-\udfff\"'$`\\=|#]*")
 
 
 def _refuse(dialect: str, value: str, why: str) -> UnsafeValue:
@@ -62,7 +65,9 @@ def _refuse(dialect: str, value: str, why: str) -> UnsafeValue:
 
 
 def xml_text(value: object) -> Markup:
-    """``value`` as XML attribute/element text that parses back to exactly ``value``."""
+    """``value`` as XML attribute/element text that parses back to exactly ``value``. In a
+    shell script (``heredoc_xml``) only inside a quoted here-document: it holds no newline, so
+    it cannot end the document, but outside one ``&``, ``;`` and blanks mean something."""
     text = str(value)
     if _XML_ILLEGAL.search(text):
         raise _refuse("XML", text, "holds a character XML cannot represent")
@@ -83,7 +88,7 @@ def drbd_string(value: object) -> Markup:
     """``value`` as one quoted DRBD string (drbdadm's scanner: backslash escapes, one line);
     a bare word ends at ``:``, ``,``, ``@`` or ``+``, which by-path device names contain."""
     text = str(value)
-    if re.search(r"[\x00-\x1f\x7f]", text):
+    if _CONTROL.search(text):
         raise _refuse("a DRBD file", text, "holds a control character")
     quoted = text.replace("\\", "\\\\").replace('"', '\\"')
     return Markup(f'"{quoted}"')  # noqa: S704 (a quoted DRBD string, not HTML)
@@ -91,7 +96,12 @@ def drbd_string(value: object) -> Markup:
 
 def sh_quote(value: object) -> Markup:
     """``value`` as one shell word (``shlex.quote``): never expanded, split or run."""
-    return Markup(shlex.quote(str(value)))  # noqa: S704 (marks a quoted shell word, not HTML)
+    text = str(value)
+    if re.search("[\x00\ud800-\udfff]", text):
+        # a quoted newline is still one word; a NUL byte is dropped by sh, a lone surrogate
+        # cannot be written at all
+        raise _refuse("a shell script", text, "holds a NUL byte or a lone surrogate")
+    return Markup(shlex.quote(text))  # noqa: S704 (marks a quoted shell word, not HTML)
 
 
 def _finalizer(dialect: str) -> Callable[[Any], Any]:
@@ -99,8 +109,8 @@ def _finalizer(dialect: str) -> Callable[[Any], Any]:
         return lambda v: v if isinstance(v, Markup) else xml_text(v)
     if dialect == "shell":
         return _guard("a shell script", _SHELL_TOKEN, "is not a plain token: pass it through `| sh`")
-    if dialect == "directive":
-        return _guard("a DRBD/corosync file", _DIRECTIVE_TOKEN, "would start another directive")
+    if dialect in ("drbd", "corosync"):
+        return _guard(f"a {dialect} file", _DIRECTIVE_TOKEN, "would start another directive")
     return _guard("a line-based file", _LINE, "would add a line or be expanded")
 
 
@@ -120,8 +130,10 @@ def _dialect(template: str) -> str:
         return "xml"
     if template.endswith((".ocf.j2", ".sh.j2")):
         return "shell"
-    if template.startswith(("drbd/", "corosync/")):
-        return "directive"
+    if template.startswith("drbd/"):
+        return "drbd"
+    if template.startswith("corosync/"):
+        return "corosync"
     return "line"
 
 
@@ -143,10 +155,10 @@ def environment(dialect: str = "line") -> jinja2.Environment:
     # shell word means nothing to drbdadm, for instance.
     if dialect == "shell":
         env.filters["sh"] = sh_quote
-    if dialect == "directive":
+    if dialect == "drbd":
         env.filters["drbd_string"] = drbd_string
-    if dialect in ("shell", "xml"):
-        env.filters["xml"] = xml_text
+    if dialect == "shell":
+        env.filters["heredoc_xml"] = xml_text
     if dialect == "xml":
         env.filters["xml_comment"] = xml_comment
     return env

@@ -100,7 +100,7 @@ _EXTRA = (EXTRA_TEXT, "one line of text", "subnet-0123456789abcdef0")
 _PATH = (
     SAFE_PATH,
     "an absolute path of letters, digits and ._@+:,- (no blank, quote, $ or empty component)",
-    "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4",
+    "/srv/data or /dev/disk/by-id/wwn-0x5000c500a1b2c3d4",
 )
 
 Ipv4Text = Annotated[str, _check(*_IP), _doc(*_IP)]

@@ -190,7 +190,13 @@ def sandboxed(script: str, args: list[str], tmp: Path, path_dirs: tuple[Path, ..
     work.mkdir(parents=True)
     file = work / "script.sh"
     file.write_text(script)
-    env = {"PATH": ":".join([*map(str, path_dirs), "/usr/sbin:/usr/bin:/sbin:/bin"]), "HOME": str(work)}
+    env = {
+        "PATH": ":".join([*map(str, path_dirs), "/usr/sbin:/usr/bin:/sbin:/bin"]),
+        "HOME": str(work),
+        # an OCF agent's files stay in the scratch directory too
+        "OCF_RESKEY_pidfile": str(work / "agent.pid"),
+        "OCF_RESKEY_logfile": str(work / "agent.log"),
+    }
     cmd = ["unshare", "-n", "sh", str(file), *args] if os.geteuid() == 0 else ["sh", str(file), *args]
     proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=30)
     planted = any(p.name == MARKER_NAME for p in work.rglob("*")) or Path("/tmp", MARKER_NAME).exists()

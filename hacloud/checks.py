@@ -63,9 +63,11 @@ class _Cib:
 
     @staticmethod
     def params(prim: ET.Element) -> dict[str, str]:
-        return {
-            nv.get("name", ""): nv.get("value", "") for nv in prim.iterfind("./instance_attributes/nvpair")
-        }
+        """The parameters as Pacemaker reads them: of a duplicated name, the first wins."""
+        out: dict[str, str] = {}
+        for nv in prim.iterfind("./instance_attributes/nvpair"):
+            out.setdefault(nv.get("name", ""), nv.get("value", ""))
+        return out
 
 
 def _conf_value(text: str, key: str) -> str | None:
@@ -1263,9 +1265,33 @@ def _aws_regions(inv: Inventory, cib: _Cib, regions: dict[str, set[str]]) -> Ite
         )
     else:
         yield _ok("HAC112", f"one AWS region: {next(iter(regions))}", src)
+_NVPAIR_SETS = ("instance_attributes", "meta_attributes", "cluster_property_set", "utilization")
+
+
+def duplicate_params(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
+    """A name twice in one attribute set: Pacemaker uses the first, a reader may take the last,
+    so the CIB no longer means one thing (a crafted value once added a second pcmk_host_list)."""
+    src = "Pacemaker Explained, nvpair: names are unique within a set; issue 16"
+    found = False
+    for tag in _NVPAIR_SETS:
+        for attrs in cib.root.iter(tag):
+            names = [nv.get("name", "") for nv in attrs.iterfind("nvpair")]
+            for name in sorted({n for n in names if names.count(n) > 1}):
+                found = True
+                yield Finding(
+                    "HAC120",
+                    "error",
+                    f"{attrs.get('id')} sets {name!r} {names.count(name)} times (Pacemaker uses the first)",
+                    "give every parameter once; a value holding quotes or newlines must not reach the CIB "
+                    "unescaped (report the input that produced it)",
+                    src,
+                )
+    if not found:
+        yield _ok("HAC120", "no attribute set names a parameter twice", src)
 
 
 RULES: tuple[Rule, ...] = (
+    duplicate_params,
     consensus,
     fence_delay,
     fence_timeout,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hacloud import grammar
 from hacloud.errors import Problem, SpecError
 from hacloud.model import Inventory
 from hacloud.spec import Spec
@@ -73,5 +74,31 @@ def check_inventory_matches(spec: Spec, inventory: Inventory, filename: str) -> 
                         f'add `"{vol.name}": "/dev/disk/by-id/..."`',
                     )
                 )
+    problems += id_problems(inventory)
     if problems:
         raise SpecError(filename, problems)
+
+
+# Provider ids as the provider's API spells them; they reach root shell lines and pcmk_host_map.
+_PROVIDER_IDS = {
+    "aws": (grammar.AWS_INSTANCE_ID, "an EC2 instance id (i- and 8 to 17 hex digits)"),
+    "azure": (grammar.AZURE_VM_NAME, "an Azure VM name (letters, digits, '_', '.', '-'; at most 64)"),
+}
+
+
+def id_problems(inventory: Inventory) -> list[Problem]:
+    """Node ids that are not the provider's id grammar (placeholders are exempt)."""
+    rule = _PROVIDER_IDS.get(inventory.provider)
+    if rule is None:
+        return []
+    pattern, what = rule
+    return [
+        Problem(
+            f"nodes[{i}].id",
+            f"{node.id!r} is not {what}",
+            "use the machine's real id (Terraform: the aws_instance / azurerm_linux_virtual_machine "
+            "resource, or the output that holds it)",
+        )
+        for i, node in enumerate(inventory.nodes)
+        if not node.placeholder and not grammar.matches(pattern, node.id)
+    ]

@@ -10,9 +10,23 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, TypeAdapter
+from pydantic import ConfigDict, Field, TypeAdapter
+
+from hacloud.grammar import (
+    CLUSTER_NAME,
+    CidrText,
+    ExtraText,
+    HostText,
+    Ipv4Text,
+    NodeName,
+    ProviderId,
+    RouteTableId,
+    SafePath,
+    VolumeName,
+    ZoneName,
+)
 
 INVENTORY_SCHEMA_VERSION = 1
 _FORBID = ConfigDict(extra="forbid")
@@ -67,21 +81,23 @@ class NodeInfo:
     instance id, Azure VM name, lab guest or host name); ``links`` the corosync link addresses
     in link order; ``volumes`` maps volume name to the block device path on this node.
     ``placeholder`` is true when ids or addresses are stand-ins for resources not yet created.
+    Each field has a grammar (:mod:`hacloud.grammar`) checked when an inventory is loaded or
+    imported: addresses are IPv4 addresses, devices safe absolute paths, ids and zones tokens.
     """
 
     __pydantic_config__ = _FORBID
 
-    name: str
-    id: str
-    ssh_address: str
-    links: tuple[str, ...]
-    replication_address: str
-    volumes: dict[str, str]
-    zone: str | None = None
-    bmc_address: str | None = None
+    name: NodeName
+    id: ProviderId
+    ssh_address: HostText
+    links: tuple[Ipv4Text, ...]
+    replication_address: Ipv4Text
+    volumes: dict[VolumeName, SafePath]
+    zone: ZoneName | None = None
+    bmc_address: HostText | None = None
     placeholder: bool = False
     facts: NodeFacts = field(default_factory=NodeFacts)
-    extra: dict[str, str] = field(default_factory=dict)
+    extra: dict[ProviderId, ExtraText] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -90,9 +106,9 @@ class NetworkInfo:
 
     __pydantic_config__ = _FORBID
 
-    vpc_cidr: str | None = None
-    route_tables: tuple[str, ...] = ()
-    extra: dict[str, str] = field(default_factory=dict)
+    vpc_cidr: CidrText | None = None
+    route_tables: tuple[RouteTableId, ...] = ()
+    extra: dict[ProviderId, ExtraText] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -100,8 +116,8 @@ class Inventory:
     __pydantic_config__ = _FORBID
 
     schema_version: Literal[1]
-    cluster: str
-    provider: str
+    cluster: Annotated[str, Field(pattern=CLUSTER_NAME, description="the spec's cluster.name")]
+    provider: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$", description="provider kind, e.g. aws")]
     nodes: tuple[NodeInfo, NodeInfo]
     network: NetworkInfo = field(default_factory=NetworkInfo)
 

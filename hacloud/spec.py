@@ -13,6 +13,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hacloud.grammar import (
+    AWS_REGION,
+    AZURE_LOCATION,
+    AZURE_RESOURCE_GROUP,
+    BMC_USER,
+    GUID,
+    LINE_TEXT,
+    NIC,
+    OCF_PARAM,
+    PROVIDER_ID,
+    SafePath,
+)
+
 PROVIDER_KINDS = ("lab", "onprem", "aws", "azure")
 FENCING_KINDS = ("fence_ipmilan", "fence_redfish", "sbd", "fence_aws", "fence_azure_arm")
 VIP_KINDS = ("IPaddr2", "aws-vpc-move-ip", "awseip", "azure-lb")
@@ -24,7 +37,7 @@ HOSTNAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 # corosync's cluster_name and DRBD resource names end up in file names and XML ids.
 CLUSTER_NAME = r"^[a-z][a-z0-9-]{0,31}$"
 RESOURCE_NAME = r"^[a-z][a-z0-9_]{0,15}$"
-ABS_PATH = r"^/[^\s]*$"
+ABS_PATH = r"^/[^\s]*$"  # paths on this machine only; paths on the nodes are grammar.SafePath
 CIDR = r"^(\d{1,3}\.){3}\d{1,3}/\d{1,2}$"
 
 
@@ -61,7 +74,7 @@ class OnpremProvider(_Model):
 
 
 class AwsOptions(_Model):
-    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$", description="AWS region, e.g. eu-central-1")
+    region: str = Field(pattern=AWS_REGION, description="AWS region, e.g. eu-central-1")
     instance_type: str = Field("t3.medium", description="EC2 instance type, e.g. m6i.large")
     ami: str | None = Field(
         None, pattern=r"^ami-[0-9a-f]{8,17}$", description="AMI id (ami-...) for created instances"
@@ -94,9 +107,11 @@ class AwsProvider(_Model):
 
 
 class AzureOptions(_Model):
-    subscription_id: str = Field(pattern=r"^[0-9a-fA-F-]{36}$", description="Azure subscription id (a GUID)")
-    resource_group: str = Field(description="resource group that holds the cluster")
-    location: str = Field(description="Azure region, e.g. westeurope")
+    subscription_id: str = Field(pattern=GUID, description="Azure subscription id (a GUID)")
+    resource_group: str = Field(
+        pattern=AZURE_RESOURCE_GROUP, description="resource group that holds the cluster"
+    )
+    location: str = Field(pattern=AZURE_LOCATION, description="Azure region, e.g. westeurope")
     vm_size: str = Field("Standard_D2s_v5", description="VM size")
     subnet_id: str | None = Field(None, description="resource id of the subnet for both NICs")
     zones: list[str] = Field(
@@ -164,11 +179,13 @@ class NodeSpec(_Model):
         None, description="address DRBD replicates over (default: the first link)"
     )
     ssh: SshSpec = Field(default_factory=SshSpec, description="how to log in")
-    volumes: dict[str, Annotated[str, Field(pattern=ABS_PATH)]] = Field(
+    volumes: dict[str, SafePath] = Field(
         default_factory=dict,
         description="volume name -> block device on this node, best a /dev/disk/by-id path",
     )
-    id: str | None = Field(None, description="provider id: EC2 instance id or Azure VM name")
+    id: str | None = Field(
+        None, pattern=PROVIDER_ID, description="provider id: EC2 instance id or Azure VM name"
+    )
 
 
 # ---------------------------------------------------------------- volumes and service
@@ -196,12 +213,11 @@ class VolumeSpec(_Model):
         "resource replicate as its volumes 0, 1, ... in list order: append new ones, never reorder",
     )
     size_gib: int = Field(10, ge=1, le=65536, description="size of each node's data disk in GiB")
-    mount_point: str = Field("/srv/data", pattern=ABS_PATH, description="absolute mount point")
+    mount_point: SafePath = Field("/srv/data", description="absolute mount point, e.g. /srv/data")
     filesystem: Literal["ext4", "xfs"] = Field("ext4", description="filesystem: ext4 or xfs")
     mount_options: str = Field("noatime", pattern=r"^[A-Za-z0-9_=,.-]*$", description="mount options")
-    device: str | None = Field(
+    device: SafePath | None = Field(
         None,
-        pattern=ABS_PATH,
         description="backing block device, the same path on both nodes (else nodes[].volumes)",
     )
     minor: int | None = Field(
@@ -259,7 +275,13 @@ class OcfService(_ServiceTimeouts):
     agent: str = Field(
         pattern=r"^ocf:[a-z0-9_-]+:[A-Za-z0-9_.-]+$", description="OCF agent, e.g. ocf:heartbeat:apache"
     )
-    params: dict[str, str | int | bool] = Field(default_factory=dict, description="agent parameters")
+    params: dict[
+        Annotated[str, Field(pattern=OCF_PARAM)], Annotated[str, Field(pattern=LINE_TEXT)] | int | bool
+    ] = Field(
+        default_factory=dict,
+        description="agent parameters: name (letters, digits, '_') -> one line of text, a number "
+        "or true/false",
+    )
 
 
 ServiceSpec = Annotated[DemoService | SystemdService | OcfService, Field(discriminator="kind")]
@@ -289,7 +311,7 @@ class AwsMoveIpVip(_Model):
     )
     interface: str | None = Field(
         None,
-        pattern=r"^[A-Za-z0-9_.:-]{1,15}$",
+        pattern=NIC,
         description="interface the overlay IP is added to; its ENI is where the route points "
         "(default: the interface holding the node's address, read from the nodes at deploy)",
     )
@@ -328,17 +350,16 @@ class _SecretSource(_Model):
 class IpmiTarget(_SecretSource):
     ip: str = Field(pattern=r"^[A-Za-z0-9.:-]+$", description="BMC address")
     port: int = Field(623, ge=1, le=65535, description="IPMI port")
-    username: str = Field(description="BMC user")
+    username: str = Field(pattern=BMC_USER, description="BMC user (printable ASCII, one line)")
     lanplus: bool = Field(True, description="IPMI v2.0 lanplus")
 
 
 class RedfishTarget(_SecretSource):
     ip: str = Field(pattern=r"^[A-Za-z0-9.:-]+$", description="BMC address")
     port: int = Field(443, ge=1, le=65535, description="Redfish HTTPS port")
-    username: str = Field(description="BMC user")
-    systems_uri: str | None = Field(
+    username: str = Field(pattern=BMC_USER, description="BMC user (printable ASCII, one line)")
+    systems_uri: SafePath | None = Field(
         None,
-        pattern=ABS_PATH,
         description="Redfish system URI, e.g. /redfish/v1/Systems/System.Embedded.1 (Dell iDRAC); "
         "default: fence_redfish discovers it from /redfish/v1 (set it only for a BMC with several systems)",
     )
@@ -357,12 +378,12 @@ class RedfishFencing(_Model):
 
 class SbdFencing(_Model):
     kind: Literal["sbd"]
-    devices: list[Annotated[str, Field(pattern=ABS_PATH)]] = Field(
+    devices: list[SafePath] = Field(
         min_length=1,
         max_length=3,
         description="1 or 3 shared disks, best /dev/disk/by-id paths (2 cannot fence when one fails)",
     )
-    watchdog_device: str = Field("/dev/watchdog", pattern=ABS_PATH, description="watchdog device")
+    watchdog_device: SafePath = Field("/dev/watchdog", description="watchdog device")
 
 
 class AwsFenceTarget(_Model):
@@ -371,7 +392,11 @@ class AwsFenceTarget(_Model):
 
 class AwsFencing(_Model):
     kind: Literal["fence_aws"]
-    region: str | None = Field(None, description="AWS region (default: provider.options.region)")
+    region: str | None = Field(
+        None,
+        pattern=AWS_REGION,
+        description="AWS region, e.g. eu-central-1 (default: provider.options.region)",
+    )
     nodes: dict[str, AwsFenceTarget] = Field(
         default_factory=dict, description="node name -> instance (default: from the provider)"
     )
@@ -383,8 +408,12 @@ class AzureFenceTarget(_Model):
 
 class AzureFencing(_Model):
     kind: Literal["fence_azure_arm"]
-    subscription_id: str | None = Field(None, description="default: provider.options.subscription_id")
-    resource_group: str | None = Field(None, description="default: provider.options.resource_group")
+    subscription_id: str | None = Field(
+        None, pattern=GUID, description="subscription GUID (default: provider.options.subscription_id)"
+    )
+    resource_group: str | None = Field(
+        None, pattern=AZURE_RESOURCE_GROUP, description="default: provider.options.resource_group"
+    )
     nodes: dict[str, AzureFenceTarget] = Field(
         default_factory=dict, description="node name -> VM (default: from the provider)"
     )

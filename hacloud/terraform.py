@@ -24,7 +24,7 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -388,6 +388,21 @@ def _validate_inventory(value: dict[str, Any], where: str, name: str, sensitive:
         raise SpecError(where, problems) from None
 
 
+def _validated(inventory: Inventory, where: str) -> Inventory:
+    """``inventory`` (built from Terraform values) checked by the inventory's own grammar, as a
+    loaded inventory is: every address an IPv4 address, every device a safe path, ids tokens."""
+    from hacloud.specload import problems_from_validation
+
+    try:
+        return INVENTORY_ADAPTER.validate_python(asdict(inventory))
+    except ValidationError as exc:
+        problems = [
+            Problem(p.path, p.message, f"{p.remedy}; the value comes from Terraform: correct it there")
+            for p in problems_from_validation(exc, Inventory, None)
+        ]
+        raise SpecError(where, problems) from None
+
+
 # ---------------------------------------------------------------- 2. outputs named in --tf-map
 
 
@@ -548,7 +563,9 @@ def _from_map(spec: Spec, doc: TfDocument, source: TerraformSource, device: Any)
     if problems:
         raise SpecError(str(source.tf_map), problems)
     network = NetworkInfo(vpc_cidr=cidr, route_tables=tuple(str(r) for r in route_tables))
-    inventory = Inventory(1, spec.cluster.name, spec.provider.kind, (nodes[0], nodes[1]), network)
+    inventory = _validated(
+        Inventory(1, spec.cluster.name, spec.provider.kind, (nodes[0], nodes[1]), network), doc.where
+    )
     return Imported(inventory, tuple(origin), doc.where)
 
 
@@ -648,7 +665,9 @@ def _from_resources(spec: Spec, doc: TfDocument, provider: Any) -> Imported:
         origin.append(f"{node.name} <- {cand.describe()}: {why}")
     if problems:
         raise SpecError(doc.where, problems)
-    inventory = Inventory(1, spec.cluster.name, spec.provider.kind, (nodes[0], nodes[1]), network)
+    inventory = _validated(
+        Inventory(1, spec.cluster.name, spec.provider.kind, (nodes[0], nodes[1]), network), doc.where
+    )
     return Imported(inventory, tuple(origin), doc.where)
 
 

@@ -117,7 +117,7 @@ def test_render_with_an_inventory(tmp_path: Path) -> None:
     inv = json.loads((tmp_path / "plan" / "inventory.json").read_text())
     for i, node in enumerate(inv["nodes"]):
         node.update(
-            id=f"i-0abc{i}def0123456789",
+            id=f"i-0abc{i}def012345678",  # i- and 17 hex digits, as EC2 ids are
             ssh_address=f"192.0.2.{31 + i}",
             links=[f"192.0.2.{31 + i}"],
             replication_address=f"192.0.2.{31 + i}",
@@ -129,7 +129,7 @@ def test_render_with_an_inventory(tmp_path: Path) -> None:
     proc = hacloud("render", "--inventory", "inv.json", "--out", str(tmp_path / "real"), cwd=tmp_path)
     assert proc.returncode == 0 and "placeholder" not in proc.stderr
     cib = (tmp_path / "real" / "cib.xml").read_text()
-    assert 'value="node1:i-0abc0def0123456789"' in cib
+    assert 'value="node1:i-0abc0def012345678"' in cib
     assert "vol0abc1" in (tmp_path / "real/node2/etc/drbd.d/r0.res").read_text()
     # a wrong inventory is a clear error naming the path
     inv["nodes"][0]["name"] = "other"

@@ -193,7 +193,9 @@ def aws_node_needs(spec: Spec, inventory: Inventory) -> NodeNeeds:
         ),
     ]
     if any(isinstance(m, AwsFencing) for m in spec.fencing):
-        listed = " && ".join(f"printf '%s\\n' \"$out\" | grep -q '^{i},'" for i in ids)
+        # Ids are validated on import, and quoted here as well (this line runs as root); the
+        # first field of each `id,name,state` line is compared as a fixed string, not a regex.
+        listed = " && ".join(f"printf '%s\\n' \"$out\" | cut -d, -f1 | grep -qxF -- {q(i)}" for i in ids)
         checks.append(
             NodeCheck(
                 "aws.fence_list",

@@ -94,6 +94,15 @@ def drbd_string(value: object) -> Markup:
     return Markup(f'"{quoted}"')  # noqa: S704 (a quoted DRBD string, not HTML)
 
 
+def comment(value: object) -> Markup:
+    """``value`` as the text of a one-line comment (``# ...`` to the end of the line): any
+    character but a line break or another control character, which would end the comment."""
+    text = str(value)
+    if _CONTROL.search(text):
+        raise _refuse("a comment", text, "holds a line break or a control character")
+    return Markup(text)  # noqa: S704 (one comment line, not HTML)
+
+
 def sh_quote(value: object) -> Markup:
     """``value`` as one shell word (``shlex.quote``): never expanded, split or run."""
     text = str(value)
@@ -161,6 +170,8 @@ def environment(dialect: str = "line") -> jinja2.Environment:
         env.filters["heredoc_xml"] = xml_text
     if dialect == "xml":
         env.filters["xml_comment"] = xml_comment
+    else:
+        env.filters["comment"] = comment
     return env
 
 

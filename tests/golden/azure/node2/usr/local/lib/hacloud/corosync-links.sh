@@ -7,9 +7,10 @@
 # changes), so knet can bind to it; `ip addr replace` makes a re-run a no-op. /32: the address
 # serves corosync only, traffic to the peer follows the primary address's routes.
 set -eu
-dev=$(ip -o -4 addr show | awk '$4 ~ /^203\.0\.113\.12\// {print $2; exit}')
+primary=203.0.113.12
+dev=$(ip -o -4 addr show | awk -v ip="$primary" '{ split($4, a, "/"); if (a[1] == ip) { print $2; exit } }')
 if [ -z "$dev" ]; then
-    echo "hacloud: no interface holds 203.0.113.12, so 203.0.113.22 cannot be added" >&2
+    echo "hacloud: no interface holds $primary, so the corosync link address(es) cannot be added:" 203.0.113.22 >&2
     exit 1
 fi
 ip addr replace 203.0.113.22/32 dev "$dev"

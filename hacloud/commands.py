@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from hacloud.checks import Finding, run_checks
 from hacloud.dropin import provider_for, recorded_source
 from hacloud.errors import HacloudError, UsageError
-from hacloud.inventory import check_inventory_matches, load_inventory
+from hacloud.inventory import check_inventory_matches, load_inventory, validated
 from hacloud.model import Inventory
 from hacloud.profiles import Profile, load_profile
 from hacloud.provider import get_provider
@@ -161,6 +161,8 @@ def prepare(
             inventory, origin = imported.inventory, imported.origin
         else:
             inventory = provider.planned_inventory(spec)
+    # a provider's own inventory (its API, the lab, the plan) passes the grammar a loaded one does
+    inventory = validated(inventory, f"the {inventory.provider} provider's inventory")
     profile = effective_profile(spec, load_profile(spec.profile_name), inventory)
     warnings: list[str] = []
     if inventory.placeholder:
@@ -509,6 +511,8 @@ def open_session(
     from hacloud.render.resources import service_ref
 
     provider = provider_for(ws)
+    # nothing from the provider reaches a node, a root shell line or a file unchecked
+    inventory = validated(inventory, f"the {inventory.provider} provider's inventory")
     known = ws.state_dir / "known_hosts"
     conns = {
         n.name: Connection(provider.endpoint(ws, n), known, ws.progress, verbose) for n in inventory.nodes

@@ -102,3 +102,32 @@ def id_problems(inventory: Inventory) -> list[Problem]:
         for i, node in enumerate(inventory.nodes)
         if not node.placeholder and not grammar.matches(pattern, node.id)
     ]
+
+
+def validated(inventory: Inventory, where: str) -> Inventory:
+    """``inventory`` as a provider built it (from its API, a lab, a plan) checked by the same
+    grammar as a loaded or imported one before anything is rendered from it: every address an
+    IPv4 address, every device a safe path, ids the provider's grammar. A value that fails is
+    a listed problem (exit 2), never written to a node."""
+    from dataclasses import asdict
+
+    from pydantic import ValidationError
+
+    from hacloud.model import INVENTORY_ADAPTER
+    from hacloud.specload import problems_from_validation
+
+    try:
+        checked = INVENTORY_ADAPTER.validate_python(asdict(inventory))
+    except ValidationError as exc:
+        problems = problems_from_validation(exc, Inventory, None)
+    else:
+        problems = id_problems(checked)
+        if not problems:
+            return checked
+    raise SpecError(
+        where,
+        [
+            Problem(p.path, p.message, f"{p.remedy}; the value comes from {where}: correct it there")
+            for p in problems
+        ],
+    )

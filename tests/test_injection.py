@@ -686,3 +686,29 @@ def test_each_language_quotes_what_it_is_given(
         need(DRBDADM84)
         dump = run([DRBDADM84, "-c", str(conf), "dump", "all"]).stdout
         assert f"disk {out};" in re.sub(r"disk\s+", "disk ", dump)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("links", ("192.0.2.11\n    ring1_addr: 192.0.2.99", "198.51.100.11")),
+        ("replication_address", "192.0.2.11; }"),
+        ("id", "i-0123456789abcdef0' ; touch /tmp/x ; '"),
+        ("volumes", {"r0": "/dev/xvdf\n    disk /dev/other"}),
+    ],
+)
+def test_an_inventory_a_provider_built_passes_the_loaded_grammar(field: str, value: Any) -> None:
+    """What a provider returns from its API (here the AWS example's planned inventory made
+    hostile, as a tag or an attribute changed behind hacloud's back could) is refused before
+    anything is rendered or run from it, naming the field -- like a loaded inventory."""
+    from hacloud.inventory import validated
+
+    spec = spec_of(yaml.safe_load((REPO / "templates/init/aws.yaml").read_text()))
+    inv = get_provider("aws").planned_inventory(spec)
+    node = dataclasses.replace(inv.nodes[0], placeholder=False, id="i-0123456789abcdef0")
+    assert validated(dataclasses.replace(inv, nodes=(node, inv.nodes[1])), "here") is not None
+    bad = dataclasses.replace(node, **{field: value})
+    with pytest.raises(SpecError) as err:
+        validated(dataclasses.replace(inv, nodes=(bad, inv.nodes[1])), "the aws provider's inventory")
+    assert any(p.path.startswith(f"nodes[0].{field}") for p in err.value.problems), err.value.problems
+    assert "the aws provider's inventory" in str(err.value.problems[0].remedy)

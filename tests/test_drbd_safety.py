@@ -204,15 +204,26 @@ def test_hac083_fires_when_drbd_drops_a_paused_peer_first(profile: str) -> None:
 
 @pytest.mark.tools
 def test_ping_timeout_300_is_drbds_maximum(tmp_path: Path) -> None:
-    """The cloud profiles use DRBD's largest ping-timeout; drbdadm itself refuses one more."""
+    """The cloud profiles use DRBD's largest ping-timeout: drbdadm itself refuses one more, and
+    so does the override grammar, before anything is rendered."""
+    from hacloud.errors import SpecError
+    from hacloud.profiles import GRAMMAR
+
     need("drbdadm")
     doc = _doc("aws", "fence_aws")
     _, bundle = render_doc(doc)
-    run(["drbdadm", "-c", str(_conf(bundle, "node1", tmp_path / "ok")), "dump", "all"])
-    doc["overrides"] = {"drbd.ping_timeout": 301}
-    _, bundle = render_doc(doc)
-    proc = run(["drbdadm", "-c", str(_conf(bundle, "node1", tmp_path / "big")), "dump", "all"], check=False)
+    conf = _conf(bundle, "node1", tmp_path / "ok")
+    run(["drbdadm", "-c", str(conf), "dump", "all"])
+    common = conf.parent / "etc" / "drbd.d" / "global_common.conf"
+    assert "ping-timeout 300;" in common.read_text()
+    common.write_text(common.read_text().replace("ping-timeout 300;", "ping-timeout 301;"))
+    proc = run(["drbdadm", "-c", str(conf), "dump", "all"], check=False)
     assert proc.returncode != 0 and "ping-timeout" in proc.stderr
+    rule = GRAMMAR["drbd.ping_timeout"]
+    assert rule.check(300) is None and rule.check(301) is not None  # the grammar's bound is drbdadm's
+    doc["overrides"] = {"drbd.ping_timeout": 301}
+    with pytest.raises(SpecError):
+        render_doc(doc)
 
 
 # ---------------------------------------------------------------- item 2: split-brain policy

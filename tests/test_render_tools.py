@@ -213,6 +213,8 @@ def _cloud_bundle(provider: str) -> Any:
             primary,
             {"r0": "/dev/xvdf"},
             zone=str(i + 1),
+            # a Debian node (corosync logs to /var/log/corosync, the directory this host has)
+            facts=NodeFacts(os_family="debian"),
             extra={"os_links": secondary},
         )
         for i, (name, primary, secondary) in enumerate(

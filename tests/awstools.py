@@ -282,3 +282,27 @@ class RecordingProxy:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def run_driver_in_netns(driver: Path, work: Path, tag: str) -> dict[str, Any]:
+    """Run an agents driver script (moto, stand-in IMDS and the real agents) inside a network
+    namespace made for it (no route out), and return its JSON report plus the spec it wrote."""
+    import json
+
+    import yaml
+
+    ns = f"hactest-{tag}{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        res = subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, str(driver), str(work)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out: dict[str, Any] = json.loads(res.stdout)
+    out["spec"] = yaml.safe_load((work / "hacloud.yaml").read_text())
+    return out

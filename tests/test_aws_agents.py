@@ -4,17 +4,13 @@ IAM policy checked against every call those agents made."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from awstools import REGION
+from awstools import REGION, run_driver_in_netns
 from conftest import spec_of
 from hacloud_aws import iam
 
@@ -39,21 +35,7 @@ def _need_tools() -> None:
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     _need_tools()
     work = tmp_path_factory.mktemp("agents")
-    ns = f"hactest-aws{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        res = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, str(HERE / "aws_agents_driver.py"), str(work)],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False)
-    assert res.returncode == 0, res.stderr[-3000:]
-    out: dict[str, Any] = json.loads(res.stdout)
-    out["spec"] = yaml.safe_load((work / "hacloud.yaml").read_text())
-    return out
+    return run_driver_in_netns(HERE / "aws_agents_driver.py", work, "aws")
 
 
 def test_fence_aws_lists_reads_and_switches_the_peer(run: dict[str, Any]) -> None:

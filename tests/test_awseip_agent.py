@@ -5,17 +5,13 @@ issue 15 item 4 fixed); the IAM policy allows every call it made."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from awstools import REGION
+from awstools import REGION, run_driver_in_netns
 from conftest import spec_of
 from hacloud_aws import iam
 
@@ -36,21 +32,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             pytest.fail(f"missing: {problem} (bash .ci/setup installs them)")
         pytest.skip(f"missing: {problem}")
     work = tmp_path_factory.mktemp("awseip")
-    ns = f"hactest-eip{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        res = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, str(HERE / "awseip_driver.py"), str(work)],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False)
-    assert res.returncode == 0, res.stderr[-3000:]
-    out: dict[str, Any] = json.loads(res.stdout)
-    out["spec"] = yaml.safe_load((work / "hacloud.yaml").read_text())
-    return out
+    return run_driver_in_netns(HERE / "awseip_driver.py", work, "eip")
 
 
 def test_rendered_config_gives_awseip_its_profile_and_region(run: dict[str, Any]) -> None:

@@ -54,21 +54,27 @@ OWNER_FILE = "owner"
 
 
 def check_owner(state_dir: Path, spec_path: Path) -> None:
-    """Refuse a spec file other than the one that owns ``state_dir`` (reads only).
+    """Refuse a spec file that does not own ``state_dir`` (reads only).
 
-    A state directory from an older hacloud has no owner file: the first spec that keeps state
-    there claims it (:func:`record_owner`), so existing clusters keep working."""
+    The owner file names the spec files (one a line) that describe this cluster and so share
+    its keys: the one that made it, and any an operator added on purpose (an on-prem view of
+    the same hosts, a renamed spec). A state directory from an older hacloud has no owner file:
+    the first spec that keeps state there claims it (:func:`record_owner`), so existing
+    clusters keep working."""
     try:
-        owner = (state_dir / OWNER_FILE).read_text(encoding="utf-8").strip()
+        text = (state_dir / OWNER_FILE).read_text(encoding="utf-8")
     except FileNotFoundError:
         return
-    if owner != spec_path.name:
+    owners = [line.strip() for line in text.splitlines() if line.strip()]
+    if spec_path.name not in owners:
         cluster = state_dir.name
         raise UsageError(
-            f"{state_dir} holds the keys and state of cluster {cluster} as described by {owner}; "
-            f"{spec_path.name} names the same cluster and would share its corosync and DRBD keys",
-            f"give {spec_path.name} its own cluster.name; or, if {spec_path.name} now describes that "
-            f"cluster (renamed from {owner}), write its name into {state_dir / OWNER_FILE}",
+            f"{state_dir} holds the keys and state of cluster {cluster} as described by "
+            f"{', '.join(owners) or 'another spec'}; {spec_path.name} names the same cluster and "
+            "would share its corosync and DRBD keys",
+            f"give {spec_path.name} its own cluster.name; or, if {spec_path.name} describes that "
+            f"same cluster (renamed, or another view of the same nodes), add the line "
+            f"{spec_path.name} to {state_dir / OWNER_FILE}",
         )
 
 

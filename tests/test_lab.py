@@ -126,6 +126,11 @@ def onprem_spec_over(lab: dict[str, object], cluster: str) -> Path:
     }
     spec = root / "onprem.yaml"
     spec.write_text(yaml.safe_dump(onprem))
+    # the same cluster on purpose: share its state directory the way an operator would
+    owner = root / ".hacloud" / cluster / "owner"
+    if spec.name not in owner.read_text().split():
+        with owner.open("a") as fh:
+            fh.write(f"{spec.name}\n")
     return spec
 
 

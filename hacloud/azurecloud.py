@@ -27,9 +27,16 @@ REFUSED = {
 
 
 def _host(endpoint: str) -> str:
-    parts = urlsplit(endpoint.rstrip("/"))
+    """``host`` or ``host:port`` (443 left out) of an endpoint; "" for text that is no URL
+    with a valid port (the grammar refuses it, but nothing here may raise: the spec loader's
+    cross-field rules and the renderer call this on any text, e.g. ``https://h:99999``)."""
+    try:
+        parts = urlsplit(endpoint.rstrip("/"))
+        port = parts.port  # raises ValueError for a port that is no number or out of range
+    except ValueError:
+        return ""
     host = (parts.hostname or "").lower()
-    return host if parts.port in (None, 443) else f"{host}:{parts.port}"
+    return host if port in (None, 443) else f"{host}:{port}"
 
 
 def cloud_of(endpoint: str) -> str | None:

@@ -50,6 +50,10 @@ OCF_PARAM = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 LINE_TEXT = r"^[^\x00-\x1f\x7f]{0,1024}$"
 # Provider-specific extra facts (resource ids, addresses, lists of them).
 EXTRA_TEXT = r"^[^\x00-\x1f\x7f]{0,2048}$"
+# An HTTPS endpoint (Azure Resource Manager): https://, a DNS name or address, an optional port
+# 1-65535, nothing else (no user, path or query); it is curl's argument on the nodes and the
+# SDK's base URL here, and azurecloud reads its host and port back.
+HTTPS_ENDPOINT = r"^https://[A-Za-z0-9]([A-Za-z0-9.-]{0,252})(:[0-9]{1,5})?$"
 VOLUME_NAME = r"^[a-z][a-z0-9_]{0,15}$"
 CLUSTER_NAME = r"^[a-z][a-z0-9-]{0,31}$"
 
@@ -67,6 +71,13 @@ def _cidr(value: str) -> str:
         raise ValueError(f"{value!r} is not an IPv4 CIDR: write e.g. 10.0.0.0/16") from None
     if "/" not in value:
         raise ValueError(f"{value!r} has no prefix length: write e.g. {net.network_address}/16")
+    return value
+
+
+def _port(value: str) -> str:
+    """An endpoint's port, when it has one, is a TCP port (the pattern allows up to 99999)."""
+    if not is_https_endpoint(value):
+        raise ValueError(f"{value!r} has a port outside 1-65535: write e.g. https://management.azure.com:443")
     return value
 
 
@@ -97,6 +108,11 @@ _ZONE = (ZONE, "an availability zone", "eu-central-1a")
 _VOL = (VOLUME_NAME, "a DRBD resource name", "r0")
 _RTB = (ROUTE_TABLE, "a route table id", "rtb-0123456789abcdef0")
 _EXTRA = (EXTRA_TEXT, "one line of text", "subnet-0123456789abcdef0")
+_HTTPS = (
+    HTTPS_ENDPOINT,
+    "an https:// URL of a host and an optional port, nothing else",
+    "https://management.azure.com",
+)
 _PATH = (
     SAFE_PATH,
     "an absolute path of letters, digits and ._@+:,- (no blank, quote, $ or empty component)",
@@ -111,6 +127,7 @@ ZoneName = Annotated[str, _check(*_ZONE), _doc(*_ZONE)]
 VolumeName = Annotated[str, _check(*_VOL), _doc(*_VOL)]
 RouteTableId = Annotated[str, _check(*_RTB), _doc(*_RTB)]
 ExtraText = Annotated[str, _check(*_EXTRA), _doc(*_EXTRA)]
+HttpsEndpoint = Annotated[str, _check(*_HTTPS), AfterValidator(_port), _doc(*_HTTPS)]
 SafePath = Annotated[str, _check(*_PATH), AfterValidator(_path), _doc(*_PATH)]
 CidrText = Annotated[str, AfterValidator(_cidr), Field(description="an IPv4 CIDR, e.g. 10.0.0.0/16")]
 
@@ -118,3 +135,11 @@ CidrText = Annotated[str, AfterValidator(_cidr), Field(description="an IPv4 CIDR
 def matches(pattern: str, value: str) -> bool:
     """Whether ``value`` is in the grammar ``pattern`` (one of the patterns above)."""
     return re.fullmatch(pattern.removeprefix("^").removesuffix("$"), value) is not None
+
+
+def is_https_endpoint(value: str) -> bool:
+    """Whether ``value`` is in the :data:`HTTPS_ENDPOINT` grammar with a port in 1-65535."""
+    if not matches(HTTPS_ENDPOINT, value):
+        return False
+    _, colon, port = value.removeprefix("https://").partition(":")
+    return not colon or 1 <= int(port) <= 65535

@@ -23,6 +23,7 @@ from hacloud.grammar import (
     NIC,
     OCF_PARAM,
     PROVIDER_ID,
+    HttpsEndpoint,
     SafePath,
 )
 
@@ -131,9 +132,8 @@ class AzureOptions(_Model):
         "Premium_LRS", description="SKU of the data disks (zonal: each in its VM's zone)"
     )
     admin_cidr: str | None = Field(None, pattern=CIDR, description="CIDR allowed to reach the nodes over SSH")
-    arm_endpoint: str = Field(
+    arm_endpoint: HttpsEndpoint = Field(
         "https://management.azure.com",
-        pattern=r"^https://[A-Za-z0-9.:-]+$",
         description="Azure Resource Manager endpoint (sovereign clouds have their own)",
     )
     operation_timeout: int = Field(

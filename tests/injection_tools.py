@@ -133,21 +133,37 @@ def corosync_tree(text: str) -> list[tuple[int, str, str]]:
     return out
 
 
-def corosync_test(text: str, key: Path, addresses: list[str], tmp: Path) -> subprocess.CompletedProcess[str]:
-    """``corosync -t`` in a throwaway network namespace holding the node's addresses on lo."""
+def corosync_log_dir(text: str) -> str | None:
+    """The directory of a corosync.conf's ``logfile:`` (None without one)."""
+    m = re.search(r"^[ \t]*logfile:[ \t]*(\S+)[ \t]*$", text, re.M)
+    return m.group(1).rpartition("/")[0] if m else None
+
+
+def corosync_test(
+    text: str, key: Path, addresses: list[str], tmp: Path, log_dir: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``corosync -t`` in a throwaway network namespace holding the node's addresses on lo,
+    with a private, empty /var/log (a tmpfs in a private mount namespace) holding only
+    ``log_dir``, as a fresh node's corosync package leaves it (Debian /var/log/corosync,
+    RHEL/SUSE /var/log/cluster): ``corosync -t`` refuses a logfile whose directory is missing.
+    ``log_dir`` defaults to the directory the file itself logs to."""
     conf = tmp / f"corosync-{uuid.uuid4().hex[:6]}.conf"
     conf.write_text(text.replace("keyfile: /etc/corosync/authkey", f"keyfile: {key}"))
+    if log_dir is None:
+        log_dir = corosync_log_dir(text)
     ns = f"hacloud-i-{uuid.uuid4().hex[:8]}"
     run(["ip", "netns", "add", ns])
     try:
-        # quoted: the addresses come from the file under test (this harness must not be injectable)
+        # quoted: the addresses and the log directory come from the file under test (this
+        # harness must not be injectable)
         setup = "ip link set lo up; " + "; ".join(
             f"ip addr add {shlex.quote(a + '/32')} dev lo" for a in addresses
         )
-        return run(
-            ["ip", "netns", "exec", ns, "sh", "-c", f"{setup}; corosync -t -c {shlex.quote(str(conf))}"],
-            check=False,
+        logs = "mount -t tmpfs hacloud-fuzz /var/log" + (
+            f" && mkdir -p -- {shlex.quote(log_dir)}" if log_dir and log_dir.startswith("/var/log/") else ""
         )
+        script = f"{setup}; {logs} && corosync -t -c {shlex.quote(str(conf))}"
+        return run(["ip", "netns", "exec", ns, "unshare", "-m", "sh", "-c", script], check=False)
     finally:
         run(["ip", "netns", "del", ns], check=False)
 

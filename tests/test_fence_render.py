@@ -509,6 +509,33 @@ def test_arm_endpoint_of_no_cloud_is_a_spec_error() -> None:
     assert {p["cloud"] for p in devices(bundle.cib).values()} == {"china"}
 
 
+def test_arm_endpoint_with_a_bad_port_is_listed_not_a_traceback() -> None:
+    """An endpoint whose port is no number or out of range (urlsplit raises ValueError) is a
+    listed problem on the field, never a traceback: at load, and past the loader the cloud
+    derivation treats it as no known cloud."""
+    from conftest import spec_of
+
+    from hacloud.azurecloud import cloud_of, refused
+    from hacloud.errors import SpecError
+
+    for bad in (
+        "https://management.azure.com:x",
+        "https://management.azure.com:99999",
+        "https://management.azure.com:0",
+        "https://a:1:2",
+        "https://management.azure.com]",
+        "https://management.azure.com/path",
+    ):
+        with pytest.raises(SpecError) as info:
+            spec_of(_azure_doc(bad))
+        assert info.value.exit_code == 2
+        assert "provider.options.arm_endpoint" in [p.path for p in info.value.problems], bad
+        if ":" in bad.removeprefix("https://"):  # urlsplit(...).port raises for these
+            assert cloud_of(bad) is None and refused(bad) == "", bad
+    assert spec_of(_azure_doc("https://management.azure.com:443")) is not None
+    assert cloud_of("https://management.azure.com:443") == "public"
+
+
 def test_fence_device_in_the_wrong_cloud_is_found() -> None:
     """HAC104 on a China cluster whose devices carry no cloud= (the old render)."""
     from test_checks import cib, findings

@@ -41,6 +41,7 @@ from injection_tools import (
     PAYLOADS,
     aws_config,
     cib_tree,
+    corosync_log_dir,
     corosync_test,
     corosync_tree,
     crm_verify,
@@ -160,6 +161,14 @@ def _ocf() -> dict[str, Any]:
     return doc
 
 
+def _redfish() -> dict[str, Any]:
+    """node2's BMC names its system (Dell iDRAC), node1's leaves it to the agent's discovery:
+    systems_uri is sent only when set, so the fuzzed one is in the clean rendering as well."""
+    doc = onprem_doc("fence_redfish")
+    doc["fencing"][0]["nodes"]["node2"]["systems_uri"] = "/redfish/v1/Systems/System.Embedded.1"
+    return doc
+
+
 def _systemd() -> dict[str, Any]:
     doc = onprem_doc("sbd")
     doc["service"] = {"kind": "systemd", "unit": "postgresql.service"}
@@ -180,7 +189,7 @@ def _azure_provider() -> dict[str, Any]:
 
 BASES: dict[str, Callable[[], dict[str, Any]]] = {
     "ipmi": lambda: onprem_doc(profile="azure"),  # azure profile: a sysctl.d file as well
-    "redfish": lambda: onprem_doc("fence_redfish"),
+    "redfish": _redfish,
     "sbd": lambda: onprem_doc("sbd"),
     "aws": lambda: onprem_doc("fence_aws", "aws-vpc-move-ip", "aws"),
     "azure": lambda: onprem_doc("fence_azure_arm", "azure-lb", "azure"),
@@ -472,7 +481,8 @@ def judge_corosync(bundle: Bundle, clean: Bundle, node: str, tmp: Path, value: s
     if _once("corosync", conf):
         root = write_files(bundle, node, tmp / f"c-{_digest(conf)[:8]}")
         mine = [a for n, a in _rings(conf) if n == node]
-        proc = corosync_test(conf, root / "etc/corosync/authkey", mine, tmp)
+        # the log directory of the clean file: the node's package makes that one, no other
+        proc = corosync_test(conf, root / "etc/corosync/authkey", mine, tmp, corosync_log_dir(base))
         assert proc.returncode == 0 or _rejected_for(value, proc.stdout + proc.stderr), (
             proc.stdout + proc.stderr
         )

@@ -129,6 +129,14 @@ RouteTableId = Annotated[str, _check(*_RTB), _doc(*_RTB)]
 ExtraText = Annotated[str, _check(*_EXTRA), _doc(*_EXTRA)]
 HttpsEndpoint = Annotated[str, _check(*_HTTPS), AfterValidator(_port), _doc(*_HTTPS)]
 SafePath = Annotated[str, _check(*_PATH), AfterValidator(_path), _doc(*_PATH)]
+_NIC = (NIC, "a network interface name (at most 15 of letters, digits and _.:-)", "ens5")
+InterfaceName = Annotated[str, _check(*_NIC), _doc(*_NIC)]
+_UNIT = (
+    r"^[A-Za-z0-9:_.@-]{1,255}$",
+    "a service as class:provider:type or class:unit (letters, digits and :_.@-)",
+    "systemd:postgresql@15-main.service",
+)
+ServiceRef = Annotated[str, _check(*_UNIT), _doc(*_UNIT)]
 CidrText = Annotated[str, AfterValidator(_cidr), Field(description="an IPv4 CIDR, e.g. 10.0.0.0/16")]
 
 

@@ -19,11 +19,13 @@ from hacloud.grammar import (
     CidrText,
     ExtraText,
     HostText,
+    InterfaceName,
     Ipv4Text,
     NodeName,
     ProviderId,
     RouteTableId,
     SafePath,
+    ServiceRef,
     VolumeName,
     ZoneName,
 )
@@ -47,9 +49,9 @@ class ServiceLimits:
 
     __pydantic_config__ = _FORBID
 
-    service: str
-    start: int | None
-    stop: int | None
+    service: ServiceRef
+    start: Annotated[int, Field(ge=0)] | None
+    stop: Annotated[int, Field(ge=0)] | None
     stays_active: bool = False
 
 
@@ -68,8 +70,8 @@ class NodeFacts:
     drbd: Literal["8.4", "9"] | None = None
     pacemaker: str | None = None
     os_family: Literal["debian", "rhel", "suse"] | None = None
-    corosync_log_dir: str | None = None
-    primary_interface: str | None = None
+    corosync_log_dir: SafePath | None = None
+    primary_interface: InterfaceName | None = None
     service: ServiceLimits | None = None
 
 

@@ -37,7 +37,7 @@ from injection_tools import (
 from hacloud.checks import run_checks
 from hacloud.errors import HacloudError, SpecError
 from hacloud.inventory import check_inventory_matches, load_inventory
-from hacloud.model import Inventory
+from hacloud.model import Inventory, NodeFacts
 from hacloud.profiles import load_profile
 from hacloud.provider import get_provider
 from hacloud.render import Bundle, effective_profile, render_all
@@ -695,6 +695,8 @@ def test_each_language_quotes_what_it_is_given(
         ("replication_address", "192.0.2.11; }"),
         ("id", "i-0123456789abcdef0' ; touch /tmp/x ; '"),
         ("volumes", {"r0": "/dev/xvdf\n    disk /dev/other"}),
+        ("facts", {"corosync_log_dir": "/var/log/../../etc"}),
+        ("facts", {"primary_interface": "eth0\n    ring1_addr: 192.0.2.99"}),
     ],
 )
 def test_an_inventory_a_provider_built_passes_the_loaded_grammar(field: str, value: Any) -> None:
@@ -707,6 +709,8 @@ def test_an_inventory_a_provider_built_passes_the_loaded_grammar(field: str, val
     inv = get_provider("aws").planned_inventory(spec)
     node = dataclasses.replace(inv.nodes[0], placeholder=False, id="i-0123456789abcdef0")
     assert validated(dataclasses.replace(inv, nodes=(node, inv.nodes[1])), "here") is not None
+    if field == "facts":  # what the nodes said about themselves (deploy's facts script)
+        value = NodeFacts(**value)
     bad = dataclasses.replace(node, **{field: value})
     with pytest.raises(SpecError) as err:
         validated(dataclasses.replace(inv, nodes=(bad, inv.nodes[1])), "the aws provider's inventory")

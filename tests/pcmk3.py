@@ -87,15 +87,10 @@ def _run(cmd: list[str], what: str, cwd: Path | None = None, timeout: int = 600)
 
 
 def _apt_options(root: Path) -> list[str]:
-    # A private apt configuration: the machine's own sources, lists and package state stay untouched.
-    return [
-        "-o", f"Dir::Etc::SourceList={root / 'sources.list'}",
-        "-o", "Dir::Etc::SourceParts=/dev/null",
-        "-o", f"Dir::State::Lists={root / 'lists'}",
-        "-o", f"Dir::Cache={root}",
-        "-o", "Dir::State::status=/var/lib/dpkg/status",
-        "-o", "APT::Sandbox::User=root",
-    ]  # fmt: skip
+    # the lab kernel fetch's private apt configuration: the host's own stays untouched
+    from hacloud_lab.kernel import private_apt_options
+
+    return private_apt_options(root)
 
 
 def _closure(apt_cache: list[str]) -> list[str]:

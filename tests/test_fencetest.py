@@ -331,6 +331,42 @@ def test_history_groups_runs_by_the_timers_in_force(tmp_path: Path) -> None:
     assert groups[("power", 1000)]["rounds"] == 2 and groups[("power", 1000)]["rto"]["median"] == 19.0
 
 
+def test_history_records_the_timers_of_the_nodes_os_variant(tmp_path: Path) -> None:
+    """A round on RHEL Azure nodes ran with Microsoft's RHEL delays (priority-fencing-delay 15,
+    no pcmk_delay_max), not the SUSE defaults of the base profile (30 and 15): the history says
+    so, so rounds before and after a change of OS or profile are told apart."""
+    import dataclasses
+
+    from conftest import spec_of
+
+    from hacloud.fencetest.runner import RoundResult, append_history, history_path, timers_of
+    from hacloud.model import NodeFacts
+    from hacloud.provider import get_provider
+    from hacloud.render import effective_profile
+    from hacloud.workspace import Workspace
+
+    path = tmp_path / "hacloud.yaml"
+    path.write_text((REPO / "templates/init/azure.yaml").read_text())
+    spec = spec_of(yaml.safe_load(path.read_text()))
+    ws = Workspace(spec, path)
+    ws.state_dir.mkdir(parents=True)
+    inv = get_provider("azure").planned_inventory(spec)
+    rhel = tuple(dataclasses.replace(n, facts=NodeFacts(os_family="rhel")) for n in inv.nodes)
+    profile = effective_profile(spec, load_profile("azure"), dataclasses.replace(inv, nodes=rhel))
+    result = RoundResult("power", "node1", "node2", "2026-12-03T00:00:00+00:00")
+    result.profile, result.timers = profile.label, timers_of(profile)  # as run_round records it
+    append_history(ws, result)
+    append_history(ws, RoundResult("power", "node1", "node2", "2026-12-03T00:01:00+00:00"))
+    rhel_line, unknown_line = (json.loads(line) for line in history_path(ws).read_text().splitlines())
+    assert rhel_line["profile"] == "azure (rhel)"
+    assert rhel_line["timers"]["pacemaker.priority_fencing_delay"] == 15
+    assert rhel_line["timers"]["fencing.pcmk_delay_max"] == 0
+    base = load_profile("azure")
+    assert unknown_line["timers"]["pacemaker.priority_fencing_delay"] == base.num(
+        "pacemaker.priority_fencing_delay"
+    )
+
+
 def test_onprem_power_needs_a_bmc(tmp_path: Path) -> None:
     from conftest import onprem_doc, spec_of
     from hacloud_onprem import OnpremProvider

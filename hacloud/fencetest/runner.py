@@ -84,9 +84,31 @@ class RoundResult:
     resync_seconds: float | None = None
     passed: bool = False
     problems: list[str] = field(default_factory=list)
+    #: the profile in force for this round (with the nodes' OS variant, e.g. ``azure (rhel)``)
+    profile: str = ""
+    #: the timers in force for this round (see TIMER_KEYS)
+    timers: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+#: the profile values a round's outcome depends on, recorded with it
+TIMER_KEYS = (
+    "corosync.token",
+    "corosync.consensus",
+    "pacemaker.priority_fencing_delay",
+    "fencing.pcmk_delay_max",
+    "fencing.pcmk_delay_base",
+    "fencing.power_wait",
+    "drbd.timeout",
+    "drbd.ping_timeout",
+)
+
+
+def timers_of(profile: Any) -> dict[str, float]:
+    """The values of TIMER_KEYS in ``profile`` (the effective one: variant and overrides)."""
+    return {key: profile.num(key) for key in TIMER_KEYS}
 
 
 # ---------------------------------------------------------------- validation
@@ -435,6 +457,8 @@ def run_round(ws: Workspace, provider: Provider, options: Options, progress: Pro
         result = RoundResult(
             options.method, victim, survivor, datetime.now(UTC).isoformat(timespec="seconds")
         )
+        # the timers this round ran with: the nodes' OS variant and the spec's overrides applied
+        result.profile, result.timers = profile.label, timers_of(profile)
         sampler = RoleSampler(session.conns)
         client.start()
         try:
@@ -769,30 +793,18 @@ def history_path(ws: Workspace) -> Path:
 
 
 def append_history(ws: Workspace, result: RoundResult) -> None:
-    """One JSON line per round, with the timers in force, so runs before and after a change
-    of profile can be compared."""
+    """One JSON line per round, with the profile and timers in force for it (the nodes' OS
+    variant and the spec's overrides applied), so runs before and after a change of profile
+    can be compared."""
     from hacloud.profiles import load_profile
     from hacloud.render import effective_profile
 
-    p = effective_profile(ws.spec, load_profile(ws.spec.profile_name)).num
-    timers = {
-        key: p(key)
-        for key in (
-            "corosync.token",
-            "corosync.consensus",
-            "pacemaker.priority_fencing_delay",
-            "fencing.pcmk_delay_max",
-            "fencing.pcmk_delay_base",
-            "fencing.power_wait",
-            "drbd.timeout",
-            "drbd.ping_timeout",
-        )
-    }
+    fallback = effective_profile(ws.spec, load_profile(ws.spec.profile_name))
     line = {
         "cluster": ws.spec.cluster.name,
-        "profile": ws.spec.profile_name,
-        "timers": timers,
         **result.as_dict(),
+        "profile": result.profile or fallback.label,
+        "timers": result.timers or timers_of(fallback),
     }
     with open(history_path(ws), "a", encoding="utf-8") as fh:
         fh.write(json.dumps(line) + "\n")

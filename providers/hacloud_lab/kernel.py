@@ -181,15 +181,7 @@ def _fetch_unstable(cache: Path, mirror: str, progress: Progress) -> Kernel:
         (root / "lists" / "partial").mkdir(parents=True)
         (root / "archives" / "partial").mkdir(parents=True)
         (root / "sources.list").write_text(f"deb {mirror} {UNSTABLE_SUITE} main\n")
-        # A private apt configuration: the machine's own sources and package state stay untouched.
-        apt = [
-            "-o", f"Dir::Etc::SourceList={root / 'sources.list'}",
-            "-o", "Dir::Etc::SourceParts=/dev/null",
-            "-o", f"Dir::State::Lists={root / 'lists'}",
-            "-o", f"Dir::Cache={root}",
-            "-o", "Dir::State::status=/var/lib/dpkg/status",
-            "-o", "APT::Sandbox::User=root",
-        ]  # fmt: skip
+        apt = private_apt_options(root)
         _run(["apt-get", *apt, "update", "-q"], "apt-get update (Debian unstable)", 300)
         _run(["apt-get", *apt, "download", "user-mode-linux", "libc6"], "apt-get download", 600, cwd=root)
         debs = {p.name.split("_")[0]: p for p in root.glob("*.deb")}
@@ -228,6 +220,19 @@ def _fetch_unstable(cache: Path, mirror: str, progress: Progress) -> Kernel:
     (target / "kernel.json").write_text(json.dumps(asdict(kernel), indent=2))
     progress(f"lab kernel: UML {version} ({kernel.origin}) runs here")
     return kernel
+
+
+def private_apt_options(root: Path) -> list[str]:
+    """apt-get options for a private configuration under ``root`` (``sources.list``, ``lists/``,
+    ``archives/``): the machine's own sources, lists and package state stay untouched."""
+    return [
+        "-o", f"Dir::Etc::SourceList={root / 'sources.list'}",
+        "-o", "Dir::Etc::SourceParts=/dev/null",
+        "-o", f"Dir::State::Lists={root / 'lists'}",
+        "-o", f"Dir::Cache={root}",
+        "-o", "Dir::State::status=/var/lib/dpkg/status",
+        "-o", "APT::Sandbox::User=root",
+    ]  # fmt: skip
 
 
 def _run(cmd: list[str], what: str, timeout: float, cwd: Path | None = None) -> None:

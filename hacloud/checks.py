@@ -659,11 +659,9 @@ def overlay(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> 
 # ---------------------------------------------------------------- values the nodes supply
 
 
-def _node_file(b: Bundle, node: str, path: str) -> str:
-    for f in b.files.get(node, ()):
-        if f.path == path:
-            return f.content.decode("utf-8", "replace")
-    return ""
+def _node_file(b: Bundle, node: str, path: str) -> str | None:
+    """The text of the file at ``path`` rendered for ``node``; None when none is rendered."""
+    return next((f.content.decode("utf-8", "replace") for f in b.files.get(node, ()) if f.path == path), None)
 
 
 def corosync_log(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
@@ -672,7 +670,7 @@ def corosync_log(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib
 
     src = "corosync.conf(5) logfile; Debian corosync /var/log/corosync, RHEL/SUSE /var/log/cluster"
     for node in inv.nodes:
-        text = _node_file(b, node.name, "/etc/corosync/corosync.conf")
+        text = _node_file(b, node.name, "/etc/corosync/corosync.conf") or ""
         logfile = _conf_value(re.sub(r"(?m)^\s*#.*$", "", text), "logfile") or ""
         folder = logfile.rpartition("/")[0]
         known = node.facts.corosync_log_dir
@@ -1183,10 +1181,6 @@ def _aws_profiles(text: str) -> dict[str, dict[str, str]]:
     return out
 
 
-def _node_file_or_none(bundle: Bundle, node: str, path: str) -> str | None:
-    return next((f.content.decode("utf-8", "replace") for f in bundle.files[node] if f.path == path), None)
-
-
 def aws_cli(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
     """Every AWS CLI agent in the CIB finds its profile (and a region) in /root/.aws/config on
     every node, and every AWS region the cluster names is the one its nodes live in."""
@@ -1202,7 +1196,7 @@ def aws_cli(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> 
     regions: dict[str, set[str]] = {}
     bad: list[Finding | None] = []
     for node in b.files:
-        text = _node_file_or_none(b, node, AWS_CONFIG_PATH)
+        text = _node_file(b, node, AWS_CONFIG_PATH)
         profiles = _aws_profiles(text or "")
         for name, keys in profiles.items():
             if keys.get("region"):

@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from awstools import REGION, RecordingProxy, aws_env, aws_spec_doc, byo_vpc, moto_server, reset  # noqa: E402
 
-from hacloud.provider import get_provider  # noqa: E402
-from hacloud.specload import load_spec  # noqa: E402
-from hacloud.workspace import Workspace  # noqa: E402
+from hacloud.provision.provider import get_provider  # noqa: E402
+from hacloud.spec.load import load_spec  # noqa: E402
+from hacloud.spec.workspace import Workspace  # noqa: E402
 
 
 def main() -> None:

@@ -28,9 +28,9 @@ from azuretools import KEY, StaticToken, someone_elses_vm  # noqa: E402
 from fakearm import RG, SUBNET_ID, SUBSCRIPTION, FakeArm  # noqa: E402
 from hacloud_azure import api  # noqa: E402
 
-from hacloud.provider import get_provider  # noqa: E402
-from hacloud.specload import load_spec  # noqa: E402
-from hacloud.workspace import Workspace  # noqa: E402
+from hacloud.provision.provider import get_provider  # noqa: E402
+from hacloud.spec.load import load_spec  # noqa: E402
+from hacloud.spec.workspace import Workspace  # noqa: E402
 
 
 def main() -> None:

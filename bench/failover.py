@@ -24,7 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hacloud.fencetest.analysis import summary  # noqa: E402
+from hacloud.verify.fencetest.analysis import summary  # noqa: E402
 
 
 def hacloud(spec: Path, *args: str, timeout: float = 7200) -> subprocess.CompletedProcess[str]:

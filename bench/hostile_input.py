@@ -27,9 +27,9 @@ from hostile import (  # noqa: E402
     TERRAFORM_CASES,
 )
 
-from hacloud.commands import prepare  # noqa: E402
 from hacloud.errors import HacloudError  # noqa: E402
-from hacloud.terraform import TerraformSource  # noqa: E402
+from hacloud.ops.commands import prepare  # noqa: E402
+from hacloud.provision.terraform import TerraformSource  # noqa: E402
 
 
 def timed(rounds: int, attempt: object) -> tuple[float, float, str]:

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import yaml
 
-from hacloud.checks import run_checks
-from hacloud.profiles import load_profile
-from hacloud.provider import get_provider
+from hacloud.provision.provider import get_provider
 from hacloud.render import effective_profile, render_all
-from hacloud.secrets import ClusterSecrets
-from hacloud.specload import parse_spec
+from hacloud.spec.load import parse_spec
+from hacloud.spec.profiles import load_profile
+from hacloud.spec.secrets import ClusterSecrets
+from hacloud.verify.invariants import run_checks
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 import tftools  # noqa: E402
 from test_terraform import WORLD  # noqa: E402
 
-from hacloud.provider import get_provider  # noqa: E402
-from hacloud.specload import load_spec  # noqa: E402
-from hacloud.terraform import TerraformSource, import_inventory  # noqa: E402
+from hacloud.provision.provider import get_provider  # noqa: E402
+from hacloud.provision.terraform import TerraformSource, import_inventory  # noqa: E402
+from hacloud.spec.load import load_spec  # noqa: E402
 
 
 def main(rounds: int) -> None:

@@ -44,8 +44,8 @@ def main() -> None:
     sys.path[:0] = [str(ROOT), str(ROOT / "providers")]
     from hacloud_lab.lab import LabProvider
 
-    from hacloud.specload import load_spec
-    from hacloud.workspace import Workspace
+    from hacloud.spec.load import load_spec
+    from hacloud.spec.workspace import Workspace
 
     try:
         started = time.monotonic()

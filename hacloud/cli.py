@@ -24,8 +24,8 @@ from hacloud.errors import HacloudError, Interrupted, InterruptedWork, SpecError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from hacloud.profiles import ProfileValue
-    from hacloud.terraform import TerraformSource
+    from hacloud.provision.terraform import TerraformSource
+    from hacloud.spec.profiles import ProfileValue
 
 #: -h as well as --help, on every command and group
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -103,7 +103,7 @@ TfMapOption = Annotated[
 
 
 def _terraform(path: Path | None, tf_map: Path | None) -> TerraformSource | None:
-    from hacloud.terraform import TerraformSource
+    from hacloud.provision.terraform import TerraformSource
 
     if path is None:
         if tf_map is not None:
@@ -117,8 +117,7 @@ def _fail(exc: HacloudError) -> NoReturn:
         typer.echo(exc.report(), err=True)
     else:
         typer.echo(f"error: {exc.message}", err=True)
-        if exc.remedy:
-            typer.echo(f"  fix: {exc.remedy}", err=True)
+        typer.echo(f"  fix: {exc.remedy} [{exc.code}]" if exc.remedy else f"  [{exc.code}]", err=True)
     raise typer.Exit(exc.exit_code)
 
 
@@ -131,7 +130,7 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
 ) -> None:
     """Write a commented, valid example spec for a provider."""
-    from hacloud.commands import write_example
+    from hacloud.ops.commands import write_example
 
     try:
         write_example(provider.value, out, force)
@@ -148,11 +147,11 @@ def schema(
 ) -> None:
     """Print the JSON Schema of the spec (or of the inventory)."""
     if inventory:
-        from hacloud.model import inventory_json_schema
+        from hacloud.spec.inventory import inventory_json_schema
 
         typer.echo(json.dumps(inventory_json_schema(), indent=2, sort_keys=True))
     else:
-        from hacloud.spec import json_schema
+        from hacloud.spec.model import json_schema
 
         typer.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
 
@@ -163,7 +162,7 @@ def profile(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Show a profile's values, each with its source and, where sources disagree, why."""
-    from hacloud.profiles import PROFILE_NAMES, load_profile
+    from hacloud.spec.profiles import PROFILE_NAMES, load_profile
 
     if name.value not in PROFILE_NAMES:
         _fail(HacloudError(f"no profile named {name.value!r}", f"use one of: {', '.join(PROFILE_NAMES)}"))
@@ -208,7 +207,7 @@ def render(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Write the CIB and every node's files for review; needs no credentials or infrastructure."""
-    from hacloud.commands import render_to_dir
+    from hacloud.ops.commands import render_to_dir
 
     try:
         report = render_to_dir(spec, out, inventory, _terraform(from_terraform, tf_map))
@@ -246,7 +245,7 @@ def check(
     tf_map: TfMapOption = None,
 ) -> None:
     """Check the cross-layer invariants (timeouts, delays, grouping, host maps); exit 1 on error."""
-    from hacloud.commands import check_report
+    from hacloud.ops.commands import check_report
 
     try:
         findings, warnings = check_report(
@@ -280,12 +279,12 @@ def _warning_json(message: str) -> dict[str, Any]:
 
 
 def _problems_json(exc: HacloudError) -> list[dict[str, Any]]:
-    """The problems that stopped a command, as `check --json` findings (severity error, no code),
+    """The problems that stopped a command, as `check --json` findings (severity error, the error's code),
     with file, line and path where the input has them."""
     if isinstance(exc, SpecError):
         return [
             {
-                "code": None,
+                "code": exc.code,
                 "severity": "error",
                 "message": p.message,
                 "remedy": p.remedy,
@@ -296,7 +295,9 @@ def _problems_json(exc: HacloudError) -> list[dict[str, Any]]:
             }
             for p in exc.problems
         ]
-    return [{"code": None, "severity": "error", "message": exc.message, "remedy": exc.remedy, "source": ""}]
+    return [
+        {"code": exc.code, "severity": "error", "message": exc.message, "remedy": exc.remedy, "source": ""}
+    ]
 
 
 class _Progress:
@@ -359,7 +360,7 @@ def up(
     tf_map: TfMapOption = None,
 ) -> None:
     """Create or find the nodes, then converge the HA pair; a second run changes nothing."""
-    from hacloud.commands import converge
+    from hacloud.ops.commands import converge
 
     _confirm(f"Create or change the cluster described in {spec}?", yes)
     try:
@@ -391,7 +392,7 @@ def plan(
 ) -> None:
     """Show what `hacloud up` would change, node by node, without changing anything; on a cloud,
     also the infrastructure it would create and the IAM policy it gives the agents."""
-    from hacloud.commands import NodesMissing, converge, plan_infrastructure
+    from hacloud.ops.commands import NodesMissing, converge, plan_infrastructure
 
     progress = _Progress()
     terraform = _terraform(from_terraform, tf_map)
@@ -444,7 +445,7 @@ def _print_plan(result: dict[str, Any]) -> None:
 @app.command()
 def failover(spec: SpecOption = Path("hacloud.yaml"), yes: YesOption = False) -> None:
     """Planned switchover to the other node; waits until the service answers there."""
-    from hacloud.commands import failover as do_failover
+    from hacloud.ops.commands import failover as do_failover
 
     _confirm("Move the service to the other node?", yes, destructive=True)
     try:
@@ -463,7 +464,7 @@ def ssh(
     """Open a shell on a cluster node, or run a command there, with the recorded keys."""
     import subprocess
 
-    from hacloud.commands import ssh_command
+    from hacloud.ops.commands import ssh_command
 
     try:
         cmd = ssh_command(spec, node)
@@ -486,7 +487,7 @@ def down(
     """Stop the nodes and remove what hacloud made; data disks stay unless asked. Drop-in
     (--from-terraform, or after a drop-in `up`): remove the cluster configuration and what
     hacloud added; Terraform's machines and disks stay."""
-    from hacloud.commands import down as do_down
+    from hacloud.ops.commands import down as do_down
 
     _confirm(
         f"Stop the cluster in {spec}{' and delete its disks' if delete_volumes or purge else ''}?",
@@ -509,7 +510,7 @@ def status(
     tf_map: TfMapOption = None,
 ) -> None:
     """Nodes, quorum, DRBD per node, where the service and VIP run, fencing, failed actions."""
-    from hacloud.commands import cluster_status
+    from hacloud.ops.commands import cluster_status
 
     try:
         st = cluster_status(spec, _terraform(from_terraform, tf_map))
@@ -579,7 +580,7 @@ def verify(
 ) -> None:
     """Online verify: compare both disks block by block (drbdadm verify on the Primary, reads
     only); exit 1 when DRBD found blocks out of sync."""
-    from hacloud.commands import verify as do_verify
+    from hacloud.ops.commands import verify as do_verify
 
     try:
         results = do_verify(spec, _Progress(), resource, timeout)
@@ -632,10 +633,10 @@ def fence_test(
 ) -> None:
     """Fail the active node for real and measure, from a client, how long writes stop (RTO) and
     whether any acknowledged write is lost (RPO); then bring the node back and resync."""
-    from hacloud.fencetest.runner import Options, history_path, history_summary, rto_summary, run
+    from hacloud.verify.fencetest.runner import Options, history_path, history_summary, rto_summary, run
 
     if history:
-        from hacloud.commands import workspace
+        from hacloud.deploy.session import workspace
 
         try:
             groups = history_summary(workspace(spec))
@@ -678,7 +679,7 @@ def fence_test(
             typer.echo(
                 f"RTO over {len(results)} rounds: min {s['min']} s, median {s['median']} s, p95 {s['p95']} s"
             )
-        from hacloud.commands import workspace
+        from hacloud.deploy.session import workspace
 
         typer.echo(f"history: {history_path(workspace(spec))}")
     if not all(r.passed for r in results) or len(results) < rounds:
@@ -728,7 +729,7 @@ def lab_exec(
     """Run a command on the host side inside the lab's network (e.g. curl to the VIP)."""
     import subprocess
 
-    from hacloud.commands import lab_provider
+    from hacloud.ops.commands import lab_provider
 
     try:
         ws, provider = lab_provider(spec)
@@ -755,7 +756,7 @@ def lab_power(
     spec: SpecOption = Path("hacloud.yaml"),
 ) -> None:
     """Power a lab guest on or off through its virtual BMC (IPMI), or show its power."""
-    from hacloud.commands import lab_provider
+    from hacloud.ops.commands import lab_provider
 
     try:
         ws, provider = lab_provider(spec)

@@ -39,8 +39,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from awstools import OVERLAY_IP, REGION, RecordingProxy, aws_env, aws_spec_doc, byo_vpc, moto_server
 
-from hacloud.deploy import IFACE_PROBE, node_facts, parse_facts
-from hacloud.model import Inventory
+from hacloud.deploy.engine import IFACE_PROBE, node_facts, parse_facts
+from hacloud.spec.inventory import Inventory
 
 SITECUSTOMIZE = """
 import os
@@ -136,10 +136,10 @@ def main() -> None:
         spec_path = work / "hacloud.yaml"
         spec_path.write_text(yaml.safe_dump(aws_spec_doc(account)))
 
-        from hacloud.commands import prepare
-        from hacloud.provider import get_provider
-        from hacloud.specload import load_spec
-        from hacloud.workspace import Workspace
+        from hacloud.ops.commands import prepare
+        from hacloud.provision.provider import get_provider
+        from hacloud.spec.load import load_spec
+        from hacloud.spec.workspace import Workspace
 
         ws = Workspace(load_spec(spec_path), spec_path)
         inventory = with_facts(get_provider("aws").ensure_nodes(ws))

@@ -119,10 +119,10 @@ def main() -> None:
 
         from hacloud_aws import aws_node_needs
 
-        from hacloud.commands import prepare
-        from hacloud.provider import get_provider
-        from hacloud.specload import load_spec
-        from hacloud.workspace import Workspace
+        from hacloud.ops.commands import prepare
+        from hacloud.provision.provider import get_provider
+        from hacloud.spec.load import load_spec
+        from hacloud.spec.workspace import Workspace
 
         ws = Workspace(load_spec(spec_path), spec_path)
         inventory = get_provider("aws").ensure_nodes(ws)

@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 from fakearm import RG, SUBNET_ID, SUBSCRIPTION, FakeArm
 
-from hacloud.specload import load_spec
-from hacloud.workspace import Workspace
+from hacloud.spec.load import load_spec
+from hacloud.spec.workspace import Workspace
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMd5ANshDKJ3F7yGzMD7D+xTViqYaWxtbDPl+pHVPOKy hacloud-test\n"
 BASE = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RG}/providers"

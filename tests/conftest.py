@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import yaml
 
-from hacloud.profiles import load_profile
-from hacloud.provider import get_provider
+from hacloud.provision.provider import get_provider
 from hacloud.render import Bundle, effective_profile, render_all
-from hacloud.secrets import ClusterSecrets
-from hacloud.spec import Spec
+from hacloud.spec.model import Spec
+from hacloud.spec.profiles import load_profile
+from hacloud.spec.secrets import ClusterSecrets
 
 FIXED_SECRETS = ClusterSecrets(bytes(range(256)), "test-drbd-secret-not-for-production")
 FENCING = ("fence_ipmilan", "fence_redfish", "sbd", "fence_aws", "fence_azure_arm")
@@ -126,7 +126,7 @@ def onprem_doc(
 
 
 def spec_of(doc: dict[str, Any]) -> Spec:
-    from hacloud.specload import parse_spec
+    from hacloud.spec.load import parse_spec
 
     return parse_spec(yaml.safe_dump(copy.deepcopy(doc)), "test.yaml")
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hacloud.provider import Provider
-from hacloud.workspace import Workspace
+from hacloud.provision.provider import Provider
+from hacloud.spec.workspace import Workspace
 
 
 @dataclass(frozen=True)

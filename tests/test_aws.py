@@ -21,9 +21,9 @@ from hacloud_aws.api import Clients
 from hacloud_aws.infra import Infra, ebs_device_path
 
 from hacloud.errors import HacloudError
-from hacloud.provider import get_provider
-from hacloud.specload import load_spec
-from hacloud.workspace import Workspace
+from hacloud.provision.provider import get_provider
+from hacloud.spec.load import load_spec
+from hacloud.spec.workspace import Workspace
 
 
 @pytest.fixture
@@ -404,7 +404,7 @@ def test_cib_from_the_moto_inventory_passes_crm_verify_and_fails_over(
     from conftest import need
     from tools import simulate_failover
 
-    from hacloud.commands import prepare
+    from hacloud.ops.commands import prepare
 
     need("crm_verify", "crm_simulate", "crm_attribute", "crm_mon")
     ws = workspace(tmp_path, aws_spec_doc(account))

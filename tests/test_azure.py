@@ -16,7 +16,7 @@ from azuretools import azure_doc, census, someone_elses_vm, workspace
 from fakearm import RG, SUBSCRIPTION, FakeArm
 
 from hacloud.errors import HacloudError
-from hacloud.provider import get_provider
+from hacloud.provision.provider import get_provider
 
 
 def leftovers(fake: FakeArm) -> dict[str, list[str]]:
@@ -255,7 +255,7 @@ def test_cib_from_the_fake_inventory_passes_crm_verify_and_fails_over(fake: Fake
     from conftest import need
     from tools import simulate_failover
 
-    from hacloud.commands import prepare
+    from hacloud.ops.commands import prepare
 
     need("crm_verify", "crm_simulate", "crm_attribute", "crm_mon")
     ws = workspace(tmp_path, azure_doc(fake))

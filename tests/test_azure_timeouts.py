@@ -15,7 +15,7 @@ import yaml
 from azuretools import StaticToken
 
 from hacloud.errors import HacloudError
-from hacloud.specload import load_spec
+from hacloud.spec.load import load_spec
 
 pytest.importorskip("azure.mgmt.compute")
 

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from conftest import onprem_doc, render_doc
 
-from hacloud.checks import run_checks
-from hacloud.model import RenderedFile
-from hacloud.profiles import load_profile
-from hacloud.provider import get_provider
+from hacloud.provision.provider import get_provider
 from hacloud.render import Bundle, effective_profile
+from hacloud.spec.inventory import RenderedFile
+from hacloud.spec.profiles import load_profile
+from hacloud.verify.invariants import run_checks
 
 Mutation = Callable[[Bundle], Bundle]
 

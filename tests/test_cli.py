@@ -147,7 +147,7 @@ def test_profile_command_shows_sources(tmp_path: Path) -> None:
 
 
 def test_inventory_schema_file_is_current() -> None:
-    from hacloud.model import inventory_json_schema
+    from hacloud.spec.inventory import inventory_json_schema
 
     committed = json.loads((REPO / "docs" / "inventory.schema.json").read_text())
     assert committed == inventory_json_schema(), (

@@ -522,9 +522,9 @@ def test_an_interrupted_fence_test_says_which_node_and_how_to_bring_it_back(
     """The advice after Ctrl-C names the victim and gives command lines the CLI accepts."""
     import re
 
-    from hacloud.commands import workspace
+    from hacloud.deploy.session import workspace
     from hacloud.errors import InterruptedWork
-    from hacloud.fencetest.runner import interrupted_after_fault
+    from hacloud.verify.fencetest.runner import interrupted_after_fault
 
     err = interrupted_after_fault(workspace(lab_spec / "hacloud.yaml"), method, "node2")
     assert isinstance(err, InterruptedWork) and err.exit_code == 130

@@ -184,7 +184,7 @@ def _endpoint(lab: dict[str, object], node: str, **changes: object) -> tuple[obj
 
 
 def test_non_root_user_with_sudo(lab: dict[str, object]) -> None:
-    from hacloud.remote import Connection
+    from hacloud.deploy.remote import Connection
 
     setup = on(
         lab,
@@ -210,7 +210,7 @@ def test_non_root_user_with_sudo(lab: dict[str, object]) -> None:
 
 def test_jump_host(lab: dict[str, object]) -> None:
     """node2 reached through node1 as bastion (direct-tcpip), host keys checked for both."""
-    from hacloud.remote import Connection
+    from hacloud.deploy.remote import Connection
 
     ep, known = _endpoint(lab, "node2", jump="root@192.0.2.11")
     conn = Connection(ep, known, lambda _m: None).connect()  # type: ignore[arg-type]

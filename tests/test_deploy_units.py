@@ -11,7 +11,7 @@ import pytest
 from conftest import need, onprem_doc, render_doc
 from tools import run, with_quorum
 
-from hacloud.deploy import cib_differences, merge_cib, parse_facts, without_status
+from hacloud.deploy.engine import cib_differences, merge_cib, parse_facts, without_status
 
 FACTS = """@os
 debian
@@ -119,12 +119,12 @@ def test_a_changed_links_script_runs_right_after_the_upload() -> None:
     import yaml
     from conftest import FIXED_SECRETS, REPO, spec_of
 
-    from hacloud.deploy import Engine, HostFacts
-    from hacloud.profiles import load_profile
-    from hacloud.provider import get_provider
-    from hacloud.remote import sha256_hex
+    from hacloud.deploy.engine import Engine, HostFacts
+    from hacloud.deploy.remote import sha256_hex
+    from hacloud.provision.provider import get_provider
     from hacloud.render import effective_profile, render_all
     from hacloud.render.files import LINKS_SCRIPT
+    from hacloud.spec.profiles import load_profile
 
     spec = spec_of(yaml.safe_load((REPO / "templates/init/aws.yaml").read_text()))
     inventory = get_provider("aws").planned_inventory(spec)

@@ -19,10 +19,10 @@ import pytest
 from conftest import PROFILES, need, onprem_doc, render_doc, spec_of
 from tools import DRBDADM84, run, write_files
 
-from hacloud.checks import Finding, run_checks
-from hacloud.profiles import load_profile, override_problems
-from hacloud.provider import get_provider
+from hacloud.provision.provider import get_provider
 from hacloud.render import Bundle, effective_profile
+from hacloud.spec.profiles import load_profile, override_problems
+from hacloud.verify.invariants import Finding, run_checks
 
 # the fencing each profile is made for (onprem: both BMC and SBD)
 CASES = [
@@ -207,7 +207,7 @@ def test_ping_timeout_300_is_drbds_maximum(tmp_path: Path) -> None:
     """The cloud profiles use DRBD's largest ping-timeout: drbdadm itself refuses one more, and
     so does the override grammar, before anything is rendered."""
     from hacloud.errors import SpecError
-    from hacloud.profiles import GRAMMAR
+    from hacloud.spec.profiles import GRAMMAR
 
     need("drbdadm")
     doc = _doc("aws", "fence_aws")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hacloud.drbdstate import (
+from hacloud.deploy.query.drbd import (
     by_minor,
     link_state,
     parse_drbdsetup_status,
@@ -121,7 +121,7 @@ def test_drbd84_split_brain_from_the_lab() -> None:
     """Both nodes StandAlone after a real split brain (after-sb-1pri disconnect); the kernel
     logged it. The steps `hacloud status` printed brought the pair back to Connected
     UpToDate/UpToDate in that lab run (drbd84-proc-recovered-node1.txt)."""
-    from hacloud.drbdstate import SPLIT_BRAIN_LOG
+    from hacloud.deploy.query.drbd import SPLIT_BRAIN_LOG
 
     states = {
         node: by_minor(parse_proc_drbd(_read(f"drbd84-proc-splitbrain-{node}.txt")), {0: "r0"})
@@ -151,7 +151,7 @@ def test_drbd84_split_brain_from_the_lab() -> None:
 
 
 def test_the_kernel_messages_hacloud_waits_for_are_the_real_ones() -> None:
-    from hacloud.commands import VERIFY_DONE_LOG
+    from hacloud.ops.commands import VERIFY_DONE_LOG
 
     assert VERIFY_DONE_LOG in _read("drbd84-dmesg-verify-node2.txt")
     assert "Online verify found 1 4k block out of sync" in _read("drbd84-dmesg-verify-node2.txt")
@@ -184,7 +184,7 @@ def _spec() -> object:
 
 
 def test_verify_starts_waits_and_reads_the_kernels_count() -> None:
-    from hacloud.commands import _verify_one
+    from hacloud.ops.commands import _verify_one
 
     healthy, running, done = (
         _read("drbd84-proc-healthy-node2.txt"),
@@ -198,7 +198,7 @@ def test_verify_starts_waits_and_reads_the_kernels_count() -> None:
 
 
 def test_verify_joins_a_running_one_and_sees_a_fast_one_finish_by_the_log() -> None:
-    from hacloud.commands import _verify_one
+    from hacloud.ops.commands import _verify_one
 
     conn = _Replay([_read("drbd84-proc-verifying-node2.txt"), _read("drbd84-proc-verified-node2.txt")], [3])
     _verify_one(conn, _spec(), "8.4", "r0", "node2", lambda _: None, None, 0)  # type: ignore[arg-type]
@@ -213,8 +213,8 @@ def test_verify_joins_a_running_one_and_sees_a_fast_one_finish_by_the_log() -> N
 def test_verify_timeout_says_the_verify_keeps_running() -> None:
     import pytest
 
-    from hacloud.commands import _verify_one
     from hacloud.errors import HacloudError
+    from hacloud.ops.commands import _verify_one
 
     conn = _Replay([_read("drbd84-proc-verifying-node2.txt")], [0])
     with pytest.raises(HacloudError) as err:
@@ -228,7 +228,8 @@ def test_status_text_names_the_split_brain_and_the_steps(monkeypatch: object) ->
     import pytest
     from typer.testing import CliRunner
 
-    from hacloud import cli, commands
+    from hacloud import cli
+    from hacloud.ops import commands
 
     assert isinstance(monkeypatch, pytest.MonkeyPatch)
     states = {

@@ -349,10 +349,10 @@ def _render_for(doc: dict[str, Any], family: str) -> Any:
 
     from conftest import FIXED_SECRETS, spec_of
 
-    from hacloud.model import NodeFacts
-    from hacloud.profiles import load_profile
-    from hacloud.provider import get_provider
+    from hacloud.provision.provider import get_provider
     from hacloud.render import effective_profile, render_all
+    from hacloud.spec.inventory import NodeFacts
+    from hacloud.spec.profiles import load_profile
 
     spec = spec_of(doc)
     inv = get_provider(spec.provider.kind).planned_inventory(spec)
@@ -401,7 +401,7 @@ def test_overrides_win_over_the_os_variant() -> None:
 
 def test_suse_delays_on_rhel_nodes_are_found() -> None:
     """HAC103 on RHEL nodes whose devices carry SUSE's delay (what the old render gave them)."""
-    from hacloud.checks import run_checks
+    from hacloud.verify.invariants import run_checks
 
     spec, inv, profile, bundle = _render_for(
         onprem_doc("fence_azure_arm", "azure-lb", profile="azure"), "rhel"
@@ -515,8 +515,8 @@ def test_arm_endpoint_with_a_bad_port_is_listed_not_a_traceback() -> None:
     derivation treats it as no known cloud."""
     from conftest import spec_of
 
-    from hacloud.azurecloud import cloud_of, refused
     from hacloud.errors import SpecError
+    from hacloud.spec.azurecloud import cloud_of, refused
 
     for bad in (
         "https://management.azure.com:x",
@@ -629,7 +629,7 @@ class _IsolatedNode:
         raise AssertionError("sshd did not start")
 
     def connection(self) -> Any:
-        from hacloud.remote import Connection, Endpoint
+        from hacloud.deploy.remote import Connection, Endpoint
 
         ep = Endpoint(self.name, "127.0.0.1", self.sshd.port, "root", str(self.sshd.client_key))
         return Connection(ep, self.root / "known_hosts", lambda _m: None, timeout=10)
@@ -661,8 +661,8 @@ def test_up_removes_only_the_nodes_own_bmc_password(two_nodes: dict[str, _Isolat
     else's in the same directory): the deploy engine's file step, over real SSH, writes the
     peer's password, removes the node's own and nothing else; `plan` first only says so; a
     second run changes nothing."""
-    from hacloud.deploy import Engine
-    from hacloud.provider import get_provider
+    from hacloud.deploy.engine import Engine
+    from hacloud.provision.provider import get_provider
 
     spec, bundle = render_doc(onprem_doc(), PASSWORDS)
     for node in two_nodes.values():

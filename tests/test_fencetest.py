@@ -21,9 +21,9 @@ import pytest
 import yaml
 from conftest import REPO, need, run_hacloud, write_lab_spec
 
-from hacloud.fencetest.analysis import Attempt, availability, check_data, load_attempts, summary
-from hacloud.fencetest.timeline import floor, parse_journal, stage_patterns, stages
-from hacloud.profiles import load_profile
+from hacloud.spec.profiles import load_profile
+from hacloud.verify.fencetest.analysis import Attempt, availability, check_data, load_attempts, summary
+from hacloud.verify.fencetest.timeline import floor, parse_journal, stage_patterns, stages
 
 
 def _free_port() -> int:
@@ -36,7 +36,7 @@ def _serve(data: Path, port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [
             sys.executable,
-            str(REPO / "hacloud/demo_service.py"),
+            str(REPO / "hacloud/verify/demo_service.py"),
             "--data",
             str(data),
             "--port",
@@ -70,7 +70,10 @@ def store(tmp_path: Path) -> Iterator[tuple[Path, int, list[subprocess.Popen[byt
 
 def _client(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hacloud.fenceclient", *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "hacloud.verify.fencetest.client", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -86,7 +89,7 @@ def test_client_writes_survive_a_restart_and_every_ack_is_checked(
         [
             sys.executable,
             "-m",
-            "hacloud.fenceclient",
+            "hacloud.verify.fencetest.client",
             "write",
             "--url",
             url,
@@ -308,9 +311,9 @@ def test_cli_refuses_bad_requests_before_touching_anything(tmp_path: Path) -> No
 
 
 def test_history_groups_runs_by_the_timers_in_force(tmp_path: Path) -> None:
-    from hacloud.fencetest.runner import history_path, history_summary
-    from hacloud.specload import load_spec
-    from hacloud.workspace import Workspace
+    from hacloud.spec.load import load_spec
+    from hacloud.spec.workspace import Workspace
+    from hacloud.verify.fencetest.runner import history_path, history_summary
 
     spec, _ = write_lab_spec(tmp_path, "hist")
     ws = Workspace(load_spec(spec), spec)
@@ -339,11 +342,11 @@ def test_history_records_the_timers_of_the_nodes_os_variant(tmp_path: Path) -> N
 
     from conftest import spec_of
 
-    from hacloud.fencetest.runner import RoundResult, append_history, history_path, timers_of
-    from hacloud.model import NodeFacts
-    from hacloud.provider import get_provider
+    from hacloud.provision.provider import get_provider
     from hacloud.render import effective_profile
-    from hacloud.workspace import Workspace
+    from hacloud.spec.inventory import NodeFacts
+    from hacloud.spec.workspace import Workspace
+    from hacloud.verify.fencetest.runner import RoundResult, append_history, history_path, timers_of
 
     path = tmp_path / "hacloud.yaml"
     path.write_text((REPO / "templates/init/azure.yaml").read_text())
@@ -372,7 +375,7 @@ def test_onprem_power_needs_a_bmc(tmp_path: Path) -> None:
     from hacloud_onprem import OnpremProvider
 
     from hacloud.errors import ProviderUnavailable
-    from hacloud.workspace import Workspace
+    from hacloud.spec.workspace import Workspace
 
     spec = spec_of(onprem_doc(fencing="sbd"))
     with pytest.raises(ProviderUnavailable) as info:

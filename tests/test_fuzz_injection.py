@@ -55,12 +55,12 @@ from pydantic import BaseModel, ValidationError
 from tools import write_files
 
 from hacloud.errors import HacloudError, SpecError
-from hacloud.inventory import check_inventory_matches
-from hacloud.model import INVENTORY_ADAPTER, Inventory
-from hacloud.profiles import load_profile
-from hacloud.provider import get_provider
+from hacloud.provision.provider import get_provider
 from hacloud.render import Bundle, effective_profile, render_all
-from hacloud.spec import Spec
+from hacloud.spec.inventory import INVENTORY_ADAPTER, Inventory
+from hacloud.spec.inventory_file import check_inventory_matches
+from hacloud.spec.model import Spec
+from hacloud.spec.profiles import load_profile
 
 pytestmark = pytest.mark.tools
 
@@ -807,7 +807,7 @@ def _state(kind: str, field: tuple[str, ...], value: str) -> dict[str, Any]:
 def test_terraform_value_through_the_import(
     kind: str, field: tuple[str, ...], base: str, data: st.DataObject, tmp: Path
 ) -> None:
-    from hacloud.terraform import TerraformSource, import_inventory
+    from hacloud.provision.terraform import TerraformSource, import_inventory
 
     spec = spec_of(_tf_doc(kind))
     value = data.draw(hostile(base), label="value")
@@ -841,7 +841,7 @@ def _tf_doc(kind: str) -> dict[str, Any]:
 @pytest.mark.parametrize("kind", ["aws", "azure"])
 def test_the_clean_hand_written_states_import(kind: str, tmp_path: Path) -> None:
     """The fuzzed states are real imports: unchanged, both nodes come out with their disk."""
-    from hacloud.terraform import TerraformSource, import_inventory
+    from hacloud.provision.terraform import TerraformSource, import_inventory
 
     file = tmp_path / "terraform.tfstate"
     file.write_text(

@@ -15,7 +15,7 @@ import pytest
 from hostile import AZURE_CASES, INVENTORY_CHANGES, INVENTORY_RAW, SPEC_CASES, TERRAFORM_CASES
 
 from hacloud.errors import SpecError
-from hacloud.specload import parse_spec
+from hacloud.spec.load import parse_spec
 
 #: Generous: the CLI's own start-up is ~0.4 s here; bench/hostile_input.py has the numbers.
 BOUND = 5.0

@@ -34,14 +34,14 @@ from injection_tools import (
     sysctl_settings,
 )
 
-from hacloud.checks import run_checks
 from hacloud.errors import HacloudError, SpecError
-from hacloud.inventory import check_inventory_matches, load_inventory
-from hacloud.model import Inventory, NodeFacts
-from hacloud.profiles import load_profile
-from hacloud.provider import get_provider
+from hacloud.provision.provider import get_provider
 from hacloud.render import Bundle, effective_profile, render_all
-from hacloud.spec import Spec
+from hacloud.spec.inventory import Inventory, NodeFacts
+from hacloud.spec.inventory_file import check_inventory_matches, load_inventory
+from hacloud.spec.model import Spec
+from hacloud.spec.profiles import load_profile
+from hacloud.verify.invariants import run_checks
 
 HOSTILE_USER = 'admin" name="pcmk_host_list" value="node1'
 
@@ -314,7 +314,7 @@ def test_overrides_inside_their_grammar_are_accepted() -> None:
 
 
 def test_every_profile_key_has_a_grammar_its_own_values_keep() -> None:
-    from hacloud.profiles import GRAMMAR, PROFILE_NAMES, override_problems
+    from hacloud.spec.profiles import GRAMMAR, PROFILE_NAMES, override_problems
 
     for name in PROFILE_NAMES:
         profile = load_profile(name)
@@ -523,7 +523,7 @@ def aws_state(**node1: Any) -> dict[str, Any]:
 
 
 def import_aws(tmp_path: Path, state: dict[str, Any]) -> Inventory:
-    from hacloud.terraform import TerraformSource, import_inventory
+    from hacloud.provision.terraform import TerraformSource, import_inventory
 
     doc = yaml.safe_load((REPO / "templates/init/aws.yaml").read_text())
     file = tmp_path / "terraform.tfstate"
@@ -703,7 +703,7 @@ def test_an_inventory_a_provider_built_passes_the_loaded_grammar(field: str, val
     """What a provider returns from its API (here the AWS example's planned inventory made
     hostile, as a tag or an attribute changed behind hacloud's back could) is refused before
     anything is rendered or run from it, naming the field -- like a loaded inventory."""
-    from hacloud.inventory import validated
+    from hacloud.spec.inventory_file import validated
 
     spec = spec_of(yaml.safe_load((REPO / "templates/init/aws.yaml").read_text()))
     inv = get_provider("aws").planned_inventory(spec)

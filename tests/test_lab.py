@@ -22,8 +22,8 @@ from conftest import run_hacloud, write_lab_spec
 from hacloud_lab import guest, image, kernel, net
 from hacloud_lab.lab import LabProvider
 
-from hacloud.specload import load_spec
-from hacloud.workspace import Workspace
+from hacloud.spec.load import load_spec
+from hacloud.spec.workspace import Workspace
 
 pytestmark = pytest.mark.lab
 CLUSTER = "citest"
@@ -362,10 +362,10 @@ def test_not_root_is_a_clear_error(lab: dict[str, object]) -> None:
     import hacloud_lab.lab  # noqa: F401  (the lazy imports the command needs, loaded before dropping root)
     from typer.testing import CliRunner
 
-    import hacloud.commands
+    import hacloud.ops.commands
     from hacloud.cli import app
 
-    del hacloud.commands
+    del hacloud.ops.commands
     # pytest's own tmp directories are 0700: the unprivileged user could not even read the spec.
     where = Path(tempfile.mkdtemp(prefix="hacloud-nonroot-"))
     where.chmod(0o755)

@@ -25,14 +25,14 @@ import yaml
 from conftest import FIXED_SECRETS, REPO, need, onprem_doc, spec_of
 from tools import run, with_quorum
 
-from hacloud.checks import Finding, run_checks
-from hacloud.deploy import IFACE_PROBE, node_facts, parse_facts, service_probe, systemd_seconds
+from hacloud.deploy.engine import IFACE_PROBE, node_facts, parse_facts, service_probe, systemd_seconds
 from hacloud.errors import HacloudError
-from hacloud.model import Inventory, NodeFacts, ServiceLimits
-from hacloud.profiles import load_profile
-from hacloud.provider import get_provider
+from hacloud.provision.provider import get_provider
 from hacloud.render import Bundle, effective_profile, render_all
-from hacloud.spec import Spec
+from hacloud.spec.inventory import Inventory, NodeFacts, ServiceLimits
+from hacloud.spec.model import Spec
+from hacloud.spec.profiles import load_profile
+from hacloud.verify.invariants import Finding, run_checks
 
 UNITS = Path("/lib/systemd/system")
 AGENTS = Path("/usr/lib/ocf/resource.d")

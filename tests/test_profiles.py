@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hacloud.profiles import PROFILE_NAMES, load_profile, override_problems
+from hacloud.spec.profiles import PROFILE_NAMES, load_profile, override_problems
 
 # best-practices §3.6: settings where sources disagree; every profile must say why it chose.
 DISPUTED = (

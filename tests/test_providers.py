@@ -8,8 +8,8 @@ import pytest
 import yaml
 from conftest import REPO, spec_of
 
-from hacloud.model import INVENTORY_ADAPTER, Inventory
-from hacloud.provider import Provider, get_provider, provider_names
+from hacloud.provision.provider import Provider, get_provider, provider_names
+from hacloud.spec.inventory import INVENTORY_ADAPTER, Inventory
 
 # A provider without a row here has no contract test: adding one to the entry points
 # without testing it fails this suite.
@@ -47,7 +47,7 @@ def test_every_provider_implements_the_operations(name: str) -> None:
     """No registered provider falls back on BaseProvider's "not implemented yet" for the
     operations `up`/`down` need (their behaviour is tested for real in test_lab, test_aws,
     test_azure)."""
-    from hacloud.provider import BaseProvider
+    from hacloud.provision.provider import BaseProvider
 
     cls = type(get_provider(name))
     for op in ("discover", "ensure_nodes", "teardown"):
@@ -58,7 +58,7 @@ def test_every_provider_implements_the_operations(name: str) -> None:
 
 def test_onprem_teardown_is_a_typed_refusal() -> None:
     from hacloud.errors import HacloudError
-    from hacloud.workspace import Workspace
+    from hacloud.spec.workspace import Workspace
 
     spec = spec_of(yaml.safe_load((REPO / "templates/init/onprem.yaml").read_text()))
     with pytest.raises(HacloudError) as info:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import need
 
+from hacloud.deploy.remote import Connection, Endpoint, RemoteError
 from hacloud.errors import HacloudError
-from hacloud.remote import Connection, Endpoint, RemoteError
 
 SSHD = "/usr/sbin/sshd"
 

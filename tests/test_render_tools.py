@@ -14,11 +14,11 @@ import pytest
 from conftest import FIXED_SECRETS, PROFILES, need, onprem_doc, render_doc, spec_of
 from tools import DRBDADM84, run, write_files
 
-from hacloud.deploy import LOGDIR_PROBE, node_facts, parse_facts
-from hacloud.model import NodeFacts
-from hacloud.profiles import load_profile
-from hacloud.provider import get_provider
+from hacloud.deploy.engine import LOGDIR_PROBE, node_facts, parse_facts
+from hacloud.provision.provider import get_provider
 from hacloud.render import Bundle, effective_profile, render_all
+from hacloud.spec.inventory import NodeFacts
+from hacloud.spec.profiles import load_profile
 
 
 def _drbd_conf(node_dir: Path) -> Path:
@@ -199,9 +199,9 @@ def _cloud_bundle(provider: str) -> Any:
     import yaml
     from conftest import FIXED_SECRETS, REPO, spec_of
 
-    from hacloud.model import Inventory, NetworkInfo, NodeInfo
-    from hacloud.profiles import load_profile
     from hacloud.render import effective_profile, render_all
+    from hacloud.spec.inventory import Inventory, NetworkInfo, NodeInfo
+    from hacloud.spec.profiles import load_profile
 
     spec = spec_of(yaml.safe_load((REPO / f"templates/init/{provider}.yaml").read_text()))
     nodes = tuple(

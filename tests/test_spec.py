@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hacloud.errors import SpecError
-from hacloud.spec import PROVIDER_KINDS, json_schema
-from hacloud.specload import parse_spec
+from hacloud.spec.load import parse_spec
+from hacloud.spec.model import PROVIDER_KINDS, json_schema
 
 EXAMPLES = REPO / "templates" / "init"
 

@@ -31,7 +31,7 @@ def test_help_imports_no_cloud_sdk() -> None:
 
 def test_loading_every_provider_imports_no_cloud_sdk() -> None:
     loaded = modules_after(
-        "from hacloud.provider import get_provider, provider_names\n"
+        "from hacloud.provision.provider import get_provider, provider_names\n"
         "for name in provider_names(): get_provider(name)\n"
     )
     assert "hacloud_aws" in loaded

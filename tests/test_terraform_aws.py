@@ -18,10 +18,10 @@ import tftools
 import yaml
 from awstools import Account, aws_spec_doc, byo_vpc, census, tagged
 
-from hacloud.dropin import RECORD, provider_for
-from hacloud.specload import load_spec
-from hacloud.terraform import TerraformSource
-from hacloud.workspace import Workspace
+from hacloud.provision.dropin import RECORD, provider_for
+from hacloud.provision.terraform import TerraformSource
+from hacloud.spec.load import load_spec
+from hacloud.spec.workspace import Workspace
 
 pytestmark = pytest.mark.skipif(
     tftools.terraform() is None, reason="no terraform binary (.ci/run installs it)"

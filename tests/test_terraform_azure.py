@@ -24,11 +24,11 @@ from azuretools import AUTH_API, BASE, NETWORK_API, azure_doc, put_resource, som
 from fakearm import SUBSCRIPTION, FakeArm
 from hacloud_azure.access import allows, broader, missing
 
-from hacloud.dropin import RECORD, provider_for
 from hacloud.errors import HacloudError
-from hacloud.provider import get_provider
-from hacloud.terraform import TerraformSource
-from hacloud.workspace import Workspace
+from hacloud.provision.dropin import RECORD, provider_for
+from hacloud.provision.provider import get_provider
+from hacloud.provision.terraform import TerraformSource
+from hacloud.spec.workspace import Workspace
 
 DATA = Path(__file__).resolve().parent / "data" / "terraform"
 FENCE = [

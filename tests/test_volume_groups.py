@@ -12,12 +12,12 @@ import pytest
 from conftest import grouped_doc, need, onprem_doc, render_doc
 from tools import DRBDADM84, executed_order, run, simulate_failover, write_files
 
-from hacloud.deploy import Engine, drbd_status_command, layout_conflicts, parse_drbd_status
-from hacloud.drbdconf import parse_resources
+from hacloud.deploy.engine import Engine, drbd_status_command, layout_conflicts, parse_drbd_status
+from hacloud.deploy.remote import Result
 from hacloud.errors import SpecError
-from hacloud.provider import get_provider
-from hacloud.remote import Result
+from hacloud.provision.provider import get_provider
 from hacloud.render.resources import drbd_resources
+from hacloud.verify.drbdconf import parse_resources
 
 VERSIONS = ["8.4", "9"]
 
@@ -326,8 +326,8 @@ def test_status_summarises_every_volume_of_every_resource() -> None:
     """`status` reads the kernel's report (/proc/drbd, captured in the lab) and names the volume
     to look at: 8.4 minors map to their resource and volume number; a second resource that is
     StandAlone (a split brain) shows although the first is healthy."""
-    from hacloud.commands import _drbd_summary
-    from hacloud.drbdstate import by_minor, parse_proc_drbd
+    from hacloud.deploy.query.drbd import by_minor, parse_proc_drbd
+    from hacloud.ops.commands import _drbd_summary
 
     fixtures = Path(__file__).parent / "fixtures"
     healthy = (fixtures / "drbd84-proc-healthy-node2.txt").read_text()

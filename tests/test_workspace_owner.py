@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hacloud.errors import UsageError
-from hacloud.workspace import OWNER_FILE, check_owner, record_owner
+from hacloud.spec.workspace import OWNER_FILE, check_owner, record_owner
 
 
 def test_a_second_spec_shares_the_keys_only_once_named_in_the_owner_file(tmp_path: Path) -> None:

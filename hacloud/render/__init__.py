@@ -8,15 +8,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from hacloud.fencepath import Device, FencePath, fence_path
-from hacloud.model import FenceDevice, Inventory, RenderedFile
-from hacloud.profiles import Profile
 from hacloud.render.cib import render_cib, stonith_timeout
+from hacloud.render.fencepath import Device, FencePath, fence_path
 from hacloud.render.files import node_files, retired_files
 from hacloud.render.resources import fence_devices
 from hacloud.render.versions import Targets, resolve_targets
-from hacloud.secrets import ClusterSecrets
-from hacloud.spec import Spec
+from hacloud.spec.inventory import FenceDevice, Inventory, RenderedFile
+from hacloud.spec.model import Spec
+from hacloud.spec.profiles import Profile
+from hacloud.spec.secrets import ClusterSecrets
 
 
 @dataclass(frozen=True)

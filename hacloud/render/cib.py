@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hacloud.model import FenceDevice, Inventory, Primitive
-from hacloud.profiles import Profile
 from hacloud.render import resources as r
 from hacloud.render.env import render_template
 from hacloud.render.versions import Targets
-from hacloud.spec import SbdFencing, Spec
+from hacloud.spec.inventory import FenceDevice, Inventory, Primitive
+from hacloud.spec.model import SbdFencing, Spec
+from hacloud.spec.profiles import Profile
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ StrictUndefined turns a missing variable into an error instead of an empty strin
 templates never read the clock or the environment, so output is byte-stable for equal input.
 
 Every ``{{ value }}`` passes through its language's guard (Jinja ``finalize``), so a template
-cannot forget to escape or quote (the load-time grammars in :mod:`hacloud.grammar` are the
+cannot forget to escape or quote (the load-time grammars in :mod:`hacloud.spec.grammar` are the
 other, independent defence):
 
 - ``*.xml.j2``: XML-escaped, newlines and tabs as character references, so an attribute reads
@@ -33,8 +33,8 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
+from hacloud.datafiles import templates_dir
 from hacloud.errors import HacloudError
-from hacloud.resources import templates_dir
 
 # Trusted text written by hacloud itself (not from any input): guards let it through.
 HEADER = Markup("Managed by hacloud. Changes made here are replaced by the next `hacloud up`.")

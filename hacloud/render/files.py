@@ -10,14 +10,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from hacloud.fencepath import FencePath, handler_timeouts
-from hacloud.model import Inventory, NodeInfo, RenderedFile
-from hacloud.profiles import Profile
 from hacloud.render import resources as r
 from hacloud.render.env import render_template
+from hacloud.render.fencepath import FencePath, handler_timeouts
 from hacloud.render.versions import Targets
-from hacloud.secrets import ClusterSecrets
-from hacloud.spec import DemoService, IpmiFencing, RedfishFencing, SbdFencing, Spec
+from hacloud.spec.inventory import Inventory, NodeInfo, RenderedFile
+from hacloud.spec.model import DemoService, IpmiFencing, RedfishFencing, SbdFencing, Spec
+from hacloud.spec.profiles import Profile
+from hacloud.spec.secrets import ClusterSecrets
 
 AUTHKEY_PATH = "/etc/corosync/authkey"
 AWS_CONFIG_PATH = "/root/.aws/config"
@@ -66,7 +66,7 @@ def _text(path: str, content: str, mode: int = 0o644, secret: bool = False) -> R
 
 def drbd_global(spec: Spec, profile: Profile, targets: Targets, path: FencePath) -> str:
     """``global_common.conf``; ``path`` is the cluster's fence path, which the fence-peer
-    handler's timeouts must cover (see :mod:`hacloud.fencepath`)."""
+    handler's timeouts must cover (see :mod:`hacloud.render.fencepath`)."""
     values = {k: profile.get(f"drbd.{k}") for k in DRBD_KEYS}
     timeout, dc_timeout = handler_timeouts(path)
     return render_template(
@@ -244,7 +244,9 @@ def demo_files(spec: Spec) -> list[RenderedFile]:
     from pathlib import Path
 
     assert isinstance(spec.service, DemoService)
-    program = (Path(__file__).resolve().parent.parent / "demo_service.py").read_text(encoding="utf-8")
+    program = (Path(__file__).resolve().parent.parent / "verify" / "demo_service.py").read_text(
+        encoding="utf-8"
+    )
     agent = render_template(
         "service/hacloud-demo.ocf.j2",
         program=DEMO_PROGRAM,

@@ -1,7 +1,7 @@
 """Build the Pacemaker resources of a cluster as data (pure).
 
 Contract: every function here is pure: (spec, inventory, profile, targets) in, frozen
-:class:`~hacloud.model.Primitive` values out. Fencing and VIP builders are per kind; providers
+:class:`~hacloud.spec.inventory.Primitive` values out. Fencing and VIP builders are per kind; providers
 return their results from ``Provider.fencing`` / ``Provider.vip``.
 """
 
@@ -12,10 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hacloud.errors import HacloudError
-from hacloud.model import FenceDevice, Inventory, Op, Primitive, ServiceLimits
-from hacloud.profiles import Profile
 from hacloud.render.versions import Targets
-from hacloud.spec import (
+from hacloud.spec.inventory import FenceDevice, Inventory, Op, Primitive, ServiceLimits
+from hacloud.spec.model import (
     AwsEipVip,
     AwsFencing,
     AwsMoveIpVip,
@@ -32,6 +31,7 @@ from hacloud.spec import (
     SystemdService,
     VolumeSpec,
 )
+from hacloud.spec.profiles import Profile
 
 FENCING_SECRET_DIR = "/etc/hacloud/fencing"  # noqa: S105 (a directory, not a password)
 GROUP_ID = "g_service"
@@ -519,7 +519,7 @@ def _kind_params(
 def azure_cloud(spec: Spec, method: AzureFencing) -> str:
     """The cloud fence_azure_arm talks to: the spec's choice, else the ARM endpoint's
     (validated by the spec loader), else public."""
-    from hacloud.azurecloud import cloud_of
+    from hacloud.spec.azurecloud import cloud_of
 
     endpoint = _provider_option(spec, "arm_endpoint")
     return method.cloud or (cloud_of(endpoint) if endpoint else None) or "public"

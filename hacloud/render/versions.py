@@ -10,9 +10,9 @@ import re
 from dataclasses import dataclass
 
 from hacloud.errors import HacloudError, UsageError
-from hacloud.model import Inventory
-from hacloud.profiles import Profile
-from hacloud.spec import Spec
+from hacloud.spec.inventory import Inventory
+from hacloud.spec.model import Spec
+from hacloud.spec.profiles import Profile
 
 MIN_PACEMAKER = (2, 0, 4)  # priority-fencing-delay appeared in 2.0.4 (PX cluster-options.rst)
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import shlex
 
-from hacloud.checks import Finding
 from hacloud.errors import HacloudError
-from hacloud.model import Inventory, NetworkInfo
-from hacloud.provider import (
+from hacloud.provision.provider import (
     BaseProvider,
     Capabilities,
     NodeCheck,
@@ -21,9 +19,11 @@ from hacloud.provider import (
     PowerState,
     with_placeholder_links,
 )
-from hacloud.spec import AwsEipVip, AwsFencing, AwsMoveIpVip, AwsOptions, Spec
-from hacloud.terraform import Candidate, TfResource
-from hacloud.workspace import Workspace
+from hacloud.provision.terraform import Candidate, TfResource
+from hacloud.spec.inventory import Inventory, NetworkInfo
+from hacloud.spec.model import AwsEipVip, AwsFencing, AwsMoveIpVip, AwsOptions, Spec
+from hacloud.spec.workspace import Workspace
+from hacloud.verify.invariants import Finding
 
 # The AWS CLI (for the CLI agents) and boto3 (for fence_aws), per package manager.
 AWS_PACKAGES = {

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hacloud.spec import AwsEipVip, AwsFencing, AwsMoveIpVip, Spec
+from hacloud.spec.model import AwsEipVip, AwsFencing, AwsMoveIpVip, Spec
 
 POLICY_NAME = "hacloud-agents"
 ASSUME_EC2 = {

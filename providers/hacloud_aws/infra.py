@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hacloud.errors import HacloudError
-from hacloud.infra import Recorder
-from hacloud.model import Inventory, NetworkInfo, NodeInfo
-from hacloud.provider import link_count
+from hacloud.provision.changes import Recorder
+from hacloud.provision.provider import link_count
 from hacloud.render.resources import drbd_ports
-from hacloud.spec import AwsEipVip, AwsMoveIpVip, AwsOptions, DemoService, NodeSpec
-from hacloud.workspace import Workspace
+from hacloud.spec.inventory import Inventory, NetworkInfo, NodeInfo
+from hacloud.spec.model import AwsEipVip, AwsMoveIpVip, AwsOptions, DemoService, NodeSpec
+from hacloud.spec.workspace import Workspace
 from hacloud_aws import iam
 from hacloud_aws.api import (
     CAPACITY_CODES,

@@ -13,9 +13,9 @@ import json
 import urllib.parse
 from typing import Any
 
-from hacloud.checks import Finding
-from hacloud.model import Inventory
-from hacloud.spec import AwsEipVip, AwsFencing, AwsMoveIpVip
+from hacloud.spec.inventory import Inventory
+from hacloud.spec.model import AwsEipVip, AwsFencing, AwsMoveIpVip
+from hacloud.verify.invariants import Finding
 from hacloud_aws import iam
 from hacloud_aws.api import call, error_code
 from hacloud_aws.infra import Infra, primary_eni

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hacloud.model import NetworkInfo
-from hacloud.terraform import Candidate, TfResource
+from hacloud.provision.terraform import Candidate, TfResource
+from hacloud.spec.inventory import NetworkInfo
 
 
 def ebs_device_path(volume_id: str) -> str:

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import shlex
 
-from hacloud.checks import Finding
 from hacloud.errors import HacloudError
-from hacloud.model import Inventory, NetworkInfo
-from hacloud.provider import (
+from hacloud.provision.provider import (
     BaseProvider,
     Capabilities,
     NodeCheck,
@@ -23,9 +21,11 @@ from hacloud.provider import (
     PowerState,
     with_placeholder_links,
 )
-from hacloud.spec import AzureFencing, AzureOptions, Spec
-from hacloud.terraform import Candidate, TfResource
-from hacloud.workspace import Workspace
+from hacloud.provision.terraform import Candidate, TfResource
+from hacloud.spec.inventory import Inventory, NetworkInfo
+from hacloud.spec.model import AzureFencing, AzureOptions, Spec
+from hacloud.spec.workspace import Workspace
+from hacloud.verify.invariants import Finding
 
 
 def options_of(spec: Spec) -> AzureOptions:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from hacloud.errors import HacloudError
-from hacloud.spec import AzureOptions
+from hacloud.spec.model import AzureOptions
 
 T = TypeVar("T")
 

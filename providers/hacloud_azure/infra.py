@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hacloud.errors import HacloudError
-from hacloud.infra import Recorder
-from hacloud.model import Inventory, NetworkInfo, NodeInfo
-from hacloud.provider import link_count
+from hacloud.provision.changes import Recorder
+from hacloud.provision.provider import link_count
 from hacloud.render.resources import drbd_ports
-from hacloud.spec import AzureLbVip, AzureOptions, NodeSpec
-from hacloud.workspace import Workspace
+from hacloud.spec.inventory import Inventory, NetworkInfo, NodeInfo
+from hacloud.spec.model import AzureLbVip, AzureOptions, NodeSpec
+from hacloud.spec.workspace import Workspace
 from hacloud_azure.api import Clients, azure_error, call, wire
 
 TAG = "hacloud:cluster"

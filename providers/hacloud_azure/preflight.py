@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from hacloud.checks import Finding
-from hacloud.model import Inventory
-from hacloud.spec import AzureLbVip
+from hacloud.spec.inventory import Inventory
+from hacloud.spec.model import AzureLbVip
+from hacloud.verify.invariants import Finding
 from hacloud_azure.infra import FENCE_ACTIONS, LINK_CONFIG, Infra, system_principal
 
 SOURCE = "best-practices.md §3.2 (MS-SLES, MS-RHEL)"

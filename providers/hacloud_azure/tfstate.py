@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hacloud.model import NetworkInfo
-from hacloud.terraform import Candidate, TfResource
+from hacloud.provision.terraform import Candidate, TfResource
+from hacloud.spec.inventory import NetworkInfo
 
 
 def _of(resources: list[TfResource], kind: str) -> list[TfResource]:
@@ -35,7 +35,7 @@ def terraform_nodes(resources: list[TfResource]) -> tuple[list[Candidate], Netwo
         a = att.attributes
         if a.get("virtual_machine_id") is not None and a.get("lun") is not None:
             if not isinstance(a["lun"], int) or isinstance(a["lun"], bool):
-                # hacloud.terraform reports it as a problem of the state, naming the resource
+                # hacloud.provision.terraform reports it as a problem of the state, naming the resource
                 raise ValueError(f"{att.address}: lun is {a['lun']!r}, not a number")
             luns.setdefault(str(a["virtual_machine_id"]).lower(), []).append(a["lun"])
     candidates: list[Candidate] = []

@@ -28,14 +28,14 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
+from hacloud.deploy.remote import Endpoint
 from hacloud.errors import HacloudError
-from hacloud.model import Inventory, NetworkInfo, NodeFacts, NodeInfo
-from hacloud.provider import BaseProvider, Capabilities, PowerState
-from hacloud.remote import Endpoint
-from hacloud.secrets import check_private
-from hacloud.spec import IpmiFencing, IpmiTarget, Spec
-from hacloud.spec import LabProvider as LabSpec
-from hacloud.workspace import Workspace
+from hacloud.provision.provider import BaseProvider, Capabilities, PowerState
+from hacloud.spec.inventory import Inventory, NetworkInfo, NodeFacts, NodeInfo
+from hacloud.spec.model import IpmiFencing, IpmiTarget, Spec
+from hacloud.spec.model import LabProvider as LabSpec
+from hacloud.spec.secrets import check_private
+from hacloud.spec.workspace import Workspace
 from hacloud_lab import guest, image, kernel, net
 
 SSH_TIMEOUT = 180.0

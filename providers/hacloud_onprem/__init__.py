@@ -1,17 +1,17 @@
 """The on-prem provider: hosts and block devices the user already has, named in the spec.
 
 Nodes, addresses and devices all come from the spec (the spec loader insists on them), so the
-planned inventory is the real one. The SSH deploy engine (hacloud.deploy) converges them; the
+planned inventory is the real one. The SSH deploy engine (hacloud.deploy.engine) converges them; the
 lab is this provider with nodes hacloud made, so the same engine is proven on the lab.
 """
 
 from __future__ import annotations
 
 from hacloud.errors import HacloudError
-from hacloud.model import Inventory
-from hacloud.provider import BaseProvider, Capabilities, NodeNeeds, PowerState
-from hacloud.spec import AwsFencing, Spec
-from hacloud.workspace import Workspace
+from hacloud.provision.provider import BaseProvider, Capabilities, NodeNeeds, PowerState
+from hacloud.spec.inventory import Inventory
+from hacloud.spec.model import AwsFencing, Spec
+from hacloud.spec.workspace import Workspace
 
 
 class OnpremProvider(BaseProvider):
@@ -57,8 +57,8 @@ class OnpremProvider(BaseProvider):
         (``aws`` must exist, or the VIP never starts), and the AWS packages for fence_aws."""
         from hacloud_aws import AWS_PACKAGES
 
-        from hacloud.profiles import load_profile
         from hacloud.render.files import aws_cli_agents
+        from hacloud.spec.profiles import load_profile
 
         profile = load_profile(spec.profile_name).with_overrides(spec.overrides)
         cli = bool(aws_cli_agents(spec, inventory, profile))

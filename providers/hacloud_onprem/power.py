@@ -12,19 +12,19 @@ import shutil
 import subprocess
 
 from hacloud.errors import HacloudError, ProviderUnavailable
-from hacloud.spec import IpmiFencing, IpmiTarget, RedfishFencing
-from hacloud.workspace import Workspace
+from hacloud.spec.model import IpmiFencing, IpmiTarget, RedfishFencing
+from hacloud.spec.workspace import Workspace
 
 # fencing.py's status exit codes
 ON, OFF = 0, 2
 
 
 def _target(ws: Workspace, node: str) -> tuple[str, dict[str, str]]:
-    from hacloud.commands import _fence_passwords
+    from hacloud.deploy.session import fence_passwords
 
     for method in ws.spec.fencing:
         if isinstance(method, IpmiFencing | RedfishFencing) and node in method.nodes:
-            passwords, missing = _fence_passwords(ws.spec, ws.base_dir)
+            passwords, missing = fence_passwords(ws.spec, ws.base_dir)
             if node not in passwords:
                 raise HacloudError(
                     missing[0] if missing else f"no BMC password for {node}", "create it (0600)"

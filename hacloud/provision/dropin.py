@@ -10,7 +10,7 @@ Terraform source, a :class:`DropIn` around it:
   state directory so later commands (status, fence-test, down) find the nodes without the flag.
 - ``teardown`` removes what ``adopt`` added and forgets the record; it refuses
   ``--delete-volumes`` (the disks are Terraform's: ``terraform destroy`` removes them). The
-  cluster configuration on the nodes is removed before, by :func:`hacloud.commands.down`.
+  cluster configuration on the nodes is removed before, by :func:`hacloud.ops.commands.down`.
 - Everything else goes to the provider with ``nodes[].id`` pinned to Terraform's ids, so power
   control and live checks act on exactly the machines Terraform reported.
 """
@@ -20,15 +20,15 @@ from __future__ import annotations
 import dataclasses
 from typing import cast
 
-from hacloud.checks import Finding
+from hacloud.deploy.remote import Endpoint
 from hacloud.errors import UsageError
-from hacloud.model import FenceDevice, Inventory, NetworkInfo, NodeInfo, Primitive
-from hacloud.profiles import Profile
-from hacloud.provider import Capabilities, NodeNeeds, PowerState, Provider, get_provider
-from hacloud.remote import Endpoint
-from hacloud.spec import Spec
-from hacloud.terraform import Candidate, Imported, TerraformSource, TfResource, import_inventory
-from hacloud.workspace import Workspace
+from hacloud.provision.provider import Capabilities, NodeNeeds, PowerState, Provider, get_provider
+from hacloud.provision.terraform import Candidate, Imported, TerraformSource, TfResource, import_inventory
+from hacloud.spec.inventory import FenceDevice, Inventory, NetworkInfo, NodeInfo, Primitive
+from hacloud.spec.model import Spec
+from hacloud.spec.profiles import Profile
+from hacloud.spec.workspace import Workspace
+from hacloud.verify.invariants import Finding
 
 RECORD = "terraform.json"
 #: sources whose origin lines this process has shown (plan reads the same source twice)

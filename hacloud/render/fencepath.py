@@ -2,7 +2,7 @@
 
 Contract: everything here is pure arithmetic on timer values, shared by the renderer (which
 derives ``crm-fence-peer`` arguments from the profile and the fence devices) and by
-:mod:`hacloud.checks` (which reads the same values back from the rendered files).
+:mod:`hacloud.verify.invariants` (which reads the same values back from the rendered files).
 
 Why it matters: with ``fencing resource-and-stonith`` DRBD freezes I/O on a primary that lost
 its peer and runs ``crm-fence-peer``. The script polls the cluster until the peer is confirmed

@@ -3,9 +3,9 @@
 Run by ``hacloud fence-test`` as a separate process where a user's client would sit (the lab:
 inside its network namespace), so what it measures is what a client sees::
 
-    python -m hacloud.fenceclient write --url http://VIP:PORT --run ID --out FILE [...]
-    python -m hacloud.fenceclient digest --url http://VIP:PORT --after N
-    python -m hacloud.fenceclient health --url http://VIP:PORT
+    python -m hacloud.verify.fencetest.client write --url http://VIP:PORT --run ID --out FILE [...]
+    python -m hacloud.verify.fencetest.client digest --url http://VIP:PORT --after N
+    python -m hacloud.verify.fencetest.client health --url http://VIP:PORT
 
 ``write`` sends ``POST /records`` from ``workers`` threads, ``rate`` requests a second in total,
 each on a new connection with a short timeout (a client of a failed node must notice quickly,
@@ -135,7 +135,7 @@ def get_json(url: str, path: str, timeout: float) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hacloud.fenceclient", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m hacloud.verify.fencetest.client", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     w = sub.add_parser("write")
     w.add_argument("--url", required=True)

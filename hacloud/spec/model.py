@@ -1,8 +1,8 @@
 """The cluster spec (``hacloud.yaml``): what the user wants, as frozen, validated models.
 
-Contract: :func:`hacloud.specload.load_spec` is the only way a spec reaches the rest of
+Contract: :func:`hacloud.spec.load.load_spec` is the only way a spec reaches the rest of
 hacloud; it either returns a :class:`Spec` that passed every check here and every
-cross-field check in :mod:`hacloud.speccheck`, or raises ``SpecError`` listing every problem.
+cross-field check in :mod:`hacloud.spec.rules`, or raises ``SpecError`` listing every problem.
 Every field carries a description: it feeds ``hacloud schema`` and the remedy of a type error.
 """
 
@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hacloud.grammar import (
+from hacloud.spec.grammar import (
     AWS_REGION,
     AZURE_LOCATION,
     AZURE_RESOURCE_GROUP,
@@ -455,7 +455,7 @@ class TargetsSpec(_Model):
 
 
 class Spec(_Model):
-    """A whole cluster spec. Cross-field rules live in :mod:`hacloud.speccheck`."""
+    """A whole cluster spec. Cross-field rules live in :mod:`hacloud.spec.rules`."""
 
     version: Literal[1] = Field(1, description="spec format version")
     cluster: ClusterSpec = Field(description="the cluster")

@@ -1,6 +1,6 @@
 """Load a YAML document into a validated model, reporting every problem at once.
 
-Contract: :func:`load_spec` / :func:`parse_spec` return a :class:`~hacloud.spec.Spec` or raise
+Contract: :func:`load_spec` / :func:`parse_spec` return a :class:`~hacloud.spec.model.Spec` or raise
 :class:`~hacloud.errors.SpecError` whose ``problems`` hold every schema error and every
 cross-field error found, each with its path in the document, its line, what is wrong and how
 to fix it. They never raise anything else for bad input (malformed YAML, wrong types, unknown
@@ -22,7 +22,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from hacloud.errors import Problem, SpecError
-from hacloud.spec import Spec
+from hacloud.spec.model import Spec
 
 PathElem = str | int
 
@@ -397,7 +397,7 @@ def parse_document(
 
 
 def parse_spec(text: str, filename: str = "hacloud.yaml") -> Spec:
-    from hacloud.speccheck import cross_problems
+    from hacloud.spec.rules import cross_problems
 
     spec: Spec = parse_document(text, filename, Spec, cross_problems)
     return spec

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hacloud.errors import UsageError
-from hacloud.spec import Spec
-from hacloud.terraform import TerraformSource
+from hacloud.provision.terraform import TerraformSource
+from hacloud.spec.model import Spec
 
 
 def _quiet(_message: str) -> None:
@@ -30,7 +30,7 @@ class Workspace:
     spec: Spec
     spec_path: Path
     progress: Callable[[str], None] = field(default=_quiet, compare=False)
-    #: drop-in mode: the nodes are Terraform's, described there (see hacloud.dropin)
+    #: drop-in mode: the nodes are Terraform's, described there (see hacloud.provision.dropin)
     terraform: TerraformSource | None = None
 
     @property
@@ -82,7 +82,7 @@ def record_owner(state_dir: Path, spec_path: Path) -> None:
     """Make ``spec_path`` the owner of ``state_dir`` unless another spec file is (then refuse)."""
     import os
 
-    from hacloud.secrets import make_state_dir
+    from hacloud.spec.secrets import make_state_dir
 
     check_owner(state_dir, spec_path)
     make_state_dir(state_dir)

@@ -18,7 +18,7 @@ from types import MappingProxyType
 
 import yaml
 
-from hacloud.resources import templates_dir
+from hacloud.datafiles import templates_dir
 
 PROFILE_NAMES = ("lab", "onprem", "aws", "azure")
 # Values that left the profiles: an override of one says where the setting lives now.

@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from hacloud.profiles import Profile
+from hacloud.spec.profiles import Profile
 
 METHODS = ("fence", "power", "crash", "partition")
 

@@ -29,14 +29,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from hacloud.deploy.remote import Connection, Result, sha256_hex
 from hacloud.errors import HacloudError
-from hacloud.model import Inventory, NodeFacts, NodeInfo, RenderedFile, ServiceLimits
-from hacloud.provider import NodeNeeds
-from hacloud.remote import Connection, Result, sha256_hex
+from hacloud.provision.provider import NodeNeeds
 from hacloud.render import Bundle
 from hacloud.render.files import COROSYNC_LOG_DIRS, LINKS_SCRIPT
 from hacloud.render.resources import DrbdResource, DrbdVolume, drbd_resources
-from hacloud.spec import DemoService, IPaddr2Vip, Spec
+from hacloud.spec.inventory import Inventory, NodeFacts, NodeInfo, RenderedFile, ServiceLimits
+from hacloud.spec.model import DemoService, IPaddr2Vip, Spec
 
 STATE = "/var/lib/hacloud"
 PACEMAKER_OWNED = {
@@ -332,7 +332,7 @@ def gather(
 
 
 def _parallel(fn: Callable[[str], Any], names: list[str]) -> list[Any]:
-    from hacloud.remote import parallel
+    from hacloud.deploy.remote import parallel
 
     return parallel(fn, names)  # an interrupt does not wait for the running steps
 

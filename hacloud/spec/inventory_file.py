@@ -1,6 +1,6 @@
 """Read an inventory file and check that it describes the spec's cluster.
 
-Contract: :func:`load_inventory` returns a validated :class:`~hacloud.model.Inventory` or raises
+Contract: :func:`load_inventory` returns a validated :class:`~hacloud.spec.inventory.Inventory` or raises
 SpecError listing every problem (with paths and lines); :func:`check_inventory_matches` raises
 SpecError when the inventory and the spec disagree on cluster, nodes, links or volumes.
 """
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hacloud import grammar
 from hacloud.errors import Problem, SpecError
-from hacloud.model import Inventory
-from hacloud.spec import Spec
-from hacloud.specload import parse_document
+from hacloud.spec import grammar
+from hacloud.spec.inventory import Inventory
+from hacloud.spec.load import parse_document
+from hacloud.spec.model import Spec
 
 
 def load_inventory(path: Path) -> Inventory:
@@ -113,8 +113,8 @@ def validated(inventory: Inventory, where: str) -> Inventory:
 
     from pydantic import ValidationError
 
-    from hacloud.model import INVENTORY_ADAPTER
-    from hacloud.specload import problems_from_validation
+    from hacloud.spec.inventory import INVENTORY_ADAPTER
+    from hacloud.spec.load import problems_from_validation
 
     try:
         checked = INVENTORY_ADAPTER.validate_python(asdict(inventory))

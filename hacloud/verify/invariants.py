@@ -13,13 +13,13 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
-from hacloud.drbdconf import Resource, parse_resources
-from hacloud.fencepath import DC_MARGIN, PING_TIMEOUT_MAX, FencePath, fence_path, freeze_tolerance
-from hacloud.fencepath import Device as FenceDevice
-from hacloud.model import Inventory
-from hacloud.profiles import Profile
 from hacloud.render import Bundle
-from hacloud.spec import AwsMoveIpVip, AzureFencing, AzureLbVip, Spec
+from hacloud.render.fencepath import DC_MARGIN, PING_TIMEOUT_MAX, FencePath, fence_path, freeze_tolerance
+from hacloud.render.fencepath import Device as FenceDevice
+from hacloud.spec.inventory import Inventory
+from hacloud.spec.model import AwsMoveIpVip, AzureFencing, AzureLbVip, Spec
+from hacloud.spec.profiles import Profile
+from hacloud.verify.drbdconf import Resource, parse_resources
 
 
 @dataclass(frozen=True)
@@ -800,7 +800,7 @@ UMBRELLA_UNITS = {"postgresql.service": "postgresql@VERSION-CLUSTER.service (`pg
 def umbrella_unit(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
     """HAC094: a systemd service must be a unit whose state follows the server's process."""
     from hacloud.render.resources import service_limits, service_ref
-    from hacloud.spec import SystemdService
+    from hacloud.spec.model import SystemdService
 
     if not isinstance(spec.service, SystemdService):
         return
@@ -929,7 +929,7 @@ def azure_rhel_delays(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib:
 
 def azure_cloud(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: _Cib) -> Iterator[Finding]:
     """fence_azure_arm talks to the cloud of the cluster's ARM endpoint (cloud=, none = public)."""
-    from hacloud.azurecloud import PUBLIC_ENDPOINT, cloud_of
+    from hacloud.spec.azurecloud import PUBLIC_ENDPOINT, cloud_of
 
     options = getattr(spec.provider, "options", None)
     endpoint = str(getattr(options, "arm_endpoint", "") or "")
@@ -1259,6 +1259,8 @@ def _aws_regions(inv: Inventory, cib: _Cib, regions: dict[str, set[str]]) -> Ite
         )
     else:
         yield _ok("HAC112", f"one AWS region: {next(iter(regions))}", src)
+
+
 _NVPAIR_SETS = ("instance_attributes", "meta_attributes", "cluster_property_set", "utilization")
 
 

@@ -23,15 +23,15 @@ from importlib.metadata import entry_points
 from ipaddress import IPv4Address
 from typing import Protocol, runtime_checkable
 
-from hacloud.checks import Finding
+from hacloud.deploy.remote import Endpoint
 from hacloud.errors import HacloudError, ProviderUnavailable
-from hacloud.model import FenceDevice, Inventory, NetworkInfo, NodeInfo, Primitive
-from hacloud.profiles import Profile
-from hacloud.remote import Endpoint
+from hacloud.provision.terraform import Candidate, TfResource
 from hacloud.render.resources import fence_devices, vip_primitives
-from hacloud.spec import Spec
-from hacloud.terraform import Candidate, TfResource
-from hacloud.workspace import Workspace
+from hacloud.spec.inventory import FenceDevice, Inventory, NetworkInfo, NodeInfo, Primitive
+from hacloud.spec.model import Spec
+from hacloud.spec.profiles import Profile
+from hacloud.spec.workspace import Workspace
+from hacloud.verify.invariants import Finding
 
 ENTRY_POINT_GROUP = "hacloud.providers"
 
@@ -111,7 +111,7 @@ class Provider(Protocol):
 def link_count(spec: Spec) -> int:
     """Corosync links per node: as many as the spec names, else the profile's
     ``corosync.links`` (AWS and Azure add the second address themselves)."""
-    from hacloud.profiles import load_profile
+    from hacloud.spec.profiles import load_profile
 
     given = max(len(n.links) for n in spec.nodes)
     if given:

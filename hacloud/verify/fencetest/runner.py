@@ -26,15 +26,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hacloud.dropin import provider_for
+from hacloud.deploy.remote import Connection
 from hacloud.errors import HacloudError, Interrupted, InterruptedWork, UsageError
-from hacloud.fencetest.analysis import Attempt, availability, check_data, load_attempts, summary
-from hacloud.fencetest.timeline import METHODS, floor, parse_journal, stage_patterns, stages
-from hacloud.provider import Provider
-from hacloud.remote import Connection
+from hacloud.provision.dropin import provider_for
+from hacloud.provision.provider import Provider
 from hacloud.render.resources import DrbdResource, drbd_resources
-from hacloud.spec import DemoService, Spec
-from hacloud.workspace import Workspace
+from hacloud.spec.model import DemoService, Spec
+from hacloud.spec.workspace import Workspace
+from hacloud.verify.fencetest.analysis import Attempt, availability, check_data, load_attempts, summary
+from hacloud.verify.fencetest.timeline import METHODS, floor, parse_journal, stage_patterns, stages
 
 Progress = Callable[[str], None]
 ROLE_PROBE = (
@@ -187,7 +187,9 @@ class Client:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def _python(self, *args: str) -> list[str]:
-        return self.provider.client_command(self.ws, [sys.executable, "-m", "hacloud.fenceclient", *args])
+        return self.provider.client_command(
+            self.ws, [sys.executable, "-m", "hacloud.verify.fencetest.client", *args]
+        )
 
     def health(self) -> dict[str, Any]:
         cmd = self._python("health", "--url", self.url)
@@ -301,7 +303,7 @@ def drbd_state(conn: Connection, resources: list[DrbdResource]) -> tuple[str, st
     """(connection state, disk states) over every volume of ``resources`` on a node: the one
     value all share (``Connected``, ``UpToDate/UpToDate``), else the first that differs (the
     one still syncing or down); '' when DRBD reports nothing."""
-    from hacloud.deploy import drbd_status_command, parse_drbd_status
+    from hacloud.deploy.engine import drbd_status_command, parse_drbd_status
 
     st = parse_drbd_status(conn.run(drbd_status_command(resources), check=False, timeout=20).stdout)
     conns = [r["connection"] or "" for r in st["resources"]]
@@ -326,7 +328,7 @@ class Preflight:
 def preflight(spec_path: Path, conns: dict[str, Connection], devices: list[tuple[str, str]]) -> Preflight:
     """The cluster must be healthy, and every fence device must answer a non-destructive status
     call for its target, made from the node that would fence with it."""
-    from hacloud.commands import cluster_status
+    from hacloud.ops.commands import cluster_status
 
     st = cluster_status(spec_path)
     problems = []
@@ -411,9 +413,9 @@ def _fence_device_checks(conns: dict[str, Connection], devices: list[tuple[str, 
 
 
 def run_round(ws: Workspace, provider: Provider, options: Options, progress: Progress) -> RoundResult:
-    from hacloud.commands import open_session
-    from hacloud.profiles import load_profile
+    from hacloud.deploy.session import open_session
     from hacloud.render import effective_profile
+    from hacloud.spec.profiles import load_profile
 
     spec = ws.spec
     inventory = provider.discover(ws)
@@ -705,7 +707,7 @@ def _recover(
     progress: Progress,
 ) -> tuple[bool, float | None, float | None]:
     """Power the fenced node back; it must rejoin and DRBD must resync to UpToDate."""
-    from hacloud.deploy import crm_mon, online_nodes
+    from hacloud.deploy.engine import crm_mon, online_nodes
 
     progress(f"recovery: powering {victim} back on")
     if provider.power(ws, victim) != "on":
@@ -735,7 +737,7 @@ def _recover(
 
 
 def _healthy_again(ws: Workspace, deadline: float, progress: Progress) -> bool:
-    from hacloud.commands import cluster_status
+    from hacloud.ops.commands import cluster_status
 
     while time.monotonic() < deadline:
         st = cluster_status(ws.spec_path)
@@ -770,13 +772,13 @@ def _judge(result: RoundResult, answered: bool, options: Options) -> None:
 
 def run(spec_path: Path, options: Options, progress: Progress) -> list[RoundResult]:
     """Run ``options.rounds`` rounds; each is appended to the history file as it ends."""
-    from hacloud.commands import _Lock, workspace
+    from hacloud.deploy.session import ClusterLock, workspace
 
     ws = workspace(spec_path, progress)
     provider = provider_for(ws)
     validate(ws.spec, provider, options)
     results: list[RoundResult] = []
-    with _Lock(ws):
+    with ClusterLock(ws):
         for index in range(options.rounds):
             if options.rounds > 1:
                 progress(f"round {index + 1} of {options.rounds}")
@@ -796,8 +798,8 @@ def append_history(ws: Workspace, result: RoundResult) -> None:
     """One JSON line per round, with the profile and timers in force for it (the nodes' OS
     variant and the spec's overrides applied), so runs before and after a change of profile
     can be compared."""
-    from hacloud.profiles import load_profile
     from hacloud.render import effective_profile
+    from hacloud.spec.profiles import load_profile
 
     fallback = effective_profile(ws.spec, load_profile(ws.spec.profile_name))
     line = {

@@ -16,25 +16,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hacloud.checks import Finding, run_checks
-from hacloud.dropin import provider_for, recorded_source
+from hacloud.datafiles import templates_dir
+from hacloud.deploy.session import ClusterLock, Session, fence_passwords, open_session, workspace
 from hacloud.errors import HacloudError, UsageError
-from hacloud.inventory import check_inventory_matches, load_inventory, validated
-from hacloud.model import Inventory
-from hacloud.profiles import Profile, load_profile
-from hacloud.provider import get_provider
+from hacloud.provision.dropin import provider_for, recorded_source
+from hacloud.provision.provider import get_provider
+from hacloud.provision.terraform import TerraformSource
 from hacloud.render import Bundle, effective_profile, render_all
-from hacloud.resources import templates_dir
-from hacloud.secrets import load_or_create, read_secret_file, state_dir
-from hacloud.spec import PROVIDER_KINDS, IpmiFencing, RedfishFencing, Spec
-from hacloud.specload import load_spec
-from hacloud.terraform import TerraformSource
-from hacloud.workspace import Workspace, check_owner, record_owner
+from hacloud.spec.inventory import Inventory
+from hacloud.spec.inventory_file import check_inventory_matches, load_inventory, validated
+from hacloud.spec.load import load_spec
+from hacloud.spec.model import PROVIDER_KINDS, Spec
+from hacloud.spec.profiles import Profile, load_profile
+from hacloud.spec.secrets import load_or_create, state_dir
+from hacloud.spec.workspace import Workspace, check_owner, record_owner
+from hacloud.verify.invariants import Finding, run_checks
 
 if TYPE_CHECKING:
     from hacloud_lab.lab import LabProvider as LabProviderType
 
-    from hacloud.drbdstate import VolumeState
+    from hacloud.deploy.query.drbd import VolumeState
 
 RENDER_MARKER = ".hacloud-render"
 
@@ -145,8 +146,8 @@ def prepare(
     """Load and validate spec and inventory, then render everything in memory. ``inventory``:
     one a provider just discovered (else the file, else Terraform's -- ``terraform`` or the
     source a drop-in `up` recorded --, else the planned one)."""
-    from hacloud.secrets import ClusterSecrets
-    from hacloud.terraform import import_inventory
+    from hacloud.provision.terraform import import_inventory
+    from hacloud.spec.secrets import ClusterSecrets
 
     spec = load_spec(spec_path)
     provider = get_provider(spec.provider.kind)
@@ -177,35 +178,10 @@ def prepare(
         secrets = load_or_create(state_dir(spec_path, spec.cluster.name))
     else:
         secrets = ClusterSecrets(b"\0" * 256, "not-a-secret")
-    passwords, missing = _fence_passwords(spec, spec_path.parent)
+    passwords, missing = fence_passwords(spec, spec_path.parent)
     warnings += missing
     bundle = render_all(spec, inventory, profile, secrets, passwords)
     return Prepared(spec, inventory, profile, bundle, warnings, origin)
-
-
-def _fence_passwords(spec: Spec, base: Path) -> tuple[dict[str, str], list[str]]:
-    passwords: dict[str, str] = {}
-    missing: list[str] = []
-    for method in spec.fencing:
-        if not isinstance(method, IpmiFencing | RedfishFencing):
-            continue
-        for target, bmc in method.nodes.items():
-            if bmc.password_env:
-                value = os.environ.get(bmc.password_env)
-                where = f"environment variable {bmc.password_env}"
-            else:
-                path = Path(bmc.password_file or "").expanduser()
-                path = path if path.is_absolute() else base / path
-                where = str(path)
-                value = read_secret_file(path, f"the BMC password for {target}")
-            if value:
-                passwords[target] = value
-            else:
-                missing.append(
-                    f"no BMC password for {target} in {where}: its secret file was "
-                    "not rendered; `hacloud up` will refuse until it is there"
-                )
-    return passwords, missing
 
 
 @dataclass(frozen=True)
@@ -265,7 +241,7 @@ MANIFEST_HEADER = (
 
 def _render_files(prepared: Prepared) -> list[tuple[str, bytes, int, str | None]]:
     """(path relative to the output, content, mode, line for the report or None) of every file."""
-    from hacloud.secrets import GITIGNORE
+    from hacloud.spec.secrets import GITIGNORE
 
     files: list[tuple[str, bytes, int, str | None]] = [
         (".gitignore", GITIGNORE.encode(), 0o644, None),  # `git add -A` must not take the secrets
@@ -402,20 +378,6 @@ def check_report(
     return run_checks(prepared.spec, prepared.inventory, prepared.profile, prepared.bundle), prepared.warnings
 
 
-def workspace(
-    spec_path: Path,
-    progress: Callable[[str], None] | None = None,
-    terraform: TerraformSource | None = None,
-) -> Workspace:
-    """The spec's workspace; drop-in (nodes from Terraform) when ``terraform`` is given or a
-    drop-in `up` recorded its source for this cluster."""
-    spec = load_spec(spec_path)
-    ws = Workspace(spec, spec_path, progress) if progress else Workspace(spec, spec_path)
-    check_owner(ws.state_dir, spec_path)
-    source = terraform or recorded_source(ws)
-    return dataclasses.replace(ws, terraform=source) if source else ws
-
-
 def up(spec_path: Path, progress: Callable[[str], None]) -> Inventory:
     """Provider phase of `hacloud up`: nodes, volumes, network exist and answer SSH."""
     ws = workspace(spec_path, progress)
@@ -437,7 +399,7 @@ def down(
     ws = workspace(spec_path, progress, terraform)
     provider = provider_for(ws)
     # the cluster lock: never tear down under a running `up`, `failover` or `fence-test`
-    with _Lock(ws):
+    with ClusterLock(ws):
         if ws.terraform is not None:
             if delete_volumes or purge:
                 provider.teardown(ws, delete_volumes=True)  # refuses, naming terraform destroy
@@ -484,109 +446,6 @@ __all__ = [
 # ---------------------------------------------------------------- converge, plan, status, failover
 
 
-@dataclass
-class Session:
-    """Connections to both nodes of a cluster, with the files rendered for their real facts."""
-
-    ws: Workspace
-    inventory: Inventory
-    conns: dict[str, Any]
-    bundle: Bundle
-    #: node -> why it could not be reached (only with ``tolerate_down``)
-    unreachable: dict[str, str] = field(default_factory=dict)
-
-    def close(self) -> None:
-        for conn in self.conns.values():
-            conn.close()
-
-
-def open_session(
-    ws: Workspace, inventory: Inventory, verbose: bool = False, tolerate_down: bool = False
-) -> Session:
-    """Connect to both nodes in parallel, read their software facts, render for them."""
-    import dataclasses
-
-    from hacloud.deploy import gather, node_facts
-    from hacloud.remote import Connection, parallel
-    from hacloud.render.resources import service_ref
-
-    provider = provider_for(ws)
-    # nothing from the provider reaches a node, a root shell line or a file unchecked
-    inventory = validated(inventory, f"the {inventory.provider} provider's inventory")
-    known = ws.state_dir / "known_hosts"
-    conns = {
-        n.name: Connection(provider.endpoint(ws, n), known, ws.progress, verbose) for n in inventory.nodes
-    }
-
-    unreachable: dict[str, str] = {}
-
-    def connect(name: str) -> Any:
-        try:
-            conn = conns[name].connect()
-            return gather(conn, [], service=service_ref(ws.spec))
-        except HacloudError as exc:
-            if tolerate_down:
-                unreachable[name] = exc.message
-                return None
-            raise
-
-    try:
-        facts = dict(zip(conns, parallel(connect, list(conns)), strict=True))
-    except BaseException:
-        for conn in conns.values():  # ends the steps still running in the pool (Ctrl-C)
-            conn.close()
-        raise
-    nodes = []
-    for node in inventory.nodes:
-        f = facts[node.name]
-        if f is None:
-            nodes.append(node)
-            continue
-        nodes.append(dataclasses.replace(node, facts=node_facts(f, node)))
-    inventory = dataclasses.replace(inventory, nodes=(nodes[0], nodes[1]))
-    profile = effective_profile(ws.spec, load_profile(ws.spec.profile_name), inventory)
-    ws.claim()
-    secrets = load_or_create(ws.state_dir)
-    passwords, missing = _fence_passwords(ws.spec, ws.base_dir)
-    if missing:
-        raise HacloudError(missing[0], "create the file the spec names (mode 0600) with the BMC password")
-    bundle = render_all(ws.spec, inventory, profile, secrets, passwords)
-    live = {name: c for name, c in conns.items() if facts[name] is not None}
-    return Session(ws, inventory, live, bundle, unreachable)
-
-
-class _Lock:
-    """One hacloud run per cluster at a time (an flock on the state directory's lock file)."""
-
-    def __init__(self, ws: Workspace) -> None:
-        try:
-            ws.claim()  # creates the directory (and .hacloud/.gitignore); refuses another spec's
-        except OSError as exc:
-            raise HacloudError(
-                f"cannot write the cluster's state directory {ws.state_dir}: {exc.strerror}",
-                "run hacloud as a user who can write next to the spec",
-            ) from None
-        self.path = ws.state_dir / "lock"
-        self.fd = -1
-
-    def __enter__(self) -> _Lock:
-        import fcntl
-
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            raise HacloudError(
-                "another hacloud run is working on this cluster",
-                "wait for it to finish, then run the command again",
-            ) from None
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)
-
-
 class NodesMissing(HacloudError):
     """`plan` found no nodes to compare the cluster configuration with."""
 
@@ -613,7 +472,7 @@ def converge(
 ) -> list[Any]:
     """`hacloud up` (apply) or `hacloud plan`: returns the changes made or needed.
     ``nodes_only``: stop once the nodes, volumes and network exist (no cluster configuration)."""
-    from hacloud.deploy import Engine
+    from hacloud.deploy.engine import Engine
 
     ws = workspace(spec_path, progress, terraform)
     if expect_provider is not None and expect_provider != ws.spec.provider.kind:
@@ -624,7 +483,7 @@ def converge(
     provider = provider_for(ws)
     if apply:
         provider.check_environment()
-    with _Lock(ws):
+    with ClusterLock(ws):
         if apply:
             inventory = provider.ensure_volumes(ws, provider.ensure_nodes(ws))
             if nodes_only:
@@ -737,7 +596,7 @@ def _drbd_summary(volumes: list[VolumeState]) -> dict[str, str | None]:
     """One node's DRBD in three words for the status table: the role when every resource has
     the same one (else each ``res:role``); the disk and link state when every volume agrees,
     else the first that is not UpToDate / Connected (the one to look at)."""
-    from hacloud.drbdstate import link_state
+    from hacloud.deploy.query.drbd import link_state
 
     if not volumes:
         return {"drbd_role": None, "drbd_disk": None, "drbd_connection": None}
@@ -753,7 +612,7 @@ def _drbd_summary(volumes: list[VolumeState]) -> dict[str, str | None]:
 def drbd_volumes(conn: Any, spec: Spec, drbd: str) -> list[VolumeState]:
     """Every volume of every DRBD resource hacloud manages, as this node's DRBD kernel module
     reports it (read-only); resources and volumes hacloud does not manage are left out."""
-    from hacloud.drbdstate import by_minor, parse_drbdsetup_status, parse_proc_drbd
+    from hacloud.deploy.query.drbd import by_minor, parse_drbdsetup_status, parse_proc_drbd
     from hacloud.render.resources import drbd_resources
 
     resources = drbd_resources(spec)
@@ -769,7 +628,7 @@ def drbd_volumes(conn: Any, spec: Spec, drbd: str) -> list[VolumeState]:
 
 def split_brain_logged(conn: Any) -> bool:
     """Whether this node's kernel log holds DRBD's unresolved split-brain message."""
-    from hacloud.drbdstate import SPLIT_BRAIN_LOG
+    from hacloud.deploy.query.drbd import SPLIT_BRAIN_LOG
 
     cmd = f"dmesg 2>/dev/null | grep -c '{SPLIT_BRAIN_LOG}' || true"
     out = conn.run(cmd, check=False, timeout=30).stdout.strip()
@@ -780,8 +639,8 @@ def cluster_status(spec_path: Path, terraform: TerraformSource | None = None) ->
     """Everything `hacloud status` shows, as data (also its --json form)."""
     import xml.etree.ElementTree as ET
 
-    from hacloud.deploy import crm_mon, fencing_enabled, online_nodes, resource_nodes
-    from hacloud.drbdstate import split_brain_report
+    from hacloud.deploy.engine import crm_mon, fencing_enabled, online_nodes, resource_nodes
+    from hacloud.deploy.query.drbd import split_brain_report
     from hacloud.render.resources import drbd_resources
 
     ws = workspace(spec_path, terraform=terraform)
@@ -867,8 +726,17 @@ def cluster_status(spec_path: Path, terraform: TerraformSource | None = None) ->
         vip = getattr(ws.spec.vip, "address", None) or getattr(ws.spec.vip, "elastic_ip", None)
         split_brain = split_brain_report(states, logged, service_node)
         reasons = _unhealthy_reasons(
-            session, mon, nodes, quorum, primaries, [r.name for r in resources], service_node, stonith,
-            fencing, failed, split_brain,
+            session,
+            mon,
+            nodes,
+            quorum,
+            primaries,
+            [r.name for r in resources],
+            service_node,
+            stonith,
+            fencing,
+            failed,
+            split_brain,
         )
         healthy = not reasons
         return {
@@ -948,7 +816,7 @@ def failover(spec_path: Path, progress: Callable[[str], None], timeout: float = 
     """Move the service to the other node, wait until it answers there, leave no constraint."""
     import time
 
-    from hacloud.deploy import Engine, crm_mon
+    from hacloud.deploy.engine import Engine, crm_mon
     from hacloud.render.resources import GROUP_ID
 
     ws = workspace(spec_path, progress)
@@ -956,7 +824,7 @@ def failover(spec_path: Path, progress: Callable[[str], None], timeout: float = 
     inventory = provider.discover(ws)
     if inventory is None:
         raise HacloudError("the cluster's nodes do not exist", "run `hacloud up`")
-    with _Lock(ws):
+    with ClusterLock(ws):
         session = open_session(ws, inventory)
         try:
             engine = Engine(ws.spec, session.inventory, session.bundle, session.conns, progress, apply=True)
@@ -1065,7 +933,7 @@ def verify(
     inventory = provider_for(ws).discover(ws)
     if inventory is None:
         raise HacloudError("the cluster's nodes do not exist", "run `hacloud up`")
-    with _Lock(ws):
+    with ClusterLock(ws):
         session = open_session(ws, inventory)
         try:
             drbd = session.bundle.targets.drbd

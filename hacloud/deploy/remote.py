@@ -173,7 +173,7 @@ class Connection:
         client.set_missing_host_key_policy(RecordFirstContact())
         key_filename = str(Path(self.endpoint.key_file).expanduser()) if self.endpoint.key_file else None
         if key_filename is not None and Path(key_filename).exists():
-            from hacloud.secrets import check_private
+            from hacloud.spec.secrets import check_private
 
             # OpenSSH refuses such a key ("UNPROTECTED PRIVATE KEY FILE"); so does hacloud
             check_private(Path(key_filename), "the SSH private key", "the key exposed and replace it")

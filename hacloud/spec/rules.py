@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from hacloud.profiles import PROFILE_NAMES, load_profile, override_problems
+from hacloud.spec.profiles import PROFILE_NAMES, load_profile, override_problems
 
 Found = tuple[list[str | int], str, str]
 
@@ -399,7 +399,7 @@ def _overrides(doc: dict[str, Any]) -> Iterator[Found]:
 def _azure_cloud(doc: dict[str, Any]) -> Iterator[Found]:
     """fence_azure_arm must talk to the cloud of the ARM endpoint (cloud=), else every fence
     goes to public Azure and fails."""
-    from hacloud.azurecloud import PUBLIC_ENDPOINT, cloud_of, refused, unknown
+    from hacloud.spec.azurecloud import PUBLIC_ENDPOINT, cloud_of, refused, unknown
 
     if _provider_kind(doc) != "azure":
         return

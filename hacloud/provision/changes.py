@@ -7,8 +7,8 @@ shows is what `up` does.
 
 from __future__ import annotations
 
-from hacloud.spec import Spec
-from hacloud.workspace import Workspace
+from hacloud.spec.model import Spec
+from hacloud.spec.workspace import Workspace
 
 
 class Recorder:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, TypeAdapter
 
-from hacloud.grammar import (
+from hacloud.spec.grammar import (
     CLUSTER_NAME,
     CidrText,
     ExtraText,
@@ -83,7 +83,7 @@ class NodeInfo:
     instance id, Azure VM name, lab guest or host name); ``links`` the corosync link addresses
     in link order; ``volumes`` maps volume name to the block device path on this node.
     ``placeholder`` is true when ids or addresses are stand-ins for resources not yet created.
-    Each field has a grammar (:mod:`hacloud.grammar`) checked when an inventory is loaded or
+    Each field has a grammar (:mod:`hacloud.spec.grammar`) checked when an inventory is loaded or
     imported: addresses are IPv4 addresses, devices safe absolute paths, ids and zones tokens.
     """
 

@@ -1,7 +1,7 @@
 """Read a cluster's inventory from Terraform: the drop-in on infrastructure a team already has.
 
 Contract: :func:`import_inventory` turns a :class:`TerraformSource` into an :class:`Imported`
-(an :class:`~hacloud.model.Inventory` for the spec's cluster plus one line per node saying where
+(an :class:`~hacloud.spec.inventory.Inventory` for the spec's cluster plus one line per node saying where
 it came from), or raises :class:`~hacloud.errors.SpecError` / HacloudError listing every problem.
 It reads, in this order of preference:
 
@@ -31,10 +31,16 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hacloud.errors import HacloudError, Problem, SpecError, UsageError
-from hacloud.model import INVENTORY_ADAPTER, INVENTORY_SCHEMA_VERSION, Inventory, NetworkInfo, NodeInfo
+from hacloud.spec.inventory import (
+    INVENTORY_ADAPTER,
+    INVENTORY_SCHEMA_VERSION,
+    Inventory,
+    NetworkInfo,
+    NodeInfo,
+)
 
 if TYPE_CHECKING:
-    from hacloud.spec import Spec
+    from hacloud.spec.model import Spec
 
 INVENTORY_OUTPUT = "hacloud_inventory"
 STATE_VERSION = 4
@@ -373,7 +379,7 @@ def _from_inventory_output(spec: Spec, doc: TfDocument, found: dict[str, Output]
 
 
 def _validate_inventory(value: dict[str, Any], where: str, name: str, sensitive: bool) -> Inventory:
-    from hacloud.specload import problems_from_validation
+    from hacloud.spec.load import problems_from_validation
 
     try:
         return INVENTORY_ADAPTER.validate_python(value)
@@ -391,7 +397,7 @@ def _validate_inventory(value: dict[str, Any], where: str, name: str, sensitive:
 def _validated(inventory: Inventory, where: str) -> Inventory:
     """``inventory`` (built from Terraform values) checked by the inventory's own grammar, as a
     loaded inventory is: every address an IPv4 address, every device a safe path, ids tokens."""
-    from hacloud.specload import problems_from_validation
+    from hacloud.spec.load import problems_from_validation
 
     try:
         return INVENTORY_ADAPTER.validate_python(asdict(inventory))
@@ -488,7 +494,7 @@ def resolve_ref(ref: str, doc: TfDocument, field_path: str, problems: list[Probl
 
 
 def _from_map(spec: Spec, doc: TfDocument, source: TerraformSource, device: Any) -> Imported:
-    from hacloud.specload import parse_document
+    from hacloud.spec.load import parse_document
 
     assert source.tf_map is not None
     text = _read_text(source.tf_map, "the mapping", "check --tf-map")
@@ -676,7 +682,7 @@ def _from_resources(spec: Spec, doc: TfDocument, provider: Any) -> Imported:
 
 def import_inventory(spec: Spec, source: TerraformSource, provider: Any) -> Imported:
     """The inventory of ``spec``'s cluster from ``source`` (see the module docstring)."""
-    from hacloud.inventory import check_inventory_matches
+    from hacloud.spec.inventory_file import check_inventory_matches
 
     if not source.path.exists():
         raise UsageError(f"--from-terraform {source.path}: no such file or directory", "check the path")

@@ -1,0 +1,1 @@
+"""fence-test: prove the pair fails over (round runner, client, analysis, timeline)."""

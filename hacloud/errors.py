@@ -69,7 +69,7 @@ class SpecError(HacloudError):
         )
 
     def report(self) -> str:
-        lines = [self.message]
+        lines = [f"{self.message} [{self.code}]"]
         lines += [p.render(self.filename) for p in self.problems]
         return "\n".join(lines)
 

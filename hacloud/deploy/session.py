@@ -92,7 +92,7 @@ def open_session(
 ) -> Session:
     """Connect to both nodes in parallel, read their software facts, render for them."""
 
-    from hacloud.deploy.engine import gather, node_facts
+    from hacloud.deploy.facts import gather, node_facts
     from hacloud.deploy.remote import Connection, parallel
     from hacloud.render.resources import service_ref
 

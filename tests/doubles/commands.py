@@ -40,12 +40,16 @@ def _facts(node: ScriptedNode, m: re.Match[str]) -> Result:
         if node.cluster.drbd == "8.4"
         else "version: 9.2.12 (api:2/proto:86-122)"
     )
-    lines = ["@os", "debian ", "@pm", "apt-get", "@cmds", *[c for c in wanted if c in s.commands]]
+    lines = ["@os", s.os_line, "@pm", s.package_manager, "@cmds", *[c for c in wanted if c in s.commands]]
     lines += ["@pacemaker", "Pacemaker 2.1.5" if "pacemakerd" in s.commands else "", "@drbd", drbd, "@sums"]
     lines += [f"{s.files[p].sha256}  {p}" if p in s.files else f"- {p}" for p in paths]
     lines += ["@services", *[f"{k} {e} {a}" for k, (e, a) in s.services.items()]]
     lines += ["@logdirs", "/var/log/cluster", "@ifaces", "default via 192.0.2.1 dev eth0 proto static"]
-    lines += [f"2: eth0    inet {node.endpoint.address}/24 brd 192.0.2.255 scope global eth0", "@end"]
+    lines += [f"2: eth0    inet {node.endpoint.address}/24 brd 192.0.2.255 scope global eth0"]
+    probe = re.search(r"echo @(service|agent); echo (\S+);", script)
+    if probe:
+        lines += [f"@{probe.group(1)}", shlex.split(probe.group(2))[0], s.service_text]
+    lines.append("@end")
     return ok("\n".join(lines) + "\n")
 
 

@@ -99,6 +99,12 @@ class NodeState:
     commands: set[str] = field(default_factory=lambda: set(REQUIRED))
     #: how many more dump-md calls find a disk busy
     busy: int = 0
+    #: `. /etc/os-release; echo "$ID ${ID_LIKE:-}"` and the package manager found
+    os_line: str = "debian "
+    package_manager: str = "apt-get"
+    #: what the service probe prints after the service id: `systemctl show -p ...` Key=Value
+    #: lines for a unit, the agent's meta-data for an OCF agent ("" when not installed)
+    service_text: str = ""
 
 
 class ScriptedNode:

@@ -240,7 +240,6 @@ class DrbdSteps(EngineBase):
 
     def _drbd_resource(self, res: DrbdResource, changed_files: dict[str, set[str]]) -> None:
         states = dict(zip(self.names, on_nodes(lambda n: self._state(n, res), self.names), strict=True))
-        fresh: dict[str, set[int]] = {n: set() for n in self.names}
         for new in self._metadata_plan(res, states):
             self.change(
                 new.node,
@@ -254,7 +253,6 @@ class DrbdSteps(EngineBase):
                 if new.found or new.parts:
                     conn.run(f"wipefs -a {shlex.quote(new.disk)}")
                 conn.run(f"drbdadm -- --force create-md {res.name}/{new.volume.number}")
-                fresh[new.node].add(new.volume.number)
         managed = self._managed_by_pacemaker(res.name)
         for name in self.names:
             if not states[name].up and managed and self._pacemaker_active(name):

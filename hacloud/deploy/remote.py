@@ -152,7 +152,9 @@ class Connection:
             f"{self.endpoint.name}: first contact, recorded host key {fingerprint(key)} in {self.known_hosts}"
         )
 
-    def _open(self, address: str, port: int, user: str, sock: Any) -> paramiko.SSHClient:
+    def _new_client(self) -> paramiko.SSHClient:
+        """An SSH client that checks the recorded host keys itself, before authenticating: an
+        unknown host is recorded (first contact) and reported, a different key refused."""
         import logging
 
         import paramiko
@@ -169,11 +171,15 @@ class Connection:
                 outer._record(hostname, key)
 
         client = paramiko.SSHClient()
-        # paramiko checks the recorded keys itself, before authenticating; an unknown host is
-        # recorded (first contact) and reported, a different key is refused.
         if self.known_hosts.exists():
             client.load_host_keys(str(self.known_hosts))
         client.set_missing_host_key_policy(RecordFirstContact())
+        return client
+
+    def _open(self, address: str, port: int, user: str, sock: Any) -> paramiko.SSHClient:
+        import paramiko
+
+        client = self._new_client()
         key_filename = str(Path(self.endpoint.key_file).expanduser()) if self.endpoint.key_file else None
         if key_filename is not None and Path(key_filename).exists():
             from hacloud.spec.secrets import check_private

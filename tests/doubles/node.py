@@ -159,7 +159,8 @@ class ScriptedNode:
             m = pattern.search(command)
             if m:
                 return handler(self, m)
-        raise AssertionError(f"{self.name}: unexpected command {command!r}")
+        head = f" (the script's next expected command: /{self.script[0][0].pattern}/)" if self.script else ""
+        raise AssertionError(f"{self.name}: unexpected command {command!r}{head}")
 
     @property
     def peer(self) -> ScriptedNode:

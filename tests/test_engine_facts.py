@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 from doubles.node import fixture
@@ -195,3 +196,84 @@ def test_bmc_passwords_come_from_the_files_the_spec_names(tmp_path: Path) -> Non
     (tmp_path / "bmc-node2.secret").chmod(0o644)  # others can read it: refused, never used
     with pytest.raises(HacloudError):
         fence_passwords(spec, tmp_path)
+
+
+def _spec_file(tmp_path: Path, drbd: str | None = None) -> Path:
+    import yaml
+    from conftest import onprem_doc
+
+    doc = onprem_doc()
+    if drbd:
+        doc["targets"] = {"drbd": drbd}
+    path = tmp_path / "hacloud.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    for node in ("node1", "node2"):
+        secret = tmp_path / f"bmc-{node}.secret"
+        secret.write_text(f"pw-{node}\n")
+        secret.chmod(0o600)
+    return path
+
+
+def _session_on(pair_cluster: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """open_session's connections are the scripted nodes (by the endpoint's node name)."""
+    monkeypatch.setattr("hacloud.deploy.remote.Connection", lambda ep, *_a, **_k: pair_cluster.nodes[ep.name])
+
+
+def test_a_session_renders_for_what_the_nodes_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spec targets DRBD 9; the nodes run 8.4: what is rendered follows the nodes (DRBD 9
+    gives each host a node-id, 8.4 has none: DRBD 9 user guide, "Changes in the configuration")."""
+    from doubles.node import Cluster
+
+    from hacloud.deploy.session import open_session, workspace
+    from hacloud.provision.provider import get_provider
+
+    ws = workspace(_spec_file(tmp_path))
+    inventory = get_provider("onprem").planned_inventory(ws.spec)
+    cluster = Cluster(ws.spec, inventory)
+    _session_on(cluster, monkeypatch)
+    res = "/etc/drbd.d/r0.res"
+    nine = open_session(ws, inventory)
+    assert "node-id" in next(f for f in nine.bundle.files["node1"] if f.path == res).content.decode()
+    cluster.drbd = "8.4"
+    session = open_session(ws, inventory)
+    assert [n.facts.drbd for n in session.inventory.nodes] == ["8.4", "8.4"]
+    assert "node-id" not in next(f for f in session.bundle.files["node1"] if f.path == res).content.decode()
+    assert set(session.conns) == {"node1", "node2"} and not session.unreachable
+    session.close()
+
+
+def test_a_session_can_go_on_without_a_node_that_is_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from doubles.node import Cluster
+
+    from hacloud.deploy.session import open_session, workspace
+    from hacloud.provision.provider import get_provider
+
+    ws = workspace(_spec_file(tmp_path))
+    inventory = get_provider("onprem").planned_inventory(ws.spec)
+    cluster = Cluster(ws.spec, inventory)
+    _session_on(cluster, monkeypatch)
+    broken = "node2: the SSH connection broke"
+    cluster.nodes["node2"].expect(r"echo @os", stderr=broken, rc=255)
+    with pytest.raises(HacloudError):
+        open_session(ws, inventory)
+    cluster.nodes["node2"].expect(r"echo @os", stderr=broken, rc=255)
+    session = open_session(ws, inventory, tolerate_down=True)
+    assert set(session.conns) == {"node1"} and broken in session.unreachable["node2"]
+
+
+def test_a_session_without_a_bmc_password_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from doubles.node import Cluster
+
+    from hacloud.deploy.session import open_session, workspace
+    from hacloud.provision.provider import get_provider
+
+    spec = _spec_file(tmp_path)
+    (tmp_path / "bmc-node2.secret").unlink()
+    ws = workspace(spec)
+    inventory = get_provider("onprem").planned_inventory(ws.spec)
+    _session_on(Cluster(ws.spec, inventory), monkeypatch)
+    with pytest.raises(HacloudError) as err:
+        open_session(ws, inventory)
+    assert err.value.code == "HAC410" and "node2" in err.value.message

@@ -256,6 +256,28 @@ def test_drbd_that_never_connects_fails_on_the_clock() -> None:
     pair.cluster.verify()
 
 
+def test_a_resource_pacemaker_manages_is_left_to_pacemaker() -> None:
+    """After a reboot DRBD is down and Pacemaker (running, managing r0) brings it up: two
+    starters would collide, and nothing on the disks is new."""
+    pair = Pair()
+    pair.up()
+    for node in pair.cluster.nodes.values():
+        node.state.up.clear()
+    pair.cluster.commands.clear()
+    assert pair.up() == []
+    assert not pair.cluster.ran(r"^drbdadm (up|adjust|primary)|new-current-uuid|create-md|mkfs")
+
+
+def test_a_changed_drbd_file_is_adjusted_on_that_node_only() -> None:
+    pair = Pair()
+    pair.up()
+    pair.node("node2").state.files["/etc/drbd.d/r0.res"] = File(b"# stale\n", 0o600)
+    pair.cluster.commands.clear()
+    changes = pair.up()
+    assert "node2: drbd: adjust r0 to the new configuration" in changes
+    assert pair.cluster.ran(r"^drbdadm adjust") == [("node2", "drbdadm adjust r0")]
+
+
 # ---------------------------------------------------------------- the CIB
 
 

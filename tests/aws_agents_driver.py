@@ -39,7 +39,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from awstools import OVERLAY_IP, REGION, RecordingProxy, aws_env, aws_spec_doc, byo_vpc, moto_server
 
-from hacloud.deploy.engine import IFACE_PROBE, node_facts, parse_facts
+from hacloud.deploy.facts import IFACE_PROBE, node_facts, parse_facts
 from hacloud.spec.inventory import Inventory
 
 SITECUSTOMIZE = """

@@ -11,7 +11,8 @@ import pytest
 from conftest import need, onprem_doc, render_doc
 from tools import run, with_quorum
 
-from hacloud.deploy.engine import cib_differences, merge_cib, parse_facts, without_status
+from hacloud.deploy.cib import cib_differences, merge_cib, without_status
+from hacloud.deploy.facts import parse_facts
 
 FACTS = """@os
 debian
@@ -119,7 +120,8 @@ def test_a_changed_links_script_runs_right_after_the_upload() -> None:
     import yaml
     from conftest import FIXED_SECRETS, REPO, spec_of
 
-    from hacloud.deploy.engine import Engine, HostFacts
+    from hacloud.deploy.engine import Engine
+    from hacloud.deploy.facts import HostFacts
     from hacloud.deploy.remote import sha256_hex
     from hacloud.provision.provider import get_provider
     from hacloud.render import effective_profile, render_all

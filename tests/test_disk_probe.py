@@ -13,7 +13,7 @@ import pytest
 from conftest import need
 from test_remote import Sshd, sshd  # noqa: F401 (the loopback sshd fixture)
 
-from hacloud.deploy.engine import disk_signatures
+from hacloud.deploy.drbdsteps import disk_signatures
 from hacloud.errors import HacloudError
 
 

@@ -25,7 +25,7 @@ import yaml
 from conftest import FIXED_SECRETS, REPO, need, onprem_doc, spec_of
 from tools import run, with_quorum
 
-from hacloud.deploy.engine import IFACE_PROBE, node_facts, parse_facts, service_probe, systemd_seconds
+from hacloud.deploy.facts import IFACE_PROBE, node_facts, parse_facts, service_probe, systemd_seconds
 from hacloud.errors import HacloudError
 from hacloud.provision.provider import get_provider
 from hacloud.render import Bundle, effective_profile, render_all

@@ -14,7 +14,7 @@ import pytest
 from conftest import FIXED_SECRETS, PROFILES, need, onprem_doc, render_doc, spec_of
 from tools import DRBDADM84, run, write_files
 
-from hacloud.deploy.engine import LOGDIR_PROBE, node_facts, parse_facts
+from hacloud.deploy.facts import LOGDIR_PROBE, node_facts, parse_facts
 from hacloud.provision.provider import get_provider
 from hacloud.render import Bundle, effective_profile, render_all
 from hacloud.spec.inventory import NodeFacts

@@ -12,7 +12,8 @@ import pytest
 from conftest import grouped_doc, need, onprem_doc, render_doc
 from tools import DRBDADM84, executed_order, run, simulate_failover, write_files
 
-from hacloud.deploy.engine import Engine, drbd_status_command, layout_conflicts, parse_drbd_status
+from hacloud.deploy.drbdsteps import layout_conflicts
+from hacloud.deploy.engine import Engine, drbd_status_command, parse_drbd_status
 from hacloud.deploy.remote import Result
 from hacloud.errors import SpecError
 from hacloud.provision.provider import get_provider

@@ -40,6 +40,8 @@ T = TypeVar("T")
 class RemoteError(HacloudError):
     """A remote command failed; ``output`` holds what it printed."""
 
+    code = "HAC400"
+
     def __init__(self, node: str, command: str, rc: int, output: str) -> None:
         short = command if len(command) < 120 else command[:117] + "..."
         super().__init__(
@@ -140,6 +142,7 @@ class Connection:
             raise HacloudError(
                 f"{self.endpoint.name} ({host}) offered a key type that was not recorded",
                 f"if the node was rebuilt on purpose, delete its line from {self.known_hosts}",
+                code="HAC401",
             )
         keys.add(host, key.get_name(), key)
         self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
@@ -149,7 +152,9 @@ class Connection:
             f"{self.endpoint.name}: first contact, recorded host key {fingerprint(key)} in {self.known_hosts}"
         )
 
-    def _open(self, address: str, port: int, user: str, sock: Any) -> paramiko.SSHClient:
+    def _new_client(self) -> paramiko.SSHClient:
+        """An SSH client that checks the recorded host keys itself, before authenticating: an
+        unknown host is recorded (first contact) and reported, a different key refused."""
         import logging
 
         import paramiko
@@ -166,11 +171,15 @@ class Connection:
                 outer._record(hostname, key)
 
         client = paramiko.SSHClient()
-        # paramiko checks the recorded keys itself, before authenticating; an unknown host is
-        # recorded (first contact) and reported, a different key is refused.
         if self.known_hosts.exists():
             client.load_host_keys(str(self.known_hosts))
         client.set_missing_host_key_policy(RecordFirstContact())
+        return client
+
+    def _open(self, address: str, port: int, user: str, sock: Any) -> paramiko.SSHClient:
+        import paramiko
+
+        client = self._new_client()
         key_filename = str(Path(self.endpoint.key_file).expanduser()) if self.endpoint.key_file else None
         if key_filename is not None and Path(key_filename).exists():
             from hacloud.spec.secrets import check_private
@@ -197,12 +206,14 @@ class Connection:
                 "which is not the one recorded at first contact",
                 f"if the node was rebuilt on purpose, delete its line from {self.known_hosts}; "
                 "otherwise someone may be intercepting the connection: do not proceed",
+                code="HAC402",
             ) from None
         except (paramiko.SSHException, OSError) as exc:
             client.close()
             raise HacloudError(
                 f"{self.endpoint.name}: cannot log in to {user}@{address}:{port}: {exc}",
                 "check the node's address, that sshd runs, and the key in nodes[].ssh.key",
+                code="HAC403",
             ) from None
         transport = client.get_transport()
         assert transport is not None
@@ -226,6 +237,7 @@ class Connection:
                 raise HacloudError(
                     f"{ep.name}: cannot reach {ep.address}:{ep.port} in {ep.namespace}: {exc}",
                     "is the lab up? run `hacloud up`",
+                    code="HAC404",
                 ) from None
         self._client = self._open(ep.address, ep.port, ep.user, sock)
         return self
@@ -251,6 +263,7 @@ class Connection:
                 f"{ep.address}:{ep.port} within {self.timeout:.0f} s: {exc or type(exc).__name__}",
                 "check that the jump host can reach the node's SSH port and allows TCP forwarding "
                 "(AllowTcpForwarding in its sshd_config)",
+                code="HAC405",
             ) from None
 
     def close(self) -> None:
@@ -292,6 +305,7 @@ class Connection:
             raise HacloudError(
                 f"{self.endpoint.name}: `{command[:80]}` did not finish in {timeout:.0f} s",
                 "check the node's load and logs; then run the command again",
+                code="HAC406",
             ) from None
         except (OSError, EOFError, paramiko.SSHException) as exc:
             # SSHException: the transport died (e.g. "SSH session not active") before or while
@@ -301,6 +315,7 @@ class Connection:
                 f"{self.endpoint.name}: the SSH connection broke during `{command[:80]}`: "
                 f"{exc or type(exc).__name__}",
                 "run the command again: hacloud re-reads the node and resumes",
+                code="HAC407",
             ) from None
         if check and rc != 0:
             raise RemoteError(self.endpoint.name, command, rc, out + err)
@@ -319,6 +334,7 @@ class Connection:
             raise HacloudError(
                 f"{self.endpoint.name}: SFTP unavailable: {exc}",
                 "enable the sftp subsystem in the node's sshd",
+                code="HAC408",
             ) from None
         try:
             if self.endpoint.user == "root":
@@ -336,6 +352,7 @@ class Connection:
                 raise HacloudError(
                     f"{self.endpoint.name}: cannot stage {path} at {staged}: {exc}",
                     "check that the SSH user can write its home directory",
+                    code="HAC409",
                 ) from None
             q = shlex.quote
             self.run(

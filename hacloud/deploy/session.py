@@ -92,7 +92,7 @@ def open_session(
 ) -> Session:
     """Connect to both nodes in parallel, read their software facts, render for them."""
 
-    from hacloud.deploy.engine import gather, node_facts
+    from hacloud.deploy.facts import gather, node_facts
     from hacloud.deploy.remote import Connection, parallel
     from hacloud.render.resources import service_ref
 
@@ -135,7 +135,9 @@ def open_session(
     secrets = load_or_create(ws.state_dir)
     passwords, missing = fence_passwords(ws.spec, ws.base_dir)
     if missing:
-        raise HacloudError(missing[0], "create the file the spec names (mode 0600) with the BMC password")
+        raise HacloudError(
+            missing[0], "create the file the spec names (mode 0600) with the BMC password", code="HAC410"
+        )
     bundle = render_all(ws.spec, inventory, profile, secrets, passwords)
     live = {name: c for name, c in conns.items() if facts[name] is not None}
     return Session(ws, inventory, live, bundle, unreachable)
@@ -151,6 +153,7 @@ class ClusterLock:
             raise HacloudError(
                 f"cannot write the cluster's state directory {ws.state_dir}: {exc.strerror}",
                 "run hacloud as a user who can write next to the spec",
+                code="HAC411",
             ) from None
         self.path = ws.state_dir / "lock"
         self.fd = -1
@@ -166,6 +169,7 @@ class ClusterLock:
             raise HacloudError(
                 "another hacloud run is working on this cluster",
                 "wait for it to finish, then run the command again",
+                code="HAC412",
             ) from None
         return self
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from hacloud.deploy.remote import Connection, Result, sha256_hex
 from hacloud.errors import HacloudError
+from hacloud.provision.changes import Change
 from hacloud.provision.provider import NodeNeeds
 from hacloud.render import Bundle
 from hacloud.render.files import COROSYNC_LOG_DIRS, LINKS_SCRIPT
@@ -82,17 +83,6 @@ RETIRED_FILES = {
     "/etc/systemd/system/hacloud-demo.service": "systemctl stop hacloud-demo 2>/dev/null; "
     "rm -f /etc/systemd/system/hacloud-demo.service; systemctl daemon-reload",
 }
-
-
-@dataclass(frozen=True)
-class Change:
-    node: str  # "" for cluster-wide changes
-    step: str
-    detail: str
-
-    def __str__(self) -> str:
-        where = f"{self.node}: " if self.node else "cluster: "
-        return f"{where}{self.step}: {self.detail}"
 
 
 @dataclass

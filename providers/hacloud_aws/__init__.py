@@ -11,6 +11,7 @@ from __future__ import annotations
 import shlex
 
 from hacloud.errors import HacloudError
+from hacloud.provision.changes import Change
 from hacloud.provision.provider import (
     BaseProvider,
     Capabilities,
@@ -40,7 +41,7 @@ def region_of(spec: Spec) -> str:
     for method in spec.fencing:
         if isinstance(method, AwsFencing) and method.region:
             return method.region
-    raise HacloudError("no AWS region in the spec", "set provider.options.region")
+    raise HacloudError("no AWS region in the spec", "set provider.options.region", code="HAC650")
 
 
 class AwsProvider(BaseProvider):
@@ -83,7 +84,7 @@ class AwsProvider(BaseProvider):
     def ensure_volumes(self, ws: Workspace, inventory: Inventory) -> Inventory:
         return inventory  # made and attached by ensure_nodes
 
-    def plan_infrastructure(self, ws: Workspace) -> tuple[list[str], str]:
+    def plan_infrastructure(self, ws: Workspace) -> tuple[list[Change], str]:
         """(what `up` would create or change, the agents' IAM policy), changing nothing."""
         from hacloud_aws.iam import policy_json
 
@@ -109,7 +110,7 @@ class AwsProvider(BaseProvider):
             return ebs_device_path(value)
         return super().terraform_device(spec, node, volume, value)
 
-    def adopt(self, ws: Workspace, inventory: Inventory, apply: bool = True) -> list[str]:
+    def adopt(self, ws: Workspace, inventory: Inventory, apply: bool = True) -> list[Change]:
         """The overlay routes (aws-vpc-move-ip) where Terraform made none; nothing else: the
         instance profile, security group and attributes are Terraform's (check --live says
         what is missing)."""
@@ -117,7 +118,7 @@ class AwsProvider(BaseProvider):
         infra.adopt_routes(inventory)
         return list(infra.changes)
 
-    def release(self, ws: Workspace, inventory: Inventory) -> list[str]:
+    def release(self, ws: Workspace, inventory: Inventory) -> list[Change]:
         infra = self._infra(ws)
         infra.release_routes()
         return list(infra.changes)

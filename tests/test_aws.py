@@ -478,7 +478,8 @@ def test_a_lost_link_address_comes_back_as_the_same_ip(
     assert node.links[1] not in {a for _, a in census(ec2, iamc)["secondary_ips"]}
     infra = provider._infra(ws)  # type: ignore[attr-defined]
     assert infra.ensure() == inv
-    assert [str(c) for c in infra.changes] == [f"node1: add a secondary private IP to {node.extra['eni']} (corosync link 1)"]
+    added = f"node1: add a secondary private IP to {node.extra['eni']} (corosync link 1)"
+    assert [str(c) for c in infra.changes] == [added]
     ips = ec2.describe_network_interfaces(NetworkInterfaceIds=[node.extra["eni"]])["NetworkInterfaces"][0]
     assert [a["PrivateIpAddress"] for a in ips["PrivateIpAddresses"] if not a["Primary"]] == [node.links[1]]
     provider.teardown(ws, delete_volumes=True)

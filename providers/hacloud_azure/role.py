@@ -25,11 +25,7 @@ class Role(AzureBase):
         (source node, target node) only on those."""
         scopes = sorted(v["id"] for v in vms.values())
         if len(scopes) < 2:
-            self.change(
-                f"role-definition/hacloud-{self.cluster}-fence",
-                "create",
-                "fencing: create the fence role and assign it once both VMs exist",
-            )
+            self._plan_role()
             return
         self._ensure_definition(scopes)
         for source, vm in vms.items():
@@ -39,6 +35,23 @@ class Role(AzureBase):
             for target, other in vms.items():
                 if pairs is None or (source, target) in pairs:
                     self._ensure_assignment(vm, other, principal)
+
+    def _plan_role(self) -> None:
+        """A plan before the VMs exist: the role, then each identity's assignment on each VM,
+        as `up` will record them once the VMs (and their identities) are there."""
+        self.change(
+            f"role-definition/hacloud-{self.cluster}-fence",
+            "create",
+            "fencing: create the fence role and assign it once both VMs exist",
+        )
+        names = [self.vm_name(n) for n in self.spec.nodes]
+        for source in names:
+            for target in names:
+                self.change(
+                    f"role-assignment/{source}/{target}",
+                    "create",
+                    f"fencing: let {source}'s identity fence {target}",
+                )
 
     def _ensure_definition(self, scopes: list[str]) -> None:
         from azure.mgmt.authorization.v2022_04_01.models import Permission, RoleDefinition

@@ -147,6 +147,7 @@ def _run_terraform(binary: str, directory: Path, args: list[str]) -> str:
         raise HacloudError(
             f"cannot run `{binary} {' '.join(args)}` in {directory}: {exc}",
             "check the terraform binary (HACLOUD_TERRAFORM), or pass a saved `terraform output -json` file",
+            code="HAC341",
         ) from None
     if proc.returncode != 0:
         tail = " ".join(proc.stderr.split())[-400:]
@@ -154,6 +155,7 @@ def _run_terraform(binary: str, directory: Path, args: list[str]) -> str:
             f"`terraform {' '.join(args)}` failed in {directory}: {tail}",
             "run `terraform init` there (and `terraform apply` if nothing is deployed yet), "
             "or pass a saved `terraform output -json` file",
+            code="HAC342",
         )
     return proc.stdout
 
@@ -319,6 +321,7 @@ def read_document(source: TerraformSource, want_state: bool = False) -> TfDocume
                 f"{path} has no terraform.tfstate and no terraform binary is on PATH to read its state",
                 "install terraform (or set HACLOUD_TERRAFORM), or pass a file saved with "
                 "`terraform output -json > outputs.json`",
+                code="HAC343",
             )
         path = local
     data = _json(_read_text(path, "the file", "check the --from-terraform path"), str(path))
@@ -586,6 +589,7 @@ def choose(spec: Spec, candidates: list[Candidate], kind: str, where: str) -> li
         raise HacloudError(
             f"{where}: found {len(candidates)} {kind} resource(s); a pair needs two",
             "pass the state of the Terraform that creates both nodes",
+            code="HAC344",
         )
     picked: dict[str, tuple[Candidate, str]] = {}
     left = list(candidates)
@@ -597,6 +601,7 @@ def choose(spec: Spec, candidates: list[Candidate], kind: str, where: str) -> li
                     f"{where}: nodes[{i}].id is {node.id!r}, but no {kind} in the state has that id; found:\n"
                     f"      {listing}",
                     f"set nodes[{i}].id to one of the ids listed",
+                    code="HAC345",
                 )
             picked[node.name] = (match[0], f"nodes[{i}].id names it")
             left.remove(match[0])
@@ -617,6 +622,7 @@ def choose(spec: Spec, candidates: list[Candidate], kind: str, where: str) -> li
             f"guess which two:\n      {listing}",
             "name the two in the spec: `nodes[].id: <id>` for each node (or give the machines the node "
             "names as Name tag / VM name), or map outputs with --tf-map",
+            code="HAC346",
         )
     return [picked[n.name] for n in spec.nodes]
 
@@ -685,7 +691,9 @@ def import_inventory(spec: Spec, source: TerraformSource, provider: Any) -> Impo
     from hacloud.spec.inventory_file import check_inventory_matches
 
     if not source.path.exists():
-        raise UsageError(f"--from-terraform {source.path}: no such file or directory", "check the path")
+        raise UsageError(
+            f"--from-terraform {source.path}: no such file or directory", "check the path", code="HAC347"
+        )
     doc = read_document(source)
     if source.tf_map is not None:
         imported = _from_map(spec, doc, source, provider.terraform_device)

@@ -219,7 +219,7 @@ def test_bad_account_is_reported_whole_and_nothing_is_created(
     assert "3 problems" in text
     assert "provider.options.subnets" in text and f"{REGION}a" in text
     assert "provider.options.key_name" in text and "vip.address" in text
-    assert "nothing was created" in info.value.remedy
+    assert "nothing was created" in info.value.remedy and info.value.code == "HAC340"
     assert census(ec2, iamc) == before
 
 
@@ -338,6 +338,7 @@ def test_throttling_that_never_stops_says_to_retry_later(
     with stub, pytest.raises(HacloudError) as info:
         infra.find_instance(infra.spec.nodes[0])
     assert "throttling" in info.value.message and "again" in info.value.remedy
+    assert info.value.code == "HAC656"
 
 
 def test_capacity_error_fails_fast_naming_the_zone(
@@ -360,6 +361,7 @@ def test_capacity_error_fails_fast_naming_the_zone(
     once.assert_no_pending_responses()  # one call: no retry
     assert f"{REGION}a" in info.value.message
     assert "instance_type" in info.value.remedy and "subnets" in info.value.remedy
+    assert info.value.code == "HAC654"
 
 
 def test_throttled_instance_creation_backs_off_then_succeeds(
@@ -394,6 +396,7 @@ def test_no_credentials_says_how_to_log_in(monkeypatch: pytest.MonkeyPatch, tmp_
     with pytest.raises(HacloudError) as info:
         get_provider("aws").ensure_nodes(workspace(tmp_path, aws_spec_doc(acct)))
     assert "no AWS credentials" in info.value.message and "aws configure" in info.value.remedy
+    assert info.value.code == "HAC652"
 
 
 @pytest.mark.tools

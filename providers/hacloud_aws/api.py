@@ -97,12 +97,8 @@ def _message(exc: BaseException) -> str:
     return str(exc)
 
 
-def aws_error(exc: BaseException, doing: str, where: str = "") -> HacloudError:
-    """A hacloud error for a failed AWS call made while ``doing`` (e.g. "create node1")."""
-    code = error_code(exc)
-    text = _message(exc)
-    name = type(exc).__name__
-    at = f" in {where}" if where else ""
+def _transport_error(name: str, doing: str, text: str) -> HacloudError | None:
+    """botocore's own failures (no credentials, no connection), by exception class name."""
     if name in ("NoCredentialsError", "PartialCredentialsError"):
         return HacloudError(
             f"cannot {doing}: no AWS credentials were found",
@@ -121,6 +117,18 @@ def aws_error(exc: BaseException, doing: str, where: str = "") -> HacloudError:
             "check this machine's network path to the EC2/IAM endpoints (proxy, VPC endpoint) and retry",
             code="HAC653",
         )
+    return None
+
+
+def aws_error(exc: BaseException, doing: str, where: str = "") -> HacloudError:
+    """A hacloud error for a failed AWS call made while ``doing`` (e.g. "create node1")."""
+    code = error_code(exc)
+    text = _message(exc)
+    name = type(exc).__name__
+    at = f" in {where}" if where else ""
+    transport = _transport_error(name, doing, text)
+    if transport is not None:
+        return transport
     if code in CAPACITY_CODES:
         return HacloudError(
             f"cannot {doing}: AWS has no capacity{at} ({code}: {text})",

@@ -6,7 +6,6 @@ Exit codes: 0 success, 1 an operation failed or ``check`` found an error, 2 bad 
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import json
 import os
@@ -396,7 +395,8 @@ def plan(
 
     progress = _Progress()
     terraform = _terraform(from_terraform, tf_map)
-    result: dict[str, Any] = {"infrastructure": [], "policy": None, "changes": [], "nodes_exist": True}
+    # one list: the infrastructure changes first (in the order `up` makes them), then the nodes'
+    result: dict[str, Any] = {"changes": [], "policy": None, "nodes_exist": True}
 
     def done(exc: HacloudError) -> NoReturn:
         if as_json:
@@ -407,8 +407,9 @@ def plan(
         infra = plan_infrastructure(spec, progress, terraform)
     except HacloudError as exc:
         done(exc)
+    infra_changes = infra[0] if infra is not None else []
     if infra is not None:
-        result["infrastructure"], result["policy"] = infra[0], infra[1] or None
+        result["policy"] = infra[1] or None
     try:
         changes = converge(spec, progress, apply=False, verbose=verbose, terraform=terraform)
     except NodesMissing as exc:
@@ -417,7 +418,7 @@ def plan(
         changes, result["nodes_exist"] = [], False
     except HacloudError as exc:
         done(exc)
-    result["changes"] = [dataclasses.asdict(c) | {"text": str(c)} for c in changes]
+    result["changes"] = [c.as_json() for c in [*infra_changes, *changes]]
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
@@ -425,8 +426,9 @@ def plan(
 
 
 def _print_plan(result: dict[str, Any]) -> None:
-    for line in result["infrastructure"]:
-        typer.echo(f"infrastructure: {line}")
+    infra = [c for c in result["changes"] if c["stage"] == "infrastructure"]
+    for change in infra:
+        typer.echo(f"infrastructure: {change['text']}")
     if result["policy"]:
         typer.echo(
             "permissions the agents get (AWS: the instance profile's policy; Azure: the fence role), "
@@ -434,12 +436,12 @@ def _print_plan(result: dict[str, Any]) -> None:
         )
         typer.echo(result["policy"])
     if not result["nodes_exist"]:
-        count = len(result["infrastructure"])
-        typer.echo(f"{count} infrastructure changes; the cluster is planned once the nodes exist")
+        typer.echo(f"{len(infra)} infrastructure changes; the cluster is planned once the nodes exist")
         return
     for change in result["changes"]:
-        typer.echo(change["text"])
-    typer.echo(f"{len(result['infrastructure']) + len(result['changes'])} changes")
+        if change["stage"] == "node":
+            typer.echo(change["text"])
+    typer.echo(f"{len(result['changes'])} changes")
 
 
 @app.command()

@@ -67,7 +67,7 @@ def rows_of(path: Path) -> list[Row]:
     where = str(path.relative_to(REPO))
     rows = []
     for node in ast.walk(tree):
-        call = node.exc if isinstance(node, ast.Raise) else node
+        call = node  # every construction, raised or not (a Raise's exc is walked as a Call too)
         if isinstance(call, ast.Call) and (code := _code_kw(call)):
             message, remedy = _arg(call, 0, "message"), _arg(call, 1, "remedy")
             rows.append(Row(code, where, message, remedy))

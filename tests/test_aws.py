@@ -142,7 +142,8 @@ def test_plan_changes_nothing_and_prints_the_policy(
     ec2, iamc = aws
     before = census(ec2, iamc)
     ws = workspace(tmp_path, aws_spec_doc(account))
-    changes, policy = get_provider("aws").plan_infrastructure(ws)  # type: ignore[attr-defined]
+    planned, policy = get_provider("aws").plan_infrastructure(ws)  # type: ignore[attr-defined]
+    changes = [str(c) for c in planned]
     assert census(ec2, iamc) == before
     assert any("create instance" in c for c in changes) and any("IAM: create role" in c for c in changes)
     assert sum("corosync link 1" in c for c in changes) == 2
@@ -218,7 +219,7 @@ def test_bad_account_is_reported_whole_and_nothing_is_created(
     assert "3 problems" in text
     assert "provider.options.subnets" in text and f"{REGION}a" in text
     assert "provider.options.key_name" in text and "vip.address" in text
-    assert "nothing was created" in info.value.remedy
+    assert "nothing was created" in info.value.remedy and info.value.code == "HAC340"
     assert census(ec2, iamc) == before
 
 
@@ -337,6 +338,7 @@ def test_throttling_that_never_stops_says_to_retry_later(
     with stub, pytest.raises(HacloudError) as info:
         infra.find_instance(infra.spec.nodes[0])
     assert "throttling" in info.value.message and "again" in info.value.remedy
+    assert info.value.code == "HAC656"
 
 
 def test_capacity_error_fails_fast_naming_the_zone(
@@ -359,6 +361,7 @@ def test_capacity_error_fails_fast_naming_the_zone(
     once.assert_no_pending_responses()  # one call: no retry
     assert f"{REGION}a" in info.value.message
     assert "instance_type" in info.value.remedy and "subnets" in info.value.remedy
+    assert info.value.code == "HAC654"
 
 
 def test_throttled_instance_creation_backs_off_then_succeeds(
@@ -393,6 +396,7 @@ def test_no_credentials_says_how_to_log_in(monkeypatch: pytest.MonkeyPatch, tmp_
     with pytest.raises(HacloudError) as info:
         get_provider("aws").ensure_nodes(workspace(tmp_path, aws_spec_doc(acct)))
     assert "no AWS credentials" in info.value.message and "aws configure" in info.value.remedy
+    assert info.value.code == "HAC652"
 
 
 @pytest.mark.tools
@@ -477,7 +481,8 @@ def test_a_lost_link_address_comes_back_as_the_same_ip(
     assert node.links[1] not in {a for _, a in census(ec2, iamc)["secondary_ips"]}
     infra = provider._infra(ws)  # type: ignore[attr-defined]
     assert infra.ensure() == inv
-    assert infra.changes == [f"node1: add a secondary private IP to {node.extra['eni']} (corosync link 1)"]
+    added = f"node1: add a secondary private IP to {node.extra['eni']} (corosync link 1)"
+    assert [str(c) for c in infra.changes] == [added]
     ips = ec2.describe_network_interfaces(NetworkInterfaceIds=[node.extra["eni"]])["NetworkInterfaces"][0]
     assert [a["PrivateIpAddress"] for a in ips["PrivateIpAddresses"] if not a["Primary"]] == [node.links[1]]
     provider.teardown(ws, delete_volumes=True)
@@ -500,7 +505,7 @@ def test_profile_value_one_link_adds_no_address_and_takes_hacloud_s_back(
     one = infra.ensure()
     assert [n.links for n in one.nodes] == [(n.links[0],) for n in two.nodes]
     assert census(ec2, iamc)["secondary_ips"] == [] and tagged(ec2, iamc, "prod-db")["link_tags"] == []
-    assert sum("remove secondary private IP" in c for c in infra.changes) == 2
+    assert sum("remove secondary private IP" in str(c) for c in infra.changes) == 2
     group = ec2.describe_security_groups(Filters=[{"Name": "tag:hacloud:cluster", "Values": ["prod-db"]}])[
         "SecurityGroups"
     ][0]

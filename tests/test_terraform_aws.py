@@ -127,7 +127,7 @@ def test_dropin_adds_only_the_missing_route_and_down_removes_only_that(
 
     provider = provider_for(ws)
     changes, permissions = provider.plan_infrastructure(ws) or ([], "x")
-    assert permissions == "" and len(changes) == 1 and account.route_tables[1] in changes[0]
+    assert permissions == "" and len(changes) == 1 and account.route_tables[1] in str(changes[0])
     assert census(ec2, iam) == before  # plan changes nothing
 
     inv = provider.ensure_nodes(ws)

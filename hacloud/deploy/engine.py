@@ -34,9 +34,10 @@ from hacloud.deploy.cib import CibSteps
 from hacloud.deploy.drbdsteps import DrbdSteps
 from hacloud.deploy.install import InstallSteps
 from hacloud.deploy.remote import Connection
-from hacloud.deploy.step import Change, on_nodes
+from hacloud.deploy.step import on_nodes
 from hacloud.errors import HacloudError
 from hacloud.poll import poll_until
+from hacloud.provision.changes import Change
 from hacloud.render.resources import DrbdResource, drbd_resources
 from hacloud.spec.model import DemoService, IPaddr2Vip
 

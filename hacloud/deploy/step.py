@@ -10,27 +10,16 @@ Contract: a step records each change it makes (or, with ``apply=False``, would m
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from hacloud.deploy.facts import REQUIRED, HostFacts
 from hacloud.deploy.remote import Connection, parallel
 from hacloud.poll import SYSTEM, Clock
+from hacloud.provision.changes import Change
 from hacloud.provision.provider import NodeNeeds
 from hacloud.render import Bundle
 from hacloud.spec.inventory import Inventory
 from hacloud.spec.model import Spec
-
-
-@dataclass(frozen=True)
-class Change:
-    node: str  # "" for cluster-wide changes
-    step: str
-    detail: str
-
-    def __str__(self) -> str:
-        where = f"{self.node}: " if self.node else "cluster: "
-        return f"{where}{self.step}: {self.detail}"
 
 
 class EngineBase:

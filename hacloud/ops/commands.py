@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from hacloud.datafiles import templates_dir
 from hacloud.deploy.session import ClusterLock, Session, fence_passwords, open_session, workspace
 from hacloud.errors import HacloudError, UsageError
+from hacloud.provision.changes import Change
 from hacloud.provision.dropin import provider_for, recorded_source
 from hacloud.provision.provider import get_provider
 from hacloud.provision.terraform import TerraformSource
@@ -452,7 +453,7 @@ class NodesMissing(HacloudError):
 
 def plan_infrastructure(
     spec_path: Path, progress: Callable[[str], None], terraform: TerraformSource | None = None
-) -> tuple[list[str], str] | None:
+) -> tuple[list[Change], str] | None:
     """(infrastructure changes `up` would make, the agents' permissions) for providers that build
     infrastructure (AWS, Azure); None for the others. Reads the account, changes nothing."""
     ws = workspace(spec_path, progress, terraform)

@@ -22,6 +22,7 @@ from typing import cast
 
 from hacloud.deploy.remote import Endpoint
 from hacloud.errors import UsageError
+from hacloud.provision.changes import Change
 from hacloud.provision.provider import Capabilities, NodeNeeds, PowerState, Provider, get_provider
 from hacloud.provision.terraform import Candidate, Imported, TerraformSource, TfResource, import_inventory
 from hacloud.spec.inventory import FenceDevice, Inventory, NetworkInfo, NodeInfo, Primitive
@@ -95,7 +96,7 @@ class DropIn:
     def ensure_nodes(self, ws: Workspace) -> Inventory:
         inventory = self.imported(ws).inventory
         for change in self.inner.adopt(self.pinned(ws), inventory, True):
-            ws.progress(change)
+            ws.progress(str(change))
         ws.state_dir.mkdir(parents=True, exist_ok=True)
         record = ws.state_dir / RECORD
         tmp = record.with_suffix(".tmp")
@@ -106,7 +107,7 @@ class DropIn:
     def ensure_volumes(self, ws: Workspace, inventory: Inventory) -> Inventory:
         return inventory
 
-    def plan_infrastructure(self, ws: Workspace) -> tuple[list[str], str] | None:
+    def plan_infrastructure(self, ws: Workspace) -> tuple[list[Change], str] | None:
         """What `up` would add around Terraform's nodes (the permissions are Terraform's: "")."""
         return self.inner.adopt(self.pinned(ws), self.imported(ws).inventory, False), ""
 
@@ -118,7 +119,7 @@ class DropIn:
             )
         inventory = self.imported(ws).inventory
         for change in self.inner.release(self.pinned(ws), inventory):
-            ws.progress(change)
+            ws.progress(str(change))
         (ws.state_dir / RECORD).unlink(missing_ok=True)
 
     # ---------------------------------------------------------------- the provider's, pinned
@@ -170,8 +171,8 @@ class DropIn:
     def terraform_device(self, spec: Spec, node: int, volume: int, value: str | None) -> str | None:
         return self.inner.terraform_device(spec, node, volume, value)
 
-    def adopt(self, ws: Workspace, inventory: Inventory, apply: bool = True) -> list[str]:
+    def adopt(self, ws: Workspace, inventory: Inventory, apply: bool = True) -> list[Change]:
         return self.inner.adopt(self.pinned(ws), inventory, apply)
 
-    def release(self, ws: Workspace, inventory: Inventory) -> list[str]:
+    def release(self, ws: Workspace, inventory: Inventory) -> list[Change]:
         return self.inner.release(self.pinned(ws), inventory)

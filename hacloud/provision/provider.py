@@ -25,6 +25,7 @@ from typing import Protocol, runtime_checkable
 
 from hacloud.deploy.remote import Endpoint
 from hacloud.errors import HacloudError, ProviderUnavailable
+from hacloud.provision.changes import Change
 from hacloud.provision.terraform import Candidate, TfResource
 from hacloud.render.resources import fence_devices, vip_primitives
 from hacloud.spec.inventory import FenceDevice, Inventory, NetworkInfo, NodeInfo, Primitive
@@ -98,14 +99,14 @@ class Provider(Protocol):
     def teardown(self, ws: Workspace, delete_volumes: bool = False) -> None: ...
     def node_needs(self, spec: Spec, inventory: Inventory) -> NodeNeeds: ...
     def ssh_wait_seconds(self, spec: Spec) -> float: ...
-    def plan_infrastructure(self, ws: Workspace) -> tuple[list[str], str] | None: ...
+    def plan_infrastructure(self, ws: Workspace) -> tuple[list[Change], str] | None: ...
     def live_checks(self, ws: Workspace, inventory: Inventory) -> list[Finding]: ...
     def terraform_nodes(
         self, spec: Spec, resources: list[TfResource]
     ) -> tuple[list[Candidate], NetworkInfo, str]: ...
     def terraform_device(self, spec: Spec, node: int, volume: int, value: str | None) -> str | None: ...
-    def adopt(self, ws: Workspace, inventory: Inventory, apply: bool = True) -> list[str]: ...
-    def release(self, ws: Workspace, inventory: Inventory) -> list[str]: ...
+    def adopt(self, ws: Workspace, inventory: Inventory, apply: bool = True) -> list[Change]: ...
+    def release(self, ws: Workspace, inventory: Inventory) -> list[Change]: ...
 
 
 def link_count(spec: Spec) -> int:
@@ -249,7 +250,7 @@ class BaseProvider:
         """Extra commands, packages and pre-fencing checks for this provider's agents."""
         return NodeNeeds()
 
-    def plan_infrastructure(self, ws: Workspace) -> tuple[list[str], str] | None:
+    def plan_infrastructure(self, ws: Workspace) -> tuple[list[Change], str] | None:
         """(what `up` would create or change in the provider's account, the permissions the
         agents get, as text), reading only; None when the provider builds no infrastructure."""
         return None
@@ -282,13 +283,13 @@ class BaseProvider:
             )
         return value
 
-    def adopt(self, ws: Workspace, inventory: Inventory, apply: bool = True) -> list[str]:
+    def adopt(self, ws: Workspace, inventory: Inventory, apply: bool = True) -> list[Change]:
         """Add what the agents need around nodes Terraform owns and did not provide (never
         modifying a Terraform resource); record it so `release` removes exactly that.
         Returns what changed (``apply=False``: what would change, changing nothing)."""
         return []
 
-    def release(self, ws: Workspace, inventory: Inventory) -> list[str]:
+    def release(self, ws: Workspace, inventory: Inventory) -> list[Change]:
         """Remove what ``adopt`` added; Terraform's resources stay. Returns what was removed."""
         return []
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shlex
 
 from hacloud.errors import HacloudError
+from hacloud.provision.changes import Change
 from hacloud.provision.provider import (
     BaseProvider,
     Capabilities,
@@ -40,7 +41,7 @@ def region_of(spec: Spec) -> str:
     for method in spec.fencing:
         if isinstance(method, AwsFencing) and method.region:
             return method.region
-    raise HacloudError("no AWS region in the spec", "set provider.options.region")
+    raise HacloudError("no AWS region in the spec", "set provider.options.region", code="HAC650")
 
 
 class AwsProvider(BaseProvider):
@@ -83,7 +84,7 @@ class AwsProvider(BaseProvider):
     def ensure_volumes(self, ws: Workspace, inventory: Inventory) -> Inventory:
         return inventory  # made and attached by ensure_nodes
 
-    def plan_infrastructure(self, ws: Workspace) -> tuple[list[str], str]:
+    def plan_infrastructure(self, ws: Workspace) -> tuple[list[Change], str]:
         """(what `up` would create or change, the agents' IAM policy), changing nothing."""
         from hacloud_aws.iam import policy_json
 
@@ -109,7 +110,7 @@ class AwsProvider(BaseProvider):
             return ebs_device_path(value)
         return super().terraform_device(spec, node, volume, value)
 
-    def adopt(self, ws: Workspace, inventory: Inventory, apply: bool = True) -> list[str]:
+    def adopt(self, ws: Workspace, inventory: Inventory, apply: bool = True) -> list[Change]:
         """The overlay routes (aws-vpc-move-ip) where Terraform made none; nothing else: the
         instance profile, security group and attributes are Terraform's (check --live says
         what is missing)."""
@@ -117,7 +118,7 @@ class AwsProvider(BaseProvider):
         infra.adopt_routes(inventory)
         return list(infra.changes)
 
-    def release(self, ws: Workspace, inventory: Inventory) -> list[str]:
+    def release(self, ws: Workspace, inventory: Inventory) -> list[Change]:
         infra = self._infra(ws)
         infra.release_routes()
         return list(infra.changes)
@@ -175,23 +176,7 @@ def aws_node_needs(spec: Spec, inventory: Inventory) -> NodeNeeds:
     region = region_of(spec)
     ids = [n.id for n in inventory.nodes]
     q = shlex.quote
-    imds = (
-        "t=$(curl -sf -m 3 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' "
-        "http://169.254.169.254/latest/api/token) && "
-        'i=$(curl -sf -m 3 -H "X-aws-ec2-metadata-token: $t" '
-        "http://169.254.169.254/latest/meta-data/instance-id) && "
-        f'case "$i" in {"|".join(q(i) for i in ids)}) exit 0;; esac; echo "IMDS says $i"; exit 1'
-    )
-    checks = [
-        NodeCheck(
-            "aws.imds",
-            "instance metadata (IMDSv2) names this node's instance",
-            imds,
-            "fence_aws does nothing without IMDS: enable the metadata endpoint "
-            "(aws ec2 modify-instance-metadata-options --http-endpoint enabled) and keep "
-            "169.254.169.254 out of any proxy or firewall rule on the node",
-        ),
-    ]
+    checks = [_imds_check(ids)]
     if any(isinstance(m, AwsFencing) for m in spec.fencing):
         # Ids are validated on import, and quoted here as well (this line runs as root); the
         # first field of each `id,name,state` line is compared as a fixed string, not a regex.
@@ -205,37 +190,57 @@ def aws_node_needs(spec: Spec, inventory: Inventory) -> NodeNeeds:
                 "reach the EC2 API (NAT gateway or an ec2 VPC interface endpoint)",
             )
         )
-    commands: tuple[str, ...] = ()
+    vip_check = _vip_check(spec, region)
+    return NodeNeeds(
+        commands=("aws",) if vip_check else (),
+        packages=AWS_PACKAGES,
+        checks=(*checks, *([vip_check] if vip_check else [])),
+    )
+
+
+def _imds_check(ids: list[str]) -> NodeCheck:
+    """IMDSv2 answers with one of the cluster's instance ids."""
+    q = shlex.quote
+    imds = (
+        "t=$(curl -sf -m 3 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' "
+        "http://169.254.169.254/latest/api/token) && "
+        'i=$(curl -sf -m 3 -H "X-aws-ec2-metadata-token: $t" '
+        "http://169.254.169.254/latest/meta-data/instance-id) && "
+        f'case "$i" in {"|".join(q(i) for i in ids)}) exit 0;; esac; echo "IMDS says $i"; exit 1'
+    )
+    return NodeCheck(
+        "aws.imds",
+        "instance metadata (IMDSv2) names this node's instance",
+        imds,
+        "fence_aws does nothing without IMDS: enable the metadata endpoint "
+        "(aws ec2 modify-instance-metadata-options --http-endpoint enabled) and keep "
+        "169.254.169.254 out of any proxy or firewall rule on the node",
+    )
+
+
+def _vip_check(spec: Spec, region: str) -> NodeCheck | None:
+    """The AWS CLI, as the VIP agent calls it, reads what the agent moves (None: no CLI agent)."""
+    q = shlex.quote
     if isinstance(spec.vip, AwsMoveIpVip):
-        commands = ("aws",)
         tables = " ".join(q(r) for r in spec.vip.route_tables)
-        checks.append(
-            NodeCheck(
-                "aws.route_read",
-                "the AWS CLI (as aws-vpc-move-ip calls it) reads the route tables",
-                f"aws --profile default --region {q(region)} --output text ec2 describe-route-tables "
-                f"--route-table-ids {tables} >/dev/null",
-                "give the instance profile ec2:DescribeRouteTables, make sure /root/.aws/config has a "
-                "[default] profile (hacloud installs it), and let the node reach the EC2 API",
-            )
+        return NodeCheck(
+            "aws.route_read",
+            "the AWS CLI (as aws-vpc-move-ip calls it) reads the route tables",
+            f"aws --profile default --region {q(region)} --output text ec2 describe-route-tables "
+            f"--route-table-ids {tables} >/dev/null",
+            "give the instance profile ec2:DescribeRouteTables, make sure /root/.aws/config has a "
+            "[default] profile (hacloud installs it), and let the node reach the EC2 API",
         )
     if isinstance(spec.vip, AwsEipVip):
-        commands = ("aws",)
-        checks.append(
-            NodeCheck(
-                "aws.eip_read",
-                "the AWS CLI (as awseip calls it) reads the Elastic IP",
-                f"aws --profile default --region {q(region)} --output text ec2 describe-addresses "
-                f"--allocation-ids {q(spec.vip.allocation_id)} >/dev/null",
-                "give the instance profile ec2:DescribeAddresses, make sure /root/.aws/config has a "
-                "[default] profile (hacloud installs it), and let the node reach the EC2 API",
-            )
+        return NodeCheck(
+            "aws.eip_read",
+            "the AWS CLI (as awseip calls it) reads the Elastic IP",
+            f"aws --profile default --region {q(region)} --output text ec2 describe-addresses "
+            f"--allocation-ids {q(spec.vip.allocation_id)} >/dev/null",
+            "give the instance profile ec2:DescribeAddresses, make sure /root/.aws/config has a "
+            "[default] profile (hacloud installs it), and let the node reach the EC2 API",
         )
-    return NodeNeeds(
-        commands=commands,
-        packages=AWS_PACKAGES,
-        checks=tuple(checks),
-    )
+    return None
 
 
 provider = AwsProvider()

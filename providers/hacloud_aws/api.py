@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from hacloud.errors import HacloudError
+from hacloud.poll import poll_until
 
 T = TypeVar("T")
 
@@ -60,6 +61,7 @@ def require_boto3() -> None:
         raise HacloudError(
             "the AWS provider needs boto3, which is not installed",
             "install hacloud with its AWS extra: pip install 'hacloud[aws]'",
+            code="HAC651",
         ) from None
 
 
@@ -95,17 +97,14 @@ def _message(exc: BaseException) -> str:
     return str(exc)
 
 
-def aws_error(exc: BaseException, doing: str, where: str = "") -> HacloudError:
-    """A hacloud error for a failed AWS call made while ``doing`` (e.g. "create node1")."""
-    code = error_code(exc)
-    text = _message(exc)
-    name = type(exc).__name__
-    at = f" in {where}" if where else ""
+def _transport_error(name: str, doing: str, text: str) -> HacloudError | None:
+    """botocore's own failures (no credentials, no connection), by exception class name."""
     if name in ("NoCredentialsError", "PartialCredentialsError"):
         return HacloudError(
             f"cannot {doing}: no AWS credentials were found",
             "run `aws configure` or `aws sso login`, set AWS_PROFILE, "
             "or run hacloud on an instance with a role",
+            code="HAC652",
         )
     if name in (
         "EndpointConnectionError",
@@ -116,37 +115,56 @@ def aws_error(exc: BaseException, doing: str, where: str = "") -> HacloudError:
         return HacloudError(
             f"cannot {doing}: the AWS API is unreachable ({text})",
             "check this machine's network path to the EC2/IAM endpoints (proxy, VPC endpoint) and retry",
+            code="HAC653",
         )
+    return None
+
+
+def aws_error(exc: BaseException, doing: str, where: str = "") -> HacloudError:
+    """A hacloud error for a failed AWS call made while ``doing`` (e.g. "create node1")."""
+    code = error_code(exc)
+    text = _message(exc)
+    name = type(exc).__name__
+    at = f" in {where}" if where else ""
+    transport = _transport_error(name, doing, text)
+    if transport is not None:
+        return transport
     if code in CAPACITY_CODES:
         return HacloudError(
             f"cannot {doing}: AWS has no capacity{at} ({code}: {text})",
             "try another instance type (provider.options.instance_type), or a subnet in another "
             "availability zone (provider.options.subnets), or retry later; nothing else was changed",
+            code="HAC654",
         )
     if code in QUOTA_CODES:
         return HacloudError(
             f"cannot {doing}: an account quota is reached{at} ({code}: {text})",
             "ask for a higher EC2 quota (Service Quotas console) or use a smaller instance type",
+            code="HAC655",
         )
     if code in THROTTLE_CODES:
         return HacloudError(
             f"cannot {doing}: AWS kept throttling the requests after retries ({code})",
             "run the command again in a few minutes; lower the request rate of other tools in this account",
+            code="HAC656",
         )
     if code in DENIED_CODES:
         return HacloudError(
             f"cannot {doing}: the AWS credentials in use are not allowed to ({code}: {text})",
             "grant the missing permission to the caller (see `aws sts get-caller-identity`) or use "
             "credentials that have it (AWS_PROFILE)",
+            code="HAC657",
         )
     if code in NOT_FOUND_FIELDS:
         return HacloudError(
             f"cannot {doing}: {text}",
             f"correct {NOT_FOUND_FIELDS[code]} in the spec: the id must exist in region of the spec",
+            code="HAC658",
         )
     return HacloudError(
         f"cannot {doing}: AWS answered {code or name}: {text}",
         "correct the cause named above and run the command again (a re-run reuses what exists)",
+        code="HAC659",
     )
 
 
@@ -170,15 +188,30 @@ def wait_for(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """Poll ``probe`` until it returns a value; raise a hacloud error after ``timeout`` s."""
-    deadline = clock() + timeout
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if clock() >= deadline:
-            raise HacloudError(
-                f"timed out after {timeout:.0f} s waiting to {doing}",
-                "look at the resource in the EC2 console; a re-run continues from what exists",
-            )
-        sleep(interval)
+    """Poll ``probe`` until it returns a value (:func:`hacloud.poll.poll_until`, on a clock made
+    of ``clock`` and ``sleep``); raise a hacloud error after ``timeout`` s."""
+    value = poll_until(probe, timeout=timeout, interval=interval, clock=_Clock(clock, sleep))
+    if value is None:
+        raise HacloudError(
+            f"timed out after {timeout:.0f} s waiting to {doing}",
+            "look at the resource in the EC2 console; a re-run continues from what exists",
+            code="HAC670",
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class _Clock:
+    """A :class:`hacloud.poll.Clock` from a monotonic function and a sleep function."""
+
+    mono: Callable[[], float]
+    nap: Callable[[float], None]
+
+    def monotonic(self) -> float:
+        return self.mono()
+
+    def time(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        self.nap(seconds)

@@ -72,23 +72,35 @@ def _doc(doc: Any) -> dict[str, Any]:
 
 
 def live_checks(infra: Infra, inventory: Inventory) -> list[Finding]:
-    ec2 = infra.c.ec2
+    """Every rule below, read-only, one Finding per rule and subject."""
     spec = infra.spec
-    out: list[Finding] = []
     account = call("read the caller identity", infra.c.sts.get_caller_identity)["Account"]
-    instances = {}
-    for node in inventory.nodes:
-        res = call(f"read {node.name}", ec2.describe_instances, InstanceIds=[node.id])
-        instances[node.name] = res["Reservations"][0]["Instances"][0]
+    instances = {node.name: infra.describe(node.id, f"read {node.name}") for node in inventory.nodes}
+    out = [_zones(instances), *_links(inventory, instances)]
+    if isinstance(spec.vip, AwsMoveIpVip):
+        out += _routes(infra, inventory, instances) + _source_dest(infra, instances)
+    if isinstance(spec.vip, AwsEipVip):
+        out.append(_eip(infra, spec.vip.allocation_id))
+    needed = needed_calls(infra, account, [n.id for n in inventory.nodes])
+    out += [_profile(infra, name, inst, needed) for name, inst in instances.items()]
+    if not any(isinstance(m, AwsFencing) for m in spec.fencing):
+        out.append(_f("aws.fencing", False, "no fence_aws device", "add a fence_aws method", warn=True))
+    return out
+
+
+def _zones(instances: dict[str, dict[str, Any]]) -> Finding:
     zones = {i["Placement"]["AvailabilityZone"] for i in instances.values()}
-    out.append(
-        _f(
-            "aws.zones",
-            len(zones) == 2,
-            f"the nodes are in {len(zones)} availability zone(s): {', '.join(sorted(zones))}",
-            "place the nodes in two availability zones so one zone outage leaves a node",
-        )
+    return _f(
+        "aws.zones",
+        len(zones) == 2,
+        f"the nodes are in {len(zones)} availability zone(s): {', '.join(sorted(zones))}",
+        "place the nodes in two availability zones so one zone outage leaves a node",
     )
+
+
+def _links(inventory: Inventory, instances: dict[str, dict[str, Any]]) -> list[Finding]:
+    """Every corosync link address of a node is still an address of one of its interfaces."""
+    out = []
     for node in inventory.nodes:
         held = {
             a["PrivateIpAddress"]
@@ -108,90 +120,92 @@ def live_checks(infra: Infra, inventory: Inventory) -> list[Finding]:
                 "correct nodes[].links",
             )
         )
+    return out
+
+
+def _routes(infra: Infra, inventory: Inventory, instances: dict[str, dict[str, Any]]) -> list[Finding]:
+    """The overlay route in every listed table points at a node of the cluster."""
+    vip = infra.spec.vip
+    assert isinstance(vip, AwsMoveIpVip)
     enis = {primary_eni(i)["NetworkInterfaceId"] for i in instances.values()}
-    if isinstance(spec.vip, AwsMoveIpVip):
-        cidr = f"{spec.vip.address}/32"
-        for rtb in spec.vip.route_tables:
-            try:
-                table = ec2.describe_route_tables(RouteTableIds=[rtb])["RouteTables"][0]
-            except Exception as exc:
-                out.append(_f("aws.route", False, f"{rtb}: {error_code(exc)}", "correct vip.route_tables"))
-                continue
-            route = next((r for r in table["Routes"] if r.get("DestinationCidrBlock") == cidr), None)
-            target = (route or {}).get("NetworkInterfaceId") or (route or {}).get("InstanceId")
-            ok = route is not None and (target in enis or target in {n.id for n in inventory.nodes})
-            out.append(
-                _f(
-                    "aws.route",
-                    ok,
-                    f"{rtb}: {cidr} -> {target or 'no route'}",
-                    "aws-vpc-move-ip only replaces an existing route: run `hacloud up` to create it "
-                    "pointing at a cluster node",
-                )
-            )
-        for name, inst in instances.items():
-            attr = call(
-                f"read {name}'s source/destination check",
-                ec2.describe_instance_attribute,
-                InstanceId=inst["InstanceId"],
-                Attribute="sourceDestCheck",
-            )
-            on = attr["SourceDestCheck"]["Value"]
-            out.append(
-                _f(
-                    "aws.source_dest_check",
-                    not on,
-                    f"{name}: source/destination check {'on' if on else 'off'}",
-                    "EC2 drops overlay-IP traffic with the check on: run `hacloud up`, or "
-                    f"aws ec2 modify-instance-attribute --instance-id {inst['InstanceId']} "
-                    "--no-source-dest-check",
-                )
-            )
-    if isinstance(spec.vip, AwsEipVip):
+    cidr = f"{vip.address}/32"
+    out = []
+    for rtb in vip.route_tables:
         try:
-            ec2.describe_addresses(AllocationIds=[spec.vip.allocation_id])
-            out.append(_f("aws.eip", True, f"Elastic IP {spec.vip.allocation_id} exists", ""))
+            table = infra.c.ec2.describe_route_tables(RouteTableIds=[rtb])["RouteTables"][0]
         except Exception as exc:
-            out.append(
-                _f(
-                    "aws.eip",
-                    False,
-                    f"{spec.vip.allocation_id}: {error_code(exc)}",
-                    "correct vip.allocation_id",
-                )
-            )
-    needed = needed_calls(infra, account, [n.id for n in inventory.nodes])
-    for name, inst in instances.items():
-        assoc = call(
-            f"read {name}'s instance profile",
-            ec2.describe_iam_instance_profile_associations,
-            Filters=[
-                {"Name": "instance-id", "Values": [inst["InstanceId"]]},
-                {"Name": "state", "Values": ["associated"]},
-            ],
-        )["IamInstanceProfileAssociations"]
-        if not assoc:
-            out.append(
-                _f(
-                    "aws.instance_profile",
-                    False,
-                    f"{name}: no instance profile attached",
-                    "the agents get their credentials from the instance profile: run `hacloud up`",
-                )
-            )
+            out.append(_f("aws.route", False, f"{rtb}: {error_code(exc)}", "correct vip.route_tables"))
             continue
-        docs = _policies_of(infra, assoc[0]["IamInstanceProfile"]["Arn"])
-        missing = sorted({a for a, r in needed if not any(iam.allows(d, a, r) for d in docs)})
+        route = next((r for r in table["Routes"] if r.get("DestinationCidrBlock") == cidr), None)
+        target = (route or {}).get("NetworkInterfaceId") or (route or {}).get("InstanceId")
+        ok = route is not None and (target in enis or target in {n.id for n in inventory.nodes})
         out.append(
             _f(
-                "aws.instance_profile",
-                not missing,
-                f"{name}: instance profile allows every agent call"
-                if not missing
-                else f"{name}: instance profile does not allow {', '.join(missing)}",
-                "add the policy `hacloud plan` prints to the role of the instance profile",
+                "aws.route",
+                ok,
+                f"{rtb}: {cidr} -> {target or 'no route'}",
+                "aws-vpc-move-ip only replaces an existing route: run `hacloud up` to create it "
+                "pointing at a cluster node",
             )
         )
-    if not any(isinstance(m, AwsFencing) for m in spec.fencing):
-        out.append(_f("aws.fencing", False, "no fence_aws device", "add a fence_aws method", warn=True))
     return out
+
+
+def _source_dest(infra: Infra, instances: dict[str, dict[str, Any]]) -> list[Finding]:
+    out = []
+    for name, inst in instances.items():
+        attr = call(
+            f"read {name}'s source/destination check",
+            infra.c.ec2.describe_instance_attribute,
+            InstanceId=inst["InstanceId"],
+            Attribute="sourceDestCheck",
+        )
+        on = attr["SourceDestCheck"]["Value"]
+        out.append(
+            _f(
+                "aws.source_dest_check",
+                not on,
+                f"{name}: source/destination check {'on' if on else 'off'}",
+                "EC2 drops overlay-IP traffic with the check on: run `hacloud up`, or "
+                f"aws ec2 modify-instance-attribute --instance-id {inst['InstanceId']} "
+                "--no-source-dest-check",
+            )
+        )
+    return out
+
+
+def _eip(infra: Infra, allocation_id: str) -> Finding:
+    try:
+        infra.c.ec2.describe_addresses(AllocationIds=[allocation_id])
+    except Exception as exc:
+        return _f("aws.eip", False, f"{allocation_id}: {error_code(exc)}", "correct vip.allocation_id")
+    return _f("aws.eip", True, f"Elastic IP {allocation_id} exists", "")
+
+
+def _profile(infra: Infra, name: str, inst: dict[str, Any], needed: list[tuple[str, str]]) -> Finding:
+    """The node's instance profile allows every (action, resource) the agents call."""
+    assoc = call(
+        f"read {name}'s instance profile",
+        infra.c.ec2.describe_iam_instance_profile_associations,
+        Filters=[
+            {"Name": "instance-id", "Values": [inst["InstanceId"]]},
+            {"Name": "state", "Values": ["associated"]},
+        ],
+    )["IamInstanceProfileAssociations"]
+    if not assoc:
+        return _f(
+            "aws.instance_profile",
+            False,
+            f"{name}: no instance profile attached",
+            "the agents get their credentials from the instance profile: run `hacloud up`",
+        )
+    docs = _policies_of(infra, assoc[0]["IamInstanceProfile"]["Arn"])
+    missing = sorted({a for a, r in needed if not any(iam.allows(d, a, r) for d in docs)})
+    return _f(
+        "aws.instance_profile",
+        not missing,
+        f"{name}: instance profile allows every agent call"
+        if not missing
+        else f"{name}: instance profile does not allow {', '.join(missing)}",
+        "add the policy `hacloud plan` prints to the role of the instance profile",
+    )

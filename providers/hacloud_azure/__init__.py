@@ -13,6 +13,7 @@ from __future__ import annotations
 import shlex
 
 from hacloud.errors import HacloudError
+from hacloud.provision.changes import Change
 from hacloud.provision.provider import (
     BaseProvider,
     Capabilities,
@@ -31,7 +32,9 @@ from hacloud.verify.invariants import Finding
 def options_of(spec: Spec) -> AzureOptions:
     options = getattr(spec.provider, "options", None)
     if not isinstance(options, AzureOptions):
-        raise HacloudError("the spec does not use the azure provider", "set provider.kind: azure")
+        raise HacloudError(
+            "the spec does not use the azure provider", "set provider.kind: azure", code="HAC675"
+        )
     return options
 
 
@@ -76,7 +79,7 @@ class AzureProvider(BaseProvider):
     def ensure_volumes(self, ws: Workspace, inventory: Inventory) -> Inventory:
         return inventory  # made and attached by ensure_nodes (a zonal disk needs its VM's zone)
 
-    def plan_infrastructure(self, ws: Workspace) -> tuple[list[str], str]:
+    def plan_infrastructure(self, ws: Workspace) -> tuple[list[Change], str]:
         import json
 
         from hacloud_azure.infra import FENCE_ACTIONS
@@ -96,7 +99,7 @@ class AzureProvider(BaseProvider):
 
         return terraform_nodes(resources)
 
-    def adopt(self, ws: Workspace, inventory: Inventory, apply: bool = True) -> list[str]:
+    def adopt(self, ws: Workspace, inventory: Inventory, apply: bool = True) -> list[Change]:
         """The fence role and its assignments where no role Terraform (or anyone) assigned
         covers them; nothing else: the VMs, identities, disks and load balancer are
         Terraform's (check --live says what is missing)."""
@@ -104,7 +107,7 @@ class AzureProvider(BaseProvider):
         infra.adopt_role()
         return list(infra.changes)
 
-    def release(self, ws: Workspace, inventory: Inventory) -> list[str]:
+    def release(self, ws: Workspace, inventory: Inventory) -> list[Change]:
         infra = self._infra(ws)
         infra.release_role()
         return list(infra.changes)

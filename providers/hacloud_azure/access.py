@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hacloud_azure.infra import Infra
+    from hacloud_azure.base import AzureBase
 
 #: what fence_azure_arm calls on a target VM (get with instance view, power off, start);
 #: best-practices.md §3.2 grants them as Microsoft.Compute/*/read + powerOff + start (MS-SLES)
@@ -76,7 +76,7 @@ class Grant:
     extra: tuple[str, ...]  #: actions beyond fencing the role also allows
 
 
-def _assignments_of(infra: Infra, principal: str) -> list[dict[str, Any]]:
+def _assignments_of(infra: AzureBase, principal: str) -> list[dict[str, Any]]:
     """Every assignment of ``principal`` at, above or below the resource group, in one request
     (the "principalId eq" filter)."""
     from azure.core.exceptions import AzureError
@@ -92,12 +92,12 @@ def _assignments_of(infra: Infra, principal: str) -> list[dict[str, Any]]:
         raise azure_error(exc, f"list the role assignments in {infra.rg}") from None
 
 
-def grants(infra: Infra, vms: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, str], Grant | None]:
+def grants(infra: AzureBase, vms: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, str], Grant | None]:
     """For every (source node, target node) pair of ``vms`` (node name -> VM as ARM returns it),
     the assignment at or above the target VM that covers :data:`FENCE_NEEDS` for the source's
     system-assigned identity; None when none does (or the source has no identity). One listing
     per identity; each role definition is read once."""
-    from hacloud_azure.infra import system_principal
+    from hacloud_azure.base import system_principal
 
     roles: dict[str, dict[str, Any] | None] = {}
     out: dict[tuple[str, str], Grant | None] = {}

@@ -55,6 +55,7 @@ def require_sdk() -> None:
         raise HacloudError(
             "the Azure provider needs the Azure SDK, which is not installed",
             "install hacloud with its Azure extra: pip install 'hacloud[azure]'",
+            code="HAC680",
         ) from None
 
 
@@ -82,6 +83,7 @@ def clients(opts: AzureOptions) -> Clients:
             raise HacloudError(
                 "the Azure provider needs azure-identity, which is not installed",
                 "install hacloud with its Azure extra: pip install 'hacloud[azure]'",
+                code="HAC681",
             ) from None
         credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
     endpoint = opts.arm_endpoint.rstrip("/")
@@ -125,38 +127,45 @@ def azure_error(exc: BaseException, doing: str) -> HacloudError:
             f"cannot {doing}: no usable Azure credentials ({text})",
             "run `az login` (or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, or run on a VM "
             "with a managed identity), then retry",
+            code="HAC682",
         )
     if name in ("ServiceRequestError", "ServiceResponseError"):
         return HacloudError(
             f"cannot {doing}: Azure Resource Manager is unreachable ({text})",
             "check this machine's path to provider.options.arm_endpoint (proxy, firewall) and retry",
+            code="HAC683",
         )
     status = getattr(exc, "status_code", None)
     if status == 429 or code == "TooManyRequests":
         return HacloudError(
             f"cannot {doing}: Azure kept throttling the requests after retries",
             "run the command again in a few minutes",
+            code="HAC684",
         )
     if code in CAPACITY_CODES:
         return HacloudError(
             f"cannot {doing}: Azure has no capacity for it ({code}: {text})",
             "choose another VM size (provider.options.vm_size) or other zones (provider.options.zones), "
             "or retry later; what exists is reused by a re-run",
+            code="HAC685",
         )
     if code in QUOTA_CODES and "quota" in text.lower():
         return HacloudError(
             f"cannot {doing}: a subscription quota is reached ({text})",
             "ask for a higher quota (Azure portal: Quotas) or use a smaller VM size",
+            code="HAC686",
         )
     if code in DENIED_CODES:
         return HacloudError(
             f"cannot {doing}: the Azure identity in use may not ({code}: {text})",
             "give it Contributor and User Access Administrator (or Role Based Access Control "
             "Administrator) on the resource group, or use another login",
+            code="HAC687",
         )
     return HacloudError(
         f"cannot {doing}: Azure answered {code}: {text}",
         "correct the cause named above and run the command again (a re-run reuses what exists)",
+        code="HAC688",
     )
 
 
@@ -181,6 +190,7 @@ def wait(doing: str, timeout: float, start: Callable[..., Any], /, *args: Any, *
                 f"timed out after {timeout:.0f} s waiting to {doing} (Azure is still working on it)",
                 "look at the resource's activity log in the portal; a re-run continues from what exists "
                 "(provider.options.operation_timeout sets the wait)",
+                code="HAC689",
             )
         return result
     except AzureError as exc:

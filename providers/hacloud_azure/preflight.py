@@ -25,13 +25,14 @@ def _f(code: str, ok: bool, message: str, remedy: str) -> Finding:
 
 
 def live_checks(infra: Infra, inventory: Inventory) -> list[Finding]:
-    from hacloud_azure.access import grants
-
+    """Every rule below, read-only, one Finding per rule and subject."""
     out: list[Finding] = []
-    auth = infra.c.authorization
     vms = {n.name: infra._vm(infra.spec.node(n.name)) for n in inventory.nodes}
     role = infra._get(
-        "read the fence role", auth.role_definitions.get, infra.rg_id(), infra.role_definition_name()
+        "read the fence role",
+        infra.c.authorization.role_definitions.get,
+        infra.rg_id(),
+        infra.role_definition_name(),
     )
     if role is not None:  # hacloud's own role (in drop-in mode only where Terraform's is missing)
         actions = sorted(role.get("permissions", [{}])[0].get("actions", []))
@@ -43,7 +44,6 @@ def live_checks(infra: Infra, inventory: Inventory) -> list[Finding]:
                 "run `hacloud up`: the role must allow exactly read, powerOff and start",
             )
         )
-    present = {name: vm for name, vm in vms.items() if vm is not None}
     for name, vm in vms.items():
         if not system_principal(vm):
             out.append(
@@ -55,6 +55,19 @@ def live_checks(infra: Infra, inventory: Inventory) -> list[Finding]:
                     '`identity { type = "SystemAssigned" }` to the VM and apply',
                 )
             )
+    out += _assignments(infra, {name: vm for name, vm in vms.items() if vm is not None})
+    out += _links(infra, inventory)
+    vip = infra.spec.vip
+    if isinstance(vip, AzureLbVip):
+        out += _load_balancer(infra, vip)
+    return out
+
+
+def _assignments(infra: Infra, present: dict[str, dict[str, Any]]) -> list[Finding]:
+    """For every (identity, VM) pair, a role that lets the identity fence the VM."""
+    from hacloud_azure.access import grants
+
+    out: list[Finding] = []
     for (source, target), grant in grants(infra, present).items():
         if grant is None:
             if system_principal(present[source]):  # (no identity: reported above)
@@ -81,47 +94,45 @@ def live_checks(infra: Infra, inventory: Inventory) -> list[Finding]:
                     SOURCE,
                 )
             )
-    out += _links(infra, inventory)
-    vip = infra.spec.vip
-    if isinstance(vip, AzureLbVip):
-        lb = vip_load_balancer(infra, str(vip.address))
-        if lb is None:
-            out.append(
-                _f(
-                    "azure.lb",
-                    False,
-                    f"no load balancer in {infra.rg} has the frontend address {vip.address}",
-                    "run `hacloud up`; on Terraform's network give the VIP an internal Standard load "
-                    "balancer as terraform/modules/azure-ha-pair does",
-                )
-            )
-            return out
-        props = lb["properties"]
-        rules = props.get("loadBalancingRules", [])
-        rule = rules[0]["properties"] if rules else {}
-        out.append(
-            _f(
-                "azure.lb_rule",
-                rule.get("enableFloatingIP") is True
-                and rule.get("protocol") == "All"
-                and rule.get("frontendPort") == 0
-                and rule.get("backendPort") == 0,
-                f"load balancing rule: protocol {rule.get('protocol')}, ports {rule.get('frontendPort')}/"
-                f"{rule.get('backendPort')}, floating IP {rule.get('enableFloatingIP')}",
-                "the rule must be HA ports (protocol All, port 0) with floating IP on: run `hacloud up`",
-            )
-        )
-        probes = props.get("probes", [])
-        port = probes[0]["properties"].get("port") if probes else None
-        out.append(
-            _f(
-                "azure.lb_probe",
-                port == vip.probe_port,
-                f"health probe port {port}, azure-lb listens on {vip.probe_port}",
-                "the probe must ask the port azure-lb listens on (vip.probe_port): run `hacloud up`",
-            )
-        )
     return out
+
+
+def _load_balancer(infra: Infra, vip: AzureLbVip) -> list[Finding]:
+    """The load balancer at the VIP: HA ports with floating IP, the probe on azure-lb's port."""
+    lb = vip_load_balancer(infra, str(vip.address))
+    if lb is None:
+        return [
+            _f(
+                "azure.lb",
+                False,
+                f"no load balancer in {infra.rg} has the frontend address {vip.address}",
+                "run `hacloud up`; on Terraform's network give the VIP an internal Standard load "
+                "balancer as terraform/modules/azure-ha-pair does",
+            )
+        ]
+    props = lb["properties"]
+    rules = props.get("loadBalancingRules", [])
+    rule = rules[0]["properties"] if rules else {}
+    probes = props.get("probes", [])
+    port = probes[0]["properties"].get("port") if probes else None
+    return [
+        _f(
+            "azure.lb_rule",
+            rule.get("enableFloatingIP") is True
+            and rule.get("protocol") == "All"
+            and rule.get("frontendPort") == 0
+            and rule.get("backendPort") == 0,
+            f"load balancing rule: protocol {rule.get('protocol')}, ports {rule.get('frontendPort')}/"
+            f"{rule.get('backendPort')}, floating IP {rule.get('enableFloatingIP')}",
+            "the rule must be HA ports (protocol All, port 0) with floating IP on: run `hacloud up`",
+        ),
+        _f(
+            "azure.lb_probe",
+            port == vip.probe_port,
+            f"health probe port {port}, azure-lb listens on {vip.probe_port}",
+            "the probe must ask the port azure-lb listens on (vip.probe_port): run `hacloud up`",
+        ),
+    ]
 
 
 def vip_load_balancer(infra: Infra, address: str) -> dict[str, Any] | None:

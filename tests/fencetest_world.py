@@ -40,6 +40,7 @@ class Scenario:
     dual_primary: bool = False  # the standby is DRBD Primary too (allow-two-primaries)
     fence_cuts_power: bool = True  # False: the fence reports success, the node stays on
     never_back: bool = False  # the survivor never serves
+    victim_serves_for: float = 0.0  # seconds the failed node still acknowledges after the fault
     survivor_promotes: bool = True  # False: writes acknowledged with DRBD not Primary there
     before: tuple[str | None, ...] = (ACTIVE,)  # who serves before the fault, write by write
     old_serves_again: bool = False  # the fenced node acknowledges again after the takeover
@@ -102,6 +103,8 @@ class World:
         """Who acknowledges a write sent at ``t``."""
         if self.fault_at is None or t < self.fault_at:
             return self.s.before[int(t * self.rate) % len(self.s.before)]
+        if t < self.fault_at + self.s.victim_serves_for:
+            return self.loser
         if self.s.never_back:
             return None
         back = self.fault_at + self.s.takeover

@@ -167,6 +167,15 @@ def test_what_the_failures_say(lab: tuple[Path, RoundPlan]) -> None:
     assert gave_up.problems == ["the service did not answer again within 30 s of the fault"]
 
 
+def test_a_service_that_stops_late_and_never_returns_fails(lab: tuple[Path, RoundPlan]) -> None:
+    """The fence takes 96 s: no write fails for 90 s, so the round stops waiting ("never stopped
+    answering"); then the node goes and nothing takes over. The final analysis must see it."""
+    scenario = Scenario(victim_serves_for=95.0, fence_after=96.0, takeover=10_000.0)
+    (result,) = Run(lab, scenario, method="fence")()
+    assert result.failures is not None and result.failures[0] == verdict.ServiceNotBack()
+    assert kinds(result) == ["service_not_back", "no_primary_at_end"] and result.rto_seconds is None
+
+
 def test_a_lying_fence_is_split_brain(lab: tuple[Path, RoundPlan]) -> None:
     """A fence that reports success but leaves the node on: both Primary, and not confirmed off."""
     (result,) = Run(lab, Scenario(fence_cuts_power=False), method="fence", recover=False)()

@@ -53,7 +53,8 @@ class Settings:
 
 class RoleSampler(threading.Thread):
     """Counts DRBD Primaries across the nodes about once a second (split brain shows as 2).
-    It samples once more after it is told to stop, so the end of the fault window is seen."""
+    The round takes the first sample itself (:meth:`sample`, before the fault); the thread
+    samples once more after it is told to stop, so the end of the fault window is seen too."""
 
     def __init__(self, cluster: Cluster, nodes: tuple[str, ...], clock: Clock, interval: float = 1.0) -> None:
         super().__init__(daemon=True)
@@ -74,11 +75,9 @@ class RoleSampler(threading.Thread):
         self.samples.append((self.clock.time(), roles))
 
     def run(self) -> None:
-        while True:
+        while not self.stop_event.wait(self.interval):
             self.sample()
-            if self.stop_event.is_set():
-                return
-            self.stop_event.wait(self.interval)
+        self.sample()  # the end of the window, after the fault played out
 
     def max_primaries(self) -> int:
         return max((sum(r.values()) for _, r in self.samples), default=0)
@@ -247,6 +246,7 @@ def fault_window(
     rig.writer.start()
     try:
         warm_up(rig.writer, settings.warmup, pre.active, rig.clock)
+        sampler.sample()  # before the fault: both Primary already is a split brain too
         sampler.start()
         where = "the links between the nodes" if fault.method == "partition" else victim
         progress(f"{fault.method}: injecting the fault on {where}")

@@ -320,3 +320,32 @@ def test_the_round_waits_on_the_clock_it_is_given(lab: tuple[Path, RoundPlan]) -
     started = SYSTEM.monotonic()
     r()
     assert r.world.clock.slept >= 3 + 12 + 3 + 20 + 5 and SYSTEM.monotonic() - started < 2.0
+
+
+def test_history_as_the_cli_shows_it(lab: tuple[Path, RoundPlan]) -> None:
+    from hacloud.verify.fencetest.runner import all_passed, history_lines, history_of
+
+    r = Run(lab, Scenario(), rounds=2)
+    results = r()
+    failed = Run(lab, Scenario(tear=1), method="crash", rounds=2)()
+    assert all_passed(results, 2) and not all_passed(results, 3) and not all_passed(failed, 2)
+    groups = history_of(r.spec_path)
+    assert [(g["method"], g["rounds"], g["passed"]) for g in groups] == [("power", 2, 2), ("crash", 1, 0)]
+    power, crash = history_lines(groups)
+    started = r.history()[0]["started"]
+    assert power.startswith("power       2 rounds, 2 passed, lost 0, RTO min 12.0")
+    token = r.history()[0]["timers"]["corosync.token"]
+    assert f"({started} .. {started}; " in power and f"token {token}," in power
+    assert crash.startswith("crash       1 rounds, 0 passed, lost 0")
+
+
+def test_a_service_fence_test_cannot_measure_is_refused(tmp_path: Path) -> None:
+    import yaml
+
+    spec_path, doc = write_lab_spec(tmp_path, "systemd")
+    doc["service"] = {"kind": "systemd", "unit": "postgresql"}
+    spec_path.write_text(yaml.safe_dump(doc))
+    r = Run((spec_path, None), Scenario())  # type: ignore[arg-type]
+    with pytest.raises(HacloudError) as info:
+        r()
+    assert info.value.code == "HAC504" and "demo" in info.value.remedy

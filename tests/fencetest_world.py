@@ -299,7 +299,7 @@ class FakeWriter:
             for r in self.store
             if not (w.fault_at is not None and w.fault_at - s.lose_before_fault <= r[3] < w.fault_at)
         ]
-        rows = [[rid, digest, first] for rid, digest, first, _ in kept if rid > after]
+        rows: list[list[Any]] = [[rid, digest, first] for rid, digest, first, _ in kept if rid > after]
         for row in rows[: s.tear]:
             row[1] = sha("torn " + row[2])
         rows += [[len(self.store) + 1 + i, *rows[-1 - i][1:]] for i in range(s.duplicate)]

@@ -349,3 +349,26 @@ def test_a_service_fence_test_cannot_measure_is_refused(tmp_path: Path) -> None:
     with pytest.raises(HacloudError) as info:
         r()
     assert info.value.code == "HAC504" and "demo" in info.value.remedy
+
+
+def test_the_fakes_and_the_real_adapters_fit_the_same_protocols(lab: tuple[Path, RoundPlan]) -> None:
+    """Every provider offers what a round asks of power control (the fakes are typed against
+    the same protocol), and the SSH cluster and the client process are what a rig takes."""
+    from fencetest_world import FakeCluster, FakeWriter
+
+    from hacloud.provision.provider import provider_names
+    from hacloud.verify.fencetest.nodes import NodeCluster
+    from hacloud.verify.fencetest.ports import Cluster, PowerControl, Writer
+    from hacloud.verify.fencetest.writer import Client
+
+    world = World(Scenario())
+    assert isinstance(FakePower(world), PowerControl) and isinstance(FakeCluster(world, lab[1]), Cluster)
+    assert isinstance(FakeWriter(world), Writer)
+    assert all(isinstance(get_provider(name), PowerControl) for name in provider_names())
+    from hacloud.spec.workspace import Workspace
+
+    ws = Workspace(load_spec(lab[0]), lab[0])
+    client = Client(
+        ws, FakePower(world), "http://127.0.0.1:9", lab[0].parent, rate=1, request_timeout=1, max_seconds=1
+    )
+    assert isinstance(NodeCluster(Path("x"), {}, [], []), Cluster) and isinstance(client, Writer)

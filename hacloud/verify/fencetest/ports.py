@@ -13,7 +13,7 @@ the tests build one over a simulated pair driven by :class:`hacloud.poll.ManualC
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from hacloud.poll import SYSTEM, Clock
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from hacloud.verify.fencetest.analysis import Attempt
 
 
+@runtime_checkable
 class PowerControl(Protocol):
     """The provider, as a round uses it: read and switch a node's power behind the cluster's
     back, freeze a node, cut the links between the nodes, and place the client."""
@@ -58,6 +59,7 @@ class Preflight:
     problems: list[str]
 
 
+@runtime_checkable
 class Cluster(Protocol):
     """The cluster's own view, read from its nodes, and the faults injected through a node.
     Each read is one small method so the node-query layer can replace its insides."""
@@ -73,6 +75,7 @@ class Cluster(Protocol):
     def crash_kernel(self, node: str) -> None: ...
 
 
+@runtime_checkable
 class Writer(Protocol):
     """The client writing sequenced records through the VIP, and reading them back."""
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from hacloud.errors import HacloudError, Interrupted, InterruptedWork, SpecError, UsageError
+from hacloud.verify.fencetest.faults import FAULT_HELP, FaultMethod
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -46,13 +47,6 @@ class ProviderChoice(StrEnum):
     ONPREM = "onprem"
     AWS = "aws"
     AZURE = "azure"
-
-
-class MethodChoice(StrEnum):
-    FENCE = "fence"
-    POWER = "power"
-    CRASH = "crash"
-    PARTITION = "partition"
 
 
 class PowerChoice(StrEnum):
@@ -614,14 +608,7 @@ def verify(
 @app.command("fence-test")
 def fence_test(
     spec: SpecOption = Path("hacloud.yaml"),
-    method: Annotated[
-        MethodChoice,
-        typer.Option(
-            "--method",
-            help="fence: through the cluster; power: pull the plug; crash: freeze the node; "
-            "partition: cut the links between the nodes",
-        ),
-    ] = MethodChoice.POWER,
+    method: Annotated[FaultMethod, typer.Option("--method", help=FAULT_HELP)] = FaultMethod.POWER,
     node: Annotated[str | None, typer.Option("--node", help="node to fail (default: the active one)")] = None,
     rounds: Annotated[int, typer.Option("--rounds", help="rounds to run (min/median/p95 RTO)")] = 1,
     no_recover: Annotated[
@@ -635,28 +622,18 @@ def fence_test(
 ) -> None:
     """Fail the active node for real and measure, from a client, how long writes stop (RTO) and
     whether any acknowledged write is lost (RPO); then bring the node back and resync."""
-    from hacloud.verify.fencetest.runner import Options, history_path, history_summary, rto_summary, run
+    from hacloud.verify.fencetest import runner
 
     if history:
-        from hacloud.deploy.session import workspace
-
         try:
-            groups = history_summary(workspace(spec))
+            groups = runner.history_of(spec)
         except HacloudError as exc:
             _fail(exc)
         if as_json:
             typer.echo(json.dumps(groups, indent=2))
             return
-        for g in groups:
-            r = g["rto"]
-            timers = ", ".join(f"{k.split('.')[-1]} {v}" for k, v in g["timers"].items())
-            rto = f"RTO min {r['min']} median {r['median']} p95 {r['p95']} s" if r else "no RTO"
-            typer.echo(
-                f"{g['method']:9} {g['rounds']:>3} rounds, {g['passed']} passed, lost {g['lost']}, {rto}"
-                f"  ({g['first']} .. {g['last']}; {timers})"
-            )
-        if not groups:
-            typer.echo("no fence-test has run on this cluster yet")
+        for line in runner.history_lines(groups) or ["no fence-test has run on this cluster yet"]:
+            typer.echo(line)
         return
 
     _confirm(
@@ -665,10 +642,9 @@ def fence_test(
         yes,
         destructive=True,
     )
+    options = runner.Options(method=method, node=node, rounds=rounds, recover=not no_recover)
     try:
-        results = run(
-            spec, Options(method=method.value, node=node, rounds=rounds, recover=not no_recover), _Progress()
-        )
+        results = runner.run(spec, options, _Progress())
     except HacloudError as exc:
         _fail(exc)
     if as_json:
@@ -677,14 +653,12 @@ def fence_test(
     else:
         _print_rounds(results)
         if len(results) > 1:
-            s = rto_summary(results)
+            s = runner.rto_summary(results)
             typer.echo(
                 f"RTO over {len(results)} rounds: min {s['min']} s, median {s['median']} s, p95 {s['p95']} s"
             )
-        from hacloud.deploy.session import workspace
-
-        typer.echo(f"history: {history_path(workspace(spec))}")
-    if not all(r.passed for r in results) or len(results) < rounds:
+        typer.echo(f"history: {runner.history_file(spec)}")
+    if not runner.all_passed(results, rounds):
         raise typer.Exit(1)
 
 

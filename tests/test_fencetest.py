@@ -356,8 +356,9 @@ def test_history_records_the_timers_of_the_nodes_os_variant(tmp_path: Path) -> N
     inv = get_provider("azure").planned_inventory(spec)
     rhel = tuple(dataclasses.replace(n, facts=NodeFacts(os_family="rhel")) for n in inv.nodes)
     profile = effective_profile(spec, load_profile("azure"), dataclasses.replace(inv, nodes=rhel))
-    result = RoundResult("power", "node1", "node2", "2026-12-03T00:00:00+00:00")
-    result.profile, result.timers = profile.label, timers_of(profile)  # as run_round records it
+    started = "2026-12-03T00:00:00+00:00"
+    # as play_round records it
+    result = RoundResult("power", "node1", "node2", started, profile=profile.label, timers=timers_of(profile))
     append_history(ws, result)
     append_history(ws, RoundResult("power", "node1", "node2", "2026-12-03T00:01:00+00:00"))
     rhel_line, unknown_line = (json.loads(line) for line in history_path(ws).read_text().splitlines())

@@ -1,0 +1,226 @@
+"""The cluster as a fence-test round reads it, over SSH to its nodes (:class:`NodeCluster`).
+
+Contract: every read is one small method or function (the node-query layer replaces their
+insides); nothing here changes the cluster except :meth:`NodeCluster.request_fence` and
+:meth:`NodeCluster.crash_kernel`, the two faults injected through a node. The preflight's fence
+device checks make only non-destructive status calls.
+"""
+
+from __future__ import annotations
+
+import shlex
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from hacloud.errors import HacloudError
+from hacloud.poll import SYSTEM, Clock
+from hacloud.verify.fencetest.ports import Pending, Preflight
+
+if TYPE_CHECKING:
+    from hacloud.deploy.remote import Connection, Result
+    from hacloud.render.resources import DrbdResource
+
+ROLE_PROBE = (
+    "if grep -q 'ro:' /proc/drbd 2>/dev/null; then grep -o 'ro:[A-Za-z]*' /proc/drbd; "
+    "else drbdadm role all 2>/dev/null; fi"
+)
+CRASH = (
+    "echo 1 > /proc/sys/kernel/sysrq; sysctl -qw kernel.panic=0; "
+    "nohup sh -c 'sleep 0.5; echo c > /proc/sysrq-trigger' >/dev/null 2>&1 &"
+)
+
+
+class Shell(Protocol):
+    """A root shell on a node (:class:`hacloud.deploy.remote.Connection`)."""
+
+    def run(
+        self, command: str, *, check: bool = True, timeout: float = 120.0, stdin: bytes | None = None
+    ) -> Result: ...
+
+
+def is_primary(probe_output: str) -> bool:
+    """The local role from ROLE_PROBE's output ("ro:Primary/Secondary" or "Primary/...")."""
+    return probe_output.strip().removeprefix("ro:").split("/")[0].startswith("Primary")
+
+
+def status_problems(st: dict[str, Any]) -> list[str]:
+    """Why ``hacloud status``'s view of the cluster is not healthy enough to fail it on purpose."""
+    problems = []
+    for n in st["nodes"]:
+        if not n["online"]:
+            problems.append(f"{n['name']} is not online in the cluster")
+        if n["drbd_disk"] != "UpToDate" or n["drbd_connection"] != "Connected":
+            problems.append(
+                f"{n['name']}: DRBD is {n['drbd_disk'] or '?'}/{n['drbd_connection'] or '?'}, "
+                "not UpToDate/Connected"
+            )
+    if not st["quorum"]:
+        problems.append("the cluster has no quorum")
+    if not st["fencing_enabled"]:
+        problems.append("fencing is disabled")
+    for dev in st["fencing"]:
+        if dev["state"] != "Started":
+            problems.append(f"fence device {dev['id']} is {dev['state']}")
+    problems += [f"failed action: {f}" for f in st["failed_actions"]]
+    if st["service_node"] is None:
+        problems.append("the service is not running")
+    return problems
+
+
+def read_status(spec_path: Path) -> dict[str, Any]:
+    """The cluster's state as ``hacloud status`` reads it."""
+    from hacloud.ops.commands import cluster_status
+
+    return cluster_status(spec_path)
+
+
+def agent_options(cib_resources: str, device: str, target: str) -> tuple[str, dict[str, str]]:
+    """(agent, stdin options for a status call) of a fence device as the live CIB defines it.
+    Pacemaker's own ``pcmk_*`` parameters are left out; a host map names the agent's plug."""
+    import xml.etree.ElementTree as ET
+
+    prim = ET.fromstring(cib_resources).find(f".//primitive[@id='{device}']")
+    if prim is None:
+        raise HacloudError(f"fence device {device} is not in the live CIB", "run `hacloud up`", code="HAC522")
+    params = {nv.get("name", ""): nv.get("value", "") for nv in prim.iterfind("./instance_attributes/nvpair")}
+    options = {k: v for k, v in params.items() if not k.startswith("pcmk_")}
+    for pair in params.get("pcmk_host_map", "").split(";"):
+        host, _, plug = pair.partition(":")
+        if host.strip() == target and plug:
+            options["plug"] = plug.strip()
+    options["action"] = "status"
+    return prim.get("type", ""), options
+
+
+def _device_problem(conn: Shell, name: str, device: str, target: str, resources: str) -> str | None:
+    """From node ``name``: Pacemaker lists ``device`` for ``target``, and the agent itself, with
+    the live parameters and credentials, reads the target's power state."""
+    listed = conn.run(f"stonith_admin --list {shlex.quote(target)} 2>&1", check=False, timeout=60)
+    if device not in listed.stdout:
+        return (
+            f"{name} would not fence {target} with {device} (stonith_admin --list: "
+            f"{listed.stdout.strip()[-200:] or 'nothing'})"
+        )
+    agent, options = agent_options(resources, device, target)
+    stdin = "".join(f"{k}={v}\n" for k, v in options.items()).encode()
+    status = conn.run(f"{shlex.quote(agent)} 2>&1", check=False, timeout=120, stdin=stdin)
+    if status.rc in (0, 2):  # fencing.py: 0 on, 2 off, anything else failed
+        return None
+    # the agent's own error lines, without Python's deprecation chatter
+    lines = [ln for ln in status.stdout.splitlines() if "Warning" not in ln and "import" not in ln]
+    detail = " ".join(" ".join(lines).split())[-300:]
+    why = detail or f"exit {status.rc}"
+    return f"fence device {device} (fences {target} from {name}) fails a status call: {why}"
+
+
+def fence_device_checks(conns: dict[str, Shell], devices: list[tuple[str, str]]) -> list[str]:
+    """For each device, from each node that would fence with it, :func:`_device_problem`.
+    `stonith_admin --query` is not enough: it answers from the registration, without calling
+    the device."""
+    problems: list[str] = []
+    first = next(iter(conns.values()))
+    resources = first.run("cibadmin -Q -o resources", timeout=60).stdout
+    for device, target in devices:
+        for name, conn in conns.items():
+            if name != target and (problem := _device_problem(conn, name, device, target, resources)):
+                problems.append(problem)
+    return problems
+
+
+def drbd_state(conn: Shell, resources: list[DrbdResource]) -> tuple[str, str]:
+    """(connection state, disk states) over every volume of ``resources`` on a node: the one
+    value all share (``Connected``, ``UpToDate/UpToDate``), else the first that differs (the
+    one still syncing or down); '' when DRBD reports nothing."""
+    from hacloud.deploy.engine import drbd_status_command, parse_drbd_status
+
+    st = parse_drbd_status(conn.run(drbd_status_command(resources), check=False, timeout=20).stdout)
+    conns = [r["connection"] or "" for r in st["resources"]]
+    disks = [
+        f"{v['disk']}/{v['peer_disk']}" if v["disk"] else "" for r in st["resources"] for v in r["volumes"]
+    ]
+    cstate = next((c for c in conns if c != "Connected"), "Connected") if conns else ""
+    dstate = next((d for d in disks if d != "UpToDate/UpToDate"), "UpToDate/UpToDate") if disks else ""
+    return cstate, dstate
+
+
+def online(conn: Shell, node: str) -> bool:
+    """Whether Pacemaker, asked on ``conn``'s node, counts ``node`` online."""
+    from hacloud.deploy.engine import crm_mon, online_nodes
+
+    mon = crm_mon(cast("Connection", conn))  # a Connection, or a stand-in with its run()
+    return mon is not None and node in online_nodes(mon)
+
+
+class NodeCluster:
+    """:class:`~hacloud.verify.fencetest.ports.Cluster` over root shells on both nodes."""
+
+    def __init__(
+        self,
+        spec_path: Path,
+        conns: dict[str, Shell],
+        resources: list[DrbdResource],
+        devices: list[tuple[str, str]],
+        clock: Clock = SYSTEM,
+        status: Any = read_status,
+    ) -> None:
+        self.spec_path, self.conns, self.resources, self.devices = spec_path, conns, resources, devices
+        self.clock = clock
+        self._status = status  # the spec path -> `hacloud status`'s dict
+
+    def preflight(self) -> Preflight:
+        """The cluster must be healthy, and every fence device must answer a non-destructive
+        status call for its target, made from the node that would fence with it."""
+        st = self._status(self.spec_path)
+        problems = status_problems(st) + fence_device_checks(self.conns, self.devices)
+        active = st["service_node"] or ""
+        standby = next((n["name"] for n in st["nodes"] if n["name"] != active), "")
+        return Preflight(active, standby, problems)
+
+    def healthy(self) -> bool:
+        return bool(self._status(self.spec_path)["healthy"])
+
+    def clock_offset(self, node: str) -> float:
+        """The node's clock minus this machine's, from the midpoint of the shortest of three
+        round trips (seconds)."""
+        best: tuple[float, float] | None = None
+        for _ in range(3):
+            before = self.clock.time()
+            remote = float(self.conns[node].run("date +%s.%N", timeout=10).stdout.strip())
+            after = self.clock.time()
+            if best is None or after - before < best[0]:
+                best = (after - before, remote - (before + after) / 2)
+        assert best is not None
+        return best[1]
+
+    def journal(self, node: str, since: float) -> str:
+        units = "-u corosync -u pacemaker"
+        command = f"journalctl -o json --no-pager --since=@{int(since) - 2} {units} 2>/dev/null"
+        return self.conns[node].run(command, check=False, timeout=120).stdout
+
+    def is_primary(self, node: str, timeout: float = 3.0) -> bool:
+        return is_primary(self.conns[node].run(ROLE_PROBE, check=False, timeout=timeout).stdout)
+
+    def online(self, asked: str, node: str) -> bool:
+        return online(self.conns[asked], node)
+
+    def drbd_state(self, node: str) -> tuple[str, str]:
+        return drbd_state(self.conns[node], self.resources)
+
+    def request_fence(self, survivor: str, victim: str, timeout: int) -> Pending:
+        """``stonith_admin --fence`` on ``survivor``, running on in a thread (it returns once
+        the fence is done, or at the cluster's own fencing ``timeout``)."""
+        conn = self.conns[survivor]
+        thread = threading.Thread(
+            target=lambda: conn.run(
+                f"stonith_admin --fence {shlex.quote(victim)} --timeout {timeout}",
+                check=False,
+                timeout=timeout + 30,
+            ),
+            daemon=True,
+        )
+        thread.start()
+        return thread
+
+    def crash_kernel(self, node: str) -> None:
+        self.conns[node].run(CRASH, check=False, timeout=10)

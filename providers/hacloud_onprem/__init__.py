@@ -66,10 +66,15 @@ class OnpremProvider(BaseProvider):
             return NodeNeeds()
         return NodeNeeds(commands=("aws",) if cli else (), packages=AWS_PACKAGES)
 
+    def login_failed(self, ws: Workspace, error: HacloudError) -> HacloudError:
+        """The hosts are the user's own, nothing was built: the SSH error itself says what to fix."""
+        return error
+
     def teardown(self, ws: Workspace, delete_volumes: bool = False) -> None:
         raise HacloudError(
             "hacloud does not take down on-prem hosts it did not create",
             "to stop the cluster run `hacloud ssh NODE -- systemctl stop pacemaker corosync` on each node",
+            code="HAC649",
         )
 
 

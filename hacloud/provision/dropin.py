@@ -18,7 +18,7 @@ Terraform source, a :class:`DropIn` around it:
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from hacloud.errors import HacloudError, UsageError
 from hacloud.provision.endpoint import Endpoint
@@ -49,7 +49,7 @@ def provider_for(ws: Workspace) -> Provider:
     inner = get_provider(ws.spec.provider.kind)
     if ws.terraform is None:
         return inner
-    return cast(Provider, DropIn(inner, ws.terraform))
+    return DropIn(inner, ws.terraform)
 
 
 class DropIn:

@@ -42,15 +42,19 @@ class PowerChoice(StrEnum):
 def lab_workspace(spec_path: Path) -> tuple[Workspace, LabProvider]:
     """The workspace of a lab spec and the lab provider; another provider's spec is refused."""
     from hacloud.deploy.session import workspace
-    from hacloud_lab import provider
+    from hacloud.provision.provider import get_provider
+    from hacloud_lab.lab import LabProvider
 
     ws = workspace(spec_path)
-    if ws.spec.provider.kind != provider.name:
+    if ws.spec.provider.kind != "lab":
         raise UsageError(
             f"`hacloud lab` works on lab clusters; {spec_path} uses {ws.spec.provider.kind}",
             "pass -f with a lab spec",
             code="HAC600",
         )
+    provider = get_provider("lab")
+    if not isinstance(provider, LabProvider):
+        raise HacloudError("the installed lab provider is not hacloud's", "reinstall hacloud", code="HAC602")
     return ws, provider
 
 

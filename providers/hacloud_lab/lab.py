@@ -53,7 +53,13 @@ class NodeStatus:
 class LabProvider(BaseProvider):
     name = "lab"
     capabilities = Capabilities(
-        create_nodes=True, power_control=True, faults=("fence", "power", "crash", "partition")
+        create_nodes=True,
+        power_control=True,
+        faults=("fence", "power", "crash", "partition"),
+        missing={
+            "terraform": "the lab's guests are made by hacloud on this machine, never by Terraform",
+            "account": "the lab has no cloud account: `up` checks this machine instead (root, tools)",
+        },
     )
     tracking = "issue #3 (lab provider)"
 
@@ -168,19 +174,7 @@ class LabProvider(BaseProvider):
         password_files = {name: self._password_file(ws, t) for name, t in targets.items()}
         for path in password_files.values():
             self._ensure_password(path)
-        ns = self.namespace(ws)
-        link_count = len(self._links(ws.spec, 0))
-        bmc_ips = tuple(IPv4Interface(f"{t.ip}/24") for t in targets.values())
-        plans = [
-            net.LinkPlan(
-                f"br{k}",
-                IPv4Interface(f"{LINK_NETWORKS[k].network_address + 254}/24"),
-                bmc_ips if k == 0 else (),
-            )
-            for k in range(link_count)
-        ]
-        ws.progress(f"network: namespace {ns}, {link_count} link(s)")
-        net.ensure_network(ns, plans, len(ws.spec.nodes))
+        ns = self._ensure_network(ws, targets)
         for index, node in enumerate(ws.spec.nodes):
             config = self._guest_config(ws, index, base, key, uml)
             directory = Path(config.directory)
@@ -200,6 +194,23 @@ class LabProvider(BaseProvider):
         inventory = self._inventory(ws, facts)
         (ws.state_dir / "inventory.json").write_text(inventory.to_json(), encoding="utf-8")
         return inventory
+
+    def _ensure_network(self, ws: Workspace, targets: dict[str, IpmiTarget]) -> str:
+        """The lab's namespace with one bridge per corosync link (the BMCs on the first)."""
+        ns = self.namespace(ws)
+        link_count = len(self._links(ws.spec, 0))
+        bmc_ips = tuple(IPv4Interface(f"{t.ip}/24") for t in targets.values())
+        plans = [
+            net.LinkPlan(
+                f"br{k}",
+                IPv4Interface(f"{LINK_NETWORKS[k].network_address + 254}/24"),
+                bmc_ips if k == 0 else (),
+            )
+            for k in range(link_count)
+        ]
+        ws.progress(f"network: namespace {ns}, {link_count} link(s)")
+        net.ensure_network(ns, plans, len(ws.spec.nodes))
+        return ns
 
     @staticmethod
     def _ensure_key(lab: Path) -> str:

@@ -23,6 +23,9 @@ class OnpremProvider(BaseProvider):
             "create_nodes": "on-prem nodes are the hosts you list in the spec",
             "power_control": "needs a fence_ipmilan or fence_redfish BMC per node (SBD has no switch)",
             "partition": "cutting the links between servers needs their switches; hacloud drives none",
+            "terraform": "on-prem hosts are named in the spec; Terraform-made hosts come through "
+            "--tf-map or a hacloud_inventory output",
+            "account": "on-prem hosts have no cloud account to read",
         },
         faults=("fence", "power", "crash"),
     )

@@ -1,0 +1,289 @@
+"""The package structure shows the data flow, and imports point one way (issue 17).
+
+Every module of hacloud/ and providers/ is parsed with ``ast`` (nothing is imported), and:
+
+- stages import only earlier stages or their own: spec -> provision -> render -> deploy ->
+  verify -> ops -> cli; ``errors``, ``poll`` and ``datafiles`` are common to all and import
+  nothing of hacloud's beyond each other. Imports under ``if TYPE_CHECKING:`` are annotations
+  only (``from __future__ import annotations``: never executed), so they may name a later
+  stage's types; every executed import, at module level or inside a function, obeys the order;
+- no hacloud/ module imports a provider package (``hacloud_*``), even for types;
+- only the CLI (hacloud/cli*, hacloud/__main__) imports the use-case layer ``hacloud.ops``;
+- no module after the spec stage branches on a provider's kind (``x.provider.kind == ...``):
+  capabilities and provider hooks say what a provider does;
+- providers use only hacloud's public API: no ``_name`` imported from hacloud;
+- no module over 500 lines, no function over 60 lines.
+
+``KNOWN`` lists the violations that other work of issue 17 removes; an entry that no longer
+occurs fails the test too, so the list only shrinks (delete the line it names).
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+STAGES = ("spec", "provision", "render", "deploy", "verify", "ops", "cli")
+COMMON = ("errors", "poll", "datafiles")
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 60
+
+KNOWN: dict[str, str] = {
+    # A (typed ClusterStatus) and C (fence-test): the preflight reads the status judgement
+    "hacloud/verify/fencetest/runner.py: stage verify imports hacloud.ops.commands (stage ops)": "A/C",
+    "hacloud/verify/fencetest/runner.py: only the CLI imports hacloud.ops, not hacloud.ops.commands": "A/C",
+    "hacloud/verify/fencetest/runner.py:542 branches on the provider's kind": "C (power_on_hint)",
+    # G/E: the workspace names its Terraform source
+    "hacloud/spec/workspace.py: stage spec imports hacloud.provision.terraform (stage provision)": "G/E",
+    # modules and functions other engineers split
+    "hacloud/deploy/engine.py has 1111 lines": "B",
+    "hacloud/provision/terraform.py has 716 lines": "E",
+    "hacloud/provision/terraform.py:_from_map has 80 lines": "E",
+    "hacloud/render/resources.py has 538 lines": "G",
+    "hacloud/spec/model.py has 508 lines": "G",
+    "hacloud/spec/rules.py:_fencing has 72 lines": "G",
+    "hacloud/verify/invariants.py has 1322 lines": "G",
+    "hacloud/verify/invariants.py:drbd_policy has 70 lines": "G",
+    "hacloud/verify/invariants.py:grouping has 62 lines": "G",
+    "hacloud/verify/fencetest/runner.py has 847 lines": "C",
+    "hacloud/verify/fencetest/runner.py:run_round has 122 lines": "C",
+    "hacloud/cli/fencetest.py:fence_test has 74 lines": "C",
+    "hacloud/cli/health.py:status has 61 lines": "A",
+    "hacloud/ops/commands.py:cluster_status has 121 lines": "A",
+    "providers/hacloud_aws/__init__.py:aws_node_needs has 69 lines": "E",
+    "providers/hacloud_aws/infra.py has 1074 lines": "E",
+    "providers/hacloud_aws/infra.py:validate has 80 lines": "E",
+    "providers/hacloud_aws/infra.py:inventory has 67 lines": "E",
+    "providers/hacloud_aws/preflight.py:live_checks has 124 lines": "E",
+    "providers/hacloud_azure/infra.py has 1098 lines": "E",
+    "providers/hacloud_azure/infra.py:ensure_role has 61 lines": "E",
+    "providers/hacloud_azure/infra.py:teardown has 70 lines": "E",
+    "providers/hacloud_azure/preflight.py:live_checks has 98 lines": "E",
+}
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str  # absolute dotted name
+    names: tuple[str, ...]  # names taken from it (``from m import a, b``); () for ``import m``
+    line: int
+    typing_only: bool  # under ``if TYPE_CHECKING:``
+
+
+def module_name(path: Path) -> str:
+    """``hacloud/deploy/engine.py`` -> ``hacloud.deploy.engine`` (providers/ is a source root)."""
+    rel = path.relative_to(REPO / "providers" if path.is_relative_to(REPO / "providers") else REPO)
+    parts = rel.with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> list[Import]:
+    """Every import in ``path``, at any depth, relative ones made absolute."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    typing_lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            for inner in node.body:
+                typing_lines.update(range(inner.lineno, (inner.end_lineno or inner.lineno) + 1))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [Import(a.name, (), node.lineno, node.lineno in typing_lines) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            names = tuple(a.name for a in node.names)
+            found.append(Import(base, names, node.lineno, node.lineno in typing_lines))
+    return found
+
+
+def stage_of(module: str) -> str | None:
+    """The stage of a hacloud module ("common" for the shared ones, None outside hacloud)."""
+    parts = module.split(".")
+    if parts[0] != "hacloud":
+        return None
+    if len(parts) == 1:
+        return "common"
+    if parts[1] in COMMON:
+        return "common"
+    if parts[1] == "__main__":
+        return "cli"
+    return parts[1]
+
+
+def core_files() -> list[Path]:
+    return sorted((REPO / "hacloud").rglob("*.py"))
+
+
+def provider_files() -> list[Path]:
+    return sorted((REPO / "providers").rglob("*.py"))
+
+
+def rel(path: Path) -> str:
+    return str(path.relative_to(REPO))
+
+
+def stage_violations(files: list[Path]) -> set[str]:
+    found = set()
+    for path in files:
+        mine = stage_of(module_name(path))
+        for imp in imports(path):
+            theirs = stage_of(imp.module)
+            if theirs is None or theirs == mine:
+                continue
+            if mine == "common":
+                found.add(f"{rel(path)}: common module imports {imp.module}")
+            elif theirs != "common" and not imp.typing_only:
+                if theirs not in STAGES or mine not in STAGES:
+                    found.add(f"{rel(path)}: {imp.module} is in no stage")
+                elif STAGES.index(theirs) > STAGES.index(mine):
+                    found.add(f"{rel(path)}: stage {mine} imports {imp.module} (stage {theirs})")
+    return found
+
+
+def import_rule_violations(files: list[Path]) -> set[str]:
+    """hacloud_* from the core, hacloud.ops from outside the CLI, private names from providers."""
+    found = set()
+    for path in files:
+        is_core = path.is_relative_to(REPO / "hacloud")
+        in_cli = stage_of(module_name(path)) == "cli" if is_core else False
+        for imp in imports(path):
+            top = imp.module.split(".")[0]
+            if is_core and top.startswith("hacloud_"):
+                found.add(f"{rel(path)}: the core imports the provider package {imp.module}")
+            touches_ops = imp.module == "hacloud.ops" or imp.module.startswith("hacloud.ops.")
+            if touches_ops and not in_cli and not module_name(path).startswith("hacloud.ops"):
+                found.add(f"{rel(path)}: only the CLI imports hacloud.ops, not {imp.module}")
+            if not is_core and top == "hacloud":
+                private = [p for p in imp.module.split(".") if p.startswith("_")]
+                private += [n for n in imp.names if n.startswith("_")]
+                if private:
+                    found.add(f"{rel(path)}: imports the private {', '.join(private)} from {imp.module}")
+    return found
+
+
+def _is_provider_kind(node: ast.expr) -> bool:
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr == "kind"
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "provider"
+    )
+
+
+def _names_a_kind(node: ast.expr) -> bool:
+    """A kind written out: ``"lab"``, or a tuple/list/set of such words."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str)
+    return isinstance(node, ast.Tuple | ast.List | ast.Set) and all(_names_a_kind(e) for e in node.elts)
+
+
+def kind_branches(files: list[Path]) -> set[str]:
+    """``<...>.provider.kind`` compared with a kind written out (``== "lab"``, ``in ("lab",
+    "onprem")``) outside the spec stage, which defines the kinds. Comparing it with another
+    value (the user's ``--provider``, an inventory's provider) checks input, not behaviour."""
+    found = set()
+    for path in files:
+        if stage_of(module_name(path)) in ("spec", "common"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare):
+                sides = [node.left, *node.comparators]
+                if any(_is_provider_kind(x) for x in sides) and any(_names_a_kind(x) for x in sides):
+                    found.add(f"{rel(path)}:{node.lineno} branches on the provider's kind")
+    return found
+
+
+def size_violations(files: list[Path]) -> set[str]:
+    found = set()
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            found.add(f"{rel(path)} has {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    found.add(f"{rel(path)}:{node.name} has {length} lines")
+    return found
+
+
+def check(found: set[str], rule: str) -> None:
+    known = {k for k in KNOWN if rule_of(k) == rule}
+    new = sorted(found - known)
+    gone = sorted(known - found)
+    assert not new, "new violations:\n" + "\n".join(new)
+    assert not gone, "fixed, so delete from KNOWN in tests/test_structure.py:\n" + "\n".join(gone)
+
+
+def rule_of(entry: str) -> str:
+    if " has " in entry and entry.endswith(" lines"):
+        return "size"
+    if entry.endswith("branches on the provider's kind"):
+        return "kind"
+    if ": stage " in entry or "is in no stage" in entry or "common module imports" in entry:
+        return "stages"
+    return "imports"
+
+
+def test_stages_import_only_earlier_stages() -> None:
+    check(stage_violations(core_files()), "stages")
+
+
+def test_the_core_imports_no_provider_only_the_cli_imports_ops_providers_use_public_api() -> None:
+    check(import_rule_violations(core_files() + provider_files()), "imports")
+
+
+def test_no_core_module_branches_on_a_provider_kind() -> None:
+    check(kind_branches(core_files()), "kind")
+
+
+def test_no_module_over_500_lines_no_function_over_60() -> None:
+    check(size_violations(core_files() + provider_files()), "size")
+
+
+def test_the_rules_see_what_they_guard(tmp_path: Path) -> None:
+    """Each rule finds a planted violation (so a rule that can never fire is caught)."""
+    assert stage_of("hacloud.verify.invariants") == "verify" and stage_of("hacloud.errors") == "common"
+    planted = REPO / "hacloud" / "render" / "_planted_for_test.py"
+    assert not planted.exists()
+    planted.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "import hacloud_lab\n"
+        "from hacloud.ops.converge import converge\n"
+        "from hacloud.deploy.remote import Connection\n"
+        "if TYPE_CHECKING:\n"
+        "    from hacloud.verify.invariants import Finding\n"
+        "def f(ws):\n"
+        "    from ..deploy import engine\n"
+        "    return ws.spec.provider.kind == 'lab'\n"
+    )
+    try:
+        stages = stage_violations([planted])
+        assert stages == {
+            "hacloud/render/_planted_for_test.py: stage render imports hacloud.ops.converge (stage ops)",
+            "hacloud/render/_planted_for_test.py: stage render imports hacloud.deploy.remote (stage deploy)",
+            "hacloud/render/_planted_for_test.py: stage render imports hacloud.deploy (stage deploy)",
+        }
+        assert import_rule_violations([planted]) == {
+            "hacloud/render/_planted_for_test.py: the core imports the provider package hacloud_lab",
+            "hacloud/render/_planted_for_test.py: only the CLI imports hacloud.ops, not hacloud.ops.converge",
+        }
+        assert kind_branches([planted]) == {"hacloud/render/_planted_for_test.py:9 branches on the provider's kind"}
+    finally:
+        planted.unlink()
+    plug_in = REPO / "providers" / "hacloud_lab" / "_planted_for_test.py"
+    plug_in.write_text("from hacloud.deploy.session import _private\nfrom hacloud.ops._x import y\n")
+    try:
+        assert import_rule_violations([plug_in]) == {
+            "providers/hacloud_lab/_planted_for_test.py: imports the private _private from hacloud.deploy.session",
+            "providers/hacloud_lab/_planted_for_test.py: imports the private _x from hacloud.ops._x",
+            "providers/hacloud_lab/_planted_for_test.py: only the CLI imports hacloud.ops, not hacloud.ops._x",
+        }
+    finally:
+        plug_in.unlink()

@@ -72,17 +72,18 @@ class Import:
     typing_only: bool  # under ``if TYPE_CHECKING:``
 
 
-def module_name(path: Path) -> str:
+def module_name(path: Path, root: Path = REPO) -> str:
     """``hacloud/deploy/engine.py`` -> ``hacloud.deploy.engine`` (providers/ is a source root)."""
-    rel = path.relative_to(REPO / "providers" if path.is_relative_to(REPO / "providers") else REPO)
+    rel = path.relative_to(root / "providers" if path.is_relative_to(root / "providers") else root)
     parts = rel.with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports(path: Path) -> list[Import]:
+def imports(path: Path, root: Path = REPO) -> list[Import]:
     """Every import in ``path``, at any depth, relative ones made absolute."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    name = module_name(path, root)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     typing_lines: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
@@ -124,46 +125,48 @@ def provider_files() -> list[Path]:
     return sorted((REPO / "providers").rglob("*.py"))
 
 
-def rel(path: Path) -> str:
-    return str(path.relative_to(REPO))
+def rel(path: Path, root: Path = REPO) -> str:
+    return str(path.relative_to(root))
 
 
-def stage_violations(files: list[Path]) -> set[str]:
+def stage_violations(files: list[Path], root: Path = REPO) -> set[str]:
     found = set()
     for path in files:
-        mine = stage_of(module_name(path))
-        for imp in imports(path):
+        mine = stage_of(module_name(path, root))
+        where = rel(path, root)
+        for imp in imports(path, root):
             theirs = stage_of(imp.module)
             if theirs is None or theirs == mine:
                 continue
             if mine == "common":
-                found.add(f"{rel(path)}: common module imports {imp.module}")
+                found.add(f"{where}: common module imports {imp.module}")
             elif theirs != "common" and not imp.typing_only:
                 if theirs not in STAGES or mine not in STAGES:
-                    found.add(f"{rel(path)}: {imp.module} is in no stage")
+                    found.add(f"{where}: {imp.module} is in no stage")
                 elif STAGES.index(theirs) > STAGES.index(mine):
-                    found.add(f"{rel(path)}: stage {mine} imports {imp.module} (stage {theirs})")
+                    found.add(f"{where}: stage {mine} imports {imp.module} (stage {theirs})")
     return found
 
 
-def import_rule_violations(files: list[Path]) -> set[str]:
+def import_rule_violations(files: list[Path], root: Path = REPO) -> set[str]:
     """hacloud_* from the core, hacloud.ops from outside the CLI, private names from providers."""
     found = set()
     for path in files:
-        is_core = path.is_relative_to(REPO / "hacloud")
-        in_cli = stage_of(module_name(path)) == "cli" if is_core else False
-        for imp in imports(path):
+        is_core = path.is_relative_to(root / "hacloud")
+        name, where = module_name(path, root), rel(path, root)
+        in_cli = is_core and stage_of(name) == "cli"
+        for imp in imports(path, root):
             top = imp.module.split(".")[0]
             if is_core and top.startswith("hacloud_"):
-                found.add(f"{rel(path)}: the core imports the provider package {imp.module}")
+                found.add(f"{where}: the core imports the provider package {imp.module}")
             touches_ops = imp.module == "hacloud.ops" or imp.module.startswith("hacloud.ops.")
-            if touches_ops and not in_cli and not module_name(path).startswith("hacloud.ops"):
-                found.add(f"{rel(path)}: only the CLI imports hacloud.ops, not {imp.module}")
+            if touches_ops and not in_cli and not name.startswith("hacloud.ops"):
+                found.add(f"{where}: only the CLI imports hacloud.ops, not {imp.module}")
             if not is_core and top == "hacloud":
                 private = [p for p in imp.module.split(".") if p.startswith("_")]
                 private += [n for n in imp.names if n.startswith("_")]
                 if private:
-                    found.add(f"{rel(path)}: imports the private {', '.join(private)} from {imp.module}")
+                    found.add(f"{where}: imports the private {', '.join(private)} from {imp.module}")
     return found
 
 
@@ -183,33 +186,33 @@ def _names_a_kind(node: ast.expr) -> bool:
     return isinstance(node, ast.Tuple | ast.List | ast.Set) and all(_names_a_kind(e) for e in node.elts)
 
 
-def kind_branches(files: list[Path]) -> set[str]:
+def kind_branches(files: list[Path], root: Path = REPO) -> set[str]:
     """``<...>.provider.kind`` compared with a kind written out (``== "lab"``, ``in ("lab",
     "onprem")``) outside the spec stage, which defines the kinds. Comparing it with another
     value (the user's ``--provider``, an inventory's provider) checks input, not behaviour."""
     found = set()
     for path in files:
-        if stage_of(module_name(path)) in ("spec", "common"):
+        if stage_of(module_name(path, root)) in ("spec", "common"):
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Compare):
                 sides = [node.left, *node.comparators]
                 if any(_is_provider_kind(x) for x in sides) and any(_names_a_kind(x) for x in sides):
-                    found.add(f"{rel(path)}:{node.lineno} branches on the provider's kind")
+                    found.add(f"{rel(path, root)}:{node.lineno} branches on the provider's kind")
     return found
 
 
-def size_violations(files: list[Path]) -> set[str]:
+def size_violations(files: list[Path], root: Path = REPO) -> set[str]:
     found = set()
     for path in files:
         text = path.read_text(encoding="utf-8")
         if len(text.splitlines()) > MAX_MODULE_LINES:
-            found.add(f"{rel(path)} has {len(text.splitlines())} lines")
+            found.add(f"{rel(path, root)} has {len(text.splitlines())} lines")
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 length = (node.end_lineno or node.lineno) - node.lineno + 1
                 if length > MAX_FUNCTION_LINES:
-                    found.add(f"{rel(path)}:{node.name} has {length} lines")
+                    found.add(f"{rel(path, root)}:{node.name} has {length} lines")
     return found
 
 
@@ -217,8 +220,8 @@ def check(found: set[str], rule: str) -> None:
     known = {k for k in KNOWN if rule_of(k) == rule}
     new = sorted(found - known)
     gone = sorted(known - found)
-    assert not new, "new violations:\n" + "\n".join(new)
-    assert not gone, "fixed, so delete from KNOWN in tests/test_structure.py:\n" + "\n".join(gone)
+    assert not new, "\n".join(["new violations:", *new])
+    assert not gone, "\n".join(["fixed, so delete from KNOWN in tests/test_structure.py:", *gone])
 
 
 def rule_of(entry: str) -> str:
@@ -248,11 +251,11 @@ def test_no_module_over_500_lines_no_function_over_60() -> None:
 
 
 def test_the_rules_see_what_they_guard(tmp_path: Path) -> None:
-    """Each rule finds a planted violation (so a rule that can never fire is caught)."""
+    """Each rule finds a planted violation (a rule that can never fire would pass on anything)."""
     assert stage_of("hacloud.verify.invariants") == "verify" and stage_of("hacloud.errors") == "common"
-    planted = REPO / "hacloud" / "render" / "_planted_for_test.py"
-    assert not planted.exists()
-    planted.write_text(
+    core = tmp_path / "hacloud" / "render" / "planted.py"
+    core.parent.mkdir(parents=True)
+    core.write_text(
         "from typing import TYPE_CHECKING\n"
         "import hacloud_lab\n"
         "from hacloud.ops.converge import converge\n"
@@ -263,27 +266,35 @@ def test_the_rules_see_what_they_guard(tmp_path: Path) -> None:
         "    from ..deploy import engine\n"
         "    return ws.spec.provider.kind == 'lab'\n"
     )
-    try:
-        stages = stage_violations([planted])
-        assert stages == {
-            "hacloud/render/_planted_for_test.py: stage render imports hacloud.ops.converge (stage ops)",
-            "hacloud/render/_planted_for_test.py: stage render imports hacloud.deploy.remote (stage deploy)",
-            "hacloud/render/_planted_for_test.py: stage render imports hacloud.deploy (stage deploy)",
-        }
-        assert import_rule_violations([planted]) == {
-            "hacloud/render/_planted_for_test.py: the core imports the provider package hacloud_lab",
-            "hacloud/render/_planted_for_test.py: only the CLI imports hacloud.ops, not hacloud.ops.converge",
-        }
-        assert kind_branches([planted]) == {"hacloud/render/_planted_for_test.py:9 branches on the provider's kind"}
-    finally:
-        planted.unlink()
-    plug_in = REPO / "providers" / "hacloud_lab" / "_planted_for_test.py"
+    where = "hacloud/render/planted.py"
+    assert stage_violations([core], tmp_path) == {
+        f"{where}: stage render imports hacloud.ops.converge (stage ops)",
+        f"{where}: stage render imports hacloud.deploy.remote (stage deploy)",
+        f"{where}: stage render imports hacloud.deploy (stage deploy)",  # relative, in a function
+    }
+    assert import_rule_violations([core], tmp_path) == {
+        f"{where}: the core imports the provider package hacloud_lab",
+        f"{where}: only the CLI imports hacloud.ops, not hacloud.ops.converge",
+    }
+    assert kind_branches([core], tmp_path) == {f"{where}:9 branches on the provider's kind"}
+    plug_in = tmp_path / "providers" / "hacloud_lab" / "planted.py"
+    plug_in.parent.mkdir(parents=True)
     plug_in.write_text("from hacloud.deploy.session import _private\nfrom hacloud.ops._x import y\n")
-    try:
-        assert import_rule_violations([plug_in]) == {
-            "providers/hacloud_lab/_planted_for_test.py: imports the private _private from hacloud.deploy.session",
-            "providers/hacloud_lab/_planted_for_test.py: imports the private _x from hacloud.ops._x",
-            "providers/hacloud_lab/_planted_for_test.py: only the CLI imports hacloud.ops, not hacloud.ops._x",
-        }
-    finally:
-        plug_in.unlink()
+    where = "providers/hacloud_lab/planted.py"
+    assert import_rule_violations([plug_in], tmp_path) == {
+        f"{where}: imports the private _private from hacloud.deploy.session",
+        f"{where}: imports the private _x from hacloud.ops._x",
+        f"{where}: only the CLI imports hacloud.ops, not hacloud.ops._x",
+    }
+    big = tmp_path / "hacloud" / "ops" / "big.py"
+    big.parent.mkdir(parents=True)
+    big.write_text("def f():\n" + "    x = 1\n" * 60 + "\n" * 440)
+    assert size_violations([big], tmp_path) == {
+        "hacloud/ops/big.py has 501 lines",
+        "hacloud/ops/big.py:f has 61 lines",
+    }
+    common = tmp_path / "hacloud" / "poll.py"
+    common.write_text("from hacloud.errors import HacloudError\nfrom hacloud.spec.model import Spec\n")
+    assert stage_violations([common], tmp_path) == {
+        "hacloud/poll.py: common module imports hacloud.spec.model"
+    }

@@ -68,7 +68,11 @@ def profile(
     from hacloud.spec.profiles import PROFILE_NAMES, load_profile
 
     if name.value not in PROFILE_NAMES:
-        fail(HacloudError(f"no profile named {name.value!r}", f"use one of: {', '.join(PROFILE_NAMES)}"))
+        fail(
+            HacloudError(
+                f"no profile named {name.value!r}", f"use one of: {', '.join(PROFILE_NAMES)}", code="HAC327"
+            )
+        )
     prof = load_profile(name.value)
 
     def entries(values: Mapping[str, ProfileValue]) -> dict[str, dict[str, object]]:

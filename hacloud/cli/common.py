@@ -64,7 +64,7 @@ def terraform_source(path: Path | None, tf_map: Path | None) -> TerraformSource 
 
     if path is None:
         if tf_map is not None:
-            fail(UsageError("--tf-map needs --from-terraform", "add --from-terraform PATH"))
+            fail(UsageError("--tf-map needs --from-terraform", "add --from-terraform PATH", code="HAC328"))
         return None
     return TerraformSource(path.resolve(), tf_map.resolve() if tf_map else None)
 
@@ -138,6 +138,7 @@ def confirm(question: str, yes: bool, *, destructive: bool = False) -> None:
                 UsageError(
                     f"no terminal to confirm on: {question[0].lower()}{question[1:]}",
                     "pass -y (--yes) to confirm from a script; nothing was done",
+                    code="HAC329",
                 )
             )
         return

@@ -102,6 +102,7 @@ def _nodes(ws: Workspace, source: NodeSource, apply: bool) -> Inventory:
         raise NodesMissing(
             "the nodes do not exist yet: nothing to compare with",
             "run `hacloud up` to create them (or `hacloud render` to review files)",
+            code="HAC310",
         )
     return found
 

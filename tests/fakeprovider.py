@@ -16,11 +16,11 @@ import copy
 import dataclasses
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from hacloud.poll import Clock, ManualClock
 from hacloud.provision.endpoint import Endpoint
-from hacloud.provision.provider import BaseProvider, Capabilities, PowerState
+from hacloud.provision.provider import BaseProvider, Capabilities, PowerChange, PowerState
 from hacloud.spec.inventory import Inventory, NodeInfo
 from hacloud.spec.workspace import Workspace
 
@@ -66,7 +66,7 @@ class FakeProvider(BaseProvider):
         self.cloud = FakeCloud()
         self.clock = clock or ManualClock()
         self.ssh_port = ssh_port
-        self.events: list[tuple[str, float, str]] = []
+        self.events: list[tuple[str, float, Literal["on", "off"]]] = []
         self.purged = 0
 
     # ------------------------------------------------------------ node source
@@ -154,7 +154,7 @@ class FakeProvider(BaseProvider):
         self._powered(ws, node)["power"] = "on"
         self.events.append((node, self.clock.time(), "on"))
 
-    def power_events(self, ws: Workspace, node: str, since: float) -> list[tuple[float, str]]:
+    def power_events(self, ws: Workspace, node: str, since: float) -> list[PowerChange]:
         return [(at, state) for name, at, state in self.events if name == node and at >= since]
 
     # ------------------------------------------------------------ hooks

@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING
 
 from hacloud.errors import HacloudError, UsageError
 from hacloud.provision.endpoint import Endpoint
-from hacloud.provision.provider import Capabilities, NodeNeeds, PowerState, Provider, get_provider
+from hacloud.provision.provider import (
+    Capabilities,
+    NodeNeeds,
+    PowerChange,
+    PowerState,
+    Provider,
+    get_provider,
+)
 from hacloud.provision.terraform import Candidate, Imported, TerraformSource, TfResource, import_inventory
 from hacloud.spec.inventory import Inventory, NetworkInfo, NodeInfo
 from hacloud.spec.model import Spec
@@ -138,7 +145,7 @@ class DropIn:
     def power_on(self, ws: Workspace, node: str) -> None:
         self.inner.power_on(self.pinned(ws), node)
 
-    def power_events(self, ws: Workspace, node: str, since: float) -> list[tuple[float, str]]:
+    def power_events(self, ws: Workspace, node: str, since: float) -> list[PowerChange]:
         return self.inner.power_events(self.pinned(ws), node, since)
 
     def freeze(self, ws: Workspace, node: str) -> bool:

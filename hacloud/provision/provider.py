@@ -66,6 +66,8 @@ PLACEHOLDER_NET = IPv4Address("203.0.113.0")
 #: a node's power as the provider records it ("unknown": it cannot tell, e.g. a BMC that
 #: does not answer or a machine in a transitional state)
 PowerState = Literal["on", "off", "unknown"]
+#: one power change a provider recorded: (epoch seconds, what the power became)
+PowerChange = tuple[float, Literal["on", "off"]]
 
 
 class Role(StrEnum):
@@ -154,7 +156,7 @@ class PowerControl(Protocol):
     def power(self, ws: Workspace, node: str) -> PowerState: ...
     def power_off(self, ws: Workspace, node: str) -> None: ...
     def power_on(self, ws: Workspace, node: str) -> None: ...
-    def power_events(self, ws: Workspace, node: str, since: float) -> list[tuple[float, str]]: ...
+    def power_events(self, ws: Workspace, node: str, since: float) -> list[PowerChange]: ...
     def freeze(self, ws: Workspace, node: str) -> bool: ...
     def partition(self, ws: Workspace, cut: bool) -> None: ...
     def client_command(self, ws: Workspace, argv: list[str]) -> list[str]: ...
@@ -313,7 +315,7 @@ class BaseProvider:
     def power_on(self, ws: Workspace, node: str) -> None:
         raise self._todo("power a node on")
 
-    def power_events(self, ws: Workspace, node: str, since: float) -> list[tuple[float, str]]:
+    def power_events(self, ws: Workspace, node: str, since: float) -> list[PowerChange]:
         """(epoch seconds, "on"/"off") power changes the provider recorded since ``since``;
         [] when it keeps no such record (fence-test then relies on ``power`` alone)."""
         return []

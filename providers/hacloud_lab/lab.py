@@ -28,7 +28,7 @@ from pathlib import Path
 
 from hacloud.errors import HacloudError
 from hacloud.provision.endpoint import Endpoint
-from hacloud.provision.provider import BaseProvider, Capabilities, PowerState
+from hacloud.provision.provider import BaseProvider, Capabilities, PowerChange, PowerState
 from hacloud.spec.inventory import Inventory, NetworkInfo, NodeFacts, NodeInfo
 from hacloud.spec.model import IpmiFencing, IpmiTarget, Spec
 from hacloud.spec.model import LabProvider as LabSpec
@@ -398,7 +398,7 @@ class LabProvider(BaseProvider):
                 code="HAC628",
             )
 
-    def power_events(self, ws: Workspace, node: str, since: float) -> list[tuple[float, str]]:
+    def power_events(self, ws: Workspace, node: str, since: float) -> list[PowerChange]:
         """The BMC's own log: it is the guest's power supply, so its timestamps are when the
         plug was pulled or put back, whoever asked (fence_ipmilan or fence-test)."""
         return power.power_events(self.lab_dir(ws) / node / "bmc.log", since)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from hacloud.errors import HacloudError
 from hacloud.poll import SYSTEM, Clock, poll_until
+from hacloud.provision.provider import PowerChange
 from hacloud.spec.model import IpmiTarget
 from hacloud_lab import guest
 
@@ -89,9 +90,9 @@ def ipmitool(
     )
 
 
-def power_events(bmc_log: Path, since: float) -> list[tuple[float, str]]:
+def power_events(bmc_log: Path, since: float) -> list[PowerChange]:
     """(epoch seconds, "on"/"off") power changes the BMC logged at or after ``since``."""
-    events = []
+    events: list[PowerChange] = []
     try:
         text = bmc_log.read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -99,7 +100,7 @@ def power_events(bmc_log: Path, since: float) -> list[tuple[float, str]]:
     for line in text.splitlines():
         m = re.match(r"(\d+\.\d+) power (on|off) ", line)
         if m and float(m.group(1)) >= since:
-            events.append((float(m.group(1)), m.group(2)))
+            events.append((float(m.group(1)), "on" if m.group(2) == "on" else "off"))
     return events
 
 

@@ -21,6 +21,7 @@ occurs fails the test too, so the list only shrinks (delete the line it names).
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,33 +35,33 @@ KNOWN: dict[str, str] = {
     # A (typed ClusterStatus) and C (fence-test): the preflight reads the status judgement
     "hacloud/verify/fencetest/runner.py: stage verify imports hacloud.ops.commands (stage ops)": "A/C",
     "hacloud/verify/fencetest/runner.py: only the CLI imports hacloud.ops, not hacloud.ops.commands": "A/C",
-    "hacloud/verify/fencetest/runner.py:542 branches on the provider's kind": "C (power_on_hint)",
+    "hacloud/verify/fencetest/runner.py branches on the provider's kind": "C (power_on_hint)",
     # G/E: the workspace names its Terraform source
     "hacloud/spec/workspace.py: stage spec imports hacloud.provision.terraform (stage provision)": "G/E",
     # modules and functions other engineers split
-    "hacloud/deploy/engine.py has 1111 lines": "B",
-    "hacloud/provision/terraform.py has 716 lines": "E",
-    "hacloud/provision/terraform.py:_from_map has 80 lines": "E",
-    "hacloud/render/resources.py has 538 lines": "G",
-    "hacloud/spec/model.py has 508 lines": "G",
-    "hacloud/spec/rules.py:_fencing has 72 lines": "G",
-    "hacloud/verify/invariants.py has 1322 lines": "G",
-    "hacloud/verify/invariants.py:drbd_policy has 70 lines": "G",
-    "hacloud/verify/invariants.py:grouping has 62 lines": "G",
-    "hacloud/verify/fencetest/runner.py has 847 lines": "C",
-    "hacloud/verify/fencetest/runner.py:run_round has 122 lines": "C",
-    "hacloud/cli/fencetest.py:fence_test has 74 lines": "C",
-    "hacloud/cli/health.py:status has 61 lines": "A",
-    "hacloud/ops/commands.py:cluster_status has 121 lines": "A",
-    "providers/hacloud_aws/__init__.py:aws_node_needs has 69 lines": "E",
-    "providers/hacloud_aws/infra.py has 1074 lines": "E",
-    "providers/hacloud_aws/infra.py:validate has 80 lines": "E",
-    "providers/hacloud_aws/infra.py:inventory has 67 lines": "E",
-    "providers/hacloud_aws/preflight.py:live_checks has 124 lines": "E",
-    "providers/hacloud_azure/infra.py has 1098 lines": "E",
-    "providers/hacloud_azure/infra.py:ensure_role has 61 lines": "E",
-    "providers/hacloud_azure/infra.py:teardown has 70 lines": "E",
-    "providers/hacloud_azure/preflight.py:live_checks has 98 lines": "E",
+    "hacloud/deploy/engine.py is over 500 lines": "B",
+    "hacloud/provision/terraform.py is over 500 lines": "E",
+    "hacloud/provision/terraform.py:_from_map is over 60 lines": "E",
+    "hacloud/render/resources.py is over 500 lines": "G",
+    "hacloud/spec/model.py is over 500 lines": "G",
+    "hacloud/spec/rules.py:_fencing is over 60 lines": "G",
+    "hacloud/verify/invariants.py is over 500 lines": "G",
+    "hacloud/verify/invariants.py:drbd_policy is over 60 lines": "G",
+    "hacloud/verify/invariants.py:grouping is over 60 lines": "G",
+    "hacloud/verify/fencetest/runner.py is over 500 lines": "C",
+    "hacloud/verify/fencetest/runner.py:run_round is over 60 lines": "C",
+    "hacloud/cli/fencetest.py:fence_test is over 60 lines": "C",
+    "hacloud/cli/health.py:status is over 60 lines": "A",
+    "hacloud/ops/commands.py:cluster_status is over 60 lines": "A",
+    "providers/hacloud_aws/__init__.py:aws_node_needs is over 60 lines": "E",
+    "providers/hacloud_aws/infra.py is over 500 lines": "E",
+    "providers/hacloud_aws/infra.py:validate is over 60 lines": "E",
+    "providers/hacloud_aws/infra.py:inventory is over 60 lines": "E",
+    "providers/hacloud_aws/preflight.py:live_checks is over 60 lines": "E",
+    "providers/hacloud_azure/infra.py is over 500 lines": "E",
+    "providers/hacloud_azure/infra.py:ensure_role is over 60 lines": "E",
+    "providers/hacloud_azure/infra.py:teardown is over 60 lines": "E",
+    "providers/hacloud_azure/preflight.py:live_checks is over 60 lines": "E",
 }
 
 
@@ -198,7 +199,7 @@ def kind_branches(files: list[Path], root: Path = REPO) -> set[str]:
             if isinstance(node, ast.Compare):
                 sides = [node.left, *node.comparators]
                 if any(_is_provider_kind(x) for x in sides) and any(_names_a_kind(x) for x in sides):
-                    found.add(f"{rel(path, root)}:{node.lineno} branches on the provider's kind")
+                    found.add(f"{rel(path, root)} branches on the provider's kind (line {node.lineno})")
     return found
 
 
@@ -207,27 +208,33 @@ def size_violations(files: list[Path], root: Path = REPO) -> set[str]:
     for path in files:
         text = path.read_text(encoding="utf-8")
         if len(text.splitlines()) > MAX_MODULE_LINES:
-            found.add(f"{rel(path, root)} has {len(text.splitlines())} lines")
+            found.add(f"{rel(path, root)} is over {MAX_MODULE_LINES} lines ({len(text.splitlines())})")
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 length = (node.end_lineno or node.lineno) - node.lineno + 1
                 if length > MAX_FUNCTION_LINES:
-                    found.add(f"{rel(path, root)}:{node.name} has {length} lines")
+                    found.add(f"{rel(path, root)}:{node.name} is over {MAX_FUNCTION_LINES} lines ({length})")
     return found
+
+
+def key(violation: str) -> str:
+    """A violation without its line number or count, so a KNOWN entry survives edits that move
+    or shrink the code without fixing it."""
+    return re.sub(r" \((?:line )?\d+\)$", "", violation)
 
 
 def check(found: set[str], rule: str) -> None:
     known = {k for k in KNOWN if rule_of(k) == rule}
-    new = sorted(found - known)
-    gone = sorted(known - found)
+    new = sorted(v for v in found if key(v) not in known)
+    gone = sorted(known - {key(v) for v in found})
     assert not new, "\n".join(["new violations:", *new])
     assert not gone, "\n".join(["fixed, so delete from KNOWN in tests/test_structure.py:", *gone])
 
 
 def rule_of(entry: str) -> str:
-    if " has " in entry and entry.endswith(" lines"):
+    if re.search(r" is over \d+ lines", entry):
         return "size"
-    if entry.endswith("branches on the provider's kind"):
+    if "branches on the provider's kind" in entry:
         return "kind"
     if ": stage " in entry or "is in no stage" in entry or "common module imports" in entry:
         return "stages"
@@ -276,7 +283,7 @@ def test_the_rules_see_what_they_guard(tmp_path: Path) -> None:
         f"{where}: the core imports the provider package hacloud_lab",
         f"{where}: only the CLI imports hacloud.ops, not hacloud.ops.converge",
     }
-    assert kind_branches([core], tmp_path) == {f"{where}:9 branches on the provider's kind"}
+    assert kind_branches([core], tmp_path) == {f"{where} branches on the provider's kind (line 9)"}
     plug_in = tmp_path / "providers" / "hacloud_lab" / "planted.py"
     plug_in.parent.mkdir(parents=True)
     plug_in.write_text("from hacloud.deploy.session import _private\nfrom hacloud.ops._x import y\n")
@@ -290,8 +297,8 @@ def test_the_rules_see_what_they_guard(tmp_path: Path) -> None:
     big.parent.mkdir(parents=True)
     big.write_text("def f():\n" + "    x = 1\n" * 60 + "\n" * 440)
     assert size_violations([big], tmp_path) == {
-        "hacloud/ops/big.py has 501 lines",
-        "hacloud/ops/big.py:f has 61 lines",
+        "hacloud/ops/big.py is over 500 lines (501)",
+        "hacloud/ops/big.py:f is over 60 lines (61)",
     }
     common = tmp_path / "hacloud" / "poll.py"
     common.write_text("from hacloud.errors import HacloudError\nfrom hacloud.spec.model import Spec\n")

@@ -27,9 +27,7 @@ SSH_PROBE_INTERVAL = 3.0
 
 
 class NodesMissing(HacloudError):
-    """`plan` found no nodes to compare the cluster configuration with."""
-
-    code = "HAC310"
+    """`plan` found no nodes to compare the cluster configuration with (HAC310)."""
 
 
 def plan_infrastructure(

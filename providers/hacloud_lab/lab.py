@@ -20,13 +20,13 @@ import secrets
 import shutil
 import signal
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
 from hacloud.errors import HacloudError
+from hacloud.poll import SYSTEM, Clock, poll_until
 from hacloud.provision.endpoint import Endpoint
 from hacloud.provision.provider import BaseProvider, Capabilities, PowerChange, PowerState
 from hacloud.spec.inventory import Inventory, NetworkInfo, NodeFacts, NodeInfo
@@ -286,23 +286,24 @@ class LabProvider(BaseProvider):
             timeout=timeout,
         )
 
-    def _wait_ssh(self, ws: Workspace, node: str) -> NodeFacts:
-        deadline = time.monotonic() + SSH_TIMEOUT
+    def _wait_ssh(self, ws: Workspace, node: str, clock: Clock = SYSTEM) -> NodeFacts:
+        """The guest's software facts, once it answers SSH (a booting guest is waited for)."""
         probe = "dpkg-query -W -f='${Version}' pacemaker; echo; modprobe drbd && head -1 /proc/drbd"
-        while True:
+
+        def answered() -> subprocess.CompletedProcess[str] | None:
             try:
                 proc = self.ssh(ws, node, probe, timeout=15)
             except subprocess.TimeoutExpired:
-                proc = None
-            if proc is not None and proc.returncode == 0:
-                break
-            if time.monotonic() > deadline:
-                raise HacloudError(
-                    f"{node} did not answer SSH within {SSH_TIMEOUT:.0f} s",
-                    f"see {self.lab_dir(ws) / node / 'console.log'}",
-                    code="HAC627",
-                )
-            time.sleep(1)
+                return None
+            return proc if proc.returncode == 0 else None
+
+        proc = poll_until(answered, timeout=SSH_TIMEOUT, interval=1.0, clock=clock)
+        if proc is None:
+            raise HacloudError(
+                f"{node} did not answer SSH within {SSH_TIMEOUT:.0f} s",
+                f"see {self.lab_dir(ws) / node / 'console.log'}",
+                code="HAC627",
+            )
         lines = proc.stdout.splitlines()
         pacemaker = re.match(r"(\d+\.\d+\.\d+)", lines[0]) if lines else None
         drbd = re.search(r"version: (\d+)\.(\d+)", proc.stdout)

@@ -48,7 +48,9 @@ def test_bmc_pid_is_only_a_running_bmc_of_this_guest(tmp_path: Path) -> None:
         (directory / "bmc.pid").write_text(f"{proc.pid}\n")
         cmdline = Path(f"/proc/{proc.pid}/cmdline")
         # between fork and exec the child still shows this interpreter's command line
-        execed = poll_until(lambda: b"hacloud_lab.bmc" in cmdline.read_bytes() or None, timeout=10, interval=0.01)
+        execed = poll_until(
+            lambda: b"hacloud_lab.bmc" in cmdline.read_bytes() or None, timeout=10, interval=0.01
+        )
         assert execed
         assert power.bmc_pid(directory) == proc.pid
         assert power.bmc_pid(tmp_path / "node2") is None

@@ -254,10 +254,19 @@ def test_a_failed_login_is_worded_by_the_provider(tmp_path: Path) -> None:
     assert (cloud.code, cloud.remedy) == (own.code, own.remedy)
 
 
-@pytest.mark.parametrize("name", ["lab", "onprem"])
+@pytest.mark.parametrize("name", ["lab", "onprem", "aws drop-in"])
 def test_hosts_of_the_user_show_the_ssh_error_as_it_is(name: str, tmp_path: Path) -> None:
+    """On-prem hosts and lab guests are not infrastructure hacloud just built, and neither are
+    Terraform's machines under a drop-in: the SSH error is shown as it is."""
+    from hacloud.provision.dropin import DropIn
+    from hacloud.provision.terraform import TerraformSource
+
+    provider = get_provider(name.split(maxsplit=1)[0])
+    if name.endswith("drop-in"):
+        provider = DropIn(provider, TerraformSource(tmp_path / "terraform.tfstate"))
     error = HacloudError("db1: connection refused", "start sshd", code="HAC401")
-    assert get_provider(name).login_failed(onprem_spec(tmp_path), error) is error
+    assert provider.login_failed(onprem_spec(tmp_path), error) is error
+    assert get_provider("aws").login_failed(onprem_spec(tmp_path), error) is not error
 
 
 def test_the_power_on_hint_comes_from_the_provider(tmp_path: Path) -> None:

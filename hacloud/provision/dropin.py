@@ -158,7 +158,7 @@ class DropIn:
         return self.inner.client_command(ws, argv)
 
     def power_on_hint(self, ws: Workspace, node: str) -> str:
-        return self.inner.power_on_hint(self.pinned(ws), node)
+        return self.inner.power_on_hint(ws, node)  # wording only: no need to read Terraform
 
     def purge(self, ws: Workspace) -> None:
         self.inner.purge(ws)

@@ -276,13 +276,20 @@ def test_the_power_on_hint_comes_from_the_provider(tmp_path: Path) -> None:
 
 
 def test_the_lab_commands_come_from_the_lab_plugin() -> None:
+    import typer
+    import typer.main
     from hacloud_lab import cli as lab_cli
     from typer.testing import CliRunner
 
     from hacloud.cli import app
 
-    groups = {g.name: g.typer_instance for g in app.registered_groups}
-    assert groups["lab"] is lab_cli.app  # contributed through the hacloud.commands entry point
+    assert "lab" not in {g.name for g in app.registered_groups}  # the core does not define it
+    root = typer.main.get_command(app)
+    lab = root.get_command(typer.Context(root), "lab")  # type: ignore[attr-defined]
+    # contributed through the hacloud.commands entry point: the plug-in's own commands
+    assert sorted(lab.commands) == sorted(c.name for c in lab_cli.app.registered_commands)
+    callback = lab.commands["power"].callback  # typer wraps it, keeping its name and module
+    assert (callback.__module__, callback.__name__) == ("hacloud_lab.cli", "lab_power")
     out = CliRunner().invoke(app, ["lab", "power", "-f", "missing.yaml", "db1"])
     # the plug-in raised; the core showed it as its own errors (the file's problems, exit 2)
     assert out.exit_code == 2 and "missing.yaml: no such file" in out.output

@@ -17,10 +17,10 @@ import os
 import re
 import signal
 import sys
-from importlib.metadata import entry_points
 from typing import Annotated, Any, NoReturn
 
 import typer
+import typer.main
 from typer.core import TyperGroup
 
 from hacloud.cli import build, cluster, fencetest, health
@@ -32,8 +32,31 @@ COMMANDS_GROUP = "hacloud.commands"
 
 
 class _Commands(TyperGroup):
-    """The top-level group: a HacloudError a plug-in's command raises (they cannot use the core's
-    ``fail``) is printed the same way (error, fix, code) with its exit code, never a traceback."""
+    """The top-level group. Plug-ins' command groups (``hacloud.commands`` entry points) are
+    looked up only when asked for (help, completion, or a command the core does not have), so a
+    core command never pays for reading the installed packages' metadata. A HacloudError one of
+    their commands raises (they cannot use the core's ``fail``) is printed the same way (error,
+    fix, code) with its exit code, never as a traceback."""
+
+    _plugins: dict[str, Any] | None = None
+
+    def plugins(self) -> dict[str, Any]:
+        """The plug-ins' command groups by name, as click commands (loaded once)."""
+        if self._plugins is None:
+            # converted as add_typer would (a sub-group: no completion options of its own)
+            groups = _plugin_groups()
+            holder = typer.Typer(add_completion=False)
+            for name, group in groups.items():
+                holder.add_typer(group, name=name)
+            converted = typer.main.get_command(holder) if groups else None
+            self._plugins = dict(getattr(converted, "commands", {}))
+        return self._plugins
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *(n for n in self.plugins() if n not in self.commands)]
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        return super().get_command(ctx, name) or self.plugins().get(name)
 
     def invoke(self, ctx: Any) -> Any:  # typer's click.Context (typer vendors click privately)
         try:
@@ -89,10 +112,12 @@ app.command()(health.verify)
 app.command("fence-test")(fencetest.fence_test)
 
 
-def _plugin_groups() -> list[typer.Typer]:
-    """Add every installed plug-in's command group (``hacloud.commands`` entry points). One that
-    cannot be loaded is named on stderr, and the rest of the CLI still works."""
-    added = []
+def _plugin_groups() -> dict[str, typer.Typer]:
+    """Every installed plug-in's command group (``hacloud.commands`` entry points) by name. One
+    that cannot be loaded is named on stderr, and the rest of the CLI still works."""
+    from importlib.metadata import entry_points  # not at import: a core command never reads it
+
+    groups = {}
     for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
         try:
             group = ep.load()
@@ -104,9 +129,9 @@ def _plugin_groups() -> list[typer.Typer]:
             )
             continue
         if isinstance(group, typer.Typer):
-            app.add_typer(group, name=ep.name)
-            added.append(group)
-    return added
+            _one_line_paragraphs(group)
+            groups[ep.name] = group
+    return groups
 
 
 def _one_line_paragraphs(typer_app: typer.Typer) -> None:
@@ -117,8 +142,7 @@ def _one_line_paragraphs(typer_app: typer.Typer) -> None:
         info.help = re.sub(r"(?<!\n)\n(?!\n)", " ", doc)
 
 
-for _typer_app in [app, *_plugin_groups()]:
-    _one_line_paragraphs(_typer_app)
+_one_line_paragraphs(app)
 
 
 def _interrupt(_signum: int, _frame: object) -> None:

@@ -28,7 +28,7 @@ from hostile import (  # noqa: E402
 )
 
 from hacloud.errors import HacloudError  # noqa: E402
-from hacloud.ops.commands import prepare  # noqa: E402
+from hacloud.ops.prepare import prepare  # noqa: E402
 from hacloud.provision.terraform import TerraformSource  # noqa: E402
 
 

@@ -136,7 +136,7 @@ def main() -> None:
         spec_path = work / "hacloud.yaml"
         spec_path.write_text(yaml.safe_dump(aws_spec_doc(account)))
 
-        from hacloud.ops.commands import prepare
+        from hacloud.ops.prepare import prepare
         from hacloud.provision.provider import get_provider
         from hacloud.spec.load import load_spec
         from hacloud.spec.workspace import Workspace

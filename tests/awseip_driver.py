@@ -119,7 +119,7 @@ def main() -> None:
 
         from hacloud_aws import aws_node_needs
 
-        from hacloud.ops.commands import prepare
+        from hacloud.ops.prepare import prepare
         from hacloud.provision.provider import get_provider
         from hacloud.spec.load import load_spec
         from hacloud.spec.workspace import Workspace

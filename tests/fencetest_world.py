@@ -164,6 +164,15 @@ class FakePower:
             self.world.inject("partition", self.world.s.partition_loser)
         self.world.partitioned = cut
 
+    def power_on_hint(self, ws: Any, node: str) -> str:
+        return f"power {node} on"
+
+    def power_cycle_hint(self, ws: Any, node: str) -> str:
+        return f"power-cycle {node}"
+
+    def freeze_hint(self, node: str) -> str:
+        return f"{node} was frozen"
+
     def client_command(self, ws: Any, argv: list[str]) -> list[str]:
         return argv
 

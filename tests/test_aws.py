@@ -408,7 +408,7 @@ def test_cib_from_the_moto_inventory_passes_crm_verify_and_fails_over(
     from conftest import need
     from tools import simulate_failover
 
-    from hacloud.ops.commands import prepare
+    from hacloud.ops.prepare import prepare
 
     need("crm_verify", "crm_simulate", "crm_attribute", "crm_mon")
     ws = workspace(tmp_path, aws_spec_doc(account))

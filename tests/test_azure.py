@@ -256,7 +256,7 @@ def test_cib_from_the_fake_inventory_passes_crm_verify_and_fails_over(fake: Fake
     from conftest import need
     from tools import simulate_failover
 
-    from hacloud.ops.commands import prepare
+    from hacloud.ops.prepare import prepare
 
     need("crm_verify", "crm_simulate", "crm_attribute", "crm_mon")
     ws = workspace(tmp_path, azure_doc(fake))

@@ -524,9 +524,11 @@ def test_an_interrupted_fence_test_says_which_node_and_how_to_bring_it_back(
 
     from hacloud.deploy.session import workspace
     from hacloud.errors import InterruptedWork
+    from hacloud.provision.provider import get_provider
     from hacloud.verify.fencetest.runner import interrupted_after_fault
 
-    err = interrupted_after_fault(workspace(lab_spec / "hacloud.yaml"), method, "node2")
+    lab = get_provider("lab")
+    err = interrupted_after_fault(workspace(lab_spec / "hacloud.yaml"), lab, method, "node2")
     assert isinstance(err, InterruptedWork) and err.exit_code == 130
     assert "node2" in err.message and method in err.message
     commands = re.findall(r"`hacloud ([^`]+)`", err.remedy)

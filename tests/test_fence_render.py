@@ -629,7 +629,8 @@ class _IsolatedNode:
         raise AssertionError("sshd did not start")
 
     def connection(self) -> Any:
-        from hacloud.deploy.remote import Connection, Endpoint
+        from hacloud.deploy.remote import Connection
+        from hacloud.provision.endpoint import Endpoint
 
         ep = Endpoint(self.name, "127.0.0.1", self.sshd.port, "root", str(self.sshd.client_key))
         return Connection(ep, self.root / "known_hosts", lambda _m: None, timeout=10)

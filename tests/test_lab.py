@@ -362,10 +362,10 @@ def test_not_root_is_a_clear_error(lab: dict[str, object]) -> None:
     import hacloud_lab.lab  # noqa: F401  (the lazy imports the command needs, loaded before dropping root)
     from typer.testing import CliRunner
 
-    import hacloud.ops.commands
+    import hacloud.ops.converge
     from hacloud.cli import app
 
-    del hacloud.ops.commands
+    del hacloud.ops.converge
     # pytest's own tmp directories are 0700: the unprivileged user could not even read the spec.
     where = Path(tempfile.mkdtemp(prefix="hacloud-nonroot-"))
     where.chmod(0o755)

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from conftest import need
 
-from hacloud.deploy.remote import Connection, Endpoint, RemoteError
+from hacloud.deploy.remote import Connection, RemoteError
 from hacloud.errors import HacloudError
+from hacloud.provision.endpoint import Endpoint
 
 SSHD = "/usr/sbin/sshd"
 

@@ -36,3 +36,31 @@ def test_loading_every_provider_imports_no_cloud_sdk() -> None:
     )
     assert "hacloud_aws" in loaded
     assert not [m for m in loaded if m.split(".")[0] in FORBIDDEN]
+
+
+def test_the_plugin_command_groups_load_without_their_providers() -> None:
+    """`hacloud lab --help` comes from the lab plug-in's command group (entry point group
+    hacloud.commands), which loads without the lab provider, the spec models or any other
+    provider: the CLI asks plug-ins for their commands without loading them."""
+    loaded = modules_after(
+        "from typer.testing import CliRunner\n"
+        "from hacloud.cli import app\n"
+        "result = CliRunner().invoke(app, ['lab', '--help'])\n"
+        "assert result.exit_code == 0 and 'power' in result.output, result.output\n"
+    )
+    assert "hacloud_lab.cli" in loaded
+    providers = [m for m in loaded if m.split(".")[0].startswith("hacloud_") and m != "hacloud_lab.cli"]
+    assert providers == ["hacloud_lab"], providers  # the package itself, not hacloud_lab.lab
+    assert "hacloud.spec.model" not in loaded
+
+
+def test_a_core_command_does_not_load_the_plugin_command_groups() -> None:
+    """The plug-ins' groups are looked up only for help, completion or a command the core lacks."""
+    loaded = modules_after(
+        "from typer.testing import CliRunner\n"
+        "from hacloud.cli import app\n"
+        "result = CliRunner().invoke(app, ['up', '--help'])\n"
+        "assert result.exit_code == 0, result.output\n"
+    )
+    assert "hacloud.cli" in loaded
+    assert not [m for m in loaded if m.startswith("hacloud_")]

@@ -398,7 +398,7 @@ def test_cib_from_each_fixture_passes_crm_verify_and_fails_over(
     from conftest import need
     from tools import simulate_failover
 
-    from hacloud.ops.commands import prepare
+    from hacloud.ops.prepare import prepare
 
     need("crm_verify", "crm_simulate", "crm_attribute", "crm_mon")
     spec_path = spec_for(tmp_path, kind)
@@ -533,7 +533,7 @@ def test_checkov_finds_nothing_failed_in_the_modules() -> None:
 
 
 def test_check_judges_the_overlay_ip_against_terraforms_network(tf: dict[str, Any], tmp_path: Path) -> None:
-    from hacloud.ops.commands import check_spec
+    from hacloud.ops.check import check_spec
 
     source = TerraformSource(tf["aws-module"].outputs)
     found = {f.code: f for f in check_spec(spec_for(tmp_path, "aws"), None, terraform=source)}
@@ -552,7 +552,7 @@ def test_check_judges_the_overlay_ip_against_terraforms_network(tf: dict[str, An
 def test_check_judges_the_vip_against_terraforms_load_balancer(
     tf: dict[str, Any], tmp_path: Path, name: str
 ) -> None:
-    from hacloud.ops.commands import check_spec
+    from hacloud.ops.check import check_spec
 
     source = TerraformSource(tf[name].outputs if name == "azure-module" else tf[name].state)
     ids = {"node1": {"id": "db-0"}, "node2": {"id": "db-1"}} if name == "azure-plain" else {}

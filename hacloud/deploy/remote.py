@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hacloud.errors import HacloudError
+from hacloud.provision.endpoint import Endpoint  # providers make it (provision stage)
 
 if TYPE_CHECKING:
     import paramiko
@@ -62,19 +63,6 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.rc == 0
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """How to reach one node. ``namespace``: open the socket inside this network namespace."""
-
-    name: str
-    address: str
-    port: int = 22
-    user: str = "root"
-    key_file: str | None = None
-    jump: str | None = None
-    namespace: str | None = None
 
 
 def connect_in_namespace(namespace: str, address: str, port: int, timeout: float) -> socket.socket:

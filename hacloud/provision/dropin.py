@@ -10,7 +10,7 @@ Terraform source, a :class:`DropIn` around it:
   state directory so later commands (status, fence-test, down) find the nodes without the flag.
 - ``teardown`` removes what ``adopt`` added and forgets the record; it refuses
   ``--delete-volumes`` (the disks are Terraform's: ``terraform destroy`` removes them). The
-  cluster configuration on the nodes is removed before, by :func:`hacloud.ops.commands.down`.
+  cluster configuration on the nodes is removed before, by `hacloud down` (:mod:`hacloud.ops.down`).
 - Everything else goes to the provider with ``nodes[].id`` pinned to Terraform's ids, so power
   control and live checks act on exactly the machines Terraform reported.
 """
@@ -18,18 +18,26 @@ Terraform source, a :class:`DropIn` around it:
 from __future__ import annotations
 
 import dataclasses
-from typing import cast
+from typing import TYPE_CHECKING
 
-from hacloud.deploy.remote import Endpoint
-from hacloud.errors import UsageError
+from hacloud.errors import HacloudError, UsageError
 from hacloud.provision.changes import Change
-from hacloud.provision.provider import Capabilities, NodeNeeds, PowerState, Provider, get_provider
+from hacloud.provision.endpoint import Endpoint
+from hacloud.provision.provider import (
+    Capabilities,
+    NodeNeeds,
+    PowerChange,
+    PowerState,
+    Provider,
+    get_provider,
+)
 from hacloud.provision.terraform import Candidate, Imported, TerraformSource, TfResource, import_inventory
-from hacloud.spec.inventory import FenceDevice, Inventory, NetworkInfo, NodeInfo, Primitive
+from hacloud.spec.inventory import Inventory, NetworkInfo, NodeInfo
 from hacloud.spec.model import Spec
-from hacloud.spec.profiles import Profile
 from hacloud.spec.workspace import Workspace
-from hacloud.verify.invariants import Finding
+
+if TYPE_CHECKING:
+    from hacloud.verify.invariants import Finding  # annotations only (see provider.py)
 
 RECORD = "terraform.json"
 #: sources whose origin lines this process has shown (plan reads the same source twice)
@@ -49,7 +57,7 @@ def provider_for(ws: Workspace) -> Provider:
     inner = get_provider(ws.spec.provider.kind)
     if ws.terraform is None:
         return inner
-    return cast(Provider, DropIn(inner, ws.terraform))
+    return DropIn(inner, ws.terraform)
 
 
 class DropIn:
@@ -64,6 +72,7 @@ class DropIn:
             power_control=inner.capabilities.power_control,
             missing={**inner.capabilities.missing, "create_nodes": "the nodes are Terraform's"},
             faults=inner.capabilities.faults,
+            roles=inner.capabilities.roles,
         )
         self._imported: Imported | None = None
 
@@ -116,6 +125,7 @@ class DropIn:
             raise UsageError(
                 "the nodes and volumes of this cluster belong to Terraform; hacloud does not delete them",
                 "run `hacloud down` without --delete-volumes, then `terraform destroy` if they should go",
+                code="HAC306",
             )
         inventory = self.imported(ws).inventory
         for change in self.inner.release(self.pinned(ws), inventory):
@@ -123,12 +133,6 @@ class DropIn:
         (ws.state_dir / RECORD).unlink(missing_ok=True)
 
     # ---------------------------------------------------------------- the provider's, pinned
-
-    def fencing(self, spec: Spec, inventory: Inventory, profile: Profile) -> list[FenceDevice]:
-        return self.inner.fencing(spec, inventory, profile)
-
-    def vip(self, spec: Spec, inventory: Inventory, profile: Profile) -> list[Primitive]:
-        return self.inner.vip(spec, inventory, profile)
 
     def endpoint(self, ws: Workspace, node: NodeInfo) -> Endpoint:
         return self.inner.endpoint(ws, node)
@@ -142,7 +146,7 @@ class DropIn:
     def power_on(self, ws: Workspace, node: str) -> None:
         self.inner.power_on(self.pinned(ws), node)
 
-    def power_events(self, ws: Workspace, node: str, since: float) -> list[tuple[float, str]]:
+    def power_events(self, ws: Workspace, node: str, since: float) -> list[PowerChange]:
         return self.inner.power_events(self.pinned(ws), node, since)
 
     def freeze(self, ws: Workspace, node: str) -> bool:
@@ -153,6 +157,22 @@ class DropIn:
 
     def client_command(self, ws: Workspace, argv: list[str]) -> list[str]:
         return self.inner.client_command(ws, argv)
+
+    def power_on_hint(self, ws: Workspace, node: str) -> str:
+        return self.inner.power_on_hint(ws, node)  # wording only: no need to read Terraform
+
+    def power_cycle_hint(self, ws: Workspace, node: str) -> str:
+        return self.inner.power_cycle_hint(ws, node)
+
+    def freeze_hint(self, node: str) -> str:
+        return self.inner.freeze_hint(node)
+
+    def purge(self, ws: Workspace) -> None:
+        self.inner.purge(ws)
+
+    def login_failed(self, ws: Workspace, error: HacloudError) -> HacloudError:
+        """The nodes are Terraform's, not infrastructure hacloud just built: the error as is."""
+        return error
 
     def node_needs(self, spec: Spec, inventory: Inventory) -> NodeNeeds:
         return self.inner.node_needs(spec, inventory)

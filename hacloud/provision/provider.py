@@ -1,16 +1,35 @@
-"""The provider seam: one small Protocol, found through the ``hacloud.providers`` entry points.
+"""The provider seam: the roles a provider plays, found through entry points or ``register``.
 
-Contract:
+A provider plug-in is one object; each consumer types what it takes with the role it uses:
+
+- :class:`NodeSource` (`up`, `plan`, `down`, `ssh`, the deploy session): plans, finds, makes
+  and removes the nodes, and says how to reach them.
+- :class:`PowerControl` (`hacloud fence-test`, `hacloud lab power`): reads and switches a
+  node's power behind the cluster's back, freezes it, cuts the links between the nodes.
+- :class:`TerraformAdapter` (``--from-terraform``): reads nodes from Terraform resources and
+  adds (``adopt``) or removes (``release``) what the agents need around them.
+- :class:`AccountChecks` (`up`, `plan`, `check --live`): this machine and the account can drive
+  the provider; the infrastructure `up` would make; read-only checks of it.
+- :class:`Hooks`: what only some providers do (``purge`` their caches, the wording of a failed
+  login).
+
+:class:`Provider` is all of them: what a plug-in registers. :class:`Capabilities` says up front
+which roles (and fence-test faults) a provider really has, with the reason for each it has not.
+
+Contracts:
 - ``planned_inventory(spec)`` is pure: the inventory the cluster will have, with documented
   placeholders (``placeholder=True``) where ids or addresses do not exist yet.
 - ``discover`` is read-only; ``ensure_*`` are idempotent and create only what is missing.
-- ``fencing`` / ``vip`` are pure and return Pacemaker resources as data.
 - Fault injection for ``hacloud fence-test`` (``power_off``, ``freeze``, ``partition``) acts
   behind the cluster's back, through the provider, never through Pacemaker; ``power`` and
   ``power_events`` read the provider's own record of a node's power, so a fence can be
   confirmed independently of the cluster that claims it.
 - Anything a provider cannot do raises :class:`~hacloud.errors.ProviderUnavailable` naming
   what is missing; ``capabilities`` says up front what it can do.
+- Providers are found through the ``hacloud.providers`` entry points (looked up once per
+  process) and :func:`register` (tests plug in a fake; it shadows an installed one only when
+  asked to). Command groups a plug-in adds to the CLI (``hacloud lab ...``) are its
+  ``hacloud.commands`` entry points, which the CLI loads without loading any provider.
 
 Provider packages must not import a cloud SDK at import time (``hacloud --help`` stays fast
 and works without the extras installed).
@@ -18,21 +37,26 @@ and works without the extras installed).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from enum import StrEnum
+from importlib.metadata import EntryPoint, entry_points
 from ipaddress import IPv4Address
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
-from hacloud.deploy.remote import Endpoint
 from hacloud.errors import HacloudError, ProviderUnavailable
 from hacloud.provision.changes import Change
+from hacloud.provision.endpoint import Endpoint
 from hacloud.provision.terraform import Candidate, TfResource
-from hacloud.render.resources import fence_devices, vip_primitives
-from hacloud.spec.inventory import FenceDevice, Inventory, NetworkInfo, NodeInfo, Primitive
+from hacloud.spec.inventory import Inventory, NetworkInfo, NodeInfo
 from hacloud.spec.model import Spec
-from hacloud.spec.profiles import Profile
 from hacloud.spec.workspace import Workspace
-from hacloud.verify.invariants import Finding
+
+if TYPE_CHECKING:
+    # annotations only: the account-checks role returns the verify stage's findings
+    from hacloud.verify.invariants import Finding
 
 ENTRY_POINT_GROUP = "hacloud.providers"
 
@@ -40,19 +64,49 @@ ENTRY_POINT_GROUP = "hacloud.providers"
 # are never routed, and ids that say what they stand for. `render` warns when it uses them.
 PLACEHOLDER_NET = IPv4Address("203.0.113.0")
 
+#: a node's power as the provider records it ("unknown": it cannot tell, e.g. a BMC that
+#: does not answer or a machine in a transitional state)
+PowerState = Literal["on", "off", "unknown"]
+#: one power change a provider recorded: (epoch seconds, what the power became)
+PowerChange = tuple[float, Literal["on", "off"]]
+
+
+class Role(StrEnum):
+    """The roles a provider can play (see the module doc)."""
+
+    NODES = "nodes"  # NodeSource: creates the nodes (every provider at least finds them)
+    POWER = "power"  # PowerControl
+    TERRAFORM = "terraform"  # TerraformAdapter: nodes from Terraform resources without an output
+    ACCOUNT = "account"  # AccountChecks: builds and checks infrastructure in an account
+
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a provider can do; ``missing`` maps an operation to why it is not available."""
+    """What a provider can do; ``missing`` maps an operation or role to why it is not available.
+
+    ``create_nodes``/``power_control`` are the :class:`Role` ``NODES``/``POWER`` flags;
+    ``roles`` lists the others it plays; ``faults`` the fence-test fault methods it can inject
+    ("fence" goes through the cluster: always)."""
 
     create_nodes: bool
     power_control: bool
     missing: dict[str, str] = field(default_factory=dict)
-    #: fence-test fault methods it can inject ("fence" goes through the cluster: always)
     faults: tuple[str, ...] = ("fence",)
+    roles: frozenset[Role] = frozenset()
 
+    def has(self, role: Role) -> bool:
+        if role is Role.NODES:
+            return self.create_nodes
+        if role is Role.POWER:
+            return self.power_control
+        return role in self.roles
 
-PowerState = str  # "on" | "off" | "unknown"
+    def why_not(self, role: Role) -> str:
+        """Why the provider lacks ``role`` ("" when it has it), for an error message."""
+        if self.has(role):
+            return ""
+        key = {Role.NODES: "create_nodes", Role.POWER: "power_control"}.get(role, role.value)
+        return self.missing.get(key, f"the provider does not implement the {role.value} role")
 
 
 @dataclass(frozen=True)
@@ -77,36 +131,77 @@ class NodeNeeds:
 
 
 @runtime_checkable
-class Provider(Protocol):
+class NodeSource(Protocol):
+    """Plans, finds, makes and removes the nodes, and says how to reach them."""
+
     name: str
     capabilities: Capabilities
 
     def planned_inventory(self, spec: Spec) -> Inventory: ...
-    def check_environment(self) -> None: ...
     def discover(self, ws: Workspace) -> Inventory | None: ...
     def ensure_nodes(self, ws: Workspace) -> Inventory: ...
     def ensure_volumes(self, ws: Workspace, inventory: Inventory) -> Inventory: ...
-    def fencing(self, spec: Spec, inventory: Inventory, profile: Profile) -> list[FenceDevice]: ...
-    def vip(self, spec: Spec, inventory: Inventory, profile: Profile) -> list[Primitive]: ...
     def endpoint(self, ws: Workspace, node: NodeInfo) -> Endpoint: ...
-    def power(self, ws: Workspace, node: str) -> PowerState: ...
-    def power_off(self, ws: Workspace, node: str) -> None: ...
-    def power_on(self, ws: Workspace, node: str) -> None: ...
-    def power_events(self, ws: Workspace, node: str, since: float) -> list[tuple[float, str]]: ...
-    def freeze(self, ws: Workspace, node: str) -> bool: ...
-    def partition(self, ws: Workspace, cut: bool) -> None: ...
-    def client_command(self, ws: Workspace, argv: list[str]) -> list[str]: ...
     def teardown(self, ws: Workspace, delete_volumes: bool = False) -> None: ...
     def node_needs(self, spec: Spec, inventory: Inventory) -> NodeNeeds: ...
     def ssh_wait_seconds(self, spec: Spec) -> float: ...
-    def plan_infrastructure(self, ws: Workspace) -> tuple[list[Change], str] | None: ...
-    def live_checks(self, ws: Workspace, inventory: Inventory) -> list[Finding]: ...
+
+
+@runtime_checkable
+class PowerControl(Protocol):
+    """A node's power, and the faults fence-test injects behind the cluster's back."""
+
+    name: str
+    capabilities: Capabilities
+
+    def power(self, ws: Workspace, node: str) -> PowerState: ...
+    def power_off(self, ws: Workspace, node: str) -> None: ...
+    def power_on(self, ws: Workspace, node: str) -> None: ...
+    def power_events(self, ws: Workspace, node: str, since: float) -> list[PowerChange]: ...
+    def freeze(self, ws: Workspace, node: str) -> bool: ...
+    def partition(self, ws: Workspace, cut: bool) -> None: ...
+    def client_command(self, ws: Workspace, argv: list[str]) -> list[str]: ...
+    def power_on_hint(self, ws: Workspace, node: str) -> str: ...
+    def power_cycle_hint(self, ws: Workspace, node: str) -> str: ...
+    def freeze_hint(self, node: str) -> str: ...
+
+
+@runtime_checkable
+class TerraformAdapter(Protocol):
+    """Nodes Terraform made: read from its resources, and what hacloud adds around them."""
+
+    name: str
+
     def terraform_nodes(
         self, spec: Spec, resources: list[TfResource]
     ) -> tuple[list[Candidate], NetworkInfo, str]: ...
     def terraform_device(self, spec: Spec, node: int, volume: int, value: str | None) -> str | None: ...
     def adopt(self, ws: Workspace, inventory: Inventory, apply: bool = True) -> list[Change]: ...
     def release(self, ws: Workspace, inventory: Inventory) -> list[Change]: ...
+
+
+@runtime_checkable
+class AccountChecks(Protocol):
+    """This machine and the provider's account, read-only."""
+
+    name: str
+
+    def check_environment(self) -> None: ...
+    def plan_infrastructure(self, ws: Workspace) -> tuple[list[Change], str] | None: ...
+    def live_checks(self, ws: Workspace, inventory: Inventory) -> list[Finding]: ...
+
+
+@runtime_checkable
+class Hooks(Protocol):
+    """What the core asks a provider instead of branching on its kind."""
+
+    def purge(self, ws: Workspace) -> None: ...
+    def login_failed(self, ws: Workspace, error: HacloudError) -> HacloudError: ...
+
+
+@runtime_checkable
+class Provider(NodeSource, PowerControl, TerraformAdapter, AccountChecks, Hooks, Protocol):
+    """Every role: what a plug-in registers (:class:`BaseProvider` supplies the defaults)."""
 
 
 def link_count(spec: Spec) -> int:
@@ -139,11 +234,15 @@ def with_placeholder_links(inventory: Inventory, spec: Spec) -> Inventory:
 
 
 class BaseProvider:
-    """Shared behaviour: inventory from the spec, fencing/VIP from the core builders, and a
-    typed error for every operation a provider has not implemented yet."""
+    """Shared behaviour for plug-ins: the inventory from the spec, SSH as the spec says, the
+    hooks' defaults, and a typed error for every operation a provider has not implemented yet."""
 
     name = "base"
-    capabilities = Capabilities(create_nodes=False, power_control=False)
+    capabilities = Capabilities(
+        create_nodes=False,
+        power_control=False,
+        missing={"create_nodes": "not implemented", "power_control": "not implemented"},
+    )
     #: issue that implements the rest of this provider, for the error message
     tracking = ""
     #: True when a node's provider id is its name (lab guest, on-prem host, Azure VM name
@@ -186,18 +285,13 @@ class BaseProvider:
             )
         return Inventory(1, spec.cluster.name, self.name, (nodes[0], nodes[1]), NetworkInfo())
 
-    def fencing(self, spec: Spec, inventory: Inventory, profile: Profile) -> list[FenceDevice]:
-        return fence_devices(spec, inventory, profile)
-
-    def vip(self, spec: Spec, inventory: Inventory, profile: Profile) -> list[Primitive]:
-        return vip_primitives(spec, inventory, profile)
-
     def _todo(self, operation: str) -> ProviderUnavailable:
         return ProviderUnavailable(
             f"the {self.name} provider cannot {operation} yet",
             f"this lands with {self.tracking}; meanwhile use `hacloud render` and apply the files by hand"
             if self.tracking
             else "use another provider",
+            code="HAC300",
         )
 
     def discover(self, ws: Workspace) -> Inventory | None:
@@ -224,7 +318,7 @@ class BaseProvider:
     def power_on(self, ws: Workspace, node: str) -> None:
         raise self._todo("power a node on")
 
-    def power_events(self, ws: Workspace, node: str, since: float) -> list[tuple[float, str]]:
+    def power_events(self, ws: Workspace, node: str, since: float) -> list[PowerChange]:
         """(epoch seconds, "on"/"off") power changes the provider recorded since ``since``;
         [] when it keeps no such record (fence-test then relies on ``power`` alone)."""
         return []
@@ -242,6 +336,37 @@ class BaseProvider:
     def client_command(self, ws: Workspace, argv: list[str]) -> list[str]:
         """``argv`` run where a client of the service sits (default: this machine)."""
         return argv
+
+    def power_on_hint(self, ws: Workspace, node: str) -> str:
+        """How the user powers ``node`` back on by hand (fence-test's interrupted message)."""
+        return f"the provider's console or CLI (power {node} on)"
+
+    def power_cycle_hint(self, ws: Workspace, node: str) -> str:
+        """How the user power-cycles a hung ``node`` by hand (fence-test's crash, interrupted)."""
+        return f"power-cycle {node} through the provider's console or CLI"
+
+    def freeze_hint(self, node: str) -> str:
+        """What fence-test's crash fault left ``node`` in, said to the user: :meth:`freeze` is
+        False by default, so the round crashed the kernel instead."""
+        return f"{node}'s kernel was crashed (sysrq, no reboot): it hangs until power-cycled"
+
+    # ------------------------------------------------------------ hooks
+
+    def purge(self, ws: Workspace) -> None:
+        """`down --purge`, after ``teardown``: drop what the provider keeps beyond the cluster
+        (caches shared by clusters, such as the lab's guest images). Default: it keeps nothing."""
+        return None
+
+    def login_failed(self, ws: Workspace, error: HacloudError) -> HacloudError:
+        """The error `up` shows when the first SSH login to nodes this provider just built
+        fails: the default says the infrastructure is in place (a re-run reuses it) and keeps
+        the cause's code and remedy. Providers whose nodes are the user's own return ``error``."""
+        return HacloudError(
+            f"the {self.name} infrastructure is in place, but step 'log in to the nodes over SSH' "
+            f"failed: {error.message}",
+            error.remedy,
+            code=error.code,  # the cause (refused key, timeout...) is what scripts tell apart
+        )
 
     def teardown(self, ws: Workspace, delete_volumes: bool = False) -> None:
         raise self._todo("tear down")
@@ -273,6 +398,7 @@ class BaseProvider:
         raise HacloudError(
             f"the {self.name} provider does not read nodes from Terraform resources",
             "publish a hacloud_inventory output (docs/inventory.md) or map outputs with --tf-map",
+            code="HAC301",
         )
 
     def terraform_device(self, spec: Spec, node: int, volume: int, value: str | None) -> str | None:
@@ -294,22 +420,73 @@ class BaseProvider:
         return []
 
 
+# ---------------------------------------------------------------- finding providers
+
+_REGISTERED: dict[str, Provider] = {}
+
+
+@functools.cache
+def _entry_points(group: str) -> dict[str, EntryPoint]:
+    """The installed entry points of ``group`` by name, looked up once per process (it scans
+    every installed distribution's metadata)."""
+    return {ep.name: ep for ep in entry_points(group=group)}
+
+
 def provider_names() -> list[str]:
-    return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+    return sorted(set(_entry_points(ENTRY_POINT_GROUP)) | set(_REGISTERED))
+
+
+def register(name: str, provider: Provider, *, replace: bool = False) -> None:
+    """Make ``provider`` the provider called ``name`` in this process (tests plug in fakes).
+    An installed provider of that name is shadowed only with ``replace``; registering a name
+    twice is refused (unregister it first)."""
+    if not isinstance(provider, Provider):
+        raise HacloudError(
+            f"{provider!r} is not a hacloud provider (it lacks methods of the Provider roles)",
+            "derive it from hacloud.provision.provider.BaseProvider",
+            code="HAC304",
+        )
+    if name in _REGISTERED or (name in _entry_points(ENTRY_POINT_GROUP) and not replace):
+        raise HacloudError(
+            f"a provider named {name!r} is already {'registered' if name in _REGISTERED else 'installed'}",
+            "unregister it first, choose another name, or pass replace=True to shadow an installed one",
+            code="HAC305",
+        )
+    _REGISTERED[name] = provider
+
+
+def unregister(name: str) -> None:
+    """Forget a provider :func:`register` added (the installed one of that name comes back)."""
+    _REGISTERED.pop(name, None)
+
+
+@contextmanager
+def registered(name: str, provider: Provider, *, replace: bool = False) -> Iterator[Provider]:
+    """``provider`` registered as ``name`` for the ``with`` block, and unregistered after it."""
+    register(name, provider, replace=replace)
+    try:
+        yield provider
+    finally:
+        unregister(name)
 
 
 def get_provider(name: str) -> Provider:
-    """Load the provider registered under ``name`` (imports only that provider's package)."""
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == name:
-            provider = ep.load()
-            if not isinstance(provider, Provider):
-                raise HacloudError(
-                    f"entry point {ep.value} is not a hacloud provider",
-                    "reinstall the package that registers it",
-                )
-            return provider
-    raise HacloudError(
-        f"no provider named {name!r} is installed (have: {', '.join(provider_names()) or 'none'})",
-        "install hacloud with `pip install -e .` so its entry points are registered",
-    )
+    """The provider called ``name``: a registered one, else the installed entry point's (which
+    imports only that provider's package)."""
+    if name in _REGISTERED:
+        return _REGISTERED[name]
+    ep = _entry_points(ENTRY_POINT_GROUP).get(name)
+    if ep is None:
+        raise HacloudError(
+            f"no provider named {name!r} is installed (have: {', '.join(provider_names()) or 'none'})",
+            "install hacloud with `pip install -e .` so its entry points are registered",
+            code="HAC303",
+        )
+    provider = ep.load()
+    if not isinstance(provider, Provider):
+        raise HacloudError(
+            f"entry point {ep.value} is not a hacloud provider",
+            "reinstall the package that registers it",
+            code="HAC302",
+        )
+    return provider

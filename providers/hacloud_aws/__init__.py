@@ -18,6 +18,7 @@ from hacloud.provision.provider import (
     NodeCheck,
     NodeNeeds,
     PowerState,
+    Role,
     with_placeholder_links,
 )
 from hacloud.provision.terraform import Candidate, TfResource
@@ -51,6 +52,7 @@ class AwsProvider(BaseProvider):
         power_control=True,
         missing={"partition": "cutting the network between two instances would need NACL changes; not done"},
         faults=("fence", "power", "crash"),
+        roles=frozenset({Role.TERRAFORM, Role.ACCOUNT}),
     )
     tracking = "issue #6 (AWS provider)"
     id_is_name = False

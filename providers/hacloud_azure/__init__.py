@@ -20,6 +20,7 @@ from hacloud.provision.provider import (
     NodeCheck,
     NodeNeeds,
     PowerState,
+    Role,
     with_placeholder_links,
 )
 from hacloud.provision.terraform import Candidate, TfResource
@@ -45,6 +46,7 @@ class AzureProvider(BaseProvider):
         power_control=True,
         missing={"partition": "cutting the network between two VMs would need NSG changes; not done"},
         faults=("fence", "power", "crash"),
+        roles=frozenset({Role.TERRAFORM, Role.ACCOUNT}),
     )
     tracking = "issue #7 (Azure provider)"
 

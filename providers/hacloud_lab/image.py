@@ -125,6 +125,7 @@ def host_codename() -> str:
         raise HacloudError(
             "cannot tell this machine's Debian release from /etc/os-release",
             "the lab needs a Debian or Ubuntu host",
+            code="HAC630",
         )
     return m.group(1)
 
@@ -169,6 +170,7 @@ def mirror_sources(codename: str, apt_root: Path = Path("/etc/apt")) -> list[Apt
         raise HacloudError(
             f"no apt source for {codename} main in {apt_root}",
             "add this machine's Debian mirror to /etc/apt/sources.list(.d); the lab builds from it",
+            code="HAC631",
         )
     return list(dict.fromkeys(out))
 
@@ -224,7 +226,9 @@ def ensure_image(kernel: kernel_mod.Kernel, progress: Progress = lambda _m: None
         return target
     for tool in ("mmdebstrap", "mke2fs", "depmod"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
-            raise HacloudError(f"{tool} is missing", "run `apt-get install mmdebstrap e2fsprogs kmod`")
+            raise HacloudError(
+                f"{tool} is missing", "run `apt-get install mmdebstrap e2fsprogs kmod`", code="HAC632"
+            )
     target.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="hacloud-image-", dir=target.parent) as tmp:
@@ -282,6 +286,7 @@ def _mmdebstrap(codename: str, sources: list[AptSource], rootfs: Path, progress:
         raise HacloudError(
             "mmdebstrap failed:\n" + "\n".join(tail),
             "check that this machine reaches its Debian mirror (apt-get update)",
+            code="HAC633",
         )
 
 

@@ -136,12 +136,15 @@ def select(data_dir: Path, progress: Progress, mirror: str) -> Kernel:
             raise HacloudError(
                 f"HACLOUD_UML_KERNEL={override}: no kernel with a modules/<version>/ directory beside it",
                 "unset HACLOUD_UML_KERNEL to let hacloud choose the kernel",
+                code="HAC634",
             )
         return _kernel(binary, binary.parent / "modules", version, "override")
     system = _system()
     if system is None:
         raise HacloudError(
-            "user-mode Linux is not installed", "run `apt-get install user-mode-linux` (or `bash .ci/setup`)"
+            "user-mode Linux is not installed",
+            "run `apt-get install user-mode-linux` (or `bash .ci/setup`)",
+            code="HAC635",
         )
     runs = probe(Path(system.binary), cache)
     if runs and system.seccomp:
@@ -174,7 +177,9 @@ def select(data_dir: Path, progress: Progress, mirror: str) -> Kernel:
 def _fetch_unstable(cache: Path, mirror: str, progress: Progress) -> Kernel:
     for tool in ("apt-get", "dpkg-deb", "patchelf"):
         if shutil.which(tool) is None:
-            raise HacloudError(f"{tool} is missing", "run `apt-get install patchelf` (or `bash .ci/setup`)")
+            raise HacloudError(
+                f"{tool} is missing", "run `apt-get install patchelf` (or `bash .ci/setup`)", code="HAC636"
+            )
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="apt-", dir=cache) as tmp:
         root = Path(tmp)
@@ -186,7 +191,9 @@ def _fetch_unstable(cache: Path, mirror: str, progress: Progress) -> Kernel:
         _run(["apt-get", *apt, "download", "user-mode-linux", "libc6"], "apt-get download", 600, cwd=root)
         debs = {p.name.split("_")[0]: p for p in root.glob("*.deb")}
         if set(debs) != {"user-mode-linux", "libc6"}:
-            raise HacloudError("apt did not download user-mode-linux and libc6", "check the mirror")
+            raise HacloudError(
+                "apt did not download user-mode-linux and libc6", "check the mirror", code="HAC637"
+            )
         package_version = debs["user-mode-linux"].name.split("_")[1]
         target = cache / package_version.replace(":", "_")
         staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=cache))
@@ -215,6 +222,7 @@ def _fetch_unstable(cache: Path, mirror: str, progress: Progress) -> Kernel:
         raise HacloudError(
             f"the UML kernel from Debian unstable ({package_version}) cannot run processes here either",
             "run the lab on another machine, or set HACLOUD_UML_KERNEL to a UML kernel that works here",
+            code="HAC638",
         )
     kernel = _kernel(binary, modules, version, f"Debian unstable {package_version}")
     (target / "kernel.json").write_text(json.dumps(asdict(kernel), indent=2))
@@ -241,4 +249,5 @@ def _run(cmd: list[str], what: str, timeout: float, cwd: Path | None = None) -> 
         raise HacloudError(
             f"{what} failed: {(proc.stderr or proc.stdout).strip()[-800:]}",
             "check that this machine reaches its Debian mirror (apt-get update)",
+            code="HAC639",
         )

@@ -14,29 +14,27 @@ IPMI, the same path fence_ipmilan takes; ``teardown`` leaves no process, tap or 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
 import shutil
 import signal
 import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
-from hacloud.deploy.remote import Endpoint
 from hacloud.errors import HacloudError
-from hacloud.provision.provider import BaseProvider, Capabilities, PowerState
+from hacloud.poll import SYSTEM, Clock, poll_until
+from hacloud.provision.endpoint import Endpoint
+from hacloud.provision.provider import BaseProvider, Capabilities, PowerChange, PowerState
 from hacloud.spec.inventory import Inventory, NetworkInfo, NodeFacts, NodeInfo
 from hacloud.spec.model import IpmiFencing, IpmiTarget, Spec
 from hacloud.spec.model import LabProvider as LabSpec
 from hacloud.spec.secrets import check_private
 from hacloud.spec.workspace import Workspace
-from hacloud_lab import guest, image, kernel, net
+from hacloud_lab import guest, image, kernel, net, power
 
 SSH_TIMEOUT = 180.0
 LINK_NETWORKS = (IPv4Network("192.0.2.0/24"), IPv4Network("198.51.100.0/24"))
@@ -55,7 +53,13 @@ class NodeStatus:
 class LabProvider(BaseProvider):
     name = "lab"
     capabilities = Capabilities(
-        create_nodes=True, power_control=True, faults=("fence", "power", "crash", "partition")
+        create_nodes=True,
+        power_control=True,
+        faults=("fence", "power", "crash", "partition"),
+        missing={
+            "terraform": "the lab's guests are made by hacloud on this machine, never by Terraform",
+            "account": "the lab has no cloud account: `up` checks this machine instead (root, tools)",
+        },
     )
     tracking = "issue #3 (lab provider)"
 
@@ -79,6 +83,7 @@ class LabProvider(BaseProvider):
             raise HacloudError(
                 "the lab fences through its virtual BMCs, but the spec has no fence_ipmilan",
                 "add a fence_ipmilan method (see `hacloud init --provider lab`)",
+                code="HAC620",
             )
         for name, target in method.nodes.items():
             try:
@@ -87,11 +92,13 @@ class LabProvider(BaseProvider):
                 raise HacloudError(
                     f"lab BMC address {target.ip!r} for {name} is not an IPv4 address",
                     "use an address from 192.0.2.0/24, e.g. 192.0.2.201",
+                    code="HAC621",
                 ) from None
             if address not in LINK_NETWORKS[0] or str(address).endswith(".254"):
                 raise HacloudError(
                     f"lab BMC address {address} for {name} is outside 192.0.2.0/24",
                     "lab BMCs sit on the lab bridge: use e.g. 192.0.2.201 and .202",
+                    code="HAC622",
                 )
         return dict(method.nodes)
 
@@ -101,6 +108,7 @@ class LabProvider(BaseProvider):
         raise HacloudError(
             "the lab creates its BMC passwords and needs password_file, not password_env",
             "set password_file: .hacloud/<cluster>/bmc-<node>.secret",
+            code="HAC623",
         )
 
     def _links(self, spec: Spec, index: int) -> tuple[str, ...]:
@@ -141,7 +149,9 @@ class LabProvider(BaseProvider):
         net.preflight()
         for tool in ("ipmitool", "ssh", "ssh-keygen"):
             if shutil.which(tool) is None:
-                raise HacloudError(f"{tool} is missing", "run `apt-get install ipmitool openssh-client`")
+                raise HacloudError(
+                    f"{tool} is missing", "run `apt-get install ipmitool openssh-client`", code="HAC624"
+                )
         targets = self._targets(ws)
         lab = self.lab_dir(ws)
         lab.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -154,6 +164,7 @@ class LabProvider(BaseProvider):
                 raise HacloudError(
                     f"the lab disks were made from {base} for kernel {old.kernel}, which is gone",
                     "run `hacloud down --purge` to start the lab from scratch",
+                    code="HAC625",
                 )
             uml = kernel.Kernel(old.kernel, "", "", old.network, "as recorded in guest.json", old.seccomp)
         else:
@@ -163,6 +174,29 @@ class LabProvider(BaseProvider):
         password_files = {name: self._password_file(ws, t) for name, t in targets.items()}
         for path in password_files.values():
             self._ensure_password(path)
+        ns = self._ensure_network(ws, targets)
+        for index, node in enumerate(ws.spec.nodes):
+            config = self._guest_config(ws, index, base, key, uml)
+            directory = Path(config.directory)
+            directory.mkdir(parents=True, exist_ok=True)
+            for vol, disk in zip(ws.spec.volumes, config.data_disks, strict=True):
+                _ensure_disk(Path(disk), vol.size_gib)
+            config.save(directory / "guest.json")
+            target = targets[node.name]
+            power.ensure_bmc(ns, directory, target, password_files[node.name])
+            if guest.running_pgid(config) is None:
+                # fenced off (stonith-action off, `fence-test --no-recover`) or powered off by hand
+                ws.progress(f"{node.name}: powered off; powering it on through its BMC")
+                self.power_on(ws, node.name)
+        ws.progress("guests: waiting for SSH")
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            facts = list(pool.map(lambda n: self._wait_ssh(ws, n.name), ws.spec.nodes))
+        inventory = self._inventory(ws, facts)
+        (ws.state_dir / "inventory.json").write_text(inventory.to_json(), encoding="utf-8")
+        return inventory
+
+    def _ensure_network(self, ws: Workspace, targets: dict[str, IpmiTarget]) -> str:
+        """The lab's namespace with one bridge per corosync link (the BMCs on the first)."""
         ns = self.namespace(ws)
         link_count = len(self._links(ws.spec, 0))
         bmc_ips = tuple(IPv4Interface(f"{t.ip}/24") for t in targets.values())
@@ -176,25 +210,7 @@ class LabProvider(BaseProvider):
         ]
         ws.progress(f"network: namespace {ns}, {link_count} link(s)")
         net.ensure_network(ns, plans, len(ws.spec.nodes))
-        for index, node in enumerate(ws.spec.nodes):
-            config = self._guest_config(ws, index, base, key, uml)
-            directory = Path(config.directory)
-            directory.mkdir(parents=True, exist_ok=True)
-            for vol, disk in zip(ws.spec.volumes, config.data_disks, strict=True):
-                _ensure_disk(Path(disk), vol.size_gib)
-            config.save(directory / "guest.json")
-            target = targets[node.name]
-            self._ensure_bmc(ns, directory, target, password_files[node.name])
-            if guest.running_pgid(config) is None:
-                # fenced off (stonith-action off, `fence-test --no-recover`) or powered off by hand
-                ws.progress(f"{node.name}: powered off; powering it on through its BMC")
-                self.power_on(ws, node.name)
-        ws.progress("guests: waiting for SSH")
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            facts = list(pool.map(lambda n: self._wait_ssh(ws, n.name), ws.spec.nodes))
-        inventory = self._inventory(ws, facts)
-        (ws.state_dir / "inventory.json").write_text(inventory.to_json(), encoding="utf-8")
-        return inventory
+        return ns
 
     @staticmethod
     def _ensure_key(lab: Path) -> str:
@@ -219,35 +235,10 @@ class LabProvider(BaseProvider):
         )
         password = path.read_text(encoding="utf-8").strip()
         if not password:
-            raise HacloudError(f"{path} is empty", "delete it; hacloud makes a new BMC password")
+            raise HacloudError(
+                f"{path} is empty", "delete it; hacloud makes a new BMC password", code="HAC626"
+            )
         return password
-
-    def _ensure_bmc(self, ns: str, directory: Path, target: IpmiTarget, password_file: Path) -> None:
-        # The BMC reads its password from the 0600 file, never from a command line.
-        config = {
-            "guest": str(directory / "guest.json"),
-            "address": target.ip,
-            "port": target.port,
-            "username": target.username,
-            "password_file": str(password_file),
-            "pidfile": str(directory / "bmc.pid"),
-            "power_on": True,
-        }
-        (directory / "bmc.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-        if _bmc_pid(directory) is not None:
-            return
-        guest.spawn_detached(
-            ["ip", "netns", "exec", ns, sys.executable, "-m", "hacloud_lab.bmc", str(directory / "bmc.json")],
-            directory / "bmc.log",
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if _bmc_pid(directory) is not None and b"listening" in (directory / "bmc.log").read_bytes():
-                return
-            time.sleep(0.2)
-        raise HacloudError(
-            f"the virtual BMC for {directory.name} did not start", f"see {directory / 'bmc.log'}"
-        )
 
     def ssh_command(self, ws: Workspace) -> list[str]:
         lab = self.lab_dir(ws)
@@ -295,22 +286,24 @@ class LabProvider(BaseProvider):
             timeout=timeout,
         )
 
-    def _wait_ssh(self, ws: Workspace, node: str) -> NodeFacts:
-        deadline = time.monotonic() + SSH_TIMEOUT
+    def _wait_ssh(self, ws: Workspace, node: str, clock: Clock = SYSTEM) -> NodeFacts:
+        """The guest's software facts, once it answers SSH (a booting guest is waited for)."""
         probe = "dpkg-query -W -f='${Version}' pacemaker; echo; modprobe drbd && head -1 /proc/drbd"
-        while True:
+
+        def answered() -> subprocess.CompletedProcess[str] | None:
             try:
                 proc = self.ssh(ws, node, probe, timeout=15)
             except subprocess.TimeoutExpired:
-                proc = None
-            if proc is not None and proc.returncode == 0:
-                break
-            if time.monotonic() > deadline:
-                raise HacloudError(
-                    f"{node} did not answer SSH within {SSH_TIMEOUT:.0f} s",
-                    f"see {self.lab_dir(ws) / node / 'console.log'}",
-                )
-            time.sleep(1)
+                return None
+            return proc if proc.returncode == 0 else None
+
+        proc = poll_until(answered, timeout=SSH_TIMEOUT, interval=1.0, clock=clock)
+        if proc is None:
+            raise HacloudError(
+                f"{node} did not answer SSH within {SSH_TIMEOUT:.0f} s",
+                f"see {self.lab_dir(ws) / node / 'console.log'}",
+                code="HAC627",
+            )
         lines = proc.stdout.splitlines()
         pacemaker = re.match(r"(\d+\.\d+\.\d+)", lines[0]) if lines else None
         drbd = re.search(r"version: (\d+)\.(\d+)", proc.stdout)
@@ -382,36 +375,14 @@ class LabProvider(BaseProvider):
 
     def _ipmitool(self, ws: Workspace, node: str, *args: str) -> subprocess.CompletedProcess[str]:
         target = self._targets(ws)[node]
-        return subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                self.namespace(ws),
-                "ipmitool",
-                "-I",
-                "lanplus",
-                "-H",
-                target.ip,
-                "-p",
-                str(target.port),
-                "-U",
-                target.username,
-                "-f",
-                str(self._password_file(ws, target)),
-                *args,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return power.ipmitool(self.namespace(ws), target, self._password_file(ws, target), *args)
 
     def power(self, ws: Workspace, node: str) -> PowerState:
         if not net.namespace_exists(self.namespace(ws)):
             return "off"
         proc = self._ipmitool(ws, node, "chassis", "power", "status")
         m = re.search(r"Chassis Power is (on|off)", proc.stdout)
-        return m.group(1) if m else "unknown"
+        return "unknown" if m is None else "on" if m.group(1) == "on" else "off"
 
     def power_off(self, ws: Workspace, node: str) -> None:
         self._power(ws, node, "off")
@@ -425,21 +396,13 @@ class LabProvider(BaseProvider):
             raise HacloudError(
                 f"the BMC of {node} refused power {state}: {proc.stderr.strip()}",
                 "run `hacloud up` to restart the lab's BMCs",
+                code="HAC628",
             )
 
-    def power_events(self, ws: Workspace, node: str, since: float) -> list[tuple[float, str]]:
+    def power_events(self, ws: Workspace, node: str, since: float) -> list[PowerChange]:
         """The BMC's own log: it is the guest's power supply, so its timestamps are when the
         plug was pulled or put back, whoever asked (fence_ipmilan or fence-test)."""
-        events = []
-        try:
-            text = (self.lab_dir(ws) / node / "bmc.log").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return []
-        for line in text.splitlines():
-            m = re.match(r"(\d+\.\d+) power (on|off) ", line)
-            if m and float(m.group(1)) >= since:
-                events.append((float(m.group(1)), m.group(2)))
-        return events
+        return power.power_events(self.lab_dir(ws) / node / "bmc.log", since)
 
     def freeze(self, ws: Workspace, node: str) -> bool:
         """SIGSTOP the guest's whole process group: its kernel stops, its memory and disks stay,
@@ -447,7 +410,9 @@ class LabProvider(BaseProvider):
         cfg = guest.GuestConfig.load(self.lab_dir(ws) / node / "guest.json")
         pgid = guest.running_pgid(cfg)
         if pgid is None:
-            raise HacloudError(f"{node} is not running", "power it on with `hacloud lab power NODE on`")
+            raise HacloudError(
+                f"{node} is not running", "power it on with `hacloud lab power NODE on`", code="HAC629"
+            )
         os.killpg(pgid, signal.SIGSTOP)
         return True
 
@@ -462,15 +427,37 @@ class LabProvider(BaseProvider):
     def client_command(self, ws: Workspace, argv: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.namespace(ws), *argv]
 
+    def power_on_hint(self, ws: Workspace, node: str) -> str:
+        return f"`hacloud lab power {node} on -f {ws.spec_path}`"
+
+    def power_cycle_hint(self, ws: Workspace, node: str) -> str:
+        return f"`hacloud lab power {node} off -f {ws.spec_path}`, then {self.power_on_hint(ws, node)}"
+
+    def freeze_hint(self, node: str) -> str:
+        return (
+            f"{node} was frozen (SIGSTOP of its guest: the BMC still reports it on) unless the "
+            "cluster has fenced it since"
+        )
+
+    # ------------------------------------------------------------ hooks
+
+    def purge(self, ws: Workspace) -> None:
+        """`down --purge`: the guest image cache too (shared by every lab on this machine)."""
+        purge_images()
+
+    def login_failed(self, ws: Workspace, error: HacloudError) -> HacloudError:
+        """The guests are on this machine: the SSH error itself says what to fix."""
+        return error
+
     # ------------------------------------------------------------ teardown
 
     def teardown(self, ws: Workspace, delete_volumes: bool = False) -> None:
         lab = self.lab_dir(ws)
         for node in ws.spec.nodes:
             directory = lab / node.name
-            pid = _bmc_pid(directory)
+            pid = power.bmc_pid(directory)
             if pid is not None:
-                _kill_group(pid)
+                power.kill_group(pid)
             if (directory / "guest.json").exists():
                 guest.kill(guest.GuestConfig.load(directory / "guest.json"))
         net.delete_network(self.namespace(ws))
@@ -489,30 +476,6 @@ def _ensure_disk(path: Path, size_gib: int) -> None:
         os.ftruncate(fd, size_gib * 1024**3)
     finally:
         os.close(fd)
-
-
-def _bmc_pid(directory: Path) -> int | None:
-    try:
-        pid = int((directory / "bmc.pid").read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return None
-    return pid if b"hacloud_lab.bmc" in cmdline and str(directory).encode() in cmdline else None
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        pgid = os.getpgid(pid)
-    except ProcessLookupError:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + 5
-        while guest.group_members(pgid) and time.monotonic() < deadline:
-            time.sleep(0.1)
 
 
 def purge_images() -> None:

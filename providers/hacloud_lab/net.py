@@ -49,6 +49,7 @@ def ip(*args: str, ns: str | None = None, check: bool = True) -> subprocess.Comp
         raise HacloudError(
             f"`{' '.join(cmd)}` failed: {proc.stderr.strip()}",
             "the lab needs root and the iproute2 package; run as root",
+            code="HAC640",
         )
     return proc
 
@@ -63,11 +64,13 @@ def preflight() -> None:
         raise HacloudError(
             "the lab needs root (network namespaces, taps, mmdebstrap)",
             "run hacloud as root, e.g. `sudo .venv/bin/hacloud up`",
+            code="HAC641",
         )
     if not os.path.exists("/dev/net/tun"):
         raise HacloudError(
             "/dev/net/tun is missing: the guests cannot get network cards",
             "load the tun module (`modprobe tun`) or run on a machine that has it",
+            code="HAC642",
         )
 
 
@@ -114,6 +117,7 @@ def set_isolated(ns: str, tap: str, isolated: bool) -> None:
         raise HacloudError(
             f"`{' '.join(cmd)}` failed: {proc.stderr.strip()}",
             "the lab's partition needs bridge port isolation (Linux >= 4.18, iproute2 bridge)",
+            code="HAC643",
         )
 
 

@@ -23,6 +23,9 @@ class OnpremProvider(BaseProvider):
             "create_nodes": "on-prem nodes are the hosts you list in the spec",
             "power_control": "needs a fence_ipmilan or fence_redfish BMC per node (SBD has no switch)",
             "partition": "cutting the links between servers needs their switches; hacloud drives none",
+            "terraform": "on-prem hosts are named in the spec; Terraform-made hosts come through "
+            "--tf-map or a hacloud_inventory output",
+            "account": "on-prem hosts have no cloud account to read",
         },
         faults=("fence", "power", "crash"),
     )
@@ -66,10 +69,15 @@ class OnpremProvider(BaseProvider):
             return NodeNeeds()
         return NodeNeeds(commands=("aws",) if cli else (), packages=AWS_PACKAGES)
 
+    def login_failed(self, ws: Workspace, error: HacloudError) -> HacloudError:
+        """The hosts are the user's own, nothing was built: the SSH error itself says what to fix."""
+        return error
+
     def teardown(self, ws: Workspace, delete_volumes: bool = False) -> None:
         raise HacloudError(
             "hacloud does not take down on-prem hosts it did not create",
             "to stop the cluster run `hacloud ssh NODE -- systemctl stop pacemaker corosync` on each node",
+            code="HAC649",
         )
 
 

@@ -27,7 +27,9 @@ def _target(ws: Workspace, node: str) -> tuple[str, dict[str, str]]:
             passwords, missing = fence_passwords(ws.spec, ws.base_dir)
             if node not in passwords:
                 raise HacloudError(
-                    missing[0] if missing else f"no BMC password for {node}", "create it (0600)"
+                    missing[0] if missing else f"no BMC password for {node}",
+                    "create it (0600)",
+                    code="HAC644",
                 )
             bmc = method.nodes[node]
             options = {"ip": bmc.ip, "ipport": str(bmc.port), "username": bmc.username}
@@ -44,23 +46,27 @@ def _target(ws: Workspace, node: str) -> tuple[str, dict[str, str]]:
     raise ProviderUnavailable(
         f"{node} has no fence_ipmilan or fence_redfish BMC in the spec: hacloud cannot switch its power",
         "use `fence-test --method fence` (through the cluster) or `--method crash`",
+        code="HAC645",
     )
 
 
 def run_agent(ws: Workspace, node: str, action: str) -> int:
     agent, options = _target(ws, node)
     if shutil.which(agent) is None:
-        raise HacloudError(f"{agent} is not installed on this machine", "apt-get install fence-agents")
+        raise HacloudError(
+            f"{agent} is not installed on this machine", "apt-get install fence-agents", code="HAC646"
+        )
     stdin = "".join(f"{k}={v}\n" for k, v in {**options, "action": action}.items())
     try:
         proc = subprocess.run([agent], input=stdin, capture_output=True, text=True, timeout=180)
     except subprocess.TimeoutExpired:
         raise HacloudError(
-            f"{agent} {action} for {node} timed out", "check that this machine reaches the BMC"
+            f"{agent} {action} for {node} timed out", "check that this machine reaches the BMC", code="HAC647"
         ) from None
     if action != "status" and proc.returncode != 0:
         raise HacloudError(
             f"{agent} could not power {node} {action}: {proc.stderr.strip()[-300:]}",
             "check the BMC address and credentials in the spec's fencing section",
+            code="HAC648",
         )
     return proc.returncode

@@ -59,7 +59,7 @@ class Fault:
         """(fenced node, survivor) after the fault: the expected ones unless the cluster decides."""
         return victim, survivor
 
-    def left_behind(self, victim: str, lab: bool) -> str:
+    def left_behind(self, victim: str, power: PowerControl) -> str:
         """What an interrupted round leaves, said to the user."""
         raise NotImplementedError
 
@@ -85,7 +85,7 @@ class FenceFault(Fault):
         # (it returns once the fence is done) while the round watches the client
         return rig.cluster.request_fence(survivor, victim, rig.plan.fence_timeout)
 
-    def left_behind(self, victim: str, lab: bool) -> str:
+    def left_behind(self, victim: str, power: PowerControl) -> str:
         return f"the cluster was asked to fence {victim}; it is off or being powered off"
 
 
@@ -100,7 +100,7 @@ class PowerFault(Fault):
         rig.power.power_off(rig.ws, victim)
         return None
 
-    def left_behind(self, victim: str, lab: bool) -> str:
+    def left_behind(self, victim: str, power: PowerControl) -> str:
         return f"{victim} was powered off by the test and stays off"
 
 
@@ -117,13 +117,8 @@ class CrashFault(Fault):
             rig.cluster.crash_kernel(victim)
         return None
 
-    def left_behind(self, victim: str, lab: bool) -> str:
-        if lab:
-            return (
-                f"{victim} was frozen (SIGSTOP of its guest: the BMC still reports it on) unless the "
-                "cluster has fenced it since"
-            )
-        return f"{victim}'s kernel was crashed (sysrq, no reboot): it hangs until power-cycled"
+    def left_behind(self, victim: str, power: PowerControl) -> str:
+        return power.freeze_hint(victim)
 
 
 class PartitionFault(Fault):
@@ -175,7 +170,7 @@ class PartitionFault(Fault):
             )
         return down[0], next(n for n in nodes if n != down[0])
 
-    def left_behind(self, victim: str, lab: bool) -> str:
+    def left_behind(self, victim: str, power: PowerControl) -> str:
         return (
             "the links between the nodes were cut and have been restored; the cluster may "
             f"have fenced one node ({victim} was expected to lose), which then stays off"
@@ -201,23 +196,14 @@ def fault_for(method: str) -> Fault:
         ) from None
 
 
-def interrupted_after_fault(ws: Workspace, method: str, victim: str) -> InterruptedWork:
-    """What Ctrl-C after the fault leaves behind, and how to bring the node back. The links of
-    a partition are healed on the way out (the round's ``finally``) before this is shown."""
-    lab = ws.spec.provider.kind == "lab"
-    power_on = (
-        f"`hacloud lab power {victim} on -f {ws.spec_path}`"
-        if lab
-        else f"the provider's console or CLI (power {victim} on)"
-    )
-    state = fault_for(method).left_behind(victim, lab)
+def interrupted_after_fault(ws: Workspace, power: PowerControl, method: str, victim: str) -> InterruptedWork:
+    """What Ctrl-C after the fault leaves behind, and how to bring the node back (in the
+    provider's words: its hooks). The links of a partition are healed on the way out (the
+    round's ``finally``) before this is shown."""
+    power_on = power.power_on_hint(ws, victim)
+    state = fault_for(method).left_behind(victim, power)
     if method == FaultMethod.CRASH:
-        cycle = (
-            f"`hacloud lab power {victim} off -f {ws.spec_path}`, then {power_on}"
-            if lab
-            else f"power-cycle {victim} through the provider's console or CLI"
-        )
-        remedy = f"bring it back with {cycle}"
+        remedy = f"bring it back with {power.power_cycle_hint(ws, victim)}"
     else:
         remedy = f"if it is off, power it on with {power_on}"
     return InterruptedWork(

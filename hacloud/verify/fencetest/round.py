@@ -314,4 +314,4 @@ def play_round(rig: Rig, method: str, settings: Settings, progress: Progress) ->
     except Interrupted:
         if not injected:
             raise  # nothing was done to the cluster yet
-        raise interrupted_after_fault(rig.ws, method, injected[-1]) from None
+        raise interrupted_after_fault(rig.ws, rig.power, method, injected[-1]) from None

@@ -15,7 +15,7 @@ from typing import Any
 
 from hacloud.spec.inventory import Inventory
 from hacloud.spec.model import AwsEipVip, AwsFencing, AwsMoveIpVip
-from hacloud.verify.invariants import Finding
+from hacloud.verify.invariants import Finding, Severity
 from hacloud_aws import iam
 from hacloud_aws.api import call, error_code
 from hacloud_aws.infra import Infra, primary_eni
@@ -24,7 +24,7 @@ SOURCE = "best-practices.md §3.1"
 
 
 def _f(code: str, ok: bool, message: str, remedy: str, warn: bool = False) -> Finding:
-    severity = "ok" if ok else "warning" if warn else "error"
+    severity: Severity = "ok" if ok else "warning" if warn else "error"
     return Finding(code, severity, message, "" if ok else remedy, SOURCE)
 
 

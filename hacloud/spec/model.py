@@ -65,12 +65,12 @@ class LabOptions(_Model):
     )
 
 
-class LabProvider(_Model):
+class LabProviderSpec(_Model):
     kind: Literal["lab"]
     options: LabOptions = Field(default_factory=LabOptions, description="lab options")
 
 
-class OnpremProvider(_Model):
+class OnpremProviderSpec(_Model):
     kind: Literal["onprem"]
 
 
@@ -102,7 +102,7 @@ class AwsOptions(_Model):
     tags: dict[str, str] = Field(default_factory=dict, description="extra tags for what hacloud creates")
 
 
-class AwsProvider(_Model):
+class AwsProviderSpec(_Model):
     kind: Literal["aws"]
     options: AwsOptions = Field(description="AWS options (region is required)")
 
@@ -142,13 +142,13 @@ class AzureOptions(_Model):
     tags: dict[str, str] = Field(default_factory=dict, description="extra tags for what hacloud creates")
 
 
-class AzureProvider(_Model):
+class AzureProviderSpec(_Model):
     kind: Literal["azure"]
     options: AzureOptions = Field(description="Azure options")
 
 
 ProviderSpec = Annotated[
-    LabProvider | OnpremProvider | AwsProvider | AzureProvider, Field(discriminator="kind")
+    LabProviderSpec | OnpremProviderSpec | AwsProviderSpec | AzureProviderSpec, Field(discriminator="kind")
 ]
 
 # ---------------------------------------------------------------- nodes

@@ -14,8 +14,8 @@ from hacloud.errors import HacloudError
 from hacloud.provision.provider import (
     BaseProvider,
     Capabilities,
-    NodeCheck,
     NodeNeeds,
+    NodeProbe,
     PowerState,
     with_placeholder_links,
 )
@@ -122,10 +122,10 @@ class AwsProvider(BaseProvider):
         infra.release_routes()
         return list(infra.changes)
 
-    def live_checks(self, ws: Workspace, inventory: Inventory) -> list[Finding]:
-        from hacloud_aws.preflight import live_checks
+    def live_audit(self, ws: Workspace, inventory: Inventory) -> list[Finding]:
+        from hacloud_aws.preflight import live_audit
 
-        return live_checks(self._infra(ws, apply=False), inventory)
+        return live_audit(self._infra(ws, apply=False), inventory)
 
     # -------------------------------------------------------------- power (fence-test)
 
@@ -168,7 +168,7 @@ class AwsProvider(BaseProvider):
 
 
 def aws_node_needs(spec: Spec, inventory: Inventory) -> NodeNeeds:
-    """Packages the AWS agents need and the checks run on each node before fencing is enabled.
+    """Packages the AWS agents need and the probes run on each node before fencing is enabled.
 
     fence_aws stops the peer only after asking IMDS which instance it runs on, and silently
     does nothing when IMDS cannot be reached (testbed.md §3): so the first check is IMDS."""
@@ -182,8 +182,8 @@ def aws_node_needs(spec: Spec, inventory: Inventory) -> NodeNeeds:
         "http://169.254.169.254/latest/meta-data/instance-id) && "
         f'case "$i" in {"|".join(q(i) for i in ids)}) exit 0;; esac; echo "IMDS says $i"; exit 1'
     )
-    checks = [
-        NodeCheck(
+    probes = [
+        NodeProbe(
             "aws.imds",
             "instance metadata (IMDSv2) names this node's instance",
             imds,
@@ -196,8 +196,8 @@ def aws_node_needs(spec: Spec, inventory: Inventory) -> NodeNeeds:
         # Ids are validated on import, and quoted here as well (this line runs as root); the
         # first field of each `id,name,state` line is compared as a fixed string, not a regex.
         listed = " && ".join(f"printf '%s\\n' \"$out\" | cut -d, -f1 | grep -qxF -- {q(i)}" for i in ids)
-        checks.append(
-            NodeCheck(
+        probes.append(
+            NodeProbe(
                 "aws.fence_list",
                 "fence_aws -o list reaches the EC2 API and sees both instances",
                 f"out=$(fence_aws -o list --region {q(region)}) && {listed}",
@@ -209,8 +209,8 @@ def aws_node_needs(spec: Spec, inventory: Inventory) -> NodeNeeds:
     if isinstance(spec.vip, AwsMoveIpVip):
         commands = ("aws",)
         tables = " ".join(q(r) for r in spec.vip.route_tables)
-        checks.append(
-            NodeCheck(
+        probes.append(
+            NodeProbe(
                 "aws.route_read",
                 "the AWS CLI (as aws-vpc-move-ip calls it) reads the route tables",
                 f"aws --profile default --region {q(region)} --output text ec2 describe-route-tables "
@@ -221,8 +221,8 @@ def aws_node_needs(spec: Spec, inventory: Inventory) -> NodeNeeds:
         )
     if isinstance(spec.vip, AwsEipVip):
         commands = ("aws",)
-        checks.append(
-            NodeCheck(
+        probes.append(
+            NodeProbe(
                 "aws.eip_read",
                 "the AWS CLI (as awseip calls it) reads the Elastic IP",
                 f"aws --profile default --region {q(region)} --output text ec2 describe-addresses "
@@ -234,7 +234,7 @@ def aws_node_needs(spec: Spec, inventory: Inventory) -> NodeNeeds:
     return NodeNeeds(
         commands=commands,
         packages=AWS_PACKAGES,
-        checks=tuple(checks),
+        probes=tuple(probes),
     )
 
 

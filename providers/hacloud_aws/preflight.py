@@ -1,7 +1,7 @@
 """Live, read-only checks of what the AWS agents rely on (`hacloud check --live`); the checks
 run on the nodes themselves before fencing is enabled are :func:`hacloud_aws.aws_node_needs`.
 
-Contract: :func:`live_checks` reads the account and returns one Finding per rule and subject;
+Contract: :func:`live_audit` reads the account and returns one Finding per rule and subject;
 it changes nothing. The policy check evaluates the policies attached to each node's role
 against every (action, resource) the agents will call — the same list the generated policy is
 built from, so a hand-made profile is held to the same bar.
@@ -71,7 +71,7 @@ def _doc(doc: Any) -> dict[str, Any]:
     return {**doc, "Statement": statements if isinstance(statements, list) else [statements]}
 
 
-def live_checks(infra: Infra, inventory: Inventory) -> list[Finding]:
+def live_audit(infra: Infra, inventory: Inventory) -> list[Finding]:
     ec2 = infra.c.ec2
     spec = infra.spec
     out: list[Finding] = []

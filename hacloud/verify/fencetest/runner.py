@@ -350,7 +350,7 @@ def preflight(spec_path: Path, conns: dict[str, Connection], devices: list[tuple
     problems += [f"failed action: {f}" for f in st["failed_actions"]]
     if st["service_node"] is None:
         problems.append("the service is not running")
-    problems += _fence_device_checks(conns, devices)
+    problems += _fence_device_status(conns, devices)
     active = st["service_node"] or ""
     standby = next((n["name"] for n in st["nodes"] if n["name"] != active), "")
     return Preflight(active, standby, problems)
@@ -374,7 +374,7 @@ def agent_options(cib_resources: str, device: str, target: str) -> tuple[str, di
     return prim.get("type", ""), options
 
 
-def _fence_device_checks(conns: dict[str, Connection], devices: list[tuple[str, str]]) -> list[str]:
+def _fence_device_status(conns: dict[str, Connection], devices: list[tuple[str, str]]) -> list[str]:
     """For each device, from each node that would fence with it: Pacemaker lists it for the
     target, and the agent itself, with the live parameters and credentials, reaches the device
     and reads the target's power state (a status call changes nothing). `stonith_admin

@@ -26,7 +26,8 @@ from typing import Protocol, runtime_checkable
 from hacloud.deploy.remote import Endpoint
 from hacloud.errors import HacloudError, ProviderUnavailable
 from hacloud.provision.terraform import Candidate, TfResource
-from hacloud.render.resources import fence_devices, vip_primitives
+from hacloud.render.fencing import fence_devices
+from hacloud.render.resources import vip_primitives
 from hacloud.spec.inventory import FenceDevice, Inventory, NetworkInfo, NodeInfo, Primitive
 from hacloud.spec.model import Spec
 from hacloud.spec.profiles import Profile

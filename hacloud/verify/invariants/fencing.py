@@ -217,7 +217,7 @@ def host_map(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: Cib) -> 
 def bmc_secrets(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: Cib) -> Iterator[Finding]:
     """Least privilege: a node holds its peer's BMC password, never its own (the device that
     fences a node is banned from that node, so it never needs it)."""
-    from hacloud.render.resources import FENCING_SECRET_DIR, secret_path
+    from hacloud.render.fencing import FENCING_SECRET_DIR, secret_path
 
     src = "least privilege; the device fencing a node never runs on it (rsc_location -INFINITY)"
     holders = [node for node, files in b.files.items() if any(f.path == secret_path(node) for f in files)]

@@ -260,6 +260,7 @@ def vip_interface(spec: Spec, inventory: Inventory) -> str:
             f"the nodes' primary interfaces differ ({named}); aws-vpc-move-ip takes one name for both",
             "give both nodes the same interface name (same AMI and instance family, or a systemd .link "
             "file), then set vip.interface to it",
+            code="HAC223",
         )
     return next(iter(found.values()), AWS_AGENT_INTERFACE)
 

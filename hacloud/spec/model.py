@@ -1,8 +1,8 @@
 """The cluster spec (``hacloud.yaml``): what the user wants, as frozen, validated models.
 
 Contract: :func:`hacloud.spec.load.load_spec` is the only way a spec reaches the rest of
-hacloud; it either returns a :class:`Spec` that passed every check here and every
-cross-field check in :mod:`hacloud.spec.rules`, or raises ``SpecError`` listing every problem.
+hacloud; it either returns a :class:`Spec` that passed every field validation here and every
+spec rule in :mod:`hacloud.spec.rules`, or raises ``SpecError`` listing every problem.
 Every field carries a description: it feeds ``hacloud schema`` and the remedy of a type error.
 """
 

@@ -1,4 +1,7 @@
-"""Cross-field rules of the spec, run on the raw document.
+"""The spec rules: cross-field rules of ``hacloud.yaml``, run on the raw document while it loads.
+
+Distinct from the invariants behind ``hacloud check`` (:mod:`hacloud.verify.invariants`, which
+judge the rendered files): a spec rule refuses the spec itself (exit 2) before anything renders.
 
 Contract: :func:`cross_problems` never raises; it reads the parsed YAML defensively (any part
 may have the wrong type, which the schema reports separately) so that one run of the loader

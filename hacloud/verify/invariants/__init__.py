@@ -8,7 +8,7 @@ Contract: :func:`run_checks` is pure and reads the CIB XML and node files of a b
 code that made them), so the same rules can judge a live cluster's configuration. It returns
 one :class:`Finding` per rule and subject, severity ``ok``, ``warning`` or ``error``, in the
 order of :data:`RULES`. The rules live by topic in this package's modules; each is a
-:data:`~hacloud.verify.invariants.base.Rule`.
+:data:`~hacloud.verify.invariants.rule.Rule`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from hacloud.render import Bundle
 from hacloud.spec.inventory import Inventory
 from hacloud.spec.model import Spec
 from hacloud.spec.profiles import Profile
-from hacloud.verify.invariants.base import Cib, Finding, Rule, Severity
 from hacloud.verify.invariants.cloud import (
     aws_cli,
     azure,
@@ -45,6 +44,7 @@ from hacloud.verify.invariants.fencing import (
     sbd_device_timing,
 )
 from hacloud.verify.invariants.pacemaker import deprecated_options, duplicate_params
+from hacloud.verify.invariants.rule import Cib, Finding, Rule, Severity
 from hacloud.verify.invariants.service import grouping, service_timeouts, umbrella_unit
 
 __all__ = ["RULES", "Finding", "Rule", "Severity", "run_checks"]

@@ -12,7 +12,7 @@ from hacloud.render import Bundle
 from hacloud.spec.inventory import Inventory
 from hacloud.spec.model import AwsMoveIpVip, AzureFencing, AzureLbVip, Spec
 from hacloud.spec.profiles import Profile
-from hacloud.verify.invariants.base import Cib, Finding, first_node_file, node_file, ok
+from hacloud.verify.invariants.rule import Cib, Finding, first_node_file, node_file, ok
 
 
 def azure(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: Cib) -> Iterator[Finding]:

@@ -10,7 +10,7 @@ from hacloud.render import Bundle
 from hacloud.spec.inventory import Inventory
 from hacloud.spec.model import Spec
 from hacloud.spec.profiles import Profile
-from hacloud.verify.invariants.base import Cib, Finding, conf_value, first_node_file, node_file, ok
+from hacloud.verify.invariants.rule import Cib, Finding, conf_value, first_node_file, node_file, ok
 
 
 def consensus(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: Cib) -> Iterator[Finding]:

@@ -12,7 +12,7 @@ from hacloud.spec.inventory import Inventory
 from hacloud.spec.model import Spec
 from hacloud.spec.profiles import Profile
 from hacloud.verify.drbdconf import Resource, parse_resources
-from hacloud.verify.invariants.base import Cib, Finding, conf_value, first_node_file, ok
+from hacloud.verify.invariants.rule import Cib, Finding, conf_value, first_node_file, ok
 
 
 def drbd_policy(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: Cib) -> Iterator[Finding]:

@@ -14,7 +14,7 @@ from hacloud.render.fencepath import Device as FenceDevice
 from hacloud.spec.inventory import Inventory
 from hacloud.spec.model import Spec
 from hacloud.spec.profiles import Profile
-from hacloud.verify.invariants.base import Cib, Finding, conf_value, first_node_file, ok, seconds
+from hacloud.verify.invariants.rule import Cib, Finding, conf_value, first_node_file, ok, seconds
 
 # crm-fence-peer's own defaults when the handler line passes no argument (its argument parser).
 _HANDLER_DEFAULTS = {"timeout": 90, "dc_timeout": 20}

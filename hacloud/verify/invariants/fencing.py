@@ -10,7 +10,7 @@ from hacloud.render import Bundle
 from hacloud.spec.inventory import Inventory
 from hacloud.spec.model import AzureFencing, Spec
 from hacloud.spec.profiles import Profile
-from hacloud.verify.invariants.base import Cib, Finding, Severity, conf_value, first_node_file, ok, seconds
+from hacloud.verify.invariants.rule import Cib, Finding, Severity, conf_value, first_node_file, ok, seconds
 
 
 def fence_delay(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: Cib) -> Iterator[Finding]:

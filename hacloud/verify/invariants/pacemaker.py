@@ -9,7 +9,7 @@ from hacloud.render import Bundle
 from hacloud.spec.inventory import Inventory
 from hacloud.spec.model import Spec
 from hacloud.spec.profiles import Profile
-from hacloud.verify.invariants.base import Cib, Finding, ok
+from hacloud.verify.invariants.rule import Cib, Finding, ok
 
 _NVPAIR_SETS = ("instance_attributes", "meta_attributes", "cluster_property_set", "utilization")
 

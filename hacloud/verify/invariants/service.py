@@ -11,7 +11,7 @@ from hacloud.render import Bundle
 from hacloud.spec.inventory import Inventory
 from hacloud.spec.model import Spec
 from hacloud.spec.profiles import Profile
-from hacloud.verify.invariants.base import Cib, Finding, ok, seconds
+from hacloud.verify.invariants.rule import Cib, Finding, ok, seconds
 
 
 def grouping(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: Cib) -> Iterator[Finding]:

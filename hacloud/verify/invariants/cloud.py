@@ -16,6 +16,8 @@ from hacloud.verify.invariants.rule import Cib, Finding, first_node_file, node_f
 
 
 def azure(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: Cib) -> Iterator[Finding]:
+    """HAC060-HAC062: behind an Azure load balancer, TCP timestamps off, the azure-lb port the
+    probe's, and the VIP one of the balancer's frontends."""
     if not isinstance(spec.vip, AzureLbVip):
         return
     src = "MS-NFS ('Enabling TCP timestamps will cause the health probes to fail')"

@@ -14,6 +14,7 @@ from hacloud.verify.invariants.rule import Cib, Finding, conf_value, first_node_
 
 
 def consensus(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: Cib) -> Iterator[Finding]:
+    """HAC001: consensus at least 1.2 x token; HAC002: a cloud token of at least 20 s."""
     text = first_node_file(b, "corosync.conf")
     token = int(conf_value(text, "token") or 0)
     cons = int(conf_value(text, "consensus") or 0)
@@ -43,6 +44,7 @@ def consensus(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: Cib) ->
 
 
 def links(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: Cib) -> Iterator[Finding]:
+    """HAC050: two corosync links, so one network fault does not look like a node failure."""
     count = len(re.findall(r"^\s*interface\s*\{", first_node_file(b, "corosync.conf"), re.MULTILINE))
     src = "UG9 drbd-pacemaker.adoc; TRENTO 32CFC6 (>= 2 links for DRBD resource-level fencing)"
     if count < 2:

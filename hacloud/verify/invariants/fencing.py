@@ -14,6 +14,7 @@ from hacloud.verify.invariants.rule import Cib, Finding, Severity, conf_value, f
 
 
 def fence_delay(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: Cib) -> Iterator[Finding]:
+    """HAC010: priority-fencing-delay at least twice the largest device delay."""
     pfd = seconds(cib.prop("priority-fencing-delay"))
     worst = max(
         (
@@ -43,6 +44,7 @@ def _action(cib: Cib) -> str:
 
 
 def fence_timeout(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: Cib) -> Iterator[Finding]:
+    """HAC011: the cluster's fencing timeout covers every device's timeout for its action."""
     timeout = seconds(cib.prop("fencing-timeout", "stonith-timeout") or "60s")
     knob = f"pcmk_{_action(cib)}_timeout"
     src = f"best-practices §3.5 (2): fencing-timeout >= {knob} (AWS 600/600, Azure 900/900)"
@@ -84,6 +86,7 @@ def action_knobs(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: Cib)
 
 
 def sbd(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: Cib) -> Iterator[Finding]:
+    """HAC012-HAC014: SBD's stonith-timeout, msgwait against the watchdog, and its start timeout."""
     text = first_node_file(b, "/sbd")
     if not text:
         return
@@ -173,6 +176,7 @@ def sbd_device_timing(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib:
 
 
 def host_map(spec: Spec, inv: Inventory, prof: Profile, b: Bundle, cib: Cib) -> Iterator[Finding]:
+    """HAC040-HAC042: every node fenced by some device, no placeholder id, levels for several methods."""
     src = "MS-SLES; SAPHA PR #439; best-practices §3.5 (6)"
     covered: dict[str, int] = {n.name: 0 for n in inv.nodes}
     for dev in cib.stonith_devices():

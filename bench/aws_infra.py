@@ -49,7 +49,7 @@ def main() -> None:
                 "up (create)": lambda ws=ws: provider.ensure_nodes(ws),
                 "up (re-run, 0 changes)": lambda ws=ws: provider.ensure_nodes(ws),
                 "discover": lambda ws=ws: provider.discover(ws),
-                "check --live": lambda ws=ws: provider.live_checks(ws, provider.ensure_nodes(ws)),
+                "check --live": lambda ws=ws: provider.live_audit(ws, provider.ensure_nodes(ws)),
                 "down": lambda ws=ws: provider.teardown(ws, delete_volumes=True),
             }
             for name, step in steps.items():

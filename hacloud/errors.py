@@ -59,13 +59,14 @@ class SpecError(HacloudError):
     exit_code = 2
     code = "HAC201"
 
-    def __init__(self, filename: str, problems: list[Problem]) -> None:
+    def __init__(self, filename: str, problems: list[Problem], *, code: str | None = None) -> None:
         self.filename = filename
         self.problems = problems
         count = len(problems)
         super().__init__(
             f"{filename}: {count} problem{'s' if count != 1 else ''} found",
             "correct every problem listed, then run the command again",
+            code=code,
         )
 
     def report(self) -> str:

@@ -11,12 +11,14 @@ shown as ``{...}``). Class-level codes (``code = "HAC2xx"`` in an error class) a
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "errors.md"
+CODE = re.compile(r"HAC[2-6]\d\d")
 STAGES = {
     "2": "spec and input",
     "3": "provision and use cases",
@@ -49,11 +51,20 @@ def _text(node: ast.expr | None) -> str:
     return "{...}"
 
 
+def _is_code(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, str) and bool(CODE.fullmatch(node.value))
+
+
 def _code_kw(call: ast.Call) -> str | None:
-    for kw in call.keywords:
-        if kw.arg == "code" and isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
-            return kw.value.value
+    """The code a call passes: ``code="HACnnn"``, or positionally to a helper that raises."""
+    for node in [*(k.value for k in call.keywords if k.arg == "code"), *call.args]:
+        if _is_code(node):
+            return str(node.value)  # type: ignore[attr-defined]
     return None
+
+
+def _name(call: ast.Call) -> str:
+    return call.func.id if isinstance(call.func, ast.Name) else getattr(call.func, "attr", "")
 
 
 def _arg(call: ast.Call, index: int, name: str) -> str:
@@ -69,7 +80,10 @@ def rows_of(path: Path) -> list[Row]:
     for node in ast.walk(tree):
         call = node  # every construction, raised or not (a Raise's exc is walked as a Call too)
         if isinstance(call, ast.Call) and (code := _code_kw(call)):
-            message, remedy = _arg(call, 0, "message"), _arg(call, 1, "remedy")
+            if _name(call)[:1].isupper():  # an error class: (message, remedy)
+                message, remedy = _arg(call, 0, "message"), _arg(call, 1, "remedy")
+            else:  # a helper that builds the error from its parts
+                message, remedy = " ".join(_text(a) for a in call.args if not _is_code(a)), ""
             rows.append(Row(code, where, message, remedy))
         if isinstance(node, ast.ClassDef):
             for stmt in node.body:

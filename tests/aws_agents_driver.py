@@ -265,7 +265,7 @@ def main() -> None:
         check_env = {**env, "PATH": f"{bindir}:{env['PATH']}", "AWS_SHARED_CREDENTIALS_FILE": str(creds)}
         imds.instance, imds.eni = node1.id, node1.extra["eni"]
         checks = {}
-        for check in aws_node_needs(ws.spec, inventory).checks:
+        for check in aws_node_needs(ws.spec, inventory).probes:
             res = subprocess.run(
                 ["sh", "-c", check.command], capture_output=True, text=True, env=check_env, timeout=300
             )
@@ -274,7 +274,7 @@ def main() -> None:
         # and what they say when IMDS is out of reach (a proxy or firewall in the way)
         broken = {**check_env, "http_proxy": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
         failed = {}
-        for check in aws_node_needs(ws.spec, inventory).checks:
+        for check in aws_node_needs(ws.spec, inventory).probes:
             res = subprocess.run(
                 ["sh", "-c", check.command], capture_output=True, text=True, env=broken, timeout=300
             )
@@ -282,7 +282,7 @@ def main() -> None:
         out["checks_without_imds"] = failed
         # an instance that is not a node of this cluster asks IMDS: the identity check fails
         imds.instance = "i-0ffffffffffffffff"
-        imds_check = aws_node_needs(ws.spec, inventory).checks[0]
+        imds_check = aws_node_needs(ws.spec, inventory).probes[0]
         res = subprocess.run(["sh", "-c", imds_check.command], capture_output=True, text=True, env=check_env)
         out["check_foreign_instance"] = {"rc": res.returncode, "out": res.stdout + res.stderr}
         out["route_tables"] = list(account.route_tables)

@@ -209,7 +209,7 @@ def main() -> None:
         (bindir / "aws").symlink_to(wrapper)
         check_env = {**env, "PATH": f"{bindir}:{env['PATH']}"}
         checks = {}
-        for check in aws_node_needs(ws.spec, inventory).checks:
+        for check in aws_node_needs(ws.spec, inventory).probes:
             if check.code == "aws.eip_read":
                 res = subprocess.run(
                     ["sh", "-c", check.command], capture_output=True, text=True, env=check_env

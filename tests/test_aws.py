@@ -256,7 +256,7 @@ def test_live_checks_pass_then_name_what_broke(
     ws = workspace(tmp_path, aws_spec_doc(account))
     provider = get_provider("aws")
     inv = provider.ensure_nodes(ws)
-    findings = provider.live_checks(ws, inv)
+    findings = provider.live_audit(ws, inv)
     assert findings and all(f.severity == "ok" for f in findings), [f for f in findings if f.severity != "ok"]
     # break four things behind hacloud's back
     ec2.modify_instance_attribute(InstanceId=inv.nodes[1].id, SourceDestCheck={"Value": True})
@@ -275,7 +275,7 @@ def test_live_checks_pass_then_name_what_broke(
             }
         ),
     )
-    bad = {(f.code, f.message) for f in provider.live_checks(ws, inv) if f.severity == "error"}
+    bad = {(f.code, f.message) for f in provider.live_audit(ws, inv) if f.severity == "error"}
     assert ("aws.source_dest_check", "node2: source/destination check on") in bad
     assert (
         "aws.links",
@@ -288,7 +288,7 @@ def test_live_checks_pass_then_name_what_broke(
     )
     # and `up` repairs all four
     provider.ensure_nodes(ws)
-    assert all(f.severity == "ok" for f in provider.live_checks(ws, inv))
+    assert all(f.severity == "ok" for f in provider.live_audit(ws, inv))
 
 
 # ---------------------------------------------------------------- errors moto cannot make

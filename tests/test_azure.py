@@ -145,15 +145,15 @@ def test_what_ensure_makes_as_arm_holds_it(fake: FakeArm, tmp_path: Path) -> Non
     assert infra.ensure() == inv and infra.changes == []
     assert sum(r.method in ("PUT", "PATCH", "POST", "DELETE") for r in fake.requests) == writes_before
     # live checks pass, then name what broke behind hacloud's back
-    assert all(f.severity == "ok" for f in provider.live_checks(ws, inv))
+    assert all(f.severity == "ok" for f in provider.live_audit(ws, inv))
     lb["properties"]["loadBalancingRules"][0]["properties"]["enableFloatingIP"] = False
     lb["properties"]["probes"][0]["properties"]["port"] = 62000
     nic1 = next(n for n in nics if n["name"] == "node1-nic")
     nic1["properties"]["ipConfigurations"] = nic1["properties"]["ipConfigurations"][:1]  # link 1 gone
-    bad = {f.code for f in provider.live_checks(ws, inv) if f.severity == "error"}
+    bad = {f.code for f in provider.live_audit(ws, inv) if f.severity == "error"}
     assert bad == {"azure.lb_rule", "azure.lb_probe", "azure.links"}
     repaired = provider.ensure_nodes(ws)  # and up repairs it (link 1 under a new dynamic address)
-    assert all(f.severity == "ok" for f in provider.live_checks(ws, repaired))
+    assert all(f.severity == "ok" for f in provider.live_audit(ws, repaired))
     assert len(repaired.nodes[0].links) == 2
 
 
@@ -325,7 +325,7 @@ def test_node_checks_run_and_can_fail(fake: FakeArm, tmp_path: Path) -> None:
             c.code: subprocess.run(
                 ["sh", "-c", c.command], env=env, capture_output=True, timeout=60
             ).returncode
-            for c in azure_node_needs(spec).checks
+            for c in azure_node_needs(spec).probes
         }
 
     try:
@@ -333,7 +333,7 @@ def test_node_checks_run_and_can_fail(fake: FakeArm, tmp_path: Path) -> None:
         assert run("33.0.0")["azure.fence_sdk"] != 0  # fence-agents 4.12 + SDK 33: broken
         doc = azure_doc(fake, arm_endpoint="https://127.0.0.1:9")  # nothing listens there
         spec = workspace(tmp_path, doc).spec
-        reach = next(c for c in azure_node_needs(spec).checks if c.code == "azure.arm_reachable")
+        reach = next(c for c in azure_node_needs(spec).probes if c.code == "azure.arm_reachable")
         assert subprocess.run(["sh", "-c", reach.command], capture_output=True, timeout=60).returncode != 0
     finally:
         imds.shutdown()

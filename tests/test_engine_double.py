@@ -412,10 +412,10 @@ def test_a_node_without_a_known_package_manager_is_told_what_to_install() -> Non
 
 
 def test_a_failing_provider_check_stops_before_the_cib() -> None:
-    from hacloud.provision.provider import NodeCheck, NodeNeeds
+    from hacloud.provision.provider import NodeNeeds, NodeProbe
 
     pair = Pair()
-    check = NodeCheck(
+    check = NodeProbe(
         "HAC106", "the metadata service answers", "curl -fsS http://169.254.169.254/", "fix IMDS"
     )
     engine = Engine(
@@ -425,7 +425,7 @@ def test_a_failing_provider_check_stops_before_the_cib() -> None:
         pair.cluster.conns(),  # type: ignore[arg-type]
         pair.said.append,
         apply=True,
-        needs=NodeNeeds(checks=(check,)),
+        needs=NodeNeeds(probes=(check,)),
         clock=pair.clock,
     )
     pair.node("node1").expect(r"169\.254\.169\.254", stderr="curl: (28) Connection timed out\n", rc=28)

@@ -543,7 +543,7 @@ def judge_node_checks(spec: Spec, inventory: Inventory | None, tmp: Path) -> Non
     """The provider's pre-fencing checks run as root shell lines on the nodes: each parses
     (``sh -n``) and, run without network in a sandbox, plants no marker."""
     inv = inventory or get_provider(spec.provider.kind).planned_inventory(spec)
-    for check in get_provider(spec.provider.kind).node_needs(spec, inv).checks:
+    for check in get_provider(spec.provider.kind).node_needs(spec, inv).probes:
         if _once("check", check.command):
             sh_syntax_ok(check.command)
             _, planted = sandboxed(check.command, [], tmp, (_stubs(tmp),))

@@ -582,7 +582,7 @@ def test_terraform_instance_ids_reach_the_node_check_shell_line_quoted(tmp_path:
         )
         check = next(
             c
-            for c in aws_node_needs(spec, dataclasses.replace(inv, nodes=nodes)).checks
+            for c in aws_node_needs(spec, dataclasses.replace(inv, nodes=nodes)).probes
             if c.code == "aws.fence_list"
         )
         sh_syntax_ok(check.command)

@@ -156,7 +156,7 @@ def test_dropin_adds_only_the_missing_route_and_down_removes_only_that(
 
     # power and live checks act on Terraform's instances (ids pinned from the outputs)
     assert provider.power(ws, "node2") == "on"
-    findings = {f.code: f for f in provider.live_checks(ws, inv)}
+    findings = {f.code: f for f in provider.live_audit(ws, inv)}
     assert findings["aws.zones"].severity == "ok"
     assert findings["aws.instance_profile"].severity == "error"  # Terraform gave these instances no profile
 

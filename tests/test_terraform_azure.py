@@ -219,7 +219,7 @@ def test_dropin_assigns_a_fence_role_where_terraform_gave_none_and_down_removes_
     assert writes(fake) == count and not [line for line in log if not line.startswith("terraform:")]
 
     # live checks judge Terraform's load balancer (found by the VIP) and the new assignments
-    findings = provider.live_checks(ws, inv)
+    findings = provider.live_audit(ws, inv)
     assert [f for f in findings if f.severity != "ok"] == []
     assert {f.code for f in findings} >= {"azure.role_assignment", "azure.fence_role", "azure.lb_rule"}
 
@@ -257,7 +257,7 @@ def test_dropin_uses_the_roles_terraform_assigned_and_adds_only_what_they_miss(
     inv = provider.ensure_nodes(ws)
     assert {k: fake.store[k] for k in before} == before
     assert hacloud_assignments(fake, before) == [("db1", "db2")]  # only the forgotten one
-    findings = provider.live_checks(ws, inv)
+    findings = provider.live_audit(ws, inv)
     granted = sorted(f.message for f in findings if f.code == "azure.role_assignment")
     assert granted == [
         "node1's identity may fence node1 (role 'team-fence', not hacloud's)",
@@ -288,5 +288,5 @@ def test_dropin_refuses_vms_without_identity_before_writing_anything(fake: FakeA
     assert "node2: VM db2 has no system-assigned identity" in str(err.value)
     assert 'identity { type = "SystemAssigned" }' in str(err.value) and "node1" not in str(err.value)
     assert writes(fake) == 0
-    findings = {f.code: f for f in provider.live_checks(ws, provider.discover(ws))}  # type: ignore[arg-type]
+    findings = {f.code: f for f in provider.live_audit(ws, provider.discover(ws))}  # type: ignore[arg-type]
     assert findings["azure.identity"].severity == "error"

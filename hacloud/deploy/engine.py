@@ -150,7 +150,7 @@ class Engine(InstallSteps, DrbdSteps, CibSteps):
         changed_files = self.files()
         self.drbd(changed_files)
         self.cluster_services(changed_files)
-        self.provider_checks()
+        self.node_probes()
         if self.apply or self._cluster_running():
             self.cib()
         else:

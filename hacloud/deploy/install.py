@@ -77,10 +77,10 @@ class InstallSteps(EngineBase):
         if self.apply and any(c.step == "packages" for c in self.changes):
             self.read_facts()
 
-    def provider_checks(self) -> None:
+    def node_probes(self) -> None:
         """The provider's read-only node checks (IMDS, cloud API reach, agent listing), before
         the CIB that enables fencing goes in: a fence agent that cannot work must stop `up`."""
-        for check in self.needs.checks:
+        for check in self.needs.probes:
             for name in self.names:
                 res = self.conns[name].run(check.command, check=False, timeout=120)
                 if res.rc != 0:

@@ -44,6 +44,6 @@ def check_report(
         # rendered for the nodes that exist, so the rules judge what `up` installs there
         prepared = prepare(spec_path, None, create_secrets=False, inventory=found)
         findings = run_checks(prepared.spec, found, prepared.profile, prepared.bundle)
-        return findings + provider.live_checks(ws, found), prepared.warnings
+        return findings + provider.live_audit(ws, found), prepared.warnings
     prepared = prepare(spec_path, inventory_path, create_secrets=False, terraform=terraform)
     return run_checks(prepared.spec, prepared.inventory, prepared.profile, prepared.bundle), prepared.warnings

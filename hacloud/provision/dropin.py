@@ -180,8 +180,8 @@ class DropIn:
     def ssh_wait_seconds(self, spec: Spec) -> float:
         return self.inner.ssh_wait_seconds(spec)
 
-    def live_checks(self, ws: Workspace, inventory: Inventory) -> list[Finding]:
-        return self.inner.live_checks(self.pinned(ws), inventory)
+    def live_audit(self, ws: Workspace, inventory: Inventory) -> list[Finding]:
+        return self.inner.live_audit(self.pinned(ws), inventory)
 
     def terraform_nodes(
         self, spec: Spec, resources: list[TfResource]

@@ -110,7 +110,7 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
-class NodeCheck:
+class NodeProbe:
     """A read-only check the deploy engine runs as root on each node (`up` and `plan`) before
     the CIB that enables fencing: ``command`` is a shell line, exit 0 means it passed."""
 
@@ -123,11 +123,11 @@ class NodeCheck:
 @dataclass(frozen=True)
 class NodeNeeds:
     """What a provider's agents need on the nodes beyond the core packages: ``commands`` that
-    must exist, ``packages`` per package manager that provide them, and ``checks``."""
+    must exist, ``packages`` per package manager that provide them, and ``probes``."""
 
     commands: tuple[str, ...] = ()
     packages: dict[str, str] = field(default_factory=dict)
-    checks: tuple[NodeCheck, ...] = ()
+    probes: tuple[NodeProbe, ...] = ()
 
 
 @runtime_checkable
@@ -188,7 +188,7 @@ class AccountChecks(Protocol):
 
     def check_environment(self) -> None: ...
     def plan_infrastructure(self, ws: Workspace) -> tuple[list[Change], str] | None: ...
-    def live_checks(self, ws: Workspace, inventory: Inventory) -> list[Finding]: ...
+    def live_audit(self, ws: Workspace, inventory: Inventory) -> list[Finding]: ...
 
 
 @runtime_checkable
@@ -384,7 +384,7 @@ class BaseProvider:
         """How long `up` waits for nodes it may just have booted to accept SSH (0: no wait)."""
         return 0
 
-    def live_checks(self, ws: Workspace, inventory: Inventory) -> list[Finding]:
+    def live_audit(self, ws: Workspace, inventory: Inventory) -> list[Finding]:
         """Checks of the provider's own resources (routes, identities, rules), read-only."""
         return []
 

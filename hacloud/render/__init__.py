@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 from hacloud.render.cib import render_cib, stonith_timeout
 from hacloud.render.fencepath import Device, FencePath, fence_path
+from hacloud.render.fencing import fence_devices
 from hacloud.render.files import node_files, retired_files
-from hacloud.render.resources import fence_devices
 from hacloud.render.versions import Targets, resolve_targets
 from hacloud.spec.inventory import FenceDevice, Inventory, RenderedFile
 from hacloud.spec.model import Spec

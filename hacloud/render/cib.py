@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hacloud.render import fencing
 from hacloud.render import resources as r
 from hacloud.render.env import render_template
 from hacloud.render.versions import Targets
@@ -30,9 +31,9 @@ def stonith_timeout(spec: Spec, profile: Profile) -> int:
     next to another method, the longer of the two covers both levels."""
     sbd = [isinstance(m, SbdFencing) for m in spec.fencing]
     if all(sbd):
-        return r.sbd_stonith_timeout(profile)
+        return fencing.sbd_stonith_timeout(profile)
     if any(sbd):
-        return max(profile.num("pacemaker.stonith_timeout"), r.sbd_stonith_timeout(profile))
+        return max(profile.num("pacemaker.stonith_timeout"), fencing.sbd_stonith_timeout(profile))
     return profile.num("pacemaker.stonith_timeout")
 
 

@@ -56,11 +56,14 @@ _DIRECTIVE_TOKEN = re.compile(r"[^\s\x00-\x1f\x7f\ud800-\udfff\"';{}#\\$`]*")
 _LINE = re.compile(r"[^\x00-\x1f\x7f\ud800-\udfff\"'$`\\=|#]*")
 
 
-def _refuse(dialect: str, value: str, why: str) -> UnsafeValue:
+def _refuse(dialect: str, value: str, why: str, *, code: str) -> UnsafeValue:
+    """The error for a value that does not fit ``dialect``; ``code`` names the escaper that
+    refused it."""
     return UnsafeValue(
         f"refusing to write {value!r} into {dialect}: it {why}",
         "the spec/inventory grammar should have refused this value; fix the value and report "
         "the case as a hacloud bug",
+        code=code,
     )
 
 
@@ -70,7 +73,7 @@ def xml_text(value: object) -> Markup:
     it cannot end the document, but outside one ``&``, ``;`` and blanks mean something."""
     text = str(value)
     if _XML_ILLEGAL.search(text):
-        raise _refuse("XML", text, "holds a character XML cannot represent")
+        raise _refuse("XML", text, "holds a character XML cannot represent", code="HAC225")
     escaped = str(escape(text))
     # Markup marks text as already escaped (S704 is about unescaped input; this is escaped).
     return Markup(escaped.replace("\t", "&#9;").replace("\n", "&#10;").replace("\r", "&#13;"))  # noqa: S704
@@ -89,7 +92,7 @@ def drbd_string(value: object) -> Markup:
     a bare word ends at ``:``, ``,``, ``@`` or ``+``, which by-path device names contain."""
     text = str(value)
     if _CONTROL.search(text):
-        raise _refuse("a DRBD file", text, "holds a control character")
+        raise _refuse("a DRBD file", text, "holds a control character", code="HAC226")
     quoted = text.replace("\\", "\\\\").replace('"', '\\"')
     return Markup(f'"{quoted}"')  # noqa: S704 (a quoted DRBD string, not HTML)
 
@@ -99,7 +102,7 @@ def comment(value: object) -> Markup:
     character but a line break or another control character, which would end the comment."""
     text = str(value)
     if _CONTROL.search(text):
-        raise _refuse("a comment", text, "holds a line break or a control character")
+        raise _refuse("a comment", text, "holds a line break or a control character", code="HAC227")
     return Markup(text)  # noqa: S704 (one comment line, not HTML)
 
 
@@ -109,7 +112,7 @@ def sh_quote(value: object) -> Markup:
     if re.search("[\x00\ud800-\udfff]", text):
         # a quoted newline is still one word; a NUL byte is dropped by sh, a lone surrogate
         # cannot be written at all
-        raise _refuse("a shell script", text, "holds a NUL byte or a lone surrogate")
+        raise _refuse("a shell script", text, "holds a NUL byte or a lone surrogate", code="HAC228")
     return Markup(shlex.quote(text))  # noqa: S704 (marks a quoted shell word, not HTML)
 
 
@@ -117,18 +120,20 @@ def _finalizer(dialect: str) -> Callable[[Any], Any]:
     if dialect == "xml":
         return lambda v: v if isinstance(v, Markup) else xml_text(v)
     if dialect == "shell":
-        return _guard("a shell script", _SHELL_TOKEN, "is not a plain token: pass it through `| sh`")
+        return _guard(
+            "a shell script", _SHELL_TOKEN, "is not a plain token: pass it through `| sh`", "HAC229"
+        )
     if dialect in ("drbd", "corosync"):
-        return _guard(f"a {dialect} file", _DIRECTIVE_TOKEN, "would start another directive")
-    return _guard("a line-based file", _LINE, "would add a line or be expanded")
+        return _guard(f"a {dialect} file", _DIRECTIVE_TOKEN, "would start another directive", "HAC230")
+    return _guard("a line-based file", _LINE, "would add a line or be expanded", "HAC231")
 
 
-def _guard(dialect: str, allowed: re.Pattern[str], why: str) -> Callable[[Any], Any]:
+def _guard(dialect: str, allowed: re.Pattern[str], why: str, code: str) -> Callable[[Any], Any]:
     def finalize(value: Any) -> Any:
         if isinstance(value, Markup | int | float):
             return value
         if not allowed.fullmatch(str(value)):
-            raise _refuse(dialect, str(value), why)
+            raise _refuse(dialect, str(value), why, code=code)
         return value
 
     return finalize
@@ -179,4 +184,4 @@ def render_template(template: str, /, **context: Any) -> str:
     try:
         return environment(_dialect(template)).get_template(template).render(**context)
     except UnsafeValue as exc:
-        raise UnsafeValue(f"{template}: {exc.message}", exc.remedy) from None
+        raise UnsafeValue(f"{template}: {exc.message}", exc.remedy, code=exc.code) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from hacloud.render import fencing
 from hacloud.render import resources as r
 from hacloud.render.env import render_template
 from hacloud.render.fencepath import FencePath, handler_timeouts
@@ -154,7 +155,7 @@ def aws_config(spec: Spec, inventory: Inventory, agents: list[str]) -> str:
     The region is the spec's (fence_aws method, else provider.options.region), else the one the
     provider found the nodes in; with none (on-prem without fence_aws) the file has no region
     line and AWS CLI v2 asks the instance metadata service for it."""
-    region = r.aws_region(spec) or inventory.network.extra.get("region", "")
+    region = fencing.aws_region(spec) or inventory.network.extra.get("region", "")
     return render_template("os/aws-config.j2", region=region, agents=", ".join(agents))
 
 
@@ -228,7 +229,9 @@ def node_files(
             # peer's BMC password and never its own (least privilege).
             for target in sorted(method.nodes):
                 if target in fence_passwords and target != node.name:
-                    files.append(_text(r.secret_path(target), fence_passwords[target] + "\n", 0o600, True))
+                    files.append(
+                        _text(fencing.secret_path(target), fence_passwords[target] + "\n", 0o600, True)
+                    )
     return files
 
 
@@ -236,7 +239,7 @@ def retired_files(spec: Spec, node: NodeInfo) -> tuple[str, ...]:
     """Files this node must not keep: its own BMC password, which hacloud versions before
     least-privilege rendering installed on both nodes (exactly that path, nothing else)."""
     own = any(isinstance(m, IpmiFencing | RedfishFencing) and node.name in m.nodes for m in spec.fencing)
-    return (r.secret_path(node.name),) if own else ()
+    return (fencing.secret_path(node.name),) if own else ()
 
 
 def demo_files(spec: Spec) -> list[RenderedFile]:

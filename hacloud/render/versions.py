@@ -27,6 +27,7 @@ def parse_version(text: str, where: str = "the version") -> tuple[int, ...]:
         raise UsageError(
             f"{where} is {text!r}, not a version",
             f"set {where} to a dotted version such as 2.1.5 (or remove it: hacloud then reads the nodes)",
+            code="HAC220",
         )
     return tuple(int(part) for part in text.split("."))
 
@@ -74,6 +75,7 @@ def resolve_targets(spec: Spec, inventory: Inventory, profile: Profile) -> Targe
         raise HacloudError(
             f"the nodes run different DRBD generations ({', '.join(sorted(drbd))})",
             "install the same DRBD kernel module generation on both nodes",
+            code="HAC221",
         )
     versions = [
         parse_version(*_pacemaker_version(spec, i, n.facts.pacemaker, profile))
@@ -84,6 +86,7 @@ def resolve_targets(spec: Spec, inventory: Inventory, profile: Profile) -> Targe
         raise HacloudError(
             f"Pacemaker {'.'.join(map(str, pacemaker))} is too old",
             "hacloud needs Pacemaker >= 2.0.4 (priority-fencing-delay); upgrade the nodes",
+            code="HAC222",
         )
     families = {n.facts.os_family or profile.text("platform.os_family") for n in inventory.nodes}
     return Targets(drbd.pop(), pacemaker, sorted(families)[0])

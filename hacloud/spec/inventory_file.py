@@ -30,6 +30,7 @@ def load_inventory(path: Path) -> Inventory:
                     "pass the file a provider or `hacloud render` wrote",
                 )
             ],
+            code="HAC210",
         ) from None
     inventory: Inventory = parse_document(text, str(path), Inventory)
     return inventory
@@ -76,7 +77,7 @@ def check_inventory_matches(spec: Spec, inventory: Inventory, filename: str) -> 
                 )
     problems += id_problems(inventory)
     if problems:
-        raise SpecError(filename, problems)
+        raise SpecError(filename, problems, code="HAC211")
 
 
 # Provider ids as the provider's API spells them; they reach root shell lines and pcmk_host_map.
@@ -130,4 +131,5 @@ def validated(inventory: Inventory, where: str) -> Inventory:
             Problem(p.path, p.message, f"{p.remedy}; the value comes from {where}: correct it there")
             for p in problems
         ],
+        code="HAC212",
     )

@@ -365,7 +365,7 @@ def parse_document(
     if data is None and not problems:
         problems.append(Problem("", "the file is empty", "start from `hacloud init`", None))
     if problems and data is None:
-        raise SpecError(filename, problems)
+        raise SpecError(filename, problems, code="HAC205")
     if not isinstance(data, dict):
         raise SpecError(
             filename,
@@ -378,6 +378,7 @@ def parse_document(
                     1,
                 ),
             ],
+            code="HAC206",
         )
     result: Any = None
     try:
@@ -392,7 +393,7 @@ def parse_document(
                 problems.append(Problem(key, message, remedy, line_of(node, path)))
     if problems or result is None:
         problems.sort(key=lambda p: (p.line or 0, p.path))
-        raise SpecError(filename, problems)
+        raise SpecError(filename, problems, code="HAC207")
     return result
 
 
@@ -417,10 +418,12 @@ def load_spec(path: Path) -> Spec:
                     f"create one with `hacloud init --provider lab --out {path}` or pass -f/--spec",
                 )
             ],
+            code="HAC208",
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(
             str(path),
             [Problem("", f"cannot read the file: {exc}", "check the path and that it is UTF-8 text")],
+            code="HAC209",
         ) from None
     return parse_spec(text, str(path))

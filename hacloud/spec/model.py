@@ -1,8 +1,8 @@
 """The cluster spec (``hacloud.yaml``): what the user wants, as frozen, validated models.
 
 Contract: :func:`hacloud.spec.load.load_spec` is the only way a spec reaches the rest of
-hacloud; it either returns a :class:`Spec` that passed every check here and every
-cross-field check in :mod:`hacloud.spec.rules`, or raises ``SpecError`` listing every problem.
+hacloud; it either returns a :class:`Spec` that passed every field validation here and every
+spec rule in :mod:`hacloud.spec.rules`, or raises ``SpecError`` listing every problem.
 Every field carries a description: it feeds ``hacloud schema`` and the remedy of a type error.
 """
 
@@ -11,11 +11,11 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from hacloud.spec.base import SpecModel
 from hacloud.spec.grammar import (
     AWS_REGION,
-    AZURE_LOCATION,
     AZURE_RESOURCE_GROUP,
     BMC_USER,
     GUID,
@@ -23,9 +23,15 @@ from hacloud.spec.grammar import (
     NIC,
     OCF_PARAM,
     PROVIDER_ID,
-    HttpsEndpoint,
     SafePath,
 )
+
+# The provider settings (``provider:``) live in their own module; the ones the plug-ins have
+# always imported from here stay importable from here.
+from hacloud.spec.provider_spec import AwsOptions as AwsOptions  # noqa: PLC0414
+from hacloud.spec.provider_spec import AzureOptions as AzureOptions  # noqa: PLC0414
+from hacloud.spec.provider_spec import LabProviderSpec as LabProviderSpec  # noqa: PLC0414
+from hacloud.spec.provider_spec import ProviderSpec
 
 PROVIDER_KINDS = ("lab", "onprem", "aws", "azure")
 FENCING_KINDS = ("fence_ipmilan", "fence_redfish", "sbd", "fence_aws", "fence_azure_arm")
@@ -39,122 +45,22 @@ HOSTNAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 CLUSTER_NAME = r"^[a-z][a-z0-9-]{0,31}$"
 RESOURCE_NAME = r"^[a-z][a-z0-9_]{0,15}$"
 ABS_PATH = r"^/[^\s]*$"  # paths on this machine only; paths on the nodes are grammar.SafePath
-CIDR = r"^(\d{1,3}\.){3}\d{1,3}/\d{1,2}$"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+# ---------------------------------------------------------------- cluster
 
 
-# ---------------------------------------------------------------- cluster and provider
-
-
-class ClusterSpec(_Model):
+class ClusterSpec(SpecModel):
     name: str = Field(
         pattern=CLUSTER_NAME,
         description="cluster name: lower-case letter, then up to 31 letters, digits or '-'",
     )
 
 
-class LabOptions(_Model):
-    memory_mib: int = Field(
-        1024,
-        ge=768,
-        le=8192,
-        description="memory of each lab guest in MiB (512 lets the OOM killer take corosync)",
-    )
-
-
-class LabProvider(_Model):
-    kind: Literal["lab"]
-    options: LabOptions = Field(default_factory=LabOptions, description="lab options")
-
-
-class OnpremProvider(_Model):
-    kind: Literal["onprem"]
-
-
-class AwsOptions(_Model):
-    region: str = Field(pattern=AWS_REGION, description="AWS region, e.g. eu-central-1")
-    instance_type: str = Field("t3.medium", description="EC2 instance type, e.g. m6i.large")
-    ami: str | None = Field(
-        None, pattern=r"^ami-[0-9a-f]{8,17}$", description="AMI id (ami-...) for created instances"
-    )
-    key_name: str | None = Field(None, description="EC2 key pair name for SSH")
-    subnets: list[str] = Field(
-        default_factory=list,
-        description="two subnet ids (subnet-...) in two availability zones, one per node",
-    )
-    admin_cidr: str | None = Field(
-        None, pattern=CIDR, description="CIDR allowed to reach the nodes over SSH, e.g. 203.0.113.0/24"
-    )
-    client_cidr: str | None = Field(
-        None, pattern=CIDR, description="CIDR of the service's clients (demo port opened to it)"
-    )
-    ssh_address: Literal["private", "public"] = Field(
-        "private",
-        description="address hacloud uses over SSH: private (from inside the VPC or via nodes[].ssh.jump) "
-        "or public",
-    )
-    ssh_wait_seconds: int = Field(
-        300, ge=0, le=3600, description="how long `up` waits for the instances to answer SSH after boot"
-    )
-    tags: dict[str, str] = Field(default_factory=dict, description="extra tags for what hacloud creates")
-
-
-class AwsProvider(_Model):
-    kind: Literal["aws"]
-    options: AwsOptions = Field(description="AWS options (region is required)")
-
-
-class AzureOptions(_Model):
-    subscription_id: str = Field(pattern=GUID, description="Azure subscription id (a GUID)")
-    resource_group: str = Field(
-        pattern=AZURE_RESOURCE_GROUP, description="resource group that holds the cluster"
-    )
-    location: str = Field(pattern=AZURE_LOCATION, description="Azure region, e.g. westeurope")
-    vm_size: str = Field("Standard_D2s_v5", description="VM size")
-    subnet_id: str | None = Field(None, description="resource id of the subnet for both NICs")
-    zones: list[str] = Field(
-        default_factory=lambda: ["1", "2"],
-        description="two availability zones, one per node; [] for an availability set",
-    )
-    image: str = Field(
-        "Debian:debian-12:12-gen2:latest",
-        pattern=r"^[^:\s]+:[^:\s]+:[^:\s]+:[^:\s]+$",
-        description="image URN publisher:offer:sku:version for created VMs",
-    )
-    admin_user: str = Field("azureuser", pattern=r"^[a-z_][a-z0-9_-]{0,31}$", description="VM admin user")
-    ssh_public_key: str | None = Field(
-        None, description="file on this machine with the admin's SSH public key (needed to create VMs)"
-    )
-    disk_sku: Literal["Premium_LRS", "PremiumV2_LRS", "StandardSSD_LRS", "UltraSSD_LRS"] = Field(
-        "Premium_LRS", description="SKU of the data disks (zonal: each in its VM's zone)"
-    )
-    admin_cidr: str | None = Field(None, pattern=CIDR, description="CIDR allowed to reach the nodes over SSH")
-    arm_endpoint: HttpsEndpoint = Field(
-        "https://management.azure.com",
-        description="Azure Resource Manager endpoint (sovereign clouds have their own)",
-    )
-    operation_timeout: int = Field(
-        900, ge=60, le=7200, description="seconds to wait for one Azure long-running operation"
-    )
-    tags: dict[str, str] = Field(default_factory=dict, description="extra tags for what hacloud creates")
-
-
-class AzureProvider(_Model):
-    kind: Literal["azure"]
-    options: AzureOptions = Field(description="Azure options")
-
-
-ProviderSpec = Annotated[
-    LabProvider | OnpremProvider | AwsProvider | AzureProvider, Field(discriminator="kind")
-]
-
 # ---------------------------------------------------------------- nodes
 
 
-class SshSpec(_Model):
+class SshSpec(SpecModel):
     user: str = Field("root", pattern=r"^[a-z_][a-z0-9_-]*$", description="SSH user (sudo if not root)")
     port: int = Field(22, ge=1, le=65535, description="SSH port")
     key: str | None = Field(None, description="path of the private key on this machine")
@@ -165,7 +71,7 @@ class SshSpec(_Model):
     )
 
 
-class NodeSpec(_Model):
+class NodeSpec(SpecModel):
     name: str = Field(pattern=HOSTNAME, description="host name, which is the Pacemaker node name")
     address: IPv4Address | None = Field(
         None, description="address hacloud reaches the node at over SSH (cloud: filled by the provider)"
@@ -191,7 +97,7 @@ class NodeSpec(_Model):
 # ---------------------------------------------------------------- volumes and service
 
 
-class VolumeSpec(_Model):
+class VolumeSpec(SpecModel):
     """One replicated block device and its filesystem.
 
     Grouping: volumes with the same ``resource`` (default: their own ``name``) are the
@@ -236,12 +142,12 @@ class VolumeSpec(_Model):
         return self.resource or self.name
 
 
-class DemoService(_Model):
+class DemoService(SpecModel):
     kind: Literal["demo"]
     port: int = Field(8080, ge=1, le=65535, description="TCP port of the demo service")
 
 
-class _ServiceTimeouts(_Model):
+class _ServiceTimeouts(SpecModel):
     # ge=1: Pacemaker reads an operation timeout of 0 as "use the default" (20 s), not "none".
     start_timeout: int | None = Field(
         None,
@@ -287,7 +193,7 @@ class OcfService(_ServiceTimeouts):
 ServiceSpec = Annotated[DemoService | SystemdService | OcfService, Field(discriminator="kind")]
 
 
-class CorosyncSpec(_Model):
+class CorosyncSpec(SpecModel):
     cluster_port: int = Field(5405, ge=1024, le=65535, description="knet port of link 0 (link N: +N)")
     crypto_cipher: Literal["aes256", "aes192", "aes128"] = Field("aes256", description="knet cipher")
     crypto_hash: Literal["sha256", "sha384", "sha512"] = Field("sha256", description="knet hash")
@@ -296,14 +202,14 @@ class CorosyncSpec(_Model):
 # ---------------------------------------------------------------- VIP
 
 
-class IPaddr2Vip(_Model):
+class IPaddr2Vip(SpecModel):
     kind: Literal["IPaddr2"]
     address: IPv4Address = Field(description="the virtual IP")
     cidr_netmask: int = Field(24, ge=1, le=32, description="prefix length of the VIP")
     nic: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,15}$", description="interface, e.g. eth0")
 
 
-class AwsMoveIpVip(_Model):
+class AwsMoveIpVip(SpecModel):
     kind: Literal["aws-vpc-move-ip"]
     address: IPv4Address = Field(description="overlay IP: a /32 outside the VPC CIDR")
     route_tables: list[Annotated[str, Field(pattern=r"^rtb-[0-9a-f]{8,17}$")]] = Field(
@@ -317,14 +223,14 @@ class AwsMoveIpVip(_Model):
     )
 
 
-class AwsEipVip(_Model):
+class AwsEipVip(SpecModel):
     kind: Literal["awseip"]
     elastic_ip: IPv4Address = Field(description="the Elastic IP address")
     allocation_id: str = Field(pattern=r"^eipalloc-[0-9a-f]{8,17}$", description="its allocation id")
     private_ip_address: IPv4Address | None = Field(None, description="secondary private IP to bind")
 
 
-class AzureLbVip(_Model):
+class AzureLbVip(SpecModel):
     kind: Literal["azure-lb"]
     address: IPv4Address = Field(description="frontend IP of the internal Standard load balancer")
     cidr_netmask: int = Field(24, ge=1, le=32, description="prefix length for IPaddr2 on the node")
@@ -336,7 +242,7 @@ VipSpec = Annotated[IPaddr2Vip | AwsMoveIpVip | AwsEipVip | AzureLbVip, Field(di
 # ---------------------------------------------------------------- fencing
 
 
-class _SecretSource(_Model):
+class _SecretSource(SpecModel):
     password_file: str | None = Field(
         None, description="file on this machine holding the password (kept out of the CIB)"
     )
@@ -366,17 +272,17 @@ class RedfishTarget(_SecretSource):
     ssl_insecure: bool = Field(False, description="skip TLS verification (self-signed BMC)")
 
 
-class IpmiFencing(_Model):
+class IpmiFencing(SpecModel):
     kind: Literal["fence_ipmilan"]
     nodes: dict[str, IpmiTarget] = Field(description="node name -> its BMC")
 
 
-class RedfishFencing(_Model):
+class RedfishFencing(SpecModel):
     kind: Literal["fence_redfish"]
     nodes: dict[str, RedfishTarget] = Field(description="node name -> its BMC")
 
 
-class SbdFencing(_Model):
+class SbdFencing(SpecModel):
     kind: Literal["sbd"]
     devices: list[SafePath] = Field(
         min_length=1,
@@ -386,11 +292,11 @@ class SbdFencing(_Model):
     watchdog_device: SafePath = Field("/dev/watchdog", description="watchdog device")
 
 
-class AwsFenceTarget(_Model):
+class AwsFenceTarget(SpecModel):
     instance_id: str = Field(pattern=r"^i-[0-9a-f]{8,17}$", description="EC2 instance id")
 
 
-class AwsFencing(_Model):
+class AwsFencing(SpecModel):
     kind: Literal["fence_aws"]
     region: str | None = Field(
         None,
@@ -402,11 +308,11 @@ class AwsFencing(_Model):
     )
 
 
-class AzureFenceTarget(_Model):
+class AzureFenceTarget(SpecModel):
     vm_name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Azure VM name")
 
 
-class AzureFencing(_Model):
+class AzureFencing(SpecModel):
     kind: Literal["fence_azure_arm"]
     subscription_id: str | None = Field(
         None, pattern=GUID, description="subscription GUID (default: provider.options.subscription_id)"
@@ -430,7 +336,7 @@ FencingSpec = Annotated[
 ]
 
 
-class DrbdSpec(_Model):
+class DrbdSpec(SpecModel):
     split_brain_recovery: Literal["manual", "discard-secondary"] = Field(
         "manual",
         description="after a split brain with one Primary: manual (default) leaves DRBD disconnected "
@@ -445,7 +351,7 @@ class DrbdSpec(_Model):
     )
 
 
-class TargetsSpec(_Model):
+class TargetsSpec(SpecModel):
     drbd: Literal["8.4", "9"] | None = Field(
         None, description="DRBD kernel module generation (default: profile; facts win at deploy)"
     )
@@ -454,7 +360,7 @@ class TargetsSpec(_Model):
     )
 
 
-class Spec(_Model):
+class Spec(SpecModel):
     """A whole cluster spec. Cross-field rules live in :mod:`hacloud.spec.rules`."""
 
     version: Literal[1] = Field(1, description="spec format version")

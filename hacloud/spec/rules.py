@@ -1,4 +1,7 @@
-"""Cross-field rules of the spec, run on the raw document.
+"""The spec rules: cross-field rules of ``hacloud.yaml``, run on the raw document while it loads.
+
+Distinct from the invariants behind ``hacloud check`` (:mod:`hacloud.verify.invariants`, which
+judge the rendered files): a spec rule refuses the spec itself (exit 2) before anything renders.
 
 Contract: :func:`cross_problems` never raises; it reads the parsed YAML defensively (any part
 may have the wrong type, which the schema reports separately) so that one run of the loader
@@ -280,6 +283,8 @@ def _all(table: dict[str, set[str]]) -> set[str]:
 
 
 def _fencing(doc: dict[str, Any]) -> Iterator[Found]:
+    """Each fencing method listed once, fencing every node by name, with what its kind needs;
+    several methods only as fencing levels."""
     names = _node_names(doc)
     provider = _provider_kind(doc)
     options = _dict(_dict(doc.get("provider")).get("options"))
@@ -292,64 +297,76 @@ def _fencing(doc: dict[str, Any]) -> Iterator[Found]:
             if kind in kinds:
                 yield (["fencing", i, "kind"], f"{kind} is listed twice", "list each fencing method once")
             kinds[kind] = i
-        targets = _dict(method.get("nodes"))
-        for target in targets:
-            if names and target not in names:
-                yield (
-                    ["fencing", i, "nodes", target],
-                    f"no node named {target!r}",
-                    f"use the node names: {', '.join(names)}",
-                )
-        required = kind in ("fence_ipmilan", "fence_redfish") or bool(targets)
-        if required and len(names) == 2 and "nodes" in method:
-            for name in names:
-                if name not in targets:
-                    yield (
-                        ["fencing", i, "nodes"],
-                        f"no fencing target for node {name!r}",
-                        f"add `{name}:` under this method's nodes (every node must be fenceable)",
-                    )
-        if kind in ("fence_ipmilan", "fence_redfish"):
-            for target, raw_params in targets.items():
-                params = _dict(raw_params)
-                given = [k for k in ("password_file", "password_env") if params.get(k)]
-                if len(given) != 1:
-                    yield (
-                        ["fencing", i, "nodes", target],
-                        "give the BMC password through exactly one of password_file, password_env",
-                        "add `password_file: /path/to/secret` (hacloud keeps it out of the CIB)",
-                    )
-        if (
-            kind == "fence_aws"
-            and not method.get("region")
-            and not (provider == "aws" and options.get("region"))
-        ):
-            yield (
-                ["fencing", i],
-                "fence_aws needs a region",
-                "add `region:` here or use provider kind aws with options.region",
-            )
-        if kind == "fence_aws":
-            yield from _aws_region(i, method, provider, options)
-        if kind == "fence_azure_arm" and provider != "azure":
-            for key in ("subscription_id", "resource_group"):
-                if not method.get(key):
-                    yield (
-                        ["fencing", i],
-                        f"fence_azure_arm needs {key} outside the azure provider",
-                        f"add `{key}:` to this method",
-                    )
-        if kind == "sbd" and len(_list(method.get("devices"))) == 2:
-            yield (
-                ["fencing", i, "devices"],
-                "two SBD devices cannot fence when one of them fails",
-                "use one device, or three on independent storage (MS-SLES)",
-            )
+        yield from _fence_targets(i, method, names)
+        yield from _fence_kind_needs(i, method, provider, options)
     if len(methods) > 1 and doc.get("fencing_topology") is not True:
         yield (
             ["fencing_topology"] if "fencing_topology" in doc else ["fencing"],
             "more than one fencing method without fencing_topology",
             "set `fencing_topology: true` to try them as levels in order, or keep one method",
+        )
+
+
+def _fence_targets(i: int, method: dict[str, Any], names: list[str]) -> Iterator[Found]:
+    """A method's ``nodes``: only known node names, every node when any (or when a BMC kind),
+    and a BMC's password from exactly one source."""
+    kind = method.get("kind")
+    targets = _dict(method.get("nodes"))
+    for target in targets:
+        if names and target not in names:
+            yield (
+                ["fencing", i, "nodes", target],
+                f"no node named {target!r}",
+                f"use the node names: {', '.join(names)}",
+            )
+    required = kind in ("fence_ipmilan", "fence_redfish") or bool(targets)
+    if required and len(names) == 2 and "nodes" in method:
+        for name in names:
+            if name not in targets:
+                yield (
+                    ["fencing", i, "nodes"],
+                    f"no fencing target for node {name!r}",
+                    f"add `{name}:` under this method's nodes (every node must be fenceable)",
+                )
+    if kind in ("fence_ipmilan", "fence_redfish"):
+        for target, raw_params in targets.items():
+            params = _dict(raw_params)
+            given = [k for k in ("password_file", "password_env") if params.get(k)]
+            if len(given) != 1:
+                yield (
+                    ["fencing", i, "nodes", target],
+                    "give the BMC password through exactly one of password_file, password_env",
+                    "add `password_file: /path/to/secret` (hacloud keeps it out of the CIB)",
+                )
+
+
+def _fence_kind_needs(
+    i: int, method: dict[str, Any], provider: str | None, options: dict[str, Any]
+) -> Iterator[Found]:
+    """What a cloud or SBD method needs beyond its targets: fence_aws a region (the provider's),
+    fence_azure_arm its subscription and group off Azure, SBD one or three devices."""
+    kind = method.get("kind")
+    if kind == "fence_aws" and not method.get("region") and not (provider == "aws" and options.get("region")):
+        yield (
+            ["fencing", i],
+            "fence_aws needs a region",
+            "add `region:` here or use provider kind aws with options.region",
+        )
+    if kind == "fence_aws":
+        yield from _aws_region(i, method, provider, options)
+    if kind == "fence_azure_arm" and provider != "azure":
+        for key in ("subscription_id", "resource_group"):
+            if not method.get(key):
+                yield (
+                    ["fencing", i],
+                    f"fence_azure_arm needs {key} outside the azure provider",
+                    f"add `{key}:` to this method",
+                )
+    if kind == "sbd" and len(_list(method.get("devices"))) == 2:
+        yield (
+            ["fencing", i, "devices"],
+            "two SBD devices cannot fence when one of them fails",
+            "use one device, or three on independent storage (MS-SLES)",
         )
 
 

@@ -61,6 +61,7 @@ def check_private(path: Path, what: str, rotate: str) -> None:
         raise HacloudError(
             f"{path} ({what}) is readable by other users (mode {mode:o})",
             f"run `chmod 600 {path}`; consider {rotate}",
+            code="HAC213",
         )
 
 
@@ -74,7 +75,7 @@ def read_secret_file(path: Path, what: str) -> str | None:
         return None
     except (OSError, UnicodeDecodeError) as exc:
         raise HacloudError(
-            f"cannot read {path} ({what}): {exc}", "check the file and its permissions"
+            f"cannot read {path} ({what}): {exc}", "check the file and its permissions", code="HAC214"
         ) from None
     return text or None
 
@@ -91,6 +92,7 @@ def load_or_create(directory: Path) -> ClusterSecrets:
             raise HacloudError(
                 f"{path} is damaged ({type(exc).__name__})",
                 "restore it from a backup; the running cluster holds the same keys",
+                code="HAC215",
             ) from None
     make_state_dir(directory)
     os.chmod(directory, 0o700)

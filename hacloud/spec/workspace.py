@@ -75,6 +75,7 @@ def check_owner(state_dir: Path, spec_path: Path) -> None:
             f"give {spec_path.name} its own cluster.name; or, if {spec_path.name} describes that "
             f"same cluster (renamed, or another view of the same nodes), add the line "
             f"{spec_path.name} to {state_dir / OWNER_FILE}",
+            code="HAC216",
         )
 
 

@@ -15,8 +15,8 @@ from hacloud.provision.changes import Change
 from hacloud.provision.provider import (
     BaseProvider,
     Capabilities,
-    NodeCheck,
     NodeNeeds,
+    NodeProbe,
     PowerState,
     Role,
     with_placeholder_links,
@@ -125,10 +125,10 @@ class AwsProvider(BaseProvider):
         infra.release_routes()
         return list(infra.changes)
 
-    def live_checks(self, ws: Workspace, inventory: Inventory) -> list[Finding]:
-        from hacloud_aws.preflight import live_checks
+    def live_audit(self, ws: Workspace, inventory: Inventory) -> list[Finding]:
+        from hacloud_aws.preflight import live_audit
 
-        return live_checks(self._infra(ws, apply=False), inventory)
+        return live_audit(self._infra(ws, apply=False), inventory)
 
     # -------------------------------------------------------------- power (fence-test)
 
@@ -171,20 +171,20 @@ class AwsProvider(BaseProvider):
 
 
 def aws_node_needs(spec: Spec, inventory: Inventory) -> NodeNeeds:
-    """Packages the AWS agents need and the checks run on each node before fencing is enabled.
+    """Packages the AWS agents need and the probes run on each node before fencing is enabled.
 
     fence_aws stops the peer only after asking IMDS which instance it runs on, and silently
     does nothing when IMDS cannot be reached (testbed.md §3): so the first check is IMDS."""
     region = region_of(spec)
     ids = [n.id for n in inventory.nodes]
     q = shlex.quote
-    checks = [_imds_check(ids)]
+    probes = [_imds_check(ids)]
     if any(isinstance(m, AwsFencing) for m in spec.fencing):
         # Ids are validated on import, and quoted here as well (this line runs as root); the
         # first field of each `id,name,state` line is compared as a fixed string, not a regex.
         listed = " && ".join(f"printf '%s\\n' \"$out\" | cut -d, -f1 | grep -qxF -- {q(i)}" for i in ids)
-        checks.append(
-            NodeCheck(
+        probes.append(
+            NodeProbe(
                 "aws.fence_list",
                 "fence_aws -o list reaches the EC2 API and sees both instances",
                 f"out=$(fence_aws -o list --region {q(region)}) && {listed}",
@@ -196,11 +196,11 @@ def aws_node_needs(spec: Spec, inventory: Inventory) -> NodeNeeds:
     return NodeNeeds(
         commands=("aws",) if vip_check else (),
         packages=AWS_PACKAGES,
-        checks=(*checks, *([vip_check] if vip_check else [])),
+        probes=(*probes, *([vip_check] if vip_check else [])),
     )
 
 
-def _imds_check(ids: list[str]) -> NodeCheck:
+def _imds_check(ids: list[str]) -> NodeProbe:
     """IMDSv2 answers with one of the cluster's instance ids."""
     q = shlex.quote
     imds = (
@@ -210,7 +210,7 @@ def _imds_check(ids: list[str]) -> NodeCheck:
         "http://169.254.169.254/latest/meta-data/instance-id) && "
         f'case "$i" in {"|".join(q(i) for i in ids)}) exit 0;; esac; echo "IMDS says $i"; exit 1'
     )
-    return NodeCheck(
+    return NodeProbe(
         "aws.imds",
         "instance metadata (IMDSv2) names this node's instance",
         imds,
@@ -220,12 +220,12 @@ def _imds_check(ids: list[str]) -> NodeCheck:
     )
 
 
-def _vip_check(spec: Spec, region: str) -> NodeCheck | None:
+def _vip_check(spec: Spec, region: str) -> NodeProbe | None:
     """The AWS CLI, as the VIP agent calls it, reads what the agent moves (None: no CLI agent)."""
     q = shlex.quote
     if isinstance(spec.vip, AwsMoveIpVip):
         tables = " ".join(q(r) for r in spec.vip.route_tables)
-        return NodeCheck(
+        return NodeProbe(
             "aws.route_read",
             "the AWS CLI (as aws-vpc-move-ip calls it) reads the route tables",
             f"aws --profile default --region {q(region)} --output text ec2 describe-route-tables "
@@ -234,7 +234,7 @@ def _vip_check(spec: Spec, region: str) -> NodeCheck | None:
             "[default] profile (hacloud installs it), and let the node reach the EC2 API",
         )
     if isinstance(spec.vip, AwsEipVip):
-        return NodeCheck(
+        return NodeProbe(
             "aws.eip_read",
             "the AWS CLI (as awseip calls it) reads the Elastic IP",
             f"aws --profile default --region {q(region)} --output text ec2 describe-addresses "

@@ -1,7 +1,7 @@
 """Live, read-only checks of what the AWS agents rely on (`hacloud check --live`); the checks
 run on the nodes themselves before fencing is enabled are :func:`hacloud_aws.aws_node_needs`.
 
-Contract: :func:`live_checks` reads the account and returns one Finding per rule and subject;
+Contract: :func:`live_audit` reads the account and returns one Finding per rule and subject;
 it changes nothing. The policy check evaluates the policies attached to each node's role
 against every (action, resource) the agents will call — the same list the generated policy is
 built from, so a hand-made profile is held to the same bar.
@@ -15,7 +15,7 @@ from typing import Any
 
 from hacloud.spec.inventory import Inventory
 from hacloud.spec.model import AwsEipVip, AwsFencing, AwsMoveIpVip
-from hacloud.verify.invariants import Finding
+from hacloud.verify.invariants import Finding, Severity
 from hacloud_aws import iam
 from hacloud_aws.api import call, error_code
 from hacloud_aws.infra import Infra, primary_eni
@@ -24,7 +24,7 @@ SOURCE = "best-practices.md §3.1"
 
 
 def _f(code: str, ok: bool, message: str, remedy: str, warn: bool = False) -> Finding:
-    severity = "ok" if ok else "warning" if warn else "error"
+    severity: Severity = "ok" if ok else "warning" if warn else "error"
     return Finding(code, severity, message, "" if ok else remedy, SOURCE)
 
 
@@ -71,7 +71,7 @@ def _doc(doc: Any) -> dict[str, Any]:
     return {**doc, "Statement": statements if isinstance(statements, list) else [statements]}
 
 
-def live_checks(infra: Infra, inventory: Inventory) -> list[Finding]:
+def live_audit(infra: Infra, inventory: Inventory) -> list[Finding]:
     """Every rule below, read-only, one Finding per rule and subject."""
     spec = infra.spec
     account = call("read the caller identity", infra.c.sts.get_caller_identity)["Account"]

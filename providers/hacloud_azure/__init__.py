@@ -17,8 +17,8 @@ from hacloud.provision.changes import Change
 from hacloud.provision.provider import (
     BaseProvider,
     Capabilities,
-    NodeCheck,
     NodeNeeds,
+    NodeProbe,
     PowerState,
     Role,
     with_placeholder_links,
@@ -114,10 +114,10 @@ class AzureProvider(BaseProvider):
         infra.release_role()
         return list(infra.changes)
 
-    def live_checks(self, ws: Workspace, inventory: Inventory) -> list[Finding]:
-        from hacloud_azure.preflight import live_checks
+    def live_audit(self, ws: Workspace, inventory: Inventory) -> list[Finding]:
+        from hacloud_azure.preflight import live_audit
 
-        return live_checks(self._infra(ws, apply=False), inventory)
+        return live_audit(self._infra(ws, apply=False), inventory)
 
     def ssh_wait_seconds(self, spec: Spec) -> float:
         return 300.0
@@ -173,11 +173,11 @@ if agents < (4, 13) and sdk >= (33, 0):
 
 
 def azure_node_needs(spec: Spec) -> NodeNeeds:
-    """The commands the Azure agents need and the checks run on each node before fencing."""
+    """The commands the Azure agents need and the probes run on each node before fencing."""
     arm = options_of(spec).arm_endpoint.rstrip("/")
     q = shlex.quote
-    checks = [
-        NodeCheck(
+    probes = [
+        NodeProbe(
             "azure.arm_reachable",
             f"the node reaches Azure Resource Manager ({arm})",
             # any HTTP answer proves the path; an internal Standard LB gives none by default
@@ -187,7 +187,7 @@ def azure_node_needs(spec: Spec) -> NodeNeeds:
             "a public load balancer for outbound (Microsoft: 'Public endpoint connectivity for VMs "
             "using Azure Standard Load Balancer'), or a firewall route to management.azure.com",
         ),
-        NodeCheck(
+        NodeProbe(
             "azure.msi_token",
             "the VM's managed identity gets a token from IMDS",
             "curl -sf -m 10 -H Metadata:true "
@@ -200,8 +200,8 @@ def azure_node_needs(spec: Spec) -> NodeNeeds:
         ),
     ]
     if any(isinstance(m, AzureFencing) for m in spec.fencing):
-        checks.append(
-            NodeCheck(
+        probes.append(
+            NodeProbe(
                 "azure.fence_sdk",
                 "the node's fence-agents work with its Azure SDK",
                 f"python3 -c {q(SDK_CHECK)}",
@@ -216,7 +216,7 @@ def azure_node_needs(spec: Spec) -> NodeNeeds:
             "dnf": "nmap-ncat fence-agents-azure-arm",
             "zypper": "netcat-openbsd python3-azure-mgmt-compute",
         },
-        checks=tuple(checks),
+        probes=tuple(probes),
     )
 
 

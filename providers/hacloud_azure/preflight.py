@@ -1,6 +1,6 @@
 """Live, read-only checks of what fence_azure_arm and azure-lb rely on (`hacloud check --live`).
 
-Contract: :func:`live_checks` reads the subscription and returns one Finding per rule and
+Contract: :func:`live_audit` reads the subscription and returns one Finding per rule and
 subject: each VM's system-assigned identity, for every (identity, VM) pair a role that allows
 what fence_azure_arm needs (hacloud's, or in drop-in mode Terraform's; a warning when it
 allows more), hacloud's own role with exactly the needed actions where it exists, and the
@@ -24,7 +24,7 @@ def _f(code: str, ok: bool, message: str, remedy: str) -> Finding:
     return Finding(code, "ok" if ok else "error", message, "" if ok else remedy, SOURCE)
 
 
-def live_checks(infra: Infra, inventory: Inventory) -> list[Finding]:
+def live_audit(infra: Infra, inventory: Inventory) -> list[Finding]:
     """Every rule below, read-only, one Finding per rule and subject."""
     out: list[Finding] = []
     vms = {n.name: infra._vm(infra.spec.node(n.name)) for n in inventory.nodes}

@@ -30,8 +30,7 @@ from hacloud.poll import SYSTEM, Clock, poll_until
 from hacloud.provision.endpoint import Endpoint
 from hacloud.provision.provider import BaseProvider, Capabilities, PowerChange, PowerState
 from hacloud.spec.inventory import Inventory, NetworkInfo, NodeFacts, NodeInfo
-from hacloud.spec.model import IpmiFencing, IpmiTarget, Spec
-from hacloud.spec.model import LabProvider as LabSpec
+from hacloud.spec.model import IpmiFencing, IpmiTarget, LabProviderSpec, Spec
 from hacloud.spec.secrets import check_private
 from hacloud.spec.workspace import Workspace
 from hacloud_lab import guest, image, kernel, net, power
@@ -123,7 +122,7 @@ class LabProvider(BaseProvider):
         directory = self.lab_dir(ws) / node.name
         links = self._links(spec, index)
         hosts = ",".join(f"{n.name}:{self._links(spec, i)[0]}" for i, n in enumerate(spec.nodes))
-        memory = spec.provider.options.memory_mib if isinstance(spec.provider, LabSpec) else 1024
+        memory = spec.provider.options.memory_mib if isinstance(spec.provider, LabProviderSpec) else 1024
         return guest.GuestConfig(
             name=node.name,
             umid=f"{spec.cluster.name}-{node.name}",

@@ -106,6 +106,51 @@ def test_pair_is_healthy_and_serves_on_the_vip(lab: dict[str, object]) -> None:
     assert mon.stdout.split()[0] == "true" and int(mon.stdout.split()[1]) >= 5
 
 
+def _guest_drbd(lab: dict[str, object], node: str) -> dict[str, str]:
+    """DRBD r0 as the guest's own tools and kernel say, read here without hacloud's parsers:
+    `drbdadm role/cstate/dstate` and the /proc/drbd line of minor 0 (drbd_proc.c's format)."""
+    out = on(
+        lab,
+        node,
+        "echo role $(drbdadm role r0); echo cstate $(drbdadm cstate r0); echo dstate $(drbdadm dstate r0); "
+        "grep '^ *0: cs:' /proc/drbd",
+    ).stdout
+    lines = dict(
+        line.split(" ", 1) for line in out.splitlines() if line.startswith(("role", "cstate", "dstate"))
+    )
+    proc = next(line for line in out.splitlines() if "cs:" in line)
+    fields = dict(f.split(":", 1) for f in proc.split() if ":" in f and not f[0].isdigit())
+    role, peer_role = lines["role"].strip().split("/")
+    disk, peer_disk = lines["dstate"].strip().split("/")
+    assert fields["ro"] == f"{role}/{peer_role}" and fields["ds"] == f"{disk}/{peer_disk}", (lines, proc)
+    assert fields["cs"] == lines["cstate"].strip(), (lines, proc)
+    return {"role": role, "disk": disk, "peer_disk": peer_disk, "connection": fields["cs"]}
+
+
+def _status_matches_the_guests(lab: dict[str, object]) -> dict[str, dict[str, str]]:
+    """`hacloud status --json` against each guest's own DRBD reading: role, disk, peer disk and
+    connection of r0, node by node."""
+    proc = hacloud(lab, "status", "--json")
+    st = json.loads(proc.stdout)
+    guests = {n["name"]: _guest_drbd(lab, n["name"]) for n in st["nodes"]}
+    for n in st["nodes"]:
+        own = guests[n["name"]]
+        assert (n["drbd_role"], n["drbd_disk"], n["drbd_connection"]) == (
+            own["role"],
+            own["disk"],
+            own["connection"],
+        ), (n, own)
+        (vol,) = n["drbd"]
+        assert (vol["resource"], vol["volume"], vol["peer_disk"]) == ("r0", 0, own["peer_disk"]), (vol, own)
+    return guests
+
+
+def test_status_agrees_with_drbd_on_the_guests(lab: dict[str, object]) -> None:
+    guests = _status_matches_the_guests(lab)
+    assert sorted(g["role"] for g in guests.values()) == ["Primary", "Secondary"]
+    assert all(g["disk"] == g["peer_disk"] == "UpToDate" for g in guests.values())
+
+
 def test_second_up_changes_nothing(lab: dict[str, object]) -> None:
     sums = on(
         lab,
@@ -156,6 +201,8 @@ def test_records_survive_a_failover(lab: dict[str, object]) -> None:
         assert client(lab, f"http://192.0.2.100:8080/records/{rid}") == f"record-{i}"
     constraints = on(lab, after, "cibadmin -Q -o constraints").stdout
     assert "cli-prefer" not in constraints and "cli-ban" not in constraints
+    # the roles swapped on the guests themselves, and status says what they say
+    assert _status_matches_the_guests(lab)[after]["role"] == "Primary"
 
 
 def test_hacloud_ssh_uses_the_recorded_host_keys(lab: dict[str, object]) -> None:

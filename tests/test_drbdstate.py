@@ -151,7 +151,7 @@ def test_drbd84_split_brain_from_the_lab() -> None:
 
 
 def test_the_kernel_messages_hacloud_waits_for_are_the_real_ones() -> None:
-    from hacloud.ops.commands import VERIFY_DONE_LOG
+    from hacloud.ops.verify import VERIFY_DONE_LOG
 
     assert VERIFY_DONE_LOG in _read("drbd84-dmesg-verify-node2.txt")
     assert "Online verify found 1 4k block out of sync" in _read("drbd84-dmesg-verify-node2.txt")
@@ -178,13 +178,16 @@ class _Replay:
 
 
 def _spec() -> object:
+    """The managed DRBD resources of the lab's spec (r0, minor 0)."""
     from conftest import onprem_doc, spec_of
 
-    return spec_of(onprem_doc())
+    from hacloud.render.resources import drbd_resources
+
+    return drbd_resources(spec_of(onprem_doc()))
 
 
 def test_verify_starts_waits_and_reads_the_kernels_count() -> None:
-    from hacloud.ops.commands import _verify_one
+    from hacloud.ops.verify import _verify_one
 
     healthy, running, done = (
         _read("drbd84-proc-healthy-node2.txt"),
@@ -192,33 +195,33 @@ def test_verify_starts_waits_and_reads_the_kernels_count() -> None:
         _read("drbd84-proc-verified-node2.txt"),
     )
     conn = _Replay([healthy, running, running, done], [0])
-    result = _verify_one(conn, _spec(), "8.4", "r0", "node2", lambda _: None, None, 0)  # type: ignore[arg-type]
+    result = _verify_one(conn, _spec(), "r0", "node2", lambda _: None, None, 0)  # type: ignore[arg-type]
     assert result.out_of_sync_kib == 4 and result.node == "node2"
     assert conn.commands.count("drbdadm verify r0") == 1
 
 
 def test_verify_joins_a_running_one_and_sees_a_fast_one_finish_by_the_log() -> None:
-    from hacloud.ops.commands import _verify_one
+    from hacloud.ops.verify import _verify_one
 
     conn = _Replay([_read("drbd84-proc-verifying-node2.txt"), _read("drbd84-proc-verified-node2.txt")], [3])
-    _verify_one(conn, _spec(), "8.4", "r0", "node2", lambda _: None, None, 0)  # type: ignore[arg-type]
+    _verify_one(conn, _spec(), "r0", "node2", lambda _: None, None, 0)  # type: ignore[arg-type]
     assert "drbdadm verify r0" not in conn.commands  # joined, not restarted
     # never seen in VerifyS (a small disk between two polls): done once the kernel logged it
     conn = _Replay(
         [_read("drbd84-proc-healthy-node2.txt"), _read("drbd84-proc-verified-node2.txt")], [0, 0, 1]
     )
-    assert _verify_one(conn, _spec(), "8.4", "r0", "node2", lambda _: None, None, 0).out_of_sync_kib == 4  # type: ignore[arg-type]
+    assert _verify_one(conn, _spec(), "r0", "node2", lambda _: None, None, 0).out_of_sync_kib == 4  # type: ignore[arg-type]
 
 
 def test_verify_timeout_says_the_verify_keeps_running() -> None:
     import pytest
 
     from hacloud.errors import HacloudError
-    from hacloud.ops.commands import _verify_one
+    from hacloud.ops.verify import _verify_one
 
     conn = _Replay([_read("drbd84-proc-verifying-node2.txt")], [0])
     with pytest.raises(HacloudError) as err:
-        _verify_one(conn, _spec(), "8.4", "r0", "node2", lambda _: None, 0.0, 0)  # type: ignore[arg-type]
+        _verify_one(conn, _spec(), "r0", "node2", lambda _: None, 0.0, 0)  # type: ignore[arg-type]
     assert "keeps running" in err.value.message and "hacloud verify" in err.value.remedy
 
 
@@ -229,7 +232,7 @@ def test_status_text_names_the_split_brain_and_the_steps(monkeypatch: object) ->
     from typer.testing import CliRunner
 
     from hacloud import cli
-    from hacloud.ops import commands
+    from hacloud.ops import status as commands
 
     assert isinstance(monkeypatch, pytest.MonkeyPatch)
     states = {

@@ -352,7 +352,8 @@ def test_the_health_wait_names_the_failed_action_on_timeout() -> None:
     pair.cluster.mon_override = fixture("mon-failed.xml").replace('role="Started"', 'role="Stopped"')
     with pytest.raises(HacloudError) as err:
         pair.engine().wait_healthy(timeout=300)
-    assert err.value.code == "HAC425"
+    # the health wait is the one judgement `status` makes (hacloud.deploy.query.health)
+    assert err.value.code == "HAC453"
     assert "fence_node1_monitor_60000 on node2: Simulated action result" in err.value.message
     assert 300 <= pair.clock.now < 303
 

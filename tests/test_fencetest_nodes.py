@@ -19,12 +19,13 @@ from conftest import FIXED_SECRETS, REPO, write_lab_spec
 from fencetest_world import FakePower, Scenario, World
 from test_fencetest import _free_port, _serve
 
+from hacloud.deploy.query.drbd import READ_COMMAND
 from hacloud.deploy.remote import Result
 from hacloud.errors import HacloudError
 from hacloud.poll import ManualClock
 from hacloud.render.resources import drbd_resources
 from hacloud.verify.fencetest import client as client_module
-from hacloud.verify.fencetest.nodes import CRASH, ROLE_PROBE, NodeCluster, agent_options, status_problems
+from hacloud.verify.fencetest.nodes import CRASH, NodeCluster, agent_options, status_problems
 from hacloud.verify.fencetest.writer import Client
 
 FIXTURES = REPO / "tests" / "fixtures"
@@ -53,7 +54,8 @@ def ok(stdout: str, rc: int = 0) -> Result:
 
 
 def probe_on(fixture: str) -> Callable[[str, bytes | None], Result]:
-    """ROLE_PROBE run by the real shell, on a captured /proc/drbd instead of the kernel's."""
+    """The one DRBD read (READ_COMMAND) run by the real shell, on a captured /proc/drbd
+    instead of the kernel's."""
 
     def answer(command: str, stdin: bytes | None) -> Result:
         proc = subprocess.run(
@@ -111,6 +113,7 @@ def healthy_status() -> dict[str, Any]:
         "failed_actions": [],
         "service_node": "node1",
         "healthy": True,
+        "reasons": [],
     }
 
 
@@ -170,28 +173,18 @@ def test_a_failing_agent_and_a_device_pacemaker_does_not_list_are_refused(
         ),
     }
     status = healthy_status()
-    status["nodes"][1].update(online=False, drbd_disk="Outdated", drbd_connection=None)
-    status.update(
-        quorum=False, fencing_enabled=False, service_node=None, failed_actions=["x_monitor_0 on node2: error"]
-    )
-    status["fencing"][0]["state"] = "Stopped"
+    # the judge's reasons (hacloud.deploy.query.health, tested in test_nodequery.py)
+    status.update(healthy=False, reasons=["node2: not online in the cluster", "the cluster has no quorum"])
     cluster = NodeCluster(spec_path, shells, [], devices, status=lambda path: status)  # type: ignore[arg-type]
     problems = cluster.preflight().problems
     assert problems == [
-        *status_problems(status),
+        "node2: not online in the cluster",
+        "the cluster has no quorum",
         "fence device fence_node1 (fences node1 from node2) fails a status call: "
         "Failed: Unable to obtain correct plug status or plug is not available",
         "node1 would not fence node2 with fence_node2 (stonith_admin --list: nothing)",
     ]
-    assert status_problems(status) == [
-        "node2 is not online in the cluster",
-        "node2: DRBD is Outdated/?, not UpToDate/Connected",
-        "the cluster has no quorum",
-        "fencing is disabled",
-        "fence device fence_node1 is Stopped",
-        "failed action: x_monitor_0 on node2: error",
-        "the service is not running",
-    ]
+    assert status_problems(status) == status["reasons"]
 
 
 def test_agent_options_read_the_host_map_and_refuse_an_unknown_device() -> None:
@@ -211,8 +204,12 @@ def test_agent_options_read_the_host_map_and_refuse_an_unknown_device() -> None:
 def test_roles_from_the_kernel_text_of_drbd_8_4() -> None:
     """The real probe, run by sh on /proc/drbd as captured on the lab: node1 Secondary there."""
     shells = {
-        "node1": ScriptedShell("node1", [(re.escape(ROLE_PROBE), probe_on("drbd84-proc-healthy-node1.txt"))]),
-        "node2": ScriptedShell("node2", [(re.escape(ROLE_PROBE), probe_on("drbd84-proc-healthy-node2.txt"))]),
+        "node1": ScriptedShell(
+            "node1", [(re.escape(READ_COMMAND), probe_on("drbd84-proc-healthy-node1.txt"))]
+        ),
+        "node2": ScriptedShell(
+            "node2", [(re.escape(READ_COMMAND), probe_on("drbd84-proc-healthy-node2.txt"))]
+        ),
     }
     cluster = NodeCluster(Path("x"), shells, [], [])  # type: ignore[arg-type]
     roles = {n: cluster.is_primary(n) for n in shells}
@@ -222,18 +219,24 @@ def test_roles_from_the_kernel_text_of_drbd_8_4() -> None:
 
 def test_online_drbd_state_clock_and_journal_reads() -> None:
     clock = ManualClock()
-    states = iter(["WFConnection", "SyncSource"])
-    drbd = lambda command, stdin: ok(  # noqa: E731
-        f"role r0 Primary\ncstate r0 {next(states, 'Connected')}\ndstate r0/0 UpToDate/UpToDate\n"
-        "role r1 Primary\ncstate r1 Connected\ndstate r1/0 UpToDate/Inconsistent\n"
-        "sync \n"
-    )
+    # DRBD 8.4's /proc/drbd (drbd_proc.c): r0 (minor 0) waits for its peer, then resyncs;
+    # r1 (minor 1) is connected with its peer still Inconsistent
+    states = iter([("WFConnection", "UpToDate/DUnknown"), ("SyncSource", "UpToDate/Inconsistent")])
+
+    def drbd(command: str, stdin: bytes | None) -> Result:
+        cs, ds = next(states, ("Connected", "UpToDate/UpToDate"))
+        return ok(
+            "version: 8.4.11 (api:1/proto:86-101)\n"
+            f" 0: cs:{cs} ro:Primary/Unknown ds:{ds} C r-----\n    ns:0 oos:0\n"
+            " 1: cs:Connected ro:Primary/Secondary ds:UpToDate/Inconsistent C r-----\n    ns:0 oos:0\n"
+        )
+
     journal = (FIXTURES / "journal-power-node1.jsonl").read_text()
     shell = ScriptedShell(
         "node2",
         [
             (r"^crm_mon", ok(CRM_MON.format(node1="false"))),
-            (r"drbdadm role r0", drbd),
+            (r"^cat /proc/drbd", drbd),
             (r"^date \+%s\.%N$", lambda c, s: ok(f"{clock.time() + 2.5:.6f}\n")),
             (r"^journalctl -o json --no-pager --since=@1799999998 -u corosync -u pacemaker", ok(journal)),
         ],
@@ -241,8 +244,8 @@ def test_online_drbd_state_clock_and_journal_reads() -> None:
     resources = [r for r in drbd_resources(_two_volume_spec())]
     cluster = NodeCluster(Path("x"), {"node2": shell}, resources, [], clock)  # type: ignore[arg-type]
     assert cluster.online("node2", "node2") and not cluster.online("node2", "node1")
-    assert cluster.drbd_state("node2") == ("WFConnection", "UpToDate/Inconsistent")
-    assert cluster.drbd_state("node2")[0] == "SyncSource"
+    assert cluster.drbd_state("node2") == ("WFConnection", "UpToDate/DUnknown")
+    assert cluster.drbd_state("node2") == ("SyncSource", "UpToDate/Inconsistent")
     assert cluster.clock_offset("node2") == pytest.approx(2.5)
     assert cluster.journal("node2", 1_800_000_000.7) == journal
 

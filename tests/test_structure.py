@@ -31,22 +31,7 @@ COMMON = ("errors", "poll", "datafiles")
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60
 
-KNOWN: dict[str, str] = {
-    # A (typed ClusterStatus) and C (fence-test): the preflight reads the status judgement
-    "hacloud/verify/fencetest/nodes.py: stage verify imports hacloud.ops.commands (stage ops)": "A/C",
-    "hacloud/verify/fencetest/nodes.py: only the CLI imports hacloud.ops, not hacloud.ops.commands": "A/C",
-    # G/E: the workspace names its Terraform source
-    "hacloud/spec/workspace.py: stage spec imports hacloud.provision.terraform (stage provision)": "G/E",
-    # modules and functions other engineers split
-    "hacloud/render/resources.py is over 500 lines": "G",
-    "hacloud/spec/model.py is over 500 lines": "G",
-    "hacloud/spec/rules.py:_fencing is over 60 lines": "G",
-    "hacloud/verify/invariants.py is over 500 lines": "G",
-    "hacloud/verify/invariants.py:drbd_policy is over 60 lines": "G",
-    "hacloud/verify/invariants.py:grouping is over 60 lines": "G",
-    "hacloud/cli/health.py:status is over 60 lines": "A",
-    "hacloud/ops/commands.py:cluster_status is over 60 lines": "A",
-}
+KNOWN: dict[str, str] = {}
 
 
 @dataclass(frozen=True)

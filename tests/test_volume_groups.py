@@ -13,7 +13,8 @@ from conftest import grouped_doc, need, onprem_doc, render_doc
 from tools import DRBDADM84, executed_order, run, simulate_failover, write_files
 
 from hacloud.deploy.drbdsteps import layout_conflicts
-from hacloud.deploy.engine import Engine, drbd_status_command, parse_drbd_status
+from hacloud.deploy.engine import Engine
+from hacloud.deploy.query.drbd import READ_COMMAND, parse_read
 from hacloud.deploy.remote import Result
 from hacloud.errors import SpecError
 from hacloud.provision.provider import get_provider
@@ -194,6 +195,7 @@ class FakeDrbd:
         self.clear: set[str] = set()
         self.log: list[tuple[str, str]] = []
         self.volumes = volumes
+        self.names_used: set[str] = set()  # DRBD resources the engine asked about
 
     def conn(self, node: str) -> Any:
         fake = self
@@ -205,17 +207,27 @@ class FakeDrbd:
 
         return Conn()
 
+    def proc_drbd(self, node: str) -> str:
+        """/proc/drbd as DRBD 8.4 prints it (drbd_proc.c) for this node's state: the resource's
+        volumes are minors 0..N-1 (the grouped spec's, and r0's)."""
+        lines = ["version: 8.4.11 (api:1/proto:86-101)"]
+        if node not in self.up:
+            return "\n".join(lines) + "\n"
+        cs = "Connected" if len(self.up) == 2 else "WFConnection"
+        for minor in range(self.volumes):
+            ref = f"{min(self.names_used)}/{minor}"
+            disk = "UpToDate" if ref in self.clear else "Inconsistent"
+            peer = disk if cs == "Connected" else "DUnknown"
+            lines.append(f" {minor}: cs:{cs} ro:Secondary/Secondary ds:{disk}/{peer} C r-----")
+            lines.append("    ns:0 nr:0 dw:0 dr:0 al:0 bm:0 lo:0 pe:0 ua:0 ap:0 ep:1 wo:f oos:0")
+        return "\n".join(lines) + "\n"
+
     def answer(self, node: str, command: str) -> Result:
         words = command.split()
         ref = words[2] if len(words) > 2 and words[0] == "drbdadm" else ""
-        if command.startswith("drbdadm role"):
-            return Result(0, "Secondary\n", "") if node in self.up else Result(10, "", "")
-        if command.startswith("drbdadm cstate"):
-            return Result(0, "Connected\n" if len(self.up) == 2 else "WFConnection\n", "")
-        if command.startswith("drbdadm dstate"):
-            return Result(
-                0, "UpToDate/UpToDate\n" if ref in self.clear else "Inconsistent/Inconsistent\n", ""
-            )
+        if command == READ_COMMAND:
+            return Result(0, self.proc_drbd(node), "")
+        self.names_used.update(re.findall(r"\b(\w+)/\d+\b", command))
         if command.startswith("drbdadm dump-md"):
             return Result(0 if ref in self.md[node] else 255, "", "")
         if command.startswith("drbdadm -- --force create-md"):
@@ -270,8 +282,7 @@ def test_engine_initialises_a_grouped_resource_with_commands_drbdadm_accepts(
     assert len(mkfs) == 1 and "/dev/drbd0" in mkfs[0] and "/dev/drbd1" in mkfs[0], mkfs
     assert "drbdadm primary pg" in mkfs[0] and "drbdadm secondary pg" in mkfs[0]
     # ...and the real drbdadm accepts each of those commands for the rendered files, as the node
-    status = [(n, drbd_status_command(drbd_resources(spec))) for n in names]
-    for node, command in fake.log + status:
+    for node, command in fake.log:
         conf = _conf(bundle, node, tmp_path)
         for args in _drbdadm_calls(command):
             out = _as_node(node, version, conf, *args)  # raises on a non-zero exit
@@ -296,31 +307,41 @@ def test_engine_commands_fit_an_existing_single_volume_resource(version: str, tm
     engine._drbd_resource(drbd_resources(spec)[0], {n: set() for n in names})
     commands = [c for _, c in fake.log]
     assert [c for c in commands if "create-md" in c] == ["drbdadm -- --force create-md r0/0"] * 2
-    status = [(n, drbd_status_command(drbd_resources(spec))) for n in names]
     checked = 0
-    for node, command in fake.log + status:
+    for node, command in fake.log:
         conf = _conf(bundle, node, tmp_path)
         for args in _drbdadm_calls(command):
             out = _as_node(node, version, conf, *args)
             assert "/dev/drbd0" in out or " 0" in out or "r0" in out, (args, out)
             checked += 1
-    assert checked >= 15
+    # dump-md, create-md, up and get-gi on each node, new-current-uuid, primary, secondary (the
+    # state reads are /proc/drbd now, not drbdadm)
+    assert checked >= 11
 
 
 def test_status_reads_every_volume_of_every_resource() -> None:
-    """What drbd_status_command prints when DRBD 8.4 answers for a synced pg and a logs
-    resource still syncing (8.4 repeats role/cstate per volume: the command keeps the first)."""
+    """The one DRBD read names 8.4's minors by the renderer's resources and volume numbers:
+    a synced two-volume pg and a logs resource still syncing (the text as drbd_proc.c prints
+    it); a minor hacloud does not manage is left out."""
+    spec, _ = _grouped("8.4")
+    resources = drbd_resources(spec)
+    minors = {r.name: [v.minor for v in r.volumes] for r in resources}
+    assert minors == {"pg": [0, 1], "logs": [2]}
     text = (
-        "role pg Primary\ncstate pg Connected\ndstate pg/0 UpToDate/UpToDate\n"
-        "dstate pg/1 UpToDate/UpToDate\nrole logs Primary\ncstate logs SyncSource\n"
-        "dstate logs/0 UpToDate/Inconsistent\nsync sync'ed: 42.5%\n"
+        "version: 8.4.11 (api:1/proto:86-101)\n"
+        " 0: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate C r-----\n    ns:0 oos:0\n"
+        " 1: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate C r-----\n    ns:0 oos:0\n"
+        " 2: cs:SyncSource ro:Primary/Secondary ds:UpToDate/Inconsistent C r-----\n    ns:0 oos:4096\n"
+        "\t[=====>..............] sync'ed: 42.5% (4096/8192)K\n"
+        " 9: cs:Connected ro:Secondary/Secondary ds:UpToDate/UpToDate C r-----\n    ns:0 oos:0\n"
     )
-    st = parse_drbd_status(text)
-    assert st["sync"] == "42.5%"
-    assert [(r["resource"], r["role"], r["connection"], len(r["volumes"])) for r in st["resources"]] == [
-        ("pg", "Primary", "Connected", 2),
-        ("logs", "Primary", "SyncSource", 1),
+    vols = parse_read(text, resources)
+    assert [(v.resource, v.volume, v.role, v.connection, v.replication) for v in vols] == [
+        ("pg", 0, "Primary", "Connected", "Established"),
+        ("pg", 1, "Primary", "Connected", "Established"),
+        ("logs", 0, "Primary", "Connected", "SyncSource"),
     ]
+    assert vols[2].progress == 42.5 and vols[2].out_of_sync_kib == 4096
 
 
 def test_status_summarises_every_volume_of_every_resource() -> None:
@@ -328,7 +349,7 @@ def test_status_summarises_every_volume_of_every_resource() -> None:
     to look at: 8.4 minors map to their resource and volume number; a second resource that is
     StandAlone (a split brain) shows although the first is healthy."""
     from hacloud.deploy.query.drbd import by_minor, parse_proc_drbd
-    from hacloud.ops.commands import _drbd_summary
+    from hacloud.deploy.query.status import drbd_summary as _drbd_summary
 
     fixtures = Path(__file__).parent / "fixtures"
     healthy = (fixtures / "drbd84-proc-healthy-node2.txt").read_text()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,7 +19,7 @@ from hacloud.errors import HacloudError
 
 def failover(spec: SpecOption = Path("hacloud.yaml"), yes: YesOption = False) -> None:
     """Planned switchover to the other node; waits until the service answers there."""
-    from hacloud.ops.commands import failover as do_failover
+    from hacloud.ops.failover import failover as do_failover
 
     _confirm("Move the service to the other node?", yes, destructive=True)
     try:
@@ -36,7 +36,7 @@ def status(
     tf_map: TfMapOption = None,
 ) -> None:
     """Nodes, quorum, DRBD per node, where the service and VIP run, fencing, failed actions."""
-    from hacloud.ops.commands import cluster_status
+    from hacloud.ops.status import cluster_status
 
     try:
         st = cluster_status(spec, _terraform(from_terraform, tf_map))
@@ -68,7 +68,21 @@ def status(
                 )
     where = st["service_node"] or ("nowhere" if answered else "unknown")
     typer.echo(f"service and VIP {st['vip']}: on {where}")
-    for sb in st.get("split_brain", []):
+    _echo_split_brain(st.get("split_brain", []))
+    for dev in st["fencing"]:
+        typer.echo(f"fencing {dev['id']} (fences {dev['target']}): {dev['state']} on {dev['node'] or '-'}")
+    for line in st["fencing_history"]:
+        typer.echo(f"  fence history: {line}")
+    for line in st["failed_actions"]:
+        typer.echo(f"failed: {line}")
+    for line in st["reasons"]:
+        typer.echo(f"not healthy: {line}")
+    if not st["healthy"]:
+        raise typer.Exit(1)
+
+
+def _echo_split_brain(reports: list[dict[str, Any]]) -> None:
+    for sb in reports:
         where = ", ".join(sb["standalone_on"])
         if sb["split_brain"]:
             typer.echo(
@@ -80,16 +94,6 @@ def status(
             typer.echo(f"DRBD {sb['resource']} is StandAlone on {where}: not replicating. To reconnect:")
         for i, step in enumerate(sb["steps"], start=1):
             typer.echo(f"  {i}. {step}")
-    for dev in st["fencing"]:
-        typer.echo(f"fencing {dev['id']} (fences {dev['target']}): {dev['state']} on {dev['node'] or '-'}")
-    for line in st["fencing_history"]:
-        typer.echo(f"  fence history: {line}")
-    for line in st["failed_actions"]:
-        typer.echo(f"failed: {line}")
-    for line in st["reasons"]:
-        typer.echo(f"not healthy: {line}")
-    if not st["healthy"]:
-        raise typer.Exit(1)
 
 
 def verify(
@@ -105,7 +109,7 @@ def verify(
 ) -> None:
     """Online verify: compare both disks block by block (drbdadm verify on the Primary, reads
     only); exit 1 when DRBD found blocks out of sync."""
-    from hacloud.ops.commands import verify as do_verify
+    from hacloud.ops.verify import verify as do_verify
 
     try:
         results = do_verify(spec, _Progress(), resource, timeout)

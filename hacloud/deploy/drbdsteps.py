@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from hacloud.deploy.query.drbd import VolumeState, read_volumes
 from hacloud.deploy.remote import Connection, Result
 from hacloud.deploy.step import EngineBase, on_nodes
 from hacloud.errors import HacloudError
 from hacloud.poll import poll_until
 from hacloud.render.resources import DrbdResource, DrbdVolume, drbd_resources
-
-if TYPE_CHECKING:
-    from hacloud.deploy.engine import DrbdState
 
 #: the generation identifier `drbdadm get-gi` prints first for metadata create-md just made
 #: (UUID_JUST_CREATED in DRBD's drbd_int.h / drbd_meta_data.h)
@@ -34,6 +31,29 @@ BRAND_NEW_GI = "0000000000000004:"
 #: how long a disk may be held open (Pacemaker attaching it after a boot) before hacloud gives up
 BUSY_SECONDS = 30
 CONNECT_SECONDS = 60
+
+
+@dataclass
+class DrbdState:
+    """One DRBD resource on one node: ``md`` by volume number; ``volumes`` as the node's kernel
+    reports them (:mod:`hacloud.deploy.query.drbd`), only when the resource is up."""
+
+    up: bool
+    md: dict[int, bool]
+    volumes: tuple[VolumeState, ...] = ()
+
+    def dstate(self, number: int) -> str:
+        """``local/peer`` disk state of one volume, as ``drbdadm dstate`` prints it."""
+        v = next((v for v in self.volumes if v.volume == number), None)
+        return f"{v.disk}/{v.peer_disk or 'DUnknown'}" if v is not None else ""
+
+    def connected(self, count: int) -> bool:
+        """Connected with all ``count`` volumes up and the peer's disk state known: right after
+        the handshake the peer's disk may still read DUnknown, and deciding on that would skip
+        the brand-new check."""
+        return len(self.volumes) == count and all(
+            v.connection == "Connected" and v.peer_disk not in (None, "DUnknown") for v in self.volumes
+        )
 
 
 def disk_signatures(
@@ -82,10 +102,6 @@ class _NewMetadata:
     found: list[str]
     parts: int
     unread: str  # --force past an unreadable disk: what the probe said
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def layout_conflicts(running: dict[str, list[int]], wanted: list[DrbdResource]) -> list[str]:
@@ -168,25 +184,10 @@ class DrbdSteps(EngineBase):
 
     def _state_once(self, name: str, res: DrbdResource) -> DrbdState | None:
         """One reading; None when a volume's disk is busy (dump-md cannot open it)."""
-        from hacloud.deploy.engine import DrbdState  # engine.py imports this module
-
         conn = self.conns[name]
-        role = conn.run(f"drbdadm role {res.name} 2>/dev/null", check=False)
-        if role.rc == 0 and role.stdout.strip():
-            # DRBD 8.4 prints role and cstate once per volume, DRBD 9 once per resource and
-            # connection; the volumes of a resource share both, so the first line speaks for all.
-            cstate = conn.run(f"drbdadm cstate {res.name}", check=False).stdout
-            dstates = {
-                v.number: conn.run(f"drbdadm dstate {res.name}/{v.number}", check=False).stdout.strip()
-                for v in res.volumes
-            }
-            return DrbdState(
-                up=True,
-                md={v.number: True for v in res.volumes},
-                role=_first_line(role.stdout),
-                cstate=_first_line(cstate),
-                dstates=dstates,
-            )
+        volumes = tuple(read_volumes(conn, [res]))  # the kernel's own report (/proc/drbd, drbdsetup)
+        if volumes:
+            return DrbdState(up=True, md={v.number: True for v in res.volumes}, volumes=volumes)
         md: dict[int, bool] = {}
         for v in res.volumes:
             dump = conn.run(f"drbdadm dump-md {res.name}/{v.number} 2>&1 >/dev/null", check=False)
@@ -277,21 +278,16 @@ class DrbdSteps(EngineBase):
 
         def connected() -> dict[str, DrbdState] | None:
             last.update({n: self._state(n, res) for n in self.names})
-            # Connected alone is not enough: right after the handshake the peer's disk state
-            # may still read DUnknown, and deciding on that would skip the brand-new check.
-            ready = all(
-                s.cstate == "Connected"
-                and all("DUnknown" not in d for d in s.dstates.values())
-                and len(s.dstates) == len(res.volumes)
-                for s in last.values()
-            )
-            return dict(last) if ready else None
+            return dict(last) if all(s.connected(len(res.volumes)) for s in last.values()) else None
 
         states = poll_until(connected, timeout=CONNECT_SECONDS, clock=self.clock)
         if states is None:
             raise HacloudError(
                 f"DRBD {res.name} did not connect: "
-                + "; ".join(f"{n}: {s.cstate or '?'} {s.dstates}" for n, s in last.items()),
+                + "; ".join(
+                    f"{n}: {' '.join(f'{v.connection}/{v.disk}/{v.peer_disk}' for v in s.volumes) or 'down'}"
+                    for n, s in last.items()
+                ),
                 "check that the nodes reach each other on the replication address and port (firewall)",
                 code="HAC422",
             )
@@ -302,17 +298,18 @@ class DrbdSteps(EngineBase):
         make the filesystems that are missing (all in one promote), create the mount points."""
         states = self._wait_connected(res)
         for v in res.volumes:
-            if {s.dstates[v.number] for s in states.values()} == {"Inconsistent/Inconsistent"}:
-                self._skip_initial_sync(f"{res.name}/{v.number}")
+            if {s.dstate(v.number) for s in states.values()} == {"Inconsistent/Inconsistent"}:
+                self._skip_initial_sync(res, v.number)
         self._make_filesystems(res)
         mounts = " ".join(shlex.quote(v.spec.mount_point) for v in res.volumes)
         for name in self.names:
             self.conns[name].run(f"mkdir -p {mounts}")
 
-    def _skip_initial_sync(self, ref: str) -> None:
-        """``ref`` is Inconsistent on both nodes: clear its bitmap only if both sides carry
-        brand-new metadata; anything else may hold data, and hacloud does not pick a side."""
-        first = self.names[0]
+    def _skip_initial_sync(self, res: DrbdResource, number: int) -> None:
+        """Volume ``number`` of ``res`` is Inconsistent on both nodes: clear its bitmap only if
+        both sides carry brand-new metadata; anything else may hold data, and hacloud does not
+        pick a side."""
+        first, ref = self.names[0], f"{res.name}/{number}"
         gis = [self.conns[n].run(f"drbdadm get-gi {ref}").stdout.strip() for n in self.names]
         if not all(g.startswith(BRAND_NEW_GI) for g in gis):
             raise HacloudError(
@@ -328,7 +325,7 @@ class DrbdSteps(EngineBase):
             else f"drbdadm new-current-uuid --clear-bitmap {ref}"
         )
         self.conns[first].run(clear)
-        self._wait_dstate(ref, "UpToDate/UpToDate")
+        self._wait_uptodate(res, number)
 
     def _make_filesystems(self, res: DrbdResource) -> None:
         """The filesystems ``res``'s volumes lack, made on the first node in one promote."""
@@ -362,14 +359,16 @@ class DrbdSteps(EngineBase):
                 timeout=600 * len(mkfs),
             )
 
-    def _wait_dstate(self, ref: str, want: str, timeout: float = 120) -> None:
+    def _wait_uptodate(self, res: DrbdResource, number: int, timeout: float = 120) -> None:
+        """Until volume ``number`` of ``res`` reads UpToDate/UpToDate on every node."""
+
         def reached() -> bool | None:
-            dstate = (
-                self.conns[n].run(f"drbdadm dstate {ref}", check=False).stdout.strip() for n in self.names
-            )
-            return True if all(d == want for d in dstate) else None
+            states = [DrbdState(True, {}, tuple(read_volumes(self.conns[n], [res]))) for n in self.names]
+            return True if all(s.dstate(number) == "UpToDate/UpToDate" for s in states) else None
 
         if poll_until(reached, timeout=timeout, clock=self.clock) is None:
             raise HacloudError(
-                f"DRBD {ref} did not reach {want}", "inspect it with `drbdadm status`", code="HAC424"
+                f"DRBD {res.name}/{number} did not reach UpToDate/UpToDate",
+                "inspect it with `drbdadm status`",
+                code="HAC424",
             )

@@ -29,7 +29,6 @@ from hacloud.provision.tfdocument import (
     Candidate,
     Imported,
     Output,
-    TerraformSource,
     TfDocument,
     TfResource,
     fail,
@@ -45,6 +44,7 @@ from hacloud.provision.tfmap import (
     validated,
 )
 from hacloud.spec.inventory import Inventory, NodeInfo
+from hacloud.spec.workspace import TerraformSource
 
 if TYPE_CHECKING:
     from hacloud.spec.model import Spec

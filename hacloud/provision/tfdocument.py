@@ -17,27 +17,10 @@ from typing import Any
 
 from hacloud.errors import HacloudError, Problem, SpecError
 from hacloud.spec.inventory import Inventory
+from hacloud.spec.workspace import TerraformSource
 
 INVENTORY_OUTPUT = "hacloud_inventory"
 STATE_VERSION = 4
-
-
-@dataclass(frozen=True)
-class TerraformSource:
-    """Where a drop-in cluster's nodes are described: ``path`` (dir, output JSON or state) and an
-    optional ``tf_map`` naming outputs for Terraform that does not use hacloud's modules."""
-
-    path: Path
-    tf_map: Path | None = None
-
-    def to_json(self) -> str:
-        data = {"path": str(self.path), "tf_map": str(self.tf_map) if self.tf_map else None}
-        return json.dumps(data, indent=2) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> TerraformSource:
-        data = json.loads(text)
-        return cls(Path(data["path"]), Path(data["tf_map"]) if data.get("tf_map") else None)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from hacloud.provision.tfdocument import (
     INVENTORY_OUTPUT,
     Imported,
     Output,
-    TerraformSource,
     TfDocument,
     fail,
     read_text,
@@ -28,6 +27,7 @@ from hacloud.spec.inventory import (
     NetworkInfo,
     NodeInfo,
 )
+from hacloud.spec.workspace import TerraformSource
 
 if TYPE_CHECKING:
     from hacloud.spec.model import Spec

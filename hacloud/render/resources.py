@@ -91,12 +91,23 @@ def drbd_ports(spec: Spec) -> list[int]:
 # ---------------------------------------------------------------- DRBD, filesystem, service
 
 
+def primitive_id_of_drbd(resource: str) -> str:
+    """The id of the ``ocf:linbit:drbd`` primitive of DRBD resource ``resource`` (the one place
+    it is made: node queries look resources up by it)."""
+    return f"drbd_{resource}"
+
+
+def filesystem_ids(spec: Spec) -> list[str]:
+    """The Filesystem primitives' ids, in the spec's volume order (the service's data first)."""
+    return [f"fs_{vol.name}" for vol in spec.volumes]
+
+
 def drbd_primitive(resource: str, profile: Profile, targets: Targets) -> Primitive:
     """``ocf:linbit:drbd`` for one DRBD resource, all its volumes (the agent promotes the
     resource as a whole)."""
     p = profile.num
     return Primitive(
-        id=f"drbd_{resource}",
+        id=primitive_id_of_drbd(resource),
         standard="ocf",
         provider="linbit",
         type="drbd",
@@ -127,7 +138,7 @@ def filesystem_primitive(spec: Spec, index: int, profile: Profile) -> Primitive:
     if vol.mount_options:
         params.append(("options", vol.mount_options))
     return Primitive(
-        id=f"fs_{vol.name}",
+        id=filesystem_ids(spec)[index],
         standard="ocf",
         provider="heartbeat",
         type="Filesystem",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from doubles.node import BUSY, CURL_REFUSED, PROBES, SYNCED_GI, Disk, File, fixture
 from hacloud.deploy.facts import REQUIRED
+from hacloud.deploy.query.drbd import READ_COMMAND
 from hacloud.deploy.remote import Result
 from hacloud.render.files import LINKS_SCRIPT
 
@@ -64,21 +65,8 @@ def _managed(node: ScriptedNode, m: re.Match[str]) -> Result:
     return Result(0 if count else 1, f"{count}\n", "")  # grep -c: exit 1 when nothing matched
 
 
-def _role(node: ScriptedNode, m: re.Match[str]) -> Result:
-    if m.group(1) not in node.state.up:
-        return Result(10, "", "")  # drbdsetup: "No such resource" (stderr sent to /dev/null)
-    return ok("Secondary/Secondary\n" if node.cluster.drbd == "8.4" else "Secondary\n")
-
-
 def _connected(node: ScriptedNode, res: str) -> bool:
     return res in node.state.up and res in node.peer.state.up
-
-
-def _cstate(node: ScriptedNode, m: re.Match[str]) -> Result:
-    if m.group(1) not in node.state.up:
-        return Result(10, "", "")
-    waiting = "WFConnection" if node.cluster.drbd == "8.4" else "Connecting"
-    return ok("Connected\n" if _connected(node, m.group(1)) else f"{waiting}\n")
 
 
 def _disk_state(node: ScriptedNode, ref: str) -> str:
@@ -87,13 +75,74 @@ def _disk_state(node: ScriptedNode, ref: str) -> str:
     return "UpToDate" if ref in node.cluster.synced else "Inconsistent"
 
 
-def _dstate(node: ScriptedNode, m: re.Match[str]) -> Result:
-    ref = m.group(1)
-    res = ref.split("/")[0]
-    if res not in node.state.up:
-        return Result(10, "", "")
-    peer = _disk_state(node.peer, ref) if _connected(node, res) else "DUnknown"
-    return ok(f"{_disk_state(node, ref)}/{peer}\n")
+def _role(node: ScriptedNode, res: str) -> str:
+    """Primary where Pacemaker's view (the crm_mon the double prints) promotes the resource."""
+    from hacloud.deploy.query.pacemaker import parse_crm_mon
+    from hacloud.render.resources import primitive_id_of_drbd
+
+    view = parse_crm_mon(_crm_mon(node, None).stdout)
+    promoted = view.promoted_on(primitive_id_of_drbd(res)) if view is not None else []
+    return "Primary" if node.name in promoted else "Secondary"
+
+
+def _resync(node: ScriptedNode, ref: str, disk: str, peer: str) -> str:
+    """SyncSource/SyncTarget while one side is UpToDate and the other Inconsistent ('' else);
+    the Inconsistent side is marked synced for the next reading."""
+    if {disk, peer} != {"UpToDate", "Inconsistent"}:
+        return ""
+    target = node if disk == "Inconsistent" else node.peer
+    target.state.dstate[ref] = "UpToDate"
+    return "SyncTarget" if disk == "Inconsistent" else "SyncSource"
+
+
+def _kernel_drbd(node: ScriptedNode, m: re.Match[str] | None) -> Result:
+    """The one DRBD read (hacloud.deploy.query.drbd.READ_COMMAND) as the kernel answers it for
+    the model: DRBD 8.4's /proc/drbd (drbd_proc.c), or DRBD 9's version line then `drbdsetup
+    status --verbose --statistics` (the layout of tests/fixtures/drbd9-status-*.txt)."""
+    c = node.cluster
+    lines = [
+        "version: 8.4.11 (api:1/proto:86-101)" if c.drbd == "8.4" else "version: 9.2.12 (api:2/proto:86-122)"
+    ]
+    if c.drbd != "8.4":
+        lines.append("@drbdsetup-status")
+    # Pacemaker starts the DRBD resources it manages (after a reboot nothing else does)
+    managed = c.running() and c.has_resources()
+    for r in c.resources:
+        if r.name not in node.state.up and not managed:
+            continue
+        up, role, peer_role = (
+            managed or _connected(node, r.name),
+            _role(node, r.name),
+            _role(node.peer, r.name),
+        )
+        disks = {v.number: _disk_state(node, f"{r.name}/{v.number}") for v in r.volumes}
+        peers = {
+            v.number: _disk_state(node.peer, f"{r.name}/{v.number}") if up else "DUnknown" for v in r.volumes
+        }
+        # a resync runs (UpToDate -> Inconsistent peer) and, the model's disks being small,
+        # is done by the next reading
+        sync = {n: _resync(node, f"{r.name}/{n}", disks[n], peers[n]) if up else "" for n in disks}
+        if c.drbd == "8.4":
+            for v in r.volumes:
+                cs = sync[v.number] or ("Connected" if up else "WFConnection")
+                lines.append(
+                    f" {v.minor}: cs:{cs} ro:{role}/{peer_role if up else 'Unknown'} "
+                    f"ds:{disks[v.number]}/{peers[v.number]} C r-----"
+                )
+                lines.append("    ns:0 nr:0 dw:0 dr:0 al:0 bm:0 lo:0 pe:0 ua:0 ap:0 ep:1 wo:f oos:0")
+                if sync[v.number]:
+                    lines.append("\t[=========>..........] sync'ed: 50.0% (524288/1048576)K")
+            continue
+        lines.append(f"{r.name} node-id:0 role:{role} suspended:no")
+        lines += [f"  volume:{v.number} minor:{v.minor} disk:{disks[v.number]}" for v in r.volumes]
+        conn = "Connected" if up else "Connecting"
+        lines.append(f"  {node.peer.name} node-id:1 connection:{conn} role:{peer_role}")
+        lines += [
+            f"    volume:{v.number} replication:{sync[v.number] or ('Established' if up else 'Off')} "
+            f"peer-disk:{peers[v.number]}" + (" done:50.00" if sync[v.number] else "")
+            for v in r.volumes
+        ]
+    return ok("\n".join(lines) + "\n")
 
 
 def _dump_md(node: ScriptedNode, m: re.Match[str]) -> Result:
@@ -187,7 +236,7 @@ def _systemctl_start(node: ScriptedNode, m: re.Match[str]) -> Result:
     return ok()
 
 
-def _crm_mon(node: ScriptedNode, m: re.Match[str]) -> Result:
+def _crm_mon(node: ScriptedNode, m: re.Match[str] | None) -> Result:
     c = node.cluster
     if c.mon_override:
         return ok(c.mon_override)
@@ -293,9 +342,7 @@ HANDLERS: list[tuple[re.Pattern[str], Handler]] = [
         (r"^\s*echo @os", _facts),
         (r"drbdadm sh-resources", _layout),
         (r"^cibadmin -Q -o resources .*grep -c 'drbd_resource\" value=\"([\w.-]+)\"'", _managed),
-        (r"^drbdadm role ([\w.-]+) 2>/dev/null$", _role),
-        (r"^drbdadm cstate ([\w.-]+)$", _cstate),
-        (rf"^drbdadm dstate {_REF}$", _dstate),
+        (rf"^{re.escape(READ_COMMAND)}$", _kernel_drbd),
         (rf"^drbdadm dump-md {_REF} 2>&1 >/dev/null$", _dump_md),
         (r"^test -b (\S+)$", _test_b),
         (r"^wipefs --no-act --noheadings --output TYPE (\S+)$", _wipefs_probe),
@@ -323,6 +370,7 @@ HANDLERS: list[tuple[re.Pattern[str], Handler]] = [
         (r"^crm_attribute -t crm_config -n maintenance-mode (?:(-v) (\w+)|(-D))$", _maintenance),
         (r"^cibadmin --patch --xml-file \S+$", _patch),
         (r"^crm_resource --cleanup >/dev/null$", _cleanup),
+        (r"^crm_resource --cleanup --resource \S+ --node \S+$", _cleanup),
         (r"^curl -fsS --max-time 3 \S+$", _curl),
         (r"^rm -f -- (\S+)$", _rm),
         (r"^systemctl stop hacloud-demo", _retire_demo_unit),

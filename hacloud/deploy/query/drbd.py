@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hacloud.deploy.remote import Connection
+    from hacloud.render.resources import DrbdResource
 
 # DRBD 8.4 connection states (drbd_strings.c) at or beyond which the peers are connected;
 # below them the state names the connection itself.
@@ -105,8 +110,6 @@ def by_minor(
 ) -> list[VolumeState]:
     """Name 8.4 volumes by the spec's DRBD resource for each minor (and, given ``numbers``,
     their volume number inside it); minors hacloud does not manage are dropped."""
-    from dataclasses import replace
-
     return [
         replace(v, resource=names[v.minor], volume=(numbers or {}).get(v.minor))
         for v in volumes
@@ -283,3 +286,54 @@ def split_brain_report(
             }
         )
     return report
+
+
+# ---------------------------------------------------------------- the one read command
+
+#: Printed between /proc/drbd and drbdsetup's status by :data:`READ_COMMAND`.
+_DRBD9_MARK = "@drbdsetup-status"
+
+#: One command for both generations, chosen by the kernel module itself: /proc/drbd always;
+#: with a DRBD 9 module (whose /proc/drbd holds only its version) also ``drbdsetup status``.
+READ_COMMAND = (
+    "cat /proc/drbd 2>/dev/null; "
+    'case "$(head -c 10 /proc/drbd 2>/dev/null)" in "version: 9"*) '
+    f"echo {_DRBD9_MARK}; drbdsetup status --verbose --statistics 2>/dev/null;; esac"
+)
+
+
+def parse_read(text: str, resources: Sequence[DrbdResource]) -> list[VolumeState]:
+    """:data:`READ_COMMAND`'s output -> every volume of ``resources`` the kernel reports, named
+    by resource and volume number (8.4 through the renderer's minors); volumes of resources
+    hacloud does not manage are left out, volumes that are down are absent."""
+    proc, mark, status = text.partition(_DRBD9_MARK)
+    if mark:
+        names = {r.name for r in resources}
+        return [v for v in parse_drbdsetup_status(status) if v.resource in names]
+    minors = {v.minor: r.name for r in resources for v in r.volumes}
+    numbers = {v.minor: v.number for r in resources for v in r.volumes}
+    return by_minor(parse_proc_drbd(proc), minors, numbers)
+
+
+def read_volumes(conn: Connection, resources: Sequence[DrbdResource]) -> list[VolumeState]:
+    """What this node's DRBD kernel module reports for ``resources`` (read-only)."""
+    return parse_read(conn.run(READ_COMMAND, check=False, timeout=30).stdout, resources)
+
+
+def pair_state(volumes: Sequence[VolumeState]) -> tuple[str, str]:
+    """(link, disks) over ``volumes`` of one node: the value all share (``Connected``,
+    ``UpToDate/UpToDate``), else the first that differs (the one still syncing or down);
+    '' when DRBD reports nothing."""
+    links = [link_state(v) or "" for v in volumes]
+    disks = [f"{v.disk}/{v.peer_disk or 'DUnknown'}" if v.disk else "" for v in volumes]
+    link = next((c for c in links if c != "Connected"), "Connected") if links else ""
+    disk = next((d for d in disks if d != "UpToDate/UpToDate"), "UpToDate/UpToDate") if disks else ""
+    return link, disk
+
+
+def is_primary(text: str) -> bool:
+    """Whether :data:`READ_COMMAND`'s output shows any volume Primary on the node (every
+    resource, managed or not: a second Primary anywhere is what a split brain looks like)."""
+    proc, mark, status = text.partition(_DRBD9_MARK)
+    volumes = parse_drbdsetup_status(status) if mark else parse_proc_drbd(proc)
+    return any(v.role == "Primary" for v in volumes)

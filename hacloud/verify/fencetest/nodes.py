@@ -13,6 +13,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from hacloud.deploy.query.drbd import READ_COMMAND, is_primary, pair_state, read_volumes
+from hacloud.deploy.query.pacemaker import crm_mon
 from hacloud.errors import HacloudError
 from hacloud.poll import SYSTEM, Clock
 from hacloud.verify.fencetest.ports import Pending, Preflight
@@ -21,10 +23,6 @@ if TYPE_CHECKING:
     from hacloud.deploy.remote import Connection, Result
     from hacloud.render.resources import DrbdResource
 
-ROLE_PROBE = (
-    "if grep -q 'ro:' /proc/drbd 2>/dev/null; then grep -o 'ro:[A-Za-z]*' /proc/drbd; "
-    "else drbdadm role all 2>/dev/null; fi"
-)
 CRASH = (
     "echo 1 > /proc/sys/kernel/sysrq; sysctl -qw kernel.panic=0; "
     "nohup sh -c 'sleep 0.5; echo c > /proc/sysrq-trigger' >/dev/null 2>&1 &"
@@ -39,40 +37,20 @@ class Shell(Protocol):
     ) -> Result: ...
 
 
-def is_primary(probe_output: str) -> bool:
-    """The local role from ROLE_PROBE's output ("ro:Primary/Secondary" or "Primary/...")."""
-    return probe_output.strip().removeprefix("ro:").split("/")[0].startswith("Primary")
-
-
 def status_problems(st: dict[str, Any]) -> list[str]:
-    """Why ``hacloud status``'s view of the cluster is not healthy enough to fail it on purpose."""
-    problems = []
-    for n in st["nodes"]:
-        if not n["online"]:
-            problems.append(f"{n['name']} is not online in the cluster")
-        if n["drbd_disk"] != "UpToDate" or n["drbd_connection"] != "Connected":
-            problems.append(
-                f"{n['name']}: DRBD is {n['drbd_disk'] or '?'}/{n['drbd_connection'] or '?'}, "
-                "not UpToDate/Connected"
-            )
-    if not st["quorum"]:
-        problems.append("the cluster has no quorum")
-    if not st["fencing_enabled"]:
-        problems.append("fencing is disabled")
-    for dev in st["fencing"]:
-        if dev["state"] != "Started":
-            problems.append(f"fence device {dev['id']} is {dev['state']}")
-    problems += [f"failed action: {f}" for f in st["failed_actions"]]
-    if st["service_node"] is None:
-        problems.append("the service is not running")
-    return problems
+    """Why ``hacloud status``'s view of the cluster is not healthy enough to fail it on purpose:
+    its reasons, the one judgement `status` and `up` make (hacloud.deploy.query.health.judge)."""
+    return list(st["reasons"])
 
 
 def read_status(spec_path: Path) -> dict[str, Any]:
-    """The cluster's state as ``hacloud status`` reads it."""
-    from hacloud.ops.commands import cluster_status
+    """The cluster's state as ``hacloud status --json`` reads it."""
+    from hacloud.deploy.query.health import judge
+    from hacloud.deploy.query.status import as_json, current_status
+    from hacloud.deploy.session import workspace
 
-    return cluster_status(spec_path)
+    status = current_status(workspace(spec_path))
+    return as_json(status, judge(status).texts())
 
 
 def agent_options(cib_resources: str, device: str, target: str) -> tuple[str, dict[str, str]]:
@@ -129,27 +107,15 @@ def fence_device_checks(conns: dict[str, Shell], devices: list[tuple[str, str]])
 
 
 def drbd_state(conn: Shell, resources: list[DrbdResource]) -> tuple[str, str]:
-    """(connection state, disk states) over every volume of ``resources`` on a node: the one
-    value all share (``Connected``, ``UpToDate/UpToDate``), else the first that differs (the
-    one still syncing or down); '' when DRBD reports nothing."""
-    from hacloud.deploy.engine import drbd_status_command, parse_drbd_status
-
-    st = parse_drbd_status(conn.run(drbd_status_command(resources), check=False, timeout=20).stdout)
-    conns = [r["connection"] or "" for r in st["resources"]]
-    disks = [
-        f"{v['disk']}/{v['peer_disk']}" if v["disk"] else "" for r in st["resources"] for v in r["volumes"]
-    ]
-    cstate = next((c for c in conns if c != "Connected"), "Connected") if conns else ""
-    dstate = next((d for d in disks if d != "UpToDate/UpToDate"), "UpToDate/UpToDate") if disks else ""
-    return cstate, dstate
+    """(link, disks) over every volume of ``resources`` on a node (see
+    :func:`hacloud.deploy.query.drbd.pair_state`)."""
+    return pair_state(read_volumes(cast("Connection", conn), resources))
 
 
 def online(conn: Shell, node: str) -> bool:
     """Whether Pacemaker, asked on ``conn``'s node, counts ``node`` online."""
-    from hacloud.deploy.engine import crm_mon, online_nodes
-
-    mon = crm_mon(cast("Connection", conn))  # a Connection, or a stand-in with its run()
-    return mon is not None and node in online_nodes(mon)
+    view = crm_mon(cast("Connection", conn))  # a Connection, or a stand-in with its run()
+    return view is not None and node in view.online_nodes()
 
 
 class NodeCluster:
@@ -199,7 +165,7 @@ class NodeCluster:
         return self.conns[node].run(command, check=False, timeout=120).stdout
 
     def is_primary(self, node: str, timeout: float = 3.0) -> bool:
-        return is_primary(self.conns[node].run(ROLE_PROBE, check=False, timeout=timeout).stdout)
+        return is_primary(self.conns[node].run(READ_COMMAND, check=False, timeout=timeout).stdout)
 
     def online(self, asked: str, node: str) -> bool:
         return online(self.conns[asked], node)

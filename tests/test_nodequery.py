@@ -340,7 +340,7 @@ def test_failover_refuses_an_unhealthy_cluster_before_moving_anything(
     monkeypatch.setattr(ops_failover, "open_session", lambda *_a, **_k: session)
     with pytest.raises(HacloudError) as err:
         ops_failover.failover(Path("hacloud.yaml"), lambda _m: None, clock=ManualClock())
-    assert err.value.code == "HAC443" and "failed action: fence_node1_monitor_60000" in err.value.message
+    assert err.value.code == "HAC332" and "failed action: fence_node1_monitor_60000" in err.value.message
     assert not any("--move" in c for n in conns.values() for c in n.commands)
 
 

@@ -35,7 +35,7 @@ def failover(
     ws = workspace(spec_path, progress)
     inventory = provider_for(ws).discover(ws)
     if inventory is None:
-        raise HacloudError("the cluster's nodes do not exist", "run `hacloud up`", code="HAC441")
+        raise HacloudError("the cluster's nodes do not exist", "run `hacloud up`", code="HAC330")
     with ClusterLock(ws):
         session = open_session(ws, inventory)
         try:
@@ -44,7 +44,7 @@ def failover(
             source = status.service_node
             if source is None:
                 raise HacloudError(
-                    "the service is not running anywhere", "see `hacloud status`", code="HAC442"
+                    "the service is not running anywhere", "see `hacloud status`", code="HAC331"
                 )
             health = judge(status)
             if not health.healthy:
@@ -52,7 +52,7 @@ def failover(
                     "failover refused: the cluster is not healthy:\n  - " + "\n  - ".join(health.texts()),
                     "fix these first (`hacloud status` shows them; `hacloud up` cleans failures of "
                     "resources that recovered), then run `hacloud failover` again",
-                    code="HAC443",
+                    code="HAC332",
                 )
             target = next(n for n in engine.names if n != source)
             first = session.conns[engine.names[0]]
@@ -81,6 +81,6 @@ def _wait_moved(conn: Connection, service_fs: str, target: str, timeout: float, 
         raise HacloudError(
             f"the service did not start on {target} in {timeout:.0f} s",
             "see `hacloud status`; the move was undone",
-            code="HAC444",
+            code="HAC333",
         )
     return view

@@ -59,12 +59,12 @@ def verify(
         raise UsageError(
             f"no volume or DRBD resource named {', '.join(unknown)}",
             f"use one of: {', '.join(sorted(owner))}",
-            code="HAC445",
+            code="HAC334",
         )
     wanted = list(dict.fromkeys(owner[r] for r in (resources or list(owner))))
     inventory = provider_for(ws).discover(ws)
     if inventory is None:
-        raise HacloudError("the cluster's nodes do not exist", "run `hacloud up`", code="HAC446")
+        raise HacloudError("the cluster's nodes do not exist", "run `hacloud up`", code="HAC335")
     with ClusterLock(ws):
         session = open_session(ws, inventory)
         try:
@@ -95,13 +95,13 @@ def _verify_source(res: str, states: dict[str, list[VolumeState]]) -> tuple[str,
                     "verify needs both disks UpToDate and connected",
                     "wait until `hacloud status` shows the pair healthy (a resync may be running), "
                     "then run `hacloud verify` again",
-                    code="HAC447",
+                    code="HAC336",
                 )
             return res, node
     raise HacloudError(
         f"DRBD {res} is Primary nowhere: there is no node to verify from",
         "start the service (`hacloud status` shows where it should run), then run `hacloud verify` again",
-        code="HAC448",
+        code="HAC337",
     )
 
 
@@ -155,7 +155,7 @@ def _verify_one(
             f"the online verify of {res} on {node} did not finish in {timeout:.0f} s (it keeps "
             "running in the kernel)",
             "watch it with `hacloud status`; run `hacloud verify` again to wait for it and read the result",
-            code="HAC449",
+            code="HAC338",
         )
     oos = sum(v.out_of_sync_kib or 0 for v in mine())
     peer = next((v.peer for v in vols if v.peer), None)

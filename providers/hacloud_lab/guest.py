@@ -13,10 +13,10 @@ import json
 import os
 import signal
 import subprocess
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from hacloud.poll import poll_until
 from hacloud_lab.kernel import SYSTEM_KERNEL
 
 
@@ -158,14 +158,18 @@ def kill(config: GuestConfig, timeout: float = 20.0) -> bool:
     pgid = running_pgid(config)
     if pgid is None:
         return False
-    deadline = time.monotonic() + timeout
-    while group_members(pgid) and time.monotonic() < deadline:
+
+    def gone() -> bool | None:
+        if not group_members(pgid):
+            return True
         try:
             os.killpg(pgid, signal.SIGKILL)
         except ProcessLookupError:
-            break
+            return True
         _reap()
-        time.sleep(0.1)
+        return None
+
+    poll_until(gone, timeout=timeout, interval=0.1)
     _reap()
     return True
 

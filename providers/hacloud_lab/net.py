@@ -12,12 +12,12 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
 
 from hacloud.errors import HacloudError
+from hacloud.poll import poll_until
 
 HOST_SUFFIX = 254  # the namespace's own address on each bridge: x.y.z.254
 
@@ -133,9 +133,7 @@ def delete_network(ns: str) -> None:
         for pid in namespace_pids(ns):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(os.getpgid(pid), sig)
-        deadline = time.monotonic() + 10
-        while namespace_pids(ns) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        poll_until(lambda: None if namespace_pids(ns) else True, timeout=10, interval=0.2)
     ip("netns", "del", ns)
 
 

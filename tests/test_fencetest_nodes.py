@@ -412,4 +412,4 @@ def test_the_rig_is_wired_from_the_session(
 
     with pytest.raises(HacloudError) as info, open_rig(ws, Nothing(World(Scenario())), Options()):  # type: ignore[arg-type]
         pass
-    assert info.value.code == "HAC510"
+    assert info.value.code == "HAC428"

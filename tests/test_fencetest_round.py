@@ -356,9 +356,9 @@ def test_the_fakes_and_the_real_adapters_fit_the_same_protocols(lab: tuple[Path,
     the same protocol), and the SSH cluster and the client process are what a rig takes."""
     from fencetest_world import FakeCluster, FakeWriter
 
-    from hacloud.provision.provider import provider_names
+    from hacloud.provision.provider import PowerControl, provider_names
     from hacloud.verify.fencetest.nodes import NodeCluster
-    from hacloud.verify.fencetest.ports import Cluster, PowerControl, Writer
+    from hacloud.verify.fencetest.ports import Cluster, Writer
     from hacloud.verify.fencetest.writer import Client
 
     world = World(Scenario())

@@ -333,9 +333,7 @@ def test_failover_refuses_an_unhealthy_cluster_before_moving_anything(
     session = SimpleNamespace(ws=ws, inventory=inventory, conns=conns, bundle=bundle, unreachable={})
     session.close = lambda: None
     monkeypatch.setattr(ops_failover, "workspace", lambda *_a, **_k: ws)
-    monkeypatch.setattr(
-        ops_failover, "provider_for", lambda _ws: SimpleNamespace(discover=lambda _w: inventory)
-    )
+    monkeypatch.setattr(ops_failover, "existing_nodes", lambda _ws: inventory)
     monkeypatch.setattr(ops_failover, "ClusterLock", lambda _ws: nullcontext())
     monkeypatch.setattr(ops_failover, "open_session", lambda *_a, **_k: session)
     with pytest.raises(HacloudError) as err:

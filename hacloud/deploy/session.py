@@ -18,6 +18,7 @@ from typing import Any
 
 from hacloud.errors import HacloudError
 from hacloud.provision.dropin import provider_for, recorded_source
+from hacloud.provision.provider import NodeSource
 from hacloud.provision.terraform import TerraformSource
 from hacloud.render import Bundle, effective_profile, render_all
 from hacloud.spec.inventory import Inventory
@@ -41,6 +42,15 @@ def workspace(
     check_owner(ws.state_dir, spec_path)
     source = terraform or recorded_source(ws)
     return dataclasses.replace(ws, terraform=source) if source else ws
+
+
+def existing_nodes(ws: Workspace, provider: NodeSource | None = None) -> Inventory:
+    """The cluster's nodes as the provider (default: the workspace's) finds them; an error
+    naming the fix when they do not exist yet (every command that needs a running cluster)."""
+    inventory = (provider or provider_for(ws)).discover(ws)
+    if inventory is None:
+        raise HacloudError("the cluster's nodes do not exist", "run `hacloud up` first", code="HAC428")
+    return inventory
 
 
 def fence_passwords(spec: Spec, base: Path) -> tuple[dict[str, str], list[str]]:

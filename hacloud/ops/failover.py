@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING
 from hacloud.deploy.query.health import judge
 from hacloud.deploy.query.pacemaker import ClusterView, crm_mon
 from hacloud.deploy.query.status import session_status
-from hacloud.deploy.session import ClusterLock, open_session, workspace
+from hacloud.deploy.session import ClusterLock, existing_nodes, open_session, workspace
 from hacloud.errors import HacloudError
 from hacloud.poll import SYSTEM, Clock, poll_until
-from hacloud.provision.dropin import provider_for
 from hacloud.render.resources import GROUP_ID
 
 if TYPE_CHECKING:
@@ -33,9 +32,7 @@ def failover(
     from hacloud.deploy.engine import Engine
 
     ws = workspace(spec_path, progress)
-    inventory = provider_for(ws).discover(ws)
-    if inventory is None:
-        raise HacloudError("the cluster's nodes do not exist", "run `hacloud up`", code="HAC330")
+    inventory = existing_nodes(ws)
     with ClusterLock(ws):
         session = open_session(ws, inventory)
         try:

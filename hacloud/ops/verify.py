@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hacloud.deploy.query.drbd import VolumeState, read_volumes
-from hacloud.deploy.session import ClusterLock, open_session, workspace
+from hacloud.deploy.session import ClusterLock, existing_nodes, open_session, workspace
 from hacloud.errors import HacloudError, UsageError
 from hacloud.poll import SYSTEM, Clock, poll_until
-from hacloud.provision.dropin import provider_for
 from hacloud.render.resources import DrbdResource, drbd_resources
 
 if TYPE_CHECKING:
@@ -62,9 +61,7 @@ def verify(
             code="HAC334",
         )
     wanted = list(dict.fromkeys(owner[r] for r in (resources or list(owner))))
-    inventory = provider_for(ws).discover(ws)
-    if inventory is None:
-        raise HacloudError("the cluster's nodes do not exist", "run `hacloud up`", code="HAC335")
+    inventory = existing_nodes(ws)
     with ClusterLock(ws):
         session = open_session(ws, inventory)
         try:

@@ -149,10 +149,13 @@ class NodeSource(Protocol):
 
 @runtime_checkable
 class PowerControl(Protocol):
-    """A node's power, and the faults fence-test injects behind the cluster's back."""
+    """A node's power, and the faults fence-test injects behind the cluster's back (what a
+    fence-test round uses of a provider: :mod:`hacloud.verify.fencetest.ports`)."""
 
     name: str
-    capabilities: Capabilities
+
+    @property
+    def capabilities(self) -> Capabilities: ...
 
     def power(self, ws: Workspace, node: str) -> PowerState: ...
     def power_off(self, ws: Workspace, node: str) -> None: ...

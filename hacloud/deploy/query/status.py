@@ -250,14 +250,9 @@ def session_status(session: Session) -> ClusterStatus:
 def current_status(ws: Workspace) -> ClusterStatus:
     """The cluster's state now, over a session of its own that tolerates nodes that are down
     (what `hacloud status` and fence-test's preflight read)."""
-    from hacloud.deploy.session import open_session
-    from hacloud.errors import HacloudError
-    from hacloud.provision.dropin import provider_for
+    from hacloud.deploy.session import existing_nodes, open_session
 
-    inventory = provider_for(ws).discover(ws)
-    if inventory is None:
-        raise HacloudError("the cluster's nodes do not exist", "run `hacloud up`", code="HAC440")
-    session = open_session(ws, inventory, tolerate_down=True)
+    session = open_session(ws, existing_nodes(ws), tolerate_down=True)
     try:
         return session_status(session)
     finally:

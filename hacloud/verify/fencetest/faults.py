@@ -18,8 +18,9 @@ from hacloud.errors import HacloudError, InterruptedWork, UsageError
 from hacloud.poll import poll_until
 
 if TYPE_CHECKING:
+    from hacloud.provision.provider import PowerControl
     from hacloud.spec.workspace import Workspace
-    from hacloud.verify.fencetest.ports import Pending, PowerControl, Rig
+    from hacloud.verify.fencetest.ports import Pending, Rig
 
 #: how long a partition may take until the cluster has fenced one side (seconds)
 PARTITION_FENCE_WAIT = 120.0

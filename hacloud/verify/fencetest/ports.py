@@ -1,8 +1,9 @@
 """What a fence-test round touches outside itself, as small protocols it is typed against.
 
 A round (:mod:`hacloud.verify.fencetest.round`) talks to three things, each a protocol here:
-the provider's power switch (:class:`PowerControl`: exactly the provider methods a round calls,
-so any provider, and a fake in the tests, fits), the cluster (:class:`Cluster`: its health, its
+the provider's power switch (the provider role :class:`~hacloud.provision.provider.PowerControl`,
+exactly the provider methods a round calls, so any provider, and a fake in the tests, fits), the
+cluster (:class:`Cluster`: its health, its
 nodes' DRBD roles and journals, and the two faults injected from a node: a fence request and a
 kernel crash) and the client writing through the VIP (:class:`Writer`). A :class:`Rig` bundles
 them with the clock every wait runs on and the :class:`RoundPlan` (pure data from the spec and
@@ -16,34 +17,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from hacloud.poll import SYSTEM, Clock
+from hacloud.provision.provider import PowerControl
 
 if TYPE_CHECKING:
-    from hacloud.provision.provider import Capabilities, PowerChange, PowerState
     from hacloud.spec.profiles import Profile
     from hacloud.spec.workspace import Workspace
     from hacloud.verify.fencetest.analysis import Attempt
-
-
-@runtime_checkable
-class PowerControl(Protocol):
-    """The provider, as a round uses it: read and switch a node's power behind the cluster's
-    back, freeze a node, cut the links between the nodes, and place the client."""
-
-    name: str
-
-    @property
-    def capabilities(self) -> Capabilities: ...
-
-    def power(self, ws: Workspace, node: str) -> PowerState: ...
-    def power_off(self, ws: Workspace, node: str) -> None: ...
-    def power_on(self, ws: Workspace, node: str) -> None: ...
-    def power_events(self, ws: Workspace, node: str, since: float) -> list[PowerChange]: ...
-    def freeze(self, ws: Workspace, node: str) -> bool: ...
-    def partition(self, ws: Workspace, cut: bool) -> None: ...
-    def client_command(self, ws: Workspace, argv: list[str]) -> list[str]: ...
-    def power_on_hint(self, ws: Workspace, node: str) -> str: ...
-    def power_cycle_hint(self, ws: Workspace, node: str) -> str: ...
-    def freeze_hint(self, node: str) -> str: ...
 
 
 class Pending(Protocol):

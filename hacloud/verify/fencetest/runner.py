@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hacloud.errors import HacloudError, UsageError
+from hacloud.errors import UsageError
 from hacloud.poll import SYSTEM, Clock
+from hacloud.provision.provider import PowerControl
 from hacloud.spec.model import DemoService, Spec
 from hacloud.verify.fencetest.analysis import summary
 from hacloud.verify.fencetest.faults import FaultMethod, fault_for, interrupted_after_fault
-from hacloud.verify.fencetest.ports import PowerControl, Rig, RoundPlan
+from hacloud.verify.fencetest.ports import Rig, RoundPlan
 from hacloud.verify.fencetest.round import Progress, Settings, play_round
 from hacloud.verify.fencetest.verdict import TIMER_KEYS, RoundResult, timers_of
 
@@ -154,17 +155,14 @@ def round_plan(spec: Spec, inventory: Inventory, profile: Profile, bundle: Bundl
 def open_rig(ws: Workspace, provider: Provider, options: Options, clock: Clock = SYSTEM) -> Iterator[Rig]:
     """A rig on the real cluster: SSH to both nodes, the files rendered for their facts, the
     client process where the provider places clients. The connections close on exit."""
-    from hacloud.deploy.session import open_session
+    from hacloud.deploy.session import existing_nodes, open_session
     from hacloud.render import effective_profile
     from hacloud.render.resources import drbd_resources
     from hacloud.spec.profiles import load_profile
     from hacloud.verify.fencetest.nodes import NodeCluster
     from hacloud.verify.fencetest.writer import Client
 
-    inventory = provider.discover(ws)
-    if inventory is None:
-        raise HacloudError("the cluster's nodes do not exist", "run `hacloud up` first", code="HAC510")
-    session = open_session(ws, inventory)
+    session = open_session(ws, existing_nodes(ws, provider))
     try:
         spec = ws.spec
         profile = effective_profile(spec, load_profile(spec.profile_name), session.inventory)

@@ -21,8 +21,8 @@ from hacloud.errors import HacloudError
 from hacloud.verify.fencetest.analysis import Attempt, load_attempts
 
 if TYPE_CHECKING:
+    from hacloud.provision.provider import PowerControl
     from hacloud.spec.workspace import Workspace
-    from hacloud.verify.fencetest.ports import PowerControl
 
 
 class Client:

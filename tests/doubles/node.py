@@ -1,16 +1,17 @@
 """A scripted node double: stands where :class:`hacloud.deploy.remote.Connection` stands, so the
 deploy engine runs its real code against two "nodes" without root, guests, network or HA tools.
 
-Two ways to answer a command, tried in this order (the idea of pcs's ``command_env`` call
-queue, Fabric's ``MockRemote`` sessions and pyinfra's fact/command cases):
+Two ways to answer a command, tried in this order (the script is the idea of pcs's
+``pcs_test/tools/command_env`` call queue: an exact queue of expected external calls):
 
 1. the **script**: ``node.expect(pattern, stdout=, stderr=, rc=)`` queues an answer; the next
    command that ``re.search``-matches the head of the queue consumes it (order is enforced:
    a later expectation is not looked at before the head is consumed);
 2. the **model** of the node (:class:`NodeState`) and of the pair (:class:`Cluster`): files
    with their checksums and modes, disks with their signatures, DRBD metadata and resources,
-   services, the CIB. Each command the engine runs has one handler (commands.py) that reads and changes the
-   model as the real tool would, so the facts a second run reads are what the first run left.
+   services, the CIB. Each command the engine runs has one handler (commands.py) that reads
+   and changes the model as the real tool would, so the facts a second run reads are what the
+   first run left.
 
 A command neither answers raises ``AssertionError`` naming the node and the command (nothing
 is answered by default); :meth:`Cluster.verify` fails on an expectation never consumed.

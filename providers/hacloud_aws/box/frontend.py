@@ -9,6 +9,8 @@ Contract (``Frontend(app, listener, log, throttles, caller)`` is a WSGI applicat
   credentials. The box is controlled only through its 0600 unix socket (``control.py``).
 - The request body is read once and handed to moto byte for byte, ``Host`` untouched: moto
   recomputes SigV4 over both.
+- A request without a SigV4 signature (header or presigned query) is answered 401
+  ``MissingAuthenticationToken``, as EC2 does; moto would fail on it with a 500.
 - A throttled action is answered as the service does: EC2 ``503`` with its
   ``<Response><Errors><Error><Code>RequestLimitExceeded`` body, IAM/STS ``400``
   ``<ErrorResponse>`` with ``Throttling``. moto never sees it (nothing changes).
@@ -51,6 +53,14 @@ def _ec2_throttle_body() -> bytes:
         '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>RequestLimitExceeded</Code>'
         f"<Message>Request limit exceeded.</Message></Error></Errors><RequestID>{uuid.uuid4()}</RequestID>"
         "</Response>"
+    ).encode()
+
+
+def _unsigned_body() -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>MissingAuthenticationToken'
+        "</Code><Message>The request must contain either a valid (registered) AWS access key ID or X.509 "
+        f"certificate.</Message></Error></Errors><RequestID>{uuid.uuid4()}</RequestID></Response>"
     ).encode()
 
 
@@ -211,11 +221,15 @@ class Frontend:
             "params": {k: v for k, v in params.items() if LOGGED_PARAMS.match(k)},
             "throttled": False,
         }
+        signed = match is not None or "X-Amz-Credential" in params
         if path.startswith(REFUSED_PREFIXES):
             entry.update(action=path.split("?")[0][:80], status=403)
             result = _respond(
                 start_response, "403 Forbidden", b"refused by the hacloud AWS box\n", "text/plain"
             )
+        elif not signed:  # every request is authenticated; moto cannot even route an unsigned one
+            entry.update(status=401)
+            result = _respond(start_response, "401 Unauthorized", _unsigned_body(), "text/xml")
         elif entry["action"] and self.throttles.take(entry["action"]):
             entry.update(status=503 if service == "ec2" else 400, throttled=True)
             if service == "ec2":

@@ -135,7 +135,7 @@ def caller_arn(access_key_id: str) -> str:
 
     iam = iam_backends[ACCOUNT_ID]["aws"]
     key = iam.access_keys.get(access_key_id)
-    if key is not None:
+    if key is not None and key.user_name:  # assumed-role keys live here too, without a user
         return f"arn:aws:iam::{ACCOUNT_ID}:user/{key.user_name}"
     for role in list(sts_backends[ACCOUNT_ID]["aws"].assumed_roles):
         if role.access_key_id == access_key_id:

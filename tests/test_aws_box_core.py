@@ -144,11 +144,15 @@ def test_daemon_starts_serves_tls_and_stops_leaving_nothing(tmp_path: Path) -> N
     }
 
 
-def test_a_second_box_on_the_same_directory_is_refused(box: Box) -> None:
-    with pytest.raises(HacloudError) as exc:
-        daemon.run(daemon.BoxConfig(box.paths.root, REGION))
-    assert exc.value.code == "HAC691"
-    assert box.client("ec2").describe_vpcs()["Vpcs"]  # the running box is untouched
+def test_a_second_box_on_the_same_directory_is_refused(tmp_path: Path) -> None:
+    with running_box(tmp_path / "b") as box:
+        info = box.paths.box_json.read_text()
+        with pytest.raises(HacloudError) as exc:
+            second = daemon.launch(daemon.BoxConfig(box.paths.root, REGION), timeout=60)
+            daemon.stop(second)
+        assert exc.value.code == "HAC692" and "HAC691" in exc.value.message
+        assert box.paths.box_json.read_text() == info  # the running box is untouched
+        assert box.client("ec2").describe_vpcs()["Vpcs"]
 
 
 def test_a_box_that_cannot_listen_fails_to_launch_with_its_reason(tmp_path: Path, box: Box) -> None:

@@ -378,3 +378,63 @@ def test_shutdown_through_the_control_socket(tmp_path: Path) -> None:
         box.control(op="shutdown")
         assert box.process.proc.wait(timeout=15) == 0
         assert not box.paths.sock.exists() and not box.paths.box_json.exists()
+
+
+# -- CloudState (what the next work packages make physical) ----------------------------------
+
+
+def test_cloud_state_matches_what_the_api_describes(box: Box) -> None:
+    ec2, iam = box.client("ec2"), box.client("iam")
+    fixed = box.info["layout"]
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+             "Principal": {"Service": "ec2.amazonaws.com"}}]}  # fmt: skip
+    iam.create_role(RoleName="state-node", AssumeRolePolicyDocument=json.dumps(trust))
+    profile = iam.create_instance_profile(InstanceProfileName="state-node")["InstanceProfile"]
+    iam.add_role_to_instance_profile(InstanceProfileName="state-node", RoleName="state-node")
+    run = ec2.run_instances(ImageId=fixed["ami"], MinCount=1, MaxCount=1, SubnetId=fixed["subnets"]["b"],
+                            IamInstanceProfile={"Arn": profile["Arn"]},
+                            MetadataOptions={"HttpTokens": "required"})["Instances"][0]  # fmt: skip
+    iid, eni = run["InstanceId"], run["NetworkInterfaces"][0]["NetworkInterfaceId"]
+    ec2.assign_private_ip_addresses(NetworkInterfaceId=eni, SecondaryPrivateIpAddressCount=1)
+    ec2.create_route(RouteTableId=fixed["route_tables"]["c"], DestinationCidrBlock="198.51.100.10/32",
+                     NetworkInterfaceId=eni)  # fmt: skip
+    ec2.associate_address(AllocationId=fixed["eip_allocation"], InstanceId=iid)
+    vol = ec2.create_volume(Size=2, AvailabilityZone=f"{REGION}b")["VolumeId"]
+    ec2.attach_volume(VolumeId=vol, InstanceId=iid, Device="/dev/sdf")
+    ec2.modify_instance_attribute(InstanceId=iid, SourceDestCheck={"Value": False})
+
+    state = box.control(op="state")["state"]
+    got = next(i for i in state["instances"] if i["id"] == iid)
+    api = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    nic = api["NetworkInterfaces"][0]
+    assert got["state"] == api["State"]["Name"] and got["zone"] == api["Placement"]["AvailabilityZone"]
+    assert got["subnet"] == fixed["subnets"]["b"] and got["role"] == "state-node"
+    assert (got["http_tokens"], got["http_endpoint"]) == ("required", "enabled")
+    [iface] = got["interfaces"]
+    assert iface["id"] == eni and iface["mac"] == nic["MacAddress"]
+    assert (
+        iface["private_ips"] == [a["PrivateIpAddress"] for a in nic["PrivateIpAddresses"]]
+        and len(iface["private_ips"]) == 2
+    )
+    assert iface["public_ip"] == fixed["eip_address"] == api["PublicIpAddress"]
+    assert iface["groups"] == sorted(g["GroupId"] for g in nic["Groups"])
+    table = next(t for t in state["route_tables"] if t["id"] == fixed["route_tables"]["c"])
+    assert table["subnets"] == [fixed["subnets"]["c"]]
+    assert {
+        "destination": "198.51.100.10/32",
+        "interface": eni,
+        "instance": None,
+        "gateway": None,
+        "local": False,
+    } in table["routes"]
+    [eip] = [e for e in state["elastic_ips"] if e["allocation"] == fixed["eip_allocation"]]
+    assert eip["interface"] == eni
+    [volume] = [v for v in state["volumes"] if v["id"] == vol]
+    assert (volume["instance"], volume["device"], volume["zone"], volume["size_gib"]) == (
+        iid,
+        "/dev/sdf",
+        f"{REGION}b",
+        2,
+    )
+    ec2.terminate_instances(InstanceIds=[iid])
+    assert iid not in {i["id"] for i in box.control(op="state")["state"]["instances"]}

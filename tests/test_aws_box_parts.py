@@ -220,3 +220,18 @@ def test_throttle_token_bucket_refills_at_its_rate() -> None:
     assert [rules.take("DescribeInstances") for _ in range(4)] == [False, False, False, True]
     rules.clear("DescribeInstances")
     assert not rules.take("DescribeInstances")
+
+
+def test_a_failing_control_operation_is_answered_and_named(tmp_path: Path) -> None:
+    from hacloud_aws.box.control import Controller
+    from hacloud_aws.box.frontend import ActionLog
+
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("moto changed")
+
+    log = ActionLog(tmp_path / "api.jsonl")
+    ctl = Controller(log, Throttles(), dict, lambda: None, broken)
+    answer = ctl.handle({"op": "state"})
+    assert answer["ok"] is False and answer["code"] == "HAC699" and "moto changed" in answer["error"]
+    assert ctl.handle({"op": "status"})["ok"] is True  # still serving
+    log.close()

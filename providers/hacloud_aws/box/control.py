@@ -10,6 +10,7 @@ One request per line, one answer per line. Every answer has ``ok``; a refused re
 - ``{"op": "fault", "kind": "throttle", "action": A, "count": N}``: the next N calls of A;
   ``"seconds": T``: every call for T s; ``"bucket": {"size": S, "refill": R}``: a token bucket;
   ``"off": true``: stop throttling A (``action`` omitted with ``off``: every action).
+- ``{"op": "state"}`` → ``state``: the account's ``CloudState`` (``state.py``) as JSON.
 - ``{"op": "actions", "since": SEQ}`` → ``entries`` (the action log from entry SEQ on).
 - ``{"op": "shutdown"}``: stop the daemon cleanly (as SIGTERM does).
 """
@@ -31,6 +32,7 @@ MAX_LINE = 64 * 1024
 
 FIELDS: dict[str, set[str]] = {
     "status": {"op"},
+    "state": {"op"},
     "actions": {"op", "since"},
     "shutdown": {"op"},
     "fault": {"op", "kind", "action", "count", "seconds", "bucket", "off"},
@@ -90,8 +92,9 @@ class Controller:
         throttles: Throttles,
         status: Callable[[], dict[str, Any]],
         stop: Callable[[], None],
+        state: Callable[[], dict[str, Any]] = dict,
     ) -> None:
-        self.log, self.throttles, self.status, self.stop = log, throttles, status, stop
+        self.log, self.throttles, self.status, self.stop, self.state = log, throttles, status, stop, state
 
     def handle(self, req: Any) -> dict[str, Any]:
         """The answer to one decoded request (never raises for a bad request: it answers it)."""
@@ -99,6 +102,13 @@ class Controller:
             return {"ok": True, **self._dispatch(req)}
         except HacloudError as exc:
             return {"ok": False, "error": exc.message, "remedy": exc.remedy, "code": exc.code}
+        except Exception as exc:  # a box bug: answer it, keep serving (the daemon log has no trace)
+            return {
+                "ok": False,
+                "error": f"the box failed on {req.get('op') if isinstance(req, dict) else req!r}: {exc!r}",
+                "remedy": "report it with the box's daemon.log; the box keeps running",
+                "code": "HAC699",
+            }
 
     def _dispatch(self, req: Any) -> dict[str, Any]:
         if not isinstance(req, dict) or req.get("op") not in FIELDS:
@@ -115,6 +125,8 @@ class Controller:
         op = req["op"]
         if op == "status":
             return {**self.status(), "throttles": self.throttles.describe()}
+        if op == "state":
+            return {"state": self.state()}
         if op == "actions":
             return {
                 "entries": self.log.since(

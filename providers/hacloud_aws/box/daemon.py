@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from hacloud.errors import HacloudError
-from hacloud_aws.box import control, layout, listeners, moto_ext, pki
+from hacloud_aws.box import control, layout, listeners, moto_ext, pki, state
 from hacloud_aws.box.frontend import ActionLog, Frontend, Throttles
 
 READY_TIMEOUT = 60.0  # moto's import alone takes seconds on a loaded 2-core host
@@ -148,7 +148,13 @@ def run(config: BoxConfig) -> None:
             "layout": fixed.as_dict(),
             "startup_s": round(time.monotonic() - started, 3),
         }
-        controller = control.Controller(log, throttles, lambda: dict(info), running.stopping.set)
+        controller = control.Controller(
+            log,
+            throttles,
+            lambda: dict(info),
+            running.stopping.set,
+            lambda: state.snapshot(config.region).as_dict(),
+        )
         ctl = control.serve(paths.sock, controller)
         _write_json(paths.box_json, info, 0o644)
         running.stopping.wait()

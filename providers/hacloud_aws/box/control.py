@@ -51,7 +51,9 @@ def _number(req: dict[str, Any], name: str, low: float, integer: bool = False) -
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or value < low:
         what = "an integer" if integer else "a number"
-        raise RequestError(f"{name}: {value!r} is not {what} >= {low}", f"give {name} as {what} >= {low}")
+        raise RequestError(
+            f"{name}: {value!r} is not {what} >= {low}", f"give {name} as {what} >= {low}", code="HAC696"
+        )
     return float(value)
 
 
@@ -59,19 +61,24 @@ def _throttle(req: dict[str, Any], throttles: Throttles) -> None:
     action = req.get("action")
     if action is not None and (not isinstance(action, str) or not action.isalnum()):
         raise RequestError(
-            f"action: {action!r} is not an API action name", "give it as in the API, e.g. StopInstances"
+            f"action: {action!r} is not an API action name",
+            "give it as in the API, e.g. StopInstances",
+            code="HAC696",
         )
     modes = [k for k in ("count", "seconds", "bucket", "off") if k in req]
     if len(modes) != 1:
         raise RequestError(
             f"a throttle takes exactly one of count, seconds, bucket, off (got {', '.join(modes) or 'none'})",
             'e.g. {"op": "fault", "kind": "throttle", "action": "StopInstances", "count": 6}',
+            code="HAC696",
         )
     if modes[0] == "off":
         throttles.clear(action)
         return
     if action is None:
-        raise RequestError("action: missing", "name the API action to throttle, e.g. StopInstances")
+        raise RequestError(
+            "action: missing", "name the API action to throttle, e.g. StopInstances", code="HAC696"
+        )
     if modes[0] == "count":
         throttles.set(action, count=int(_number(req, "count", 1, integer=True)))
     elif modes[0] == "seconds":
@@ -79,7 +86,9 @@ def _throttle(req: dict[str, Any], throttles: Throttles) -> None:
     else:
         bucket = req["bucket"]
         if not isinstance(bucket, dict) or set(bucket) != {"size", "refill"}:
-            raise RequestError("bucket: must be {size, refill}", 'e.g. "bucket": {"size": 50, "refill": 5}')
+            raise RequestError(
+                "bucket: must be {size, refill}", 'e.g. "bucket": {"size": 50, "refill": 5}', code="HAC696"
+            )
         throttles.set(action, bucket=(_number(bucket, "size", 1), _number(bucket, "refill", 0)))
 
 
@@ -115,12 +124,14 @@ class Controller:
             raise RequestError(
                 f"op: {req.get('op') if isinstance(req, dict) else req!r} is not a control operation",
                 f"use one of {', '.join(sorted(FIELDS))}",
+                code="HAC696",
             )
         unknown = sorted(set(req) - FIELDS[req["op"]])
         if unknown:
             raise RequestError(
                 f"{unknown[0]}: not a field of {req['op']}",
                 f"allowed: {', '.join(sorted(FIELDS[req['op']]))}",
+                code="HAC696",
             )
         op = req["op"]
         if op == "status":
@@ -138,7 +149,9 @@ class Controller:
             return {}
         if req.get("kind") != "throttle":
             raise RequestError(
-                f"kind: {req.get('kind')!r} is not a fault this box knows", "use kind: throttle"
+                f"kind: {req.get('kind')!r} is not a fault this box knows",
+                "use kind: throttle",
+                code="HAC696",
             )
         _throttle(req, self.throttles)
         return {"throttles": self.throttles.describe()}

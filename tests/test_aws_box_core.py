@@ -418,6 +418,7 @@ def test_cloud_state_matches_what_the_api_describes(box: Box) -> None:
     )
     assert iface["public_ip"] == fixed["eip_address"] == api["PublicIpAddress"]
     assert iface["groups"] == sorted(g["GroupId"] for g in nic["Groups"])
+    assert iface["source_dest_check"] is False  # set on the instance: one attribute in EC2
     table = next(t for t in state["route_tables"] if t["id"] == fixed["route_tables"]["c"])
     assert table["subnets"] == [fixed["subnets"]["c"]]
     assert {

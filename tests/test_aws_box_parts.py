@@ -235,3 +235,25 @@ def test_a_failing_control_operation_is_answered_and_named(tmp_path: Path) -> No
     assert answer["ok"] is False and answer["code"] == "HAC699" and "moto changed" in answer["error"]
     assert ctl.handle({"op": "status"})["ok"] is True  # still serving
     log.close()
+
+
+def _src_dst(ec2: Any) -> tuple[str, str, bool]:
+    a, _b, ami = _two_zones(ec2)
+    iid = _instance(ec2, a, ami)
+    ec2.modify_instance_attribute(InstanceId=iid, SourceDestCheck={"Value": False})
+    eni = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["NetworkInterfaces"][0]
+    return iid, eni["NetworkInterfaceId"], bool(eni["SourceDestCheck"])
+
+
+def test_source_dest_check_is_one_attribute_of_instance_and_primary_interface(ec2: Any) -> None:
+    with moto_ext.patched():
+        iid, eni, on = _src_dst(ec2)
+        assert on is False
+        ec2.modify_network_interface_attribute(NetworkInterfaceId=eni, SourceDestCheck={"Value": True})
+        attr = ec2.describe_instance_attribute(InstanceId=iid, Attribute="sourceDestCheck")
+        assert attr["SourceDestCheck"]["Value"] is True
+
+
+def test_canary_unpatched_moto_keeps_two_source_dest_checks(ec2: Any) -> None:
+    _iid, _eni, on = _src_dst(ec2)
+    assert on is True  # the instance says off, its interface still on

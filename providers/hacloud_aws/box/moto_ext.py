@@ -15,6 +15,9 @@ Patches (``install()``; ``patched()`` undoes them, for tests sharing a process):
   EC2-VPC-only account, reassociation is automatic", AssociateAddress API reference), and
   ``awseip`` never passes the flag. moto also leaves the old interface's public IP in place,
   so DescribeInstances would show the address on both instances; the patch clears it.
+- ``SourceDestCheck``: moto keeps the instance's attribute and its primary interface's apart;
+  in EC2 they are one (ModifyInstanceAttribute changes the primary interface, and the other
+  way round), and the router (network WP) filters per interface.
 """
 
 from __future__ import annotations
@@ -188,13 +191,50 @@ def _associate_address(orig: Any) -> Any:
     return associate_address
 
 
+def _as_bool(value: Any) -> bool:
+    return value is True or str(value).lower() == "true"
+
+
+def _modify_instance_attribute(orig: Any) -> Any:
+    def modify_instance_attribute(self: Any, instance_id: str, key: str, value: Any) -> Any:
+        instance = orig(self, instance_id, key, value)
+        if key == "source_dest_check":
+            instance.source_dest_check = _as_bool(value)
+            if 0 in instance.nics:  # the instance attribute *is* its primary interface's
+                instance.nics[0].source_dest_check = instance.source_dest_check
+        return instance
+
+    return modify_instance_attribute
+
+
+def _modify_network_interface_attribute(orig: Any) -> Any:
+    def modify_network_interface_attribute(
+        self: Any,
+        eni_id: str,
+        group_ids: list[str],
+        source_dest_check: bool | None = None,
+        description: Any = None,
+    ) -> None:
+        orig(self, eni_id, group_ids, source_dest_check, description)
+        eni = self.get_network_interface(eni_id)
+        instance = eni.instance
+        if source_dest_check in (True, False) and instance is not None and instance.nics.get(0) is eni:
+            instance.source_dest_check = source_dest_check
+
+    return modify_network_interface_attribute
+
+
 def _targets() -> list[tuple[Any, str, Any]]:
     from moto.ec2.models.elastic_block_store import EBSBackend
     from moto.ec2.models.elastic_ip_addresses import ElasticAddressBackend
+    from moto.ec2.models.elastic_network_interfaces import NetworkInterfaceBackend
+    from moto.ec2.models.instances import InstanceBackend
 
     return [
         (EBSBackend, "attach_volume", _attach_volume),
         (ElasticAddressBackend, "associate_address", _associate_address),
+        (InstanceBackend, "modify_instance_attribute", _modify_instance_attribute),
+        (NetworkInterfaceBackend, "modify_network_interface_attribute", _modify_network_interface_attribute),
     ]
 
 

@@ -439,3 +439,21 @@ def test_cloud_state_matches_what_the_api_describes(box: Box) -> None:
     )
     ec2.terminate_instances(InstanceIds=[iid])
     assert iid not in {i["id"] for i in box.control(op="state")["state"]["instances"]}
+
+
+def test_a_killed_box_leaves_stale_files_that_the_next_start_replaces(tmp_path: Path) -> None:
+    import signal
+
+    with running_box(tmp_path / "b") as box:
+        fixed = box.info["layout"]
+        os.kill(box.info["pid"], signal.SIGKILL)
+        box.process.proc.wait(timeout=10)
+        assert box.paths.box_json.exists() and daemon.read_info(box.paths) is None  # stale: ignored
+        with pytest.raises(HacloudError) as exc:
+            box.control(op="status")
+        assert exc.value.code == "HAC694"
+        again = Box(daemon.launch(daemon.BoxConfig(box.paths.root, REGION)))
+        try:
+            assert again.info["layout"] == fixed and again.control(op="status")["pid"] == again.info["pid"]
+        finally:
+            daemon.stop(again.process)

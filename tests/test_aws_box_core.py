@@ -141,7 +141,16 @@ def test_daemon_starts_serves_tls_and_stops_leaving_nothing(tmp_path: Path) -> N
         "id_ed25519.pub",
         "api.jsonl",
         "daemon.log",
+        ".gitignore",  # of everything: the keys never reach git
     }
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    for secret_file in ("ca.key", "tls.key", "id_ed25519"):  # git itself says they are ignored
+        assert (
+            subprocess.run(
+                ["git", "-C", str(tmp_path), "check-ignore", "-q", str(root / secret_file)]
+            ).returncode
+            == 0
+        )
 
 
 def test_a_second_box_on_the_same_directory_is_refused(tmp_path: Path) -> None:

@@ -4,5 +4,6 @@ TLS, for rehearsing ``hacloud up --provider aws`` and its failover on one machin
 Modules: ``layout`` (box directory, fixed ids), ``pki`` (lab CA, endpoint certificate, SSH key),
 ``moto_ext`` (moto internals: seeded account, admin, auth, quirk patches), ``frontend`` (WSGI
 front: path filter, throttling, action log), ``listeners`` (TLS listeners, host or netns),
-``control`` (unix-socket control protocol), ``daemon`` (start/stop). Needs ``hacloud[aws-box]``.
+``control`` (unix-socket control protocol), ``state`` (``CloudState``: moto read in-process),
+``daemon`` (start/stop). Needs ``hacloud[aws-box]``.
 """

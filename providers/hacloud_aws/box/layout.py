@@ -99,7 +99,8 @@ def box_dir(state_dir: Path) -> Path:
 
 
 def prepare(root: Path) -> BoxPaths:
-    """Create ``root`` (0700) or check an existing one; refuse what others could read or swap.
+    """Create ``root`` (0700, with a ``.gitignore`` of everything) or check an existing one;
+    refuse what others could read or swap.
 
     The directory holds the CA key and the admin's secret key, so a symlink, a directory of
     another user or one with group/other bits is refused (HAC690), never "fixed" silently.
@@ -115,6 +116,9 @@ def prepare(root: Path) -> BoxPaths:
             f"remove {root} (no data lives there: `hacloud down` recreates it) or `chmod 700 {root}`",
             code="HAC690",
         )
+    from hacloud.spec.secrets import ignore_in_git
+
+    ignore_in_git(root)  # `git add -A` never takes the CA key or the admin key, wherever the box is
     return BoxPaths(root)
 
 

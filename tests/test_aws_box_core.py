@@ -466,3 +466,33 @@ def test_a_killed_box_leaves_stale_files_that_the_next_start_replaces(tmp_path: 
             assert again.info["layout"] == fixed and again.control(op="status")["pid"] == again.info["pid"]
         finally:
             daemon.stop(again.process)
+
+
+def test_token_bucket_set_through_the_control_socket(box: Box) -> None:
+    from botocore.config import Config
+
+    box.control(op="fault", kind="throttle", action="DescribeVpcs", bucket={"size": 2, "refill": 0})
+    once = box.client("ec2", config=Config(retries={"max_attempts": 1, "mode": "standard"}))
+    once.describe_vpcs()
+    once.describe_vpcs()
+    with pytest.raises(ClientError) as exc:
+        once.describe_vpcs()
+    assert exc.value.response["Error"]["Code"] == "RequestLimitExceeded"
+
+
+def test_iam_and_sts_are_throttled_as_those_services_answer(box: Box) -> None:
+    box.control(op="fault", kind="throttle", action="GetCallerIdentity", count=1)
+    since = box.next_seq()
+    assert box.client("sts").get_caller_identity()["Arn"] == box.admin["arn"]  # retried
+    assert statuses(box, since, "GetCallerIdentity") == [400, 200]
+    box.control(op="fault", kind="throttle", action="ListRoles", seconds=600)
+    with pytest.raises(ClientError) as exc:
+        box.client("iam").list_roles()
+    assert exc.value.response["Error"]["Code"] == "Throttling"
+
+
+def test_the_namespace_listener_refuses_moto_paths_too(box: Box, netns: str) -> None:
+    url = f"https://ec2.{REGION}.amazonaws.com/moto-api/data.json"
+    argv = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", str(box.paths.ca_pem), url]
+    res = in_netns(netns, argv, {"PATH": "/usr/bin:/bin"})
+    assert res.stdout == "403", res.stderr

@@ -1,0 +1,7 @@
+"""``python -m hacloud_aws.box``: run the AWS box daemon in the foreground."""
+
+import sys
+
+from hacloud_aws.box.daemon import main
+
+sys.exit(main())

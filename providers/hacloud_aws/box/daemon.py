@@ -1,0 +1,250 @@
+"""The box daemon: moto in-process behind the WSGI front, served over TLS, plus the control
+socket. ``python -m hacloud_aws.box --dir DIR --region R`` runs it in the foreground;
+``launch``/``stop`` run it as a background process for hacloud and the tests.
+
+Contract:
+- Start order (§6 of the design): refuse a second box on the same directory (HAC691), check
+  moto (HAC693), PKI and SSH key, patches, seeded layout, admin user, then authentication on
+  for every HTTP request, then the listeners and the control socket, then ``box.json`` with
+  ``ready: true``. Nothing is served before authentication is on.
+- Listeners: host ``127.0.0.1:<port>`` (0 = any free port; the port is in ``box.json``), and,
+  when ``netns`` is given, ``netns_listen`` (default ``ENDPOINT_ADDRESS:443``) inside that
+  namespace, where the guests resolve the real endpoint names. The box creates no namespace.
+- SIGTERM, SIGINT or the control ``shutdown``: stop the listeners and the control socket, then
+  remove the runtime files (``box.json``, ``admin.json``, ``box.sock``). moto's state lives
+  only in memory and ends with the process; the PKI, the SSH key and the logs stay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hacloud.errors import HacloudError
+from hacloud_aws.box import control, layout, listeners, moto_ext, pki, state
+from hacloud_aws.box.frontend import ActionLog, Frontend, Throttles
+
+READY_TIMEOUT = 60.0  # moto's import alone takes seconds on a loaded 2-core host
+
+
+@dataclass
+class BoxConfig:
+    root: Path
+    region: str
+    port: int = 0
+    netns: str | None = None
+    netns_listen: tuple[str, int] = (layout.ENDPOINT_ADDRESS, 443)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_info(paths: layout.BoxPaths) -> dict[str, Any] | None:
+    """``box.json`` of a box whose process is alive, else None (a stale file is ignored)."""
+    try:
+        info: dict[str, Any] = json.loads(paths.box_json.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+    return info if isinstance(info.get("pid"), int) and _alive(info["pid"]) else None
+
+
+def _write_json(path: Path, data: dict[str, Any], mode: int) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump(data, out, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+@dataclass
+class _Running:
+    servers: list[Any] = field(default_factory=list)
+    listen: dict[str, str] = field(default_factory=dict)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+
+def _start_moto(config: BoxConfig, paths: layout.BoxPaths) -> tuple[Any, layout.Layout, dict[str, str]]:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    moto_ext.install()
+    app = DomainDispatcherApplication(create_backend_app)
+    fixed = moto_ext.bootstrap(config.region, pki.ensure_ssh_key(paths))
+    admin = moto_ext.create_admin(config.region)
+    moto_ext.enforce_auth()
+    return app, fixed, admin
+
+
+def _listen(
+    config: BoxConfig, paths: layout.BoxPaths, app: Any, log: ActionLog, throttles: Throttles
+) -> _Running:
+    context = pki.server_context(paths)
+    running = _Running()
+    places: list[tuple[str, str, int, str | None]] = [("host", pki.HOST_ADDRESS, config.port, None)]
+    if config.netns is not None:
+        places.append((f"netns:{config.netns}", *config.netns_listen, config.netns))
+    try:
+        for name, host, port, namespace in places:
+            front = Frontend(app, name, log, throttles, moto_ext.caller_arn)
+            server = listeners.serve(listeners.bind(host, port, namespace), front, context)
+            running.servers.append(server)
+            running.listen[name] = f"{host}:{server.server_address[1]}"
+    except BaseException:
+        _close(running)
+        raise
+    return running
+
+
+def _close(running: _Running) -> None:
+    for server in running.servers:
+        server.shutdown()
+        server.server_close()
+
+
+def run(config: BoxConfig) -> None:
+    """Run the box until SIGTERM/SIGINT/``shutdown`` (see the module contract)."""
+    paths = layout.prepare(config.root)
+    other = read_info(paths)
+    if other is not None:
+        raise HacloudError(
+            f"an AWS box already runs on {paths.root} (pid {other['pid']})",
+            "use it, or stop it first (`hacloud down`, or kill that pid with SIGTERM)",
+            code="HAC691",
+        )
+    running = _Running()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: running.stopping.set())
+    started = time.monotonic()
+    version = moto_ext.check_version()
+    pki.ensure(paths, config.region)
+    app, fixed, admin = _start_moto(config, paths)
+    log, throttles = ActionLog(paths.api_log), Throttles()
+    _write_json(paths.admin_json, {**admin, "region": config.region}, 0o600)
+    try:
+        running = _listen(config, paths, app, log, throttles) if not running.stopping.is_set() else running
+        info = {
+            "pid": os.getpid(),
+            "ready": True,
+            "region": config.region,
+            "moto": version,
+            "listen": running.listen,
+            "port": int(running.listen["host"].rsplit(":", 1)[1]) if running.listen else 0,
+            "layout": fixed.as_dict(),
+            "startup_s": round(time.monotonic() - started, 3),
+        }
+        controller = control.Controller(
+            log,
+            throttles,
+            lambda: dict(info),
+            running.stopping.set,
+            lambda: state.snapshot(config.region).as_dict(),
+        )
+        ctl = control.serve(paths.sock, controller)
+        _write_json(paths.box_json, info, 0o644)
+        running.stopping.wait()
+        ctl.shutdown()
+        ctl.server_close()
+    finally:
+        _close(running)
+        log.close()
+        for path in paths.runtime_files():
+            path.unlink(missing_ok=True)
+
+
+# -- running it as a background process ----------------------------------------------------
+
+
+@dataclass
+class BoxProcess:
+    """A box started by ``launch``: its ``box.json`` and the process (for ``stop`` to reap)."""
+
+    paths: layout.BoxPaths
+    info: dict[str, Any]
+    proc: subprocess.Popen[bytes]
+
+
+def launch(config: BoxConfig, timeout: float = READY_TIMEOUT) -> BoxProcess:
+    """Start the daemon in its own session (output to ``daemon.log``) and wait for ``ready``;
+    a daemon that exits or does not get ready in ``timeout`` s is stopped and HAC692 raised
+    with the end of its log."""
+    paths = layout.prepare(config.root)
+    argv = [sys.executable, "-m", "hacloud_aws.box", "--dir", str(config.root), "--region", config.region]
+    argv += ["--port", str(config.port)]
+    if config.netns is not None:
+        argv += ["--netns", config.netns, "--netns-listen", "{}:{}".format(*config.netns_listen)]
+    with paths.daemon_log.open("ab") as out:
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        info = read_info(paths)
+        if info is not None and info.get("pid") == proc.pid and info.get("ready"):
+            return BoxProcess(paths, info, proc)
+        time.sleep(0.05)
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(timeout=10)
+    tail = paths.daemon_log.read_text(encoding="utf-8", errors="replace")[-1500:]
+    raise HacloudError(
+        f"the AWS box did not start (exit {proc.returncode}); the end of {paths.daemon_log}:\n{tail}",
+        "correct the cause shown above and run the command again",
+        code="HAC692",
+    )
+
+
+def stop(box: BoxProcess, timeout: float = 15.0) -> int:
+    """SIGTERM the daemon and wait for it (SIGKILL after ``timeout``); returns its exit code."""
+    if box.proc.poll() is None:
+        box.proc.send_signal(signal.SIGTERM)
+        try:
+            box.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(box.proc.pid, signal.SIGKILL)
+            box.proc.wait()
+    return box.proc.returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m hacloud_aws.box`` (the only place here that prints or exits)."""
+    parser = argparse.ArgumentParser(prog="python -m hacloud_aws.box", description="hacloud's emulated AWS")
+    parser.add_argument(
+        "--dir", required=True, type=Path, help="the box directory (.hacloud/<cluster>/aws-box)"
+    )
+    parser.add_argument("--region", required=True)
+    parser.add_argument("--port", type=int, default=0, help="host listener port on 127.0.0.1 (0: any free)")
+    parser.add_argument("--netns", help="also listen inside this network namespace")
+    parser.add_argument(
+        "--netns-listen", default=f"{layout.ENDPOINT_ADDRESS}:443", help="ADDRESS[:PORT] there"
+    )
+    args = parser.parse_args(argv)
+    try:
+        run(
+            BoxConfig(
+                args.dir.resolve(),
+                args.region,
+                args.port,
+                args.netns,
+                listeners.parse_address(args.netns_listen, 443),
+            )
+        )
+    except HacloudError as exc:
+        print(f"error: {exc.message} [{exc.code}]\n  fix: {exc.remedy}", file=sys.stderr)
+        return exc.exit_code
+    return 0

@@ -2,10 +2,11 @@
 
 Every error hacloud raises for a user's input or environment is a ``HacloudError``: the CLI
 prints ``message``, ``remedy`` and ``code`` and exits with ``exit_code``; nothing below the CLI
-prints. ``code`` is stable (``HAC2xx``..``HAC6xx``, one per failure a user can meet) so scripts
+prints. ``code`` is stable (``HAC2xx``..``HAC7xx``, one per failure a user can meet) so scripts
 and tests can tell failures apart without reading the wording; ``--json`` output carries it.
 Ranges by stage: 2xx spec and input, 3xx provision and use cases, 4xx deploy and node queries,
-5xx verify and fence-test, 6xx provider plug-ins. ``docs/errors.md`` lists them.
+5xx verify and fence-test, 6xx provider plug-ins, 7xx the emulated clouds (AWS in a box).
+``docs/errors.md`` lists them.
 """
 
 from __future__ import annotations

@@ -18,13 +18,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "errors.md"
-CODE = re.compile(r"HAC[2-6]\d\d")
+CODE = re.compile(r"HAC[2-7]\d\d")
 STAGES = {
     "2": "spec and input",
     "3": "provision and use cases",
     "4": "deploy and node queries",
     "5": "verify and fence-test",
     "6": "provider plug-ins",
+    "7": "emulated clouds",
 }
 
 

@@ -321,3 +321,89 @@ def test_agents_are_the_stock_packages(pair: Pair) -> None:
     assert "ec2 associate-address  \\\n            --instance-id ${INSTANCE_ID} \\\n" in eip
     assert "ec2 disassociate-address \\\n        --association-id ${ASSOCIATION_ID}" in eip
     assert os.access(FENCE_AWS, os.X_OK)
+
+
+def _raw(client: Any) -> list[dict[str, Any]]:
+    """Every raw response ``client`` receives (status and body, before botocore parses them)."""
+    seen: list[dict[str, Any]] = []
+
+    def keep(response_dict: dict[str, Any], **_: Any) -> None:
+        seen.append({"status": response_dict["status_code"], "body": response_dict["body"]})
+
+    client.meta.events.register("before-parse", keep)
+    return seen
+
+
+def _session_client(pair: Pair, service: str) -> Any:
+    return pair.box.client(
+        service,
+        key=pair.env["AWS_ACCESS_KEY_ID"],
+        secret=pair.env["AWS_SECRET_ACCESS_KEY"],
+        token=pair.env["AWS_SESSION_TOKEN"],
+    )
+
+
+def test_refusals_have_each_service_s_own_shape(pair: Pair) -> None:
+    """EC2: HTTP 403, ``<Response><Errors><Error><Code>UnauthorizedOperation`` and a
+    ``<RequestID>`` (EC2 API Reference, "Error responses"); IAM and STS: HTTP 403,
+    ``<ErrorResponse xmlns=...>`` with ``<Error><Type>Sender</Type><Code>AccessDenied`` and a
+    ``<RequestId>`` (the Query API's error shape), each in its service's namespace."""
+    import xml.etree.ElementTree as ET
+
+    from botocore.exceptions import ClientError
+
+    pair.put_policy(_edit(hacloud_policy(pair, "aws-vpc-move-ip"), _drop("ec2:StopInstances")))
+    calls = [
+        ("ec2", lambda c: c.stop_instances(InstanceIds=[pair.nodes[1]], Force=True)),
+        ("iam", lambda c: c.get_role(RoleName=ROLE)),
+        (
+            "sts",
+            lambda c: c.assume_role(
+                RoleArn=f"arn:aws:iam::{layout.ACCOUNT_ID}:role/{ROLE}", RoleSessionName="other"
+            ),
+        ),
+    ]
+    for service, call in calls:
+        client = _session_client(pair, service)
+        raw = _raw(client)
+        with pytest.raises(ClientError):
+            call(client)
+        assert raw[-1]["status"] == 403
+        root = ET.fromstring(raw[-1]["body"])
+        if service == "ec2":
+            assert root.tag == "Response" and root.findtext("Errors/Error/Code") == "UnauthorizedOperation"
+            assert root.findtext("RequestID")
+        else:
+            ns = {
+                "iam": "https://iam.amazonaws.com/doc/2010-05-08/",
+                "sts": "https://sts.amazonaws.com/doc/2011-06-15/",
+            }[service]
+            assert root.tag == f"{{{ns}}}ErrorResponse"
+            assert root.findtext(f"{{{ns}}}Error/{{{ns}}}Code") == "AccessDenied"
+            assert root.findtext(f"{{{ns}}}Error/{{{ns}}}Type") == "Sender"
+            assert root.findtext(f"{{{ns}}}RequestId")
+    assert pair.state(pair.nodes[1]) == "running"
+
+
+def test_dry_run_answers_the_permission_question_without_acting(pair: Pair) -> None:
+    """What a node check can ask on real AWS and in the box alike: ``--dry-run`` gives
+    DryRunOperation when allowed and UnauthorizedOperation when not (StopInstances API
+    reference), and nothing stops."""
+    argv = f"--profile default ec2 stop-instances --dry-run --force --instance-ids {pair.nodes[1]}".split()
+    pair.put_policy(hacloud_policy(pair, "aws-vpc-move-ip"))
+    res = in_netns(pair.netns, [AWS_CLI, *argv], pair.env)
+    assert "DryRunOperation" in res.stderr and not refused(res), res.stderr
+    pair.put_policy(_edit(hacloud_policy(pair, "aws-vpc-move-ip"), _drop("ec2:StopInstances")))
+    res = in_netns(pair.netns, [AWS_CLI, *argv], pair.env)
+    assert refused(res), res.stderr
+    assert pair.state(pair.nodes[1]) == "running"
+
+
+def test_a_condition_the_box_cannot_judge_is_named_in_the_agent_output(pair: Pair) -> None:
+    policy = hacloud_policy(pair, "aws-vpc-move-ip")
+    for st in policy["Statement"]:
+        if "ec2:ReplaceRoute" in st["Action"]:
+            st["Condition"] = {"IpAddress": {"aws:SourceIp": "192.0.2.0/24"}}
+    pair.put_policy(policy)
+    res = pair.cli("replace-route", rtb=pair.tables[0], eni=pair.enis[1])
+    assert refused(res) and "aws:SourceIp" in res.stderr and "not evaluated" in res.stderr, res.stderr

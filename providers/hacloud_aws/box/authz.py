@@ -216,8 +216,10 @@ def _conditions(block: Any, context: dict[str, str]) -> bool:
     if not isinstance(block, dict):
         raise Unsupported(f"Condition {block!r} is not an object")
     for operator, keys in block.items():
-        if operator not in _OPERATORS or not isinstance(keys, dict):
-            raise Unsupported(f"operator {operator}")
+        if not isinstance(keys, dict):
+            raise Unsupported(f"operator {operator} without keys")
+        if operator not in _OPERATORS:
+            raise Unsupported(f"operator {operator} on {', '.join(sorted(keys))}")
         compare, negated = _OPERATORS[operator]
         for key, wanted in keys.items():
             have = context.get(key.lower())

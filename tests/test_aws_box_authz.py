@@ -74,6 +74,14 @@ class Pair:
     def state(self, instance: str) -> str:
         return self.box.state(instance)
 
+    def peer_running(self) -> str:
+        """The peer, running again if an earlier (failing) test left it stopped: each test
+        starts from the same state."""
+        peer = self.nodes[1]
+        if self.state(peer) != "running":
+            self.box.client("ec2").start_instances(InstanceIds=[peer])
+        return peer
+
     def route_target(self, table: str) -> str:
         tables = self.box.client("ec2").describe_route_tables(RouteTableIds=[table])["RouteTables"]
         return next(
@@ -187,7 +195,7 @@ def refused(res: Any) -> bool:
 
 def fence_round(pair: Pair) -> None:
     """status, off, on of the peer with fence_aws, checked against EC2's own state."""
-    peer = pair.nodes[1]
+    peer = pair.peer_running()
     res = pair.fence("status", peer)
     assert res.returncode == 0 and "Status: ON" in res.stdout, res.stderr
     res = pair.fence("off", peer)
@@ -261,7 +269,7 @@ FENCE_BREAKS = {
 def test_a_broken_fence_policy_is_refused_in_fence_aws_own_output(pair: Pair, case: str) -> None:
     policy = _edit(hacloud_policy(pair, "aws-vpc-move-ip"), FENCE_BREAKS[case](pair))
     pair.put_policy(policy)
-    peer = pair.nodes[1]
+    peer = pair.peer_running()
     assert pair.fence("status", peer).returncode == 0  # DescribeInstances on "*" still allowed
     res = pair.fence("off", peer)
     assert res.returncode != 0 and refused(res), res.stderr

@@ -415,3 +415,15 @@ def test_a_condition_the_box_cannot_judge_is_named_in_the_agent_output(pair: Pai
     pair.put_policy(policy)
     res = pair.cli("replace-route", rtb=pair.tables[0], eni=pair.enis[1])
     assert refused(res) and "aws:SourceIp" in res.stderr and "not evaluated" in res.stderr, res.stderr
+
+
+def test_dry_run_of_replace_route_changes_nothing(pair: Pair) -> None:
+    """moto itself would carry out a ReplaceRoute with DryRun; EC2 (and the box) only answers."""
+    table = pair.tables[1]
+    pair.put_policy(hacloud_policy(pair, "aws-vpc-move-ip"))
+    before = pair.route_target(table)
+    other = pair.enis[1] if before == pair.enis[0] else pair.enis[0]
+    argv = AGENT_CALLS["replace-route"].format(region=REGION, ip=OVERLAY, rtb=table, eni=other).split()
+    res = in_netns(pair.netns, [AWS_CLI, *argv, "--dry-run"], pair.env)
+    assert "DryRunOperation" in res.stderr, res.stderr
+    assert pair.route_target(table) == before

@@ -4,7 +4,8 @@ moto 5.2.5 authenticates (SigV4, access key, session token) well, but authorises
 resource ``"*"`` only, so a correctly scoped policy (``instance/i-...``) is refused and a
 wrong ARN passes; and a condition whose key it does not know passes silently. The judge
 replaces moto's *authorisation* step (``IAMRequest.check_action_permitted``) for these three
-services and keeps its authentication.
+services and keeps its authentication; the hook, and what it reads from moto's state, is
+``authz_moto.py``. This module is pure (no moto import): it can be tested alone.
 
 Contract:
 - The resource types of an action and their ARN formats come from ``data/iam_actions.json``,
@@ -25,7 +26,12 @@ Contract:
   service's namespace; the message as AWS words it ("User: ARN is not authorized to perform:
   ACTION on resource: ARN because no identity-based policy allows the ACTION action"). AWS's
   "Encoded authorization failure message" is not produced (no DecodeAuthorizationMessage).
-- ``AssumeRole`` still passes moto's trust-policy check after the identity policy allowed it.
+- ``AssumeRole`` must also be allowed by the role's trust policy (``trusted``; moto's own
+  check fails on a ``Service`` principal such as hacloud's ``ec2.amazonaws.com``).
+- An allowed EC2 request with ``DryRun=true`` is answered ``412 DryRunOperation`` here, for
+  every action, as EC2 does ("If you have the required permissions, the error response is
+  DryRunOperation. Otherwise, it is UnauthorizedOperation"); moto ignores DryRun on some
+  actions (ReplaceRoute), which would make a permission probe act for real.
 
 Not evaluated (a known gap): resource-based policies other than trust policies, permission
 boundaries, session policies, SCPs, policy variables (``${aws:username}``).
@@ -33,20 +39,15 @@ boundaries, session policies, SCPs, policy variables (``${aws:username}``).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
-import logging
 import re
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hacloud.errors import HacloudError
-
-log = logging.getLogger("hacloud_aws.box.authz")
 
 DATA = Path(__file__).with_name("data") / "iam_actions.json"
 JUDGED = ("ec2", "iam", "sts")
@@ -315,37 +316,6 @@ def message(req: Request, arn: str, decision: Decision) -> str:
     return text
 
 
-def _http_error(req: Request, text: str) -> Exception:
-    from xml.sax.saxutils import escape
-
-    from werkzeug.exceptions import HTTPException
-
-    request_id = str(uuid.uuid4())
-    if req.service == "ec2":
-        body = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
-            f"<Code>UnauthorizedOperation</Code><Message>{escape(text)}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>"
-        )
-    else:
-        body = (
-            f'<ErrorResponse xmlns="{NAMESPACES[req.service]}"><Error><Type>Sender</Type>'
-            f"<Code>AccessDenied</Code><Message>{escape(text)}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
-        )
-
-    class Refused(HTTPException):
-        code = 403
-
-        def get_body(self, *args: Any, **kwargs: Any) -> str:
-            return body
-
-        def get_headers(self, *args: Any, **kwargs: Any) -> list[tuple[str, str]]:
-            return [("Content-Type", "text/xml")]
-
-    error = Refused()
-    error.description = body
-    return error
-
-
 def trusted(trust: dict[str, Any], req: Request) -> bool:
     """Whether a role's trust policy lets ``req.principal`` assume it: an Allow for
     sts:AssumeRole whose ``Principal`` names the caller (``*``, its ARN, its role for a session,
@@ -371,114 +341,3 @@ def trusted(trust: dict[str, Any], req: Request) -> bool:
             return False
         allowed = allowed or (holds and st.get("Effect") == "Allow")
     return allowed
-
-
-def _check_trust(req: Request) -> None:
-    from moto.iam.exceptions import NotFoundException
-    from moto.iam.models import iam_backends
-
-    for arn in req.values("RoleArn"):
-        try:
-            role = iam_backends[req.account]["aws"].get_role_by_arn(arn)
-        except NotFoundException:
-            continue  # no such role: moto answers that itself
-        if not trusted(json.loads(role.assume_role_policy_document), req):
-            raise _http_error(
-                req,
-                f"User: {req.principal} is not authorized to perform: sts:AssumeRole on resource: {arn}",
-            )
-
-
-# -- the hook into moto ------------------------------------------------------------------------
-
-
-def _resolver(account: str, region: str) -> Callable[[str, str, str], list[str]]:
-    def resolve(kind: str, name: str, value: str) -> list[str]:
-        try:
-            if kind in ("role", "instance-profile"):
-                from moto.iam.models import iam_backends
-
-                iam = iam_backends[account]["aws"]
-                found = iam.get_role(value) if kind == "role" else iam.get_instance_profile(value)
-                return [str(found.arn).split(f":{kind}/", 1)[1]]
-            from moto.ec2.models import ec2_backends
-
-            ec2 = ec2_backends[account][region]
-            if name == "PublicIp":
-                eips = ec2.address_by_ip([value], fail_if_not_found=False)
-            elif name == "AssociationId":
-                eips = ec2.address_by_association([value])
-            else:
-                return []
-        except Exception:  # an unknown name: the ARN keeps the name; moto answers NotFound after
-            return []
-        if kind == "elastic-ip":
-            return [e.allocation_id for e in eips if e.allocation_id]
-        enis = [getattr(e, "eni", None) for e in eips]
-        return [str(eni.id) for eni in enis if eni is not None]
-
-    return resolve
-
-
-def _policies(iam_request: Any) -> list[tuple[str, dict[str, Any]]]:
-    from moto.iam.access_control import IAMPolicy
-
-    out = []
-    for index, policy in enumerate(iam_request._access_key.collect_policies(), 1):
-        name = getattr(policy, "name", None) or (
-            policy.get("policy_name") if isinstance(policy, dict) else None
-        )
-        out.append((f"policy {name or index}", IAMPolicy(policy)._policy_json))
-    return out
-
-
-def _check(orig: Callable[..., None]) -> Callable[..., None]:
-    def check_action_permitted(self: Any, resource: str) -> None:
-        service, _, action = self._action.partition(":")
-        if service not in JUDGED:
-            return orig(self, resource)
-        req = Request(
-            service=service,
-            action=action,
-            region=self._region,
-            account=self.account_id,
-            principal=self._access_key.arn,
-            params={k: v if isinstance(v, list) else [v] for k, v in (self._data or {}).items()},
-            resolve=_resolver(self.account_id, self._region),
-        )
-        verdict = judge(req, _policies(self))
-        if verdict is not None:
-            text = message(req, *verdict)
-            if verdict[1].unsupported:
-                log.warning("refused for a condition the box does not evaluate: %s", text)
-            raise _http_error(req, text)
-        if req.service == "sts" and req.action == "AssumeRole":
-            _check_trust(req)
-        return None
-
-    return check_action_permitted
-
-
-def install() -> Callable[[], None]:
-    """Judge every EC2/IAM/STS request from now on; returns the undo."""
-    from moto.iam.access_control import IAMRequest
-
-    reference()  # a missing or broken extract stops the box at start, not at the first request
-    # defined on IAMRequestBase: set on the subclass EC2/IAM/STS use, so undo is a delete
-    orig = IAMRequest.check_action_permitted
-    IAMRequest.check_action_permitted = _check(orig)  # type: ignore[method-assign]
-
-    def undo() -> None:
-        del IAMRequest.check_action_permitted
-
-    return undo
-
-
-@contextlib.contextmanager
-def installed() -> Iterator[None]:
-    """The judge for a ``with`` block (tests that run moto in their own process)."""
-    undo = install()
-    try:
-        yield
-    finally:
-        undo()

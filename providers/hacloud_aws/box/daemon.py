@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from hacloud.errors import HacloudError
-from hacloud_aws.box import authz, control, layout, listeners, moto_ext, pki, state
+from hacloud_aws.box import authz_moto, control, layout, listeners, moto_ext, pki, state
 from hacloud_aws.box.frontend import ActionLog, Frontend, Throttles
 
 READY_TIMEOUT = 60.0  # moto's import alone takes seconds on a loaded 2-core host
@@ -84,7 +84,7 @@ def _start_moto(config: BoxConfig, paths: layout.BoxPaths) -> tuple[Any, layout.
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     moto_ext.install()
-    authz.install()  # WP2: EC2/IAM/STS authorised per resource ARN (box/authz.py)
+    authz_moto.install()  # WP2: EC2/IAM/STS authorised per resource ARN (box/authz.py)
     app = DomainDispatcherApplication(create_backend_app)
     fixed = moto_ext.bootstrap(config.region, pki.ensure_ssh_key(paths))
     admin = moto_ext.create_admin(config.region)

@@ -188,3 +188,19 @@ def test_extraction_keeps_resource_types_and_required_flags(monkeypatch: pytest.
     }
     assert out["source"]["version"] == "9.9.9" and len(out["source"]["sha256"]) == 64
     assert mod.extract(raw, "9.9.9", "iam-definition.json") == out  # deterministic
+
+
+def test_a_missing_reference_stops_the_box_with_its_code(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from hacloud.errors import HacloudError
+
+    monkeypatch.setattr(authz, "DATA", tmp_path / "absent.json")
+    authz.reference.cache_clear()
+    try:
+        with pytest.raises(HacloudError) as exc:
+            authz.reference()
+        assert exc.value.code == "HAC700"
+    finally:
+        monkeypatch.undo()
+        authz.reference.cache_clear()

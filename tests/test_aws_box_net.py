@@ -43,12 +43,14 @@ while True:
 ASK = r"""
 import socket, sys
 host, port, proto = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+source = (sys.argv[4], 0) if len(sys.argv) > 4 else None
 try:
     if proto == "udp":
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1.0)
         s.sendto(b"x", (host, port)); print(s.recvfrom(100)[0].decode())
     else:
-        s = socket.create_connection((host, port), timeout=1.0); print(s.recv(100).decode() or "open")
+        s = socket.create_connection((host, port), timeout=1.0, source_address=source)
+        print(s.recv(100).decode() or "open")
 except OSError as exc:
     print(f"fail:{type(exc).__name__}")
 """
@@ -85,9 +87,23 @@ def _serve(ns: str, name: str, port: int, proto: str = "tcp") -> subprocess.Pope
     )
 
 
-def _ask(ns: str, host: str, port: int, proto: str = "tcp") -> str:
+def _ask(ns: str, host: str, port: int, proto: str = "tcp", source: str | None = None) -> str:
+    """What a client in ``ns`` gets from ``host:port`` (the server's name, or ``fail:<error>``
+    after 1 s), sending from ``source`` when given."""
     out = subprocess.run(
-        ["ip", "netns", "exec", ns, sys.executable, "-c", ASK, host, str(port), proto],
+        [
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            sys.executable,
+            "-c",
+            ASK,
+            host,
+            str(port),
+            proto,
+            *([source] if source else []),
+        ],
         capture_output=True,
         text=True,
         timeout=20,
@@ -223,6 +239,24 @@ def test_client_reaches_the_vip_only_through_its_route_tables_route(cloud: Cloud
     c.apply()
 
 
+def test_source_dest_check_drops_what_an_instance_sends_from_another_address(cloud: Cloud) -> None:
+    c = cloud
+    other = "192.0.2.50"  # in node1's subnet, not node1's: the client's answer comes back on-link
+    subprocess.run(["ip", "-n", c.ns("node1"), "addr", "replace", f"{other}/32", "dev", "lo"], check=True)
+    c.procs.append(_serve(c.router.client, "client", 8080))
+    _source_dest_check(c, True)
+    c.apply()
+    try:
+        assert _until(c.ns("node1"), net.CLIENT_ADDRESS, 8080, "client") == "client"  # its own address
+        assert _ask(c.ns("node1"), net.CLIENT_ADDRESS, 8080, source=other).startswith("fail:")
+        _source_dest_check(c, False)  # what hacloud sets so a node can answer from the overlay IP
+        c.apply()
+        assert _ask(c.ns("node1"), net.CLIENT_ADDRESS, 8080, source=other) == "client"
+    finally:
+        _source_dest_check(c, False)
+        c.apply()
+
+
 def test_a_second_apply_changes_nothing(cloud: Cloud) -> None:
     c = cloud
     c.apply()
@@ -316,3 +350,41 @@ def test_an_unknown_fault_is_refused() -> None:
     with pytest.raises(HacloudError) as exc:
         router.fault("flood", True)
     assert exc.value.code == "HAC741"
+
+
+OURS = {"v-admin", "v-client", "v-inet", "v-i1", "br-a", "br-b", "br-c", "br-inet", "ens5"}
+
+
+def _host_view() -> tuple[list[str], set[str]]:
+    """Namespaces, and the links of ours in the host namespace (others' come and go)."""
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    names = {line.split(":")[1].strip().split("@")[0] for line in links.splitlines()}
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return netns.split(), names & OURS
+
+
+def test_destroy_leaves_no_namespace_link_rule_or_table(cloud: Cloud) -> None:
+    c = cloud
+    _, links_before = _host_view()
+    router = net.Router(f"hacnetx{os.getpid()}")
+    router.create(c.state().subnets)
+    state_now = c.state()
+    router.fault("partition", True)
+    assert router.apply(state_now)
+    cidr = state_now.subnets[0][2]
+    router.plug(
+        f"{router.name}-i1", "br-a", "192.0.2.60/26", gateway_address(cidr), "v-i1", mac="02:00:00:aa:bb:cc"
+    )
+    _serve(f"{router.name}-i1", "i1", 80)  # a process left running inside: destroy kills it
+    assert set(router.namespaces()) == {
+        router.name,
+        *(f"{router.name}-{s}" for s in ("admin", "client", "inet", "i1")),
+    }
+    router.destroy()
+    router.destroy()  # idempotent
+    netns_after, links_after = _host_view()
+    assert not [n for n in netns_after if n.startswith(router.name)]
+    assert links_before == links_after == set()  # every veth and bridge lived inside the namespaces
+    with pytest.raises(HacloudError) as exc:
+        router.plug("elsewhere", "br-a", "192.0.2.61/26", "192.0.2.1", "v-x")
+    assert exc.value.code == "HAC742"

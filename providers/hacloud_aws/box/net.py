@@ -67,7 +67,11 @@ class Router:
         self.faults: frozenset[str] = frozenset()
 
     def namespaces(self) -> tuple[str, ...]:
-        return (self.name, self.admin, self.client, self.internet)
+        """The router's namespaces that exist now: itself and every ``<name>-*`` (the admin,
+        clients, and the instances' stand-ins ``plug`` made), so ``destroy`` finds them all
+        even after the process that made them is gone."""
+        existing = _run(["ip", "netns", "list"]).split()
+        return tuple(n for n in existing if n == self.name or n.startswith(f"{self.name}-"))
 
     def ip(self, *args: str, check: bool = True) -> str:
         return _run(["ip", "-n", self.name, *args], check=check)
@@ -76,7 +80,7 @@ class Router:
 
     def create(self, subnets: tuple[tuple[str, str, str, str], ...]) -> None:
         existing = set(_run(["ip", "netns", "list"]).split())
-        for ns in self.namespaces():
+        for ns in (self.name, self.admin, self.client, self.internet):
             if ns not in existing:
                 _run(["ip", "netns", "add", ns])
             _run(["ip", "-n", ns, "link", "set", "lo", "up"])
@@ -109,7 +113,14 @@ class Router:
         self, ns: str, bridge_name: str, address: str, gateway: str, port: str, mac: str | None = None
     ) -> None:
         """Connect namespace ``ns`` (created if missing) to ``bridge_name`` by a veth (``port``
-        in the router, ``ens5`` in ``ns``, with ``mac`` when given), address and default route."""
+        in the router, ``ens5`` in ``ns``, with ``mac`` when given), address and default route.
+        ``ns`` must be named ``<router>-...`` so that ``destroy`` removes it (HAC742)."""
+        if not ns.startswith(f"{self.name}-"):
+            raise HacloudError(
+                f"namespace {ns!r} is not named {self.name}-...: the router would not remove it",
+                f"name the instance's namespace {self.name}-<something>",
+                code="HAC742",
+            )
         if ns not in _run(["ip", "netns", "list"]).split():
             _run(["ip", "netns", "add", ns])
             _run(["ip", "-n", ns, "link", "set", "lo", "up"])
@@ -211,11 +222,9 @@ class Router:
 
     def destroy(self, timeout: float = 10.0) -> None:
         """Remove every namespace (after killing what runs in them); idempotent."""
-        existing = set(_run(["ip", "netns", "list"]).split())
         for ns in self.namespaces():
-            if ns in existing:
-                _kill_in(ns, timeout)
-                _run(["ip", "netns", "del", ns], check=False)
+            _kill_in(ns, timeout)
+            _run(["ip", "netns", "del", ns], check=False)
 
 
 def _kill_in(ns: str, timeout: float) -> None:

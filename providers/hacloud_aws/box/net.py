@@ -65,6 +65,7 @@ class Router:
         self.name = name
         self.admin, self.client, self.internet = f"{name}-admin", f"{name}-client", f"{name}-inet"
         self.faults: frozenset[str] = frozenset()
+        self.zones: frozenset[str] = frozenset()  # known once ``create`` ran
 
     def namespaces(self) -> tuple[str, ...]:
         """The router's namespaces that exist now: itself and every ``<name>-*`` (the admin,
@@ -79,6 +80,7 @@ class Router:
     # -- building -------------------------------------------------------------------------
 
     def create(self, subnets: tuple[tuple[str, str, str, str], ...]) -> None:
+        self.zones = frozenset(zone for _n, _s, _c, zone in subnets)
         existing = set(_run(["ip", "netns", "list"]).split())
         for ns in (self.name, self.admin, self.client, self.internet):
             if ns not in existing:
@@ -208,12 +210,21 @@ class Router:
         return tuple(sorted({r.table for r in self._current_rules() if r.table is not None} - set(tables)))
 
     def fault(self, kind: str, on: bool, zone: str | None = None) -> str:
-        """Switch fault ``kind`` (``partition``, or ``api_cut`` of ``zone``); returns its key.
-        Takes effect at the next ``apply``."""
-        if kind not in FAULT_KINDS or (kind == "api_cut") != (zone is not None):
+        """Switch fault ``kind`` (``partition``, or ``api_cut`` of ``zone``, one of the
+        subnets' zones); returns its key. Takes effect at the next ``apply``."""
+        problem = ""
+        if kind not in FAULT_KINDS:
+            problem = f"kind: {kind!r} is not a network fault (use {' or '.join(FAULT_KINDS)})"
+        elif kind == "api_cut" and (zone is None or (self.zones and zone not in self.zones)):
+            problem = (
+                f"zone: {zone!r} is not a zone of this box ({', '.join(sorted(self.zones)) or 'none yet'})"
+            )
+        elif kind == "partition" and zone is not None:
+            problem = "zone: a partition cuts between the zones and takes no zone"
+        if problem:
             raise HacloudError(
-                f"fault {kind!r}{f' zone {zone!r}' if zone else ''} is not a network fault",
-                "use kind partition, or kind api_cut with the zone, e.g. eu-central-1a",
+                f"fault {kind}: {problem}",
+                "e.g. kind partition, or kind api_cut with zone eu-central-1a",
                 code="HAC741",
             )
         key = kind if zone is None else f"{kind}:{zone}"

@@ -51,6 +51,7 @@ def test_the_daemons_router_follows_the_api_and_its_faults(tmp_path: Path) -> No
         eni = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0][
             "NetworkInterfaces"
         ][0]
+        kicks = box.control(op="net")["net"]["kicks"]
         started = time.monotonic()
         ec2.create_route(
             RouteTableId=fixed["route_tables"]["c"],
@@ -63,6 +64,7 @@ def test_the_daemons_router_follows_the_api_and_its_faults(tmp_path: Path) -> No
         elapsed = time.monotonic() - started
         assert want in _routes(router)
         print(f"CreateRoute answered -> kernel route: {elapsed * 1000:.0f} ms")
+        assert box.control(op="net")["net"]["kicks"] > kicks  # the call itself, not the 2 s tick
         answer = box.control(op="fault", kind="api_cut", zone=f"{REGION}a", on=True)["net"]
         assert answer["faults"] == [f"api_cut:{REGION}a"]
         assert not _connects(f"{router}-client", ENDPOINT_ADDRESS, 443)  # subnet C is in zone a

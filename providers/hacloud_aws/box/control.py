@@ -15,7 +15,8 @@ One request per line, one answer per line. Every answer has ``ok``; a refused re
 - ``{"op": "shutdown"}``: stop the daemon cleanly (as SIGTERM does).
 - Network (a box started with ``--router``, ``netloop.py``): ``{"op": "fault", "kind":
   "partition", "on": B}``, ``{"op": "fault", "kind": "api_cut", "zone": Z, "on": B}`` (in force
-  when answered) and ``{"op": "net"}`` → ``net``: router, faults, applies, last apply ms, error.
+  when answered) and ``{"op": "net"}`` → ``net``: router, faults, applies, kicks (applies an
+  API call caused), last apply ms, error.
 """
 
 from __future__ import annotations

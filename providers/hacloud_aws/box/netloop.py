@@ -44,6 +44,7 @@ class NetLoop:
         self._thread = threading.Thread(target=self._run, name="box-net", daemon=True)
         self._seen = 0
         self.applies = 0
+        self.kicks = 0  # applies made because an API call changed the account (not the tick)
         self.last_ms = 0.0
         self.error = ""
 
@@ -75,8 +76,10 @@ class NetLoop:
         while not self._stop.wait(POLL):
             fresh = self.log.since(self._seen)
             self._seen += len(fresh)
-            if any(mutating(e) for e in fresh) or time.monotonic() - last >= TICK:
+            kicked = any(mutating(e) for e in fresh)
+            if kicked or time.monotonic() - last >= TICK:
                 last = time.monotonic()
+                self.kicks += kicked
                 with contextlib.suppress(HacloudError):  # kept in self.error; the next tick retries
                     self.apply()
 
@@ -90,6 +93,7 @@ class NetLoop:
             "router": self.router.name,
             "faults": sorted(self.router.faults),
             "applies": self.applies,
+            "kicks": self.kicks,
             "last_apply_ms": self.last_ms,
             "error": self.error,
         }

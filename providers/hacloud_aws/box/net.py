@@ -51,8 +51,8 @@ def _run(argv: list[str], stdin: str | None = None, check: bool = True) -> str:
     if check and proc.returncode != 0:
         raise HacloudError(
             f"the box router could not run {' '.join(argv[:6])}: {proc.stderr.strip() or proc.returncode}",
-            "the box needs root, iproute2 and nftables (`apt-get install nftables`); "
-            "run `hacloud down` to remove a half-built router, then `hacloud up` again",
+            "the box's network needs root, iproute2 and nftables (`apt-get install nftables`); "
+            "stop the box (that removes its router namespaces) and start it again",
             code="HAC740",
         )
     return proc.stdout

@@ -149,6 +149,8 @@ def cloud() -> Iterator[Cloud]:
                 p.wait()
     finally:
         router.destroy()
+        for ns in _ours(router.name):  # should destroy fail, the next run still starts clean
+            subprocess.run(["ip", "netns", "del", ns], check=False)
         for k, v in saved.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 
@@ -363,28 +365,39 @@ def _host_view() -> tuple[list[str], set[str]]:
     return netns.split(), names & OURS
 
 
+def _ours(prefix: str) -> list[str]:
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout.split()
+    return [n for n in names if n == prefix or n.startswith(f"{prefix}-")]
+
+
 def test_destroy_leaves_no_namespace_link_rule_or_table(cloud: Cloud) -> None:
     c = cloud
     _, links_before = _host_view()
     router = net.Router(f"hacnetx{os.getpid()}")
-    router.create(c.state().subnets)
-    state_now = c.state()
-    router.fault("partition", True)
-    assert router.apply(state_now)
-    cidr = state_now.subnets[0][2]
-    router.plug(
-        f"{router.name}-i1", "br-a", "192.0.2.60/26", gateway_address(cidr), "v-i1", mac="02:00:00:aa:bb:cc"
-    )
-    _serve(f"{router.name}-i1", "i1", 80)  # a process left running inside: destroy kills it
-    assert set(router.namespaces()) == {
-        router.name,
-        *(f"{router.name}-{s}" for s in ("admin", "client", "inet", "i1")),
-    }
-    router.destroy()
-    router.destroy()  # idempotent
-    netns_after, links_after = _host_view()
-    assert not [n for n in netns_after if n.startswith(router.name)]
-    assert links_before == links_after == set()  # every veth and bridge lived inside the namespaces
+    try:
+        router.create(c.state().subnets)
+        state_now = c.state()
+        router.fault("partition", True)
+        assert router.apply(state_now)
+        cidr = state_now.subnets[0][2]
+        router.plug(
+            f"{router.name}-i1",
+            "br-a",
+            "192.0.2.60/26",
+            gateway_address(cidr),
+            "v-i1",
+            mac="02:00:00:aa:bb:cc",
+        )
+        c.procs.append(_serve(f"{router.name}-i1", "i1", 80))  # still running inside: destroy kills it
+        assert len(_ours(router.name)) == 5  # router, admin, client, internet client, i1
+        router.destroy()
+        router.destroy()  # idempotent
+        assert _ours(router.name) == []  # and with them every veth, bridge, rule, route, nft table
+        _, links_after = _host_view()
+        assert links_before == links_after == set()  # nothing was ever made in the host namespace
+    finally:
+        for ns in _ours(router.name):  # a failed run leaves nothing either
+            subprocess.run(["ip", "netns", "del", ns], check=False)
     with pytest.raises(HacloudError) as exc:
         router.plug("elsewhere", "br-a", "192.0.2.61/26", "192.0.2.1", "v-x")
     assert exc.value.code == "HAC742"

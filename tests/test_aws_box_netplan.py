@@ -20,15 +20,15 @@ SUBNET_IDS = {"a": "subnet-a", "b": "subnet-b", "c": "subnet-c"}
 VIP = "198.51.100.10/32"
 
 
-def _instance(iid: str, subnet: str, ip: str, mac: str, check: bool, running: bool = True) -> Instance:
+def _instance(iid: str, subnet: str, ip: str, mac: str, check: bool, ec2_state: str = "running") -> Instance:
     eni = Interface(f"eni-{iid[2:]}", subnet, (ip, ip[:-1] + "9"), mac, check, ("sg-pair",), None)
-    return Instance(
-        iid, "running" if running else "stopped", f"{REGION}a", subnet, (eni,), None, "required", "enabled", 1
-    )
+    return Instance(iid, ec2_state, f"{REGION}a", subnet, (eni,), None, "required", "enabled", 1)
 
 
-def _state(check: bool = False, running: bool = True, faults: frozenset[str] = frozenset()) -> NetworkState:
-    node1 = _instance("i-1", "subnet-a", "192.0.2.4", "02:00:00:00:00:01", check, running)
+def _state(
+    check: bool = False, ec2_state: str = "running", faults: frozenset[str] = frozenset()
+) -> NetworkState:
+    node1 = _instance("i-1", "subnet-a", "192.0.2.4", "02:00:00:00:00:01", check, ec2_state)
     node2 = _instance("i-2", "subnet-b", "192.0.2.68", "02:00:00:00:00:02", False)
     local = Route("192.0.2.0/24", None, None, "local", True)
     igw = Route("0.0.0.0/0", None, None, "igw-1", False)
@@ -69,8 +69,11 @@ def test_routes_follow_each_table_and_blackhole_what_ec2_would_drop() -> None:
     )
     checked = plan(_state(check=True))  # source/dest check on: EC2 drops what is not for the ENI
     assert RouteSpec(a, VIP, blackhole=True) in checked.routes
-    stopped = plan(_state(running=False))
+    stopped = plan(_state(ec2_state="stopped"))
     assert RouteSpec(a, VIP, blackhole=True) in stopped.routes
+    stopping = plan(_state(ec2_state="stopping"))  # a stop begins with the OS shutting down: it serves
+    assert RouteSpec(a, VIP, "br-a", "192.0.2.4") in stopping.routes
+    assert "jump in_eni_1" in stopping.ruleset and "jump in_eni_1" not in stopped.ruleset
 
 
 def test_the_ruleset_matches_its_golden_file(request: pytest.FixtureRequest) -> None:
@@ -86,7 +89,7 @@ def test_nft_accepts_every_ruleset() -> None:
     name = f"hacnetc{os.getpid()}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
-        for text in (GOLDEN.read_text(), plan(_state()).ruleset, plan(_state(running=False)).ruleset):
+        for text in (GOLDEN.read_text(), plan(_state()).ruleset, plan(_state(ec2_state="stopped")).ruleset):
             check = subprocess.run(
                 ["ip", "netns", "exec", name, "nft", "-c", "-f", "-"],
                 input=text,

@@ -11,7 +11,7 @@ Contract (what the router does, and the AWS behaviour each rule stands for):
   consulted). Contents: the VPC's subnets (EC2's ``local`` route), ``0.0.0.0/0`` to the
   internet when the table routes to the internet gateway, and every instance/interface route
   ``via`` the interface's primary address, or ``blackhole`` when the interface is gone, its
-  instance not running, or its source/destination check on (EC2 drops packets not addressed to
+  instance stopped (not in ``ALIVE``), or its source/destination check on (EC2 drops packets not addressed to
   an interface that checks them).
 - nftables table ``inet hacloud``: the faults (checked first), then source/destination check
   (a packet from an interface's MAC whose source is not one of its addresses is dropped), then
@@ -33,7 +33,7 @@ import hashlib
 from dataclasses import dataclass
 
 from hacloud_aws.box.netrules import NFT_TABLE, ruleset
-from hacloud_aws.box.netstate import INET_BRIDGE, NetworkState, bridge
+from hacloud_aws.box.netstate import ALIVE, INET_BRIDGE, NetworkState, bridge
 from hacloud_aws.box.state import CloudState, Instance, RouteTable
 
 TABLE_BASE = 1000
@@ -81,7 +81,7 @@ def _route_target(
     state: NetworkState, route_eni: str | None, route_instance: str | None
 ) -> tuple[str, str] | None:
     """(primary address, bridge) that an instance/interface route forwards to, or None: a
-    blackhole (interface gone, instance not running, or source/dest check on)."""
+    blackhole (interface gone, instance stopped, or source/dest check on)."""
     enis = _interfaces(state.cloud)
     by_subnet = {sid: name for name, sid, _c, _z in state.subnets}
     if route_eni is None and route_instance is not None:
@@ -91,7 +91,7 @@ def _route_target(
         return None
     inst, k = enis[route_eni]
     eni = inst.interfaces[k]
-    if inst.state != "running" or eni.source_dest_check or eni.subnet not in by_subnet:
+    if inst.state not in ALIVE or eni.source_dest_check or eni.subnet not in by_subnet:
         return None
     return eni.private_ips[0], bridge(by_subnet[eni.subnet])
 

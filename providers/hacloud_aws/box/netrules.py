@@ -12,7 +12,7 @@ sender's egress chain (``return`` on a match, else drop) and the receiver's ingr
 from __future__ import annotations
 
 from hacloud_aws.box.layout import ENDPOINT_ADDRESS
-from hacloud_aws.box.netstate import CLIENT_SUBNET, INET_BRIDGE, NetworkState, Rule, bridge
+from hacloud_aws.box.netstate import ALIVE, CLIENT_SUBNET, INET_BRIDGE, NetworkState, Rule, bridge
 from hacloud_aws.box.state import Interface
 
 NFT_TABLE = "hacloud"
@@ -104,7 +104,7 @@ def _eip_pairs(state: NetworkState) -> list[tuple[str, str]]:
 
 def ruleset(state: NetworkState) -> str:
     """The whole ``table inet hacloud`` for ``state`` (a ``NetworkState``)."""
-    enis = [eni for inst in state.cloud.instances if inst.state == "running" for eni in inst.interfaces]
+    enis = [eni for inst in state.cloud.instances if inst.state in ALIVE for eni in inst.interfaces]
     members: dict[str, list[str]] = {}
     for eni in enis:
         for gid in eni.groups:

@@ -16,6 +16,9 @@ from hacloud_aws.box.state import CloudState
 INET_BRIDGE = "br-inet"
 CLIENT_SUBNET = "c"  # the admin's and the clients' subnet: every zone keeps reaching it
 FAULT_KINDS = ("partition", "api_cut")
+#: EC2 states in which the instance's OS may be up (a stop begins with a graceful shutdown, so
+#: a ``stopping`` instance still serves): its routes forward and its security groups apply
+ALIVE = frozenset({"pending", "running", "stopping", "shutting-down"})
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,56 @@ def stand_in(router: net.Router, box: Box, iid: str, node: str) -> tuple[str, st
     return eni["NetworkInterfaceId"], eni["PrivateIpAddress"]
 
 
+def pair(box: Box, router: net.Router) -> list[tuple[str, str]]:
+    """Two instances (subnets A, B) with source/dest check off, port 80 open, their stand-ins
+    serving their names; returns (ENI id, address) of each."""
+    ec2 = box.client("ec2")
+    iids = [box.run_instance("a"), box.run_instance("b")]
+    for iid in iids:
+        ec2.modify_instance_attribute(InstanceId=iid, SourceDestCheck={"Value": False})
+    vpc = [
+        {"Name": "group-name", "Values": ["default"]},
+        {"Name": "vpc-id", "Values": [box.info["layout"]["vpc"]]},
+    ]
+    ec2.authorize_security_group_ingress(
+        GroupId=ec2.describe_security_groups(Filters=vpc)["SecurityGroups"][0]["GroupId"],
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+        ],
+    )
+    return [stand_in(router, box, iid, f"node{k + 1}") for k, iid in enumerate(iids)]
+
+
+def flip(box: Box, router: net.Router, flips: int) -> None:
+    """Move the overlay route of the client subnet's table between the nodes ``flips`` times."""
+    ec2, nodes = box.client("ec2"), pair(box, router)
+    table = box.info["layout"]["route_tables"]["c"]
+    ec2.create_route(RouteTableId=table, DestinationCidrBlock=f"{VIP}/32", NetworkInterfaceId=nodes[0][0])
+    to_route, to_packet, apply_ms = [], [], []
+    for k in range(flips):
+        eni, ip = nodes[(k + 1) % 2]
+        client = subprocess.Popen(
+            ["ip", "netns", "exec", router.client, sys.executable, "-c", POLL, VIP, f"node{(k + 1) % 2 + 1}"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(0.3)  # the poller runs (and gets the old node) before the route moves
+        t0 = time.perf_counter()
+        ec2.replace_route(RouteTableId=table, DestinationCidrBlock=f"{VIP}/32", NetworkInterfaceId=eni)
+        answered = time.perf_counter()
+        while f"{VIP} via {ip} " not in routes(router.name):
+            time.sleep(0.002)
+        to_route.append((time.perf_counter() - answered) * 1000)
+        client.communicate(timeout=30)
+        to_packet.append((time.perf_counter() - t0) * 1000)
+        apply_ms.append(box.control(op="net")["net"]["last_apply_ms"])
+    print(f"ReplaceRoute answered -> kernel route, {flips} flips: p50 {pct(to_route, 0.5):.0f} ms, "
+          f"p99 {pct(to_route, 0.99):.0f} ms")  # fmt: skip
+    print(f"ReplaceRoute sent -> client's first answer from the new node: "
+          f"p50 {pct(to_packet, 0.5):.0f} ms, p99 {pct(to_packet, 0.99):.0f} ms")  # fmt: skip
+    print(f"apply with a change (route + nft): p50 {pct(apply_ms, 0.5):.0f} ms, "
+          f"p99 {pct(apply_ms, 0.99):.0f} ms")  # fmt: skip
+
+
 def main() -> None:
     flips = int(sys.argv[1]) if len(sys.argv) > 1 else 20
     name = f"hacbench{os.getpid()}"
@@ -79,53 +129,7 @@ def main() -> None:
         print(f"box with router to ready: {time.perf_counter() - t0:.2f} s "
               f"(first apply {box.control(op='net')['net']['last_apply_ms']:.0f} ms)")  # fmt: skip
         try:
-            router, ec2 = net.Router(name), box.client("ec2")
-            iids = [box.run_instance("a"), box.run_instance("b")]
-            for iid in iids:
-                ec2.modify_instance_attribute(InstanceId=iid, SourceDestCheck={"Value": False})
-            group = ec2.describe_security_groups(
-                Filters=[
-                    {"Name": "group-name", "Values": ["default"]},
-                    {"Name": "vpc-id", "Values": [box.info["layout"]["vpc"]]},
-                ]
-            )
-            ec2.authorize_security_group_ingress(
-                GroupId=group["SecurityGroups"][0]["GroupId"],
-                IpPermissions=[
-                    {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
-                ],
-            )
-            nodes = [stand_in(router, box, iid, f"node{k + 1}") for k, iid in enumerate(iids)]
-            table = box.info["layout"]["route_tables"]["c"]
-            ec2.create_route(
-                RouteTableId=table, DestinationCidrBlock=f"{VIP}/32", NetworkInterfaceId=nodes[0][0]
-            )
-            to_route, to_packet, apply_ms = [], [], []
-            for k in range(flips):
-                eni, ip = nodes[(k + 1) % 2]
-                want = f"node{(k + 1) % 2 + 1}"
-                client = subprocess.Popen(
-                    ["ip", "netns", "exec", router.client, sys.executable, "-c", POLL, VIP, want],
-                    stdout=subprocess.PIPE, text=True,
-                )  # fmt: skip
-                time.sleep(0.3)  # the poller runs (and gets the old node) before the route moves
-                t0 = time.perf_counter()
-                ec2.replace_route(
-                    RouteTableId=table, DestinationCidrBlock=f"{VIP}/32", NetworkInterfaceId=eni
-                )
-                answered = time.perf_counter()
-                while f"{VIP} via {ip} " not in routes(name):
-                    time.sleep(0.002)
-                to_route.append((time.perf_counter() - answered) * 1000)
-                client.communicate(timeout=30)
-                to_packet.append((time.perf_counter() - t0) * 1000)
-                apply_ms.append(box.control(op="net")["net"]["last_apply_ms"])
-            print(f"ReplaceRoute answered -> kernel route, {flips} flips: p50 {pct(to_route, 0.5):.0f} ms, "
-                  f"p99 {pct(to_route, 0.99):.0f} ms")  # fmt: skip
-            print(f"ReplaceRoute sent -> client's first answer from the new node: "
-                  f"p50 {pct(to_packet, 0.5):.0f} ms, p99 {pct(to_packet, 0.99):.0f} ms")  # fmt: skip
-            print(f"apply with a change (route + nft): p50 {pct(apply_ms, 0.5):.0f} ms, "
-                  f"p99 {pct(apply_ms, 0.99):.0f} ms")  # fmt: skip
+            flip(box, net.Router(name), flips)
             idle = []
             for _ in range(3):
                 time.sleep(2.1)  # one 2 s tick: an apply that finds nothing to change
@@ -137,20 +141,14 @@ def main() -> None:
             print(f"partition on (control request answered, in force): {took:.0f} ms")
             ruleset = subprocess.run(
                 ["ip", "netns", "exec", name, "nft", "list", "ruleset"], capture_output=True, text=True
-            ).stdout
-            print(f"nft ruleset for 2 instances: {len(ruleset.splitlines())} lines")
+            )
+            print(f"nft ruleset for 2 instances: {len(ruleset.stdout.splitlines())} lines")
         finally:
             t0 = time.perf_counter()
             daemon.stop(box.process)
             print(f"daemon stop incl. router removal: {time.perf_counter() - t0:.2f} s")
-            left = [
-                n
-                for n in subprocess.run(
-                    ["ip", "netns", "list"], capture_output=True, text=True
-                ).stdout.split()
-                if n.startswith(name)
-            ]
-            print(f"namespaces left: {len(left)}")
+            names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+            print(f"namespaces left: {len([n for n in names if n.startswith(name)])}")
 
 
 if __name__ == "__main__":

@@ -80,6 +80,9 @@ class Router:
     # -- building -------------------------------------------------------------------------
 
     def create(self, subnets: tuple[tuple[str, str, str, str], ...]) -> None:
+        """Build the namespaces, forwarding, the API and IMDS addresses on the router's ``lo``,
+        one bridge per subnet (``NetworkState.subnets``, the client subnet among them) and the
+        internet bridge, and plug the admin and the two clients; what exists is kept."""
         self.zones = frozenset(zone for _n, _s, _c, zone in subnets)
         existing = set(_run(["ip", "netns", "list"]).split())
         for ns in (self.name, self.admin, self.client, self.internet):

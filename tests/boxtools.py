@@ -137,10 +137,10 @@ def endpoint_netns(tag: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def running_box(root: Path, netns: str | None = None) -> Iterator[Box]:
-    """Launch a box on ``root`` (inside ``netns`` too, at the endpoint address, port 443) and
-    stop it afterwards."""
-    proc = daemon.launch(daemon.BoxConfig(root, REGION, netns=netns))
+def running_box(root: Path, netns: str | None = None, router: str | None = None) -> Iterator[Box]:
+    """Launch a box on ``root`` (inside ``netns`` too, at the endpoint address, port 443; with
+    ``router``, building that router namespace and listening there) and stop it afterwards."""
+    proc = daemon.launch(daemon.BoxConfig(root, REGION, netns=netns, router=router))
     try:
         yield Box(proc)
     finally:

@@ -351,7 +351,7 @@ def test_action_log_holds_no_secret(box: Box) -> None:
     [
         ({"op": "reset"}, "op"),
         ({"op": "status", "verbose": True}, "verbose"),
-        ({"op": "fault", "kind": "partition"}, "kind"),
+        ({"op": "fault", "kind": "flood"}, "kind"),
         ({"op": "fault", "kind": "throttle", "action": "StopInstances", "count": 0}, "count"),
         ({"op": "fault", "kind": "throttle", "action": "StopInstances", "count": True}, "count"),
         (

@@ -13,6 +13,10 @@ One request per line, one answer per line. Every answer has ``ok``; a refused re
 - ``{"op": "state"}`` → ``state``: the account's ``CloudState`` (``state.py``) as JSON.
 - ``{"op": "actions", "since": SEQ}`` → ``entries`` (the action log from entry SEQ on).
 - ``{"op": "shutdown"}``: stop the daemon cleanly (as SIGTERM does).
+- Network (a box started with ``--router``, ``netloop.py``): ``{"op": "fault", "kind":
+  "partition", "on": B}``, ``{"op": "fault", "kind": "api_cut", "zone": Z, "on": B}`` (in force
+  when answered) and ``{"op": "net"}`` → ``net``: router, faults, applies, kicks (applies an
+  API call caused), last apply ms, error.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ FIELDS: dict[str, set[str]] = {
     "state": {"op"},
     "actions": {"op", "since"},
     "shutdown": {"op"},
-    "fault": {"op", "kind", "action", "count", "seconds", "bucket", "off"},
+    "fault": {"op", "kind", "action", "count", "seconds", "bucket", "off", "on", "zone"},
+    "net": {"op"},
 }
 
 
@@ -92,6 +97,26 @@ def _throttle(req: dict[str, Any], throttles: Throttles) -> None:
         throttles.set(action, bucket=(_number(bucket, "size", 1), _number(bucket, "refill", 0)))
 
 
+def _network(req: dict[str, Any], network: Any) -> dict[str, Any]:
+    """The network ops (``net``, the ``partition``/``api_cut`` faults): see the module contract."""
+    if network is None:
+        raise RequestError(
+            "this box runs no network (it was started without --router)",
+            "start the box with --router NAME to have a VPC router and its faults",
+            code="HAC743",
+        )
+    if req["op"] == "net":
+        return {"net": network.status()}
+    if not isinstance(req.get("on"), bool):
+        raise RequestError(
+            f"on: {req.get('on')!r} is not true or false",
+            'e.g. {"op": "fault", "kind": "partition", "on": true}',
+            code="HAC744",
+        )
+    zone = req.get("zone")
+    return {"net": network.fault(req["kind"], req["on"], zone if isinstance(zone, str) else None)}
+
+
 class Controller:
     """Executes control requests against the running box's shared state."""
 
@@ -102,8 +127,10 @@ class Controller:
         status: Callable[[], dict[str, Any]],
         stop: Callable[[], None],
         state: Callable[[], dict[str, Any]] = dict,
+        network: Any = None,  # netloop.NetLoop when the box runs its router
     ) -> None:
         self.log, self.throttles, self.status, self.stop, self.state = log, throttles, status, stop, state
+        self.network = network
 
     def handle(self, req: Any) -> dict[str, Any]:
         """The answer to one decoded request (never raises for a bad request: it answers it)."""
@@ -147,10 +174,12 @@ class Controller:
         if op == "shutdown":
             self.stop()
             return {}
+        if op == "net" or req.get("kind") in ("partition", "api_cut"):
+            return _network(req, self.network)
         if req.get("kind") != "throttle":
             raise RequestError(
                 f"kind: {req.get('kind')!r} is not a fault this box knows",
-                "use kind: throttle",
+                "use kind: throttle, partition or api_cut",
                 code="HAC696",
             )
         _throttle(req, self.throttles)

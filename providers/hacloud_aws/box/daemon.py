@@ -43,6 +43,7 @@ class BoxConfig:
     port: int = 0
     netns: str | None = None
     netns_listen: tuple[str, int] = (layout.ENDPOINT_ADDRESS, 443)
+    router: str | None = None  # network WP: build this router namespace (netloop.py)
 
 
 def _alive(pid: int) -> bool:
@@ -137,7 +138,13 @@ def run(config: BoxConfig) -> None:
     app, fixed, admin = _start_moto(config, paths)
     log, throttles = ActionLog(paths.api_log), Throttles()
     _write_json(paths.admin_json, {**admin, "region": config.region}, 0o600)
+    network = None
     try:
+        if config.router is not None:  # network WP: the router, then the API listener inside it
+            from hacloud_aws.box import netloop
+
+            network = netloop.start(config.router, config.region, fixed.subnets, log)
+            config.netns = config.netns or config.router
         running = _listen(config, paths, app, log, throttles) if not running.stopping.is_set() else running
         info = {
             "pid": os.getpid(),
@@ -155,6 +162,7 @@ def run(config: BoxConfig) -> None:
             lambda: dict(info),
             running.stopping.set,
             lambda: state.snapshot(config.region).as_dict(),
+            network,
         )
         ctl = control.serve(paths.sock, controller)
         _write_json(paths.box_json, info, 0o644)
@@ -163,6 +171,8 @@ def run(config: BoxConfig) -> None:
         ctl.server_close()
     finally:
         _close(running)
+        if network is not None:
+            network.stop()  # removes the router's namespaces
         log.close()
         for path in paths.runtime_files():
             path.unlink(missing_ok=True)
@@ -189,6 +199,8 @@ def launch(config: BoxConfig, timeout: float = READY_TIMEOUT) -> BoxProcess:
     argv += ["--port", str(config.port)]
     if config.netns is not None:
         argv += ["--netns", config.netns, "--netns-listen", "{}:{}".format(*config.netns_listen)]
+    if config.router is not None:
+        argv += ["--router", config.router]
     with paths.daemon_log.open("ab") as out:
         proc = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
@@ -234,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--netns-listen", default=f"{layout.ENDPOINT_ADDRESS}:443", help="ADDRESS[:PORT] there"
     )
+    parser.add_argument("--router", help="build this router namespace: the VPC network (needs root)")
     args = parser.parse_args(argv)
     try:
         run(
@@ -243,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.port,
                 args.netns,
                 listeners.parse_address(args.netns_listen, 443),
+                args.router,
             )
         )
     except HacloudError as exc:

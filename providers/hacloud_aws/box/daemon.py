@@ -9,7 +9,8 @@ Contract:
   ``ready: true``. Nothing is served before authentication is on.
 - Listeners: host ``127.0.0.1:<port>`` (0 = any free port; the port is in ``box.json``), and,
   when ``netns`` is given, ``netns_listen`` (default ``ENDPOINT_ADDRESS:443``) inside that
-  namespace, where the guests resolve the real endpoint names. The box creates no namespace.
+  namespace, where the guests resolve the real endpoint names, and the instances' metadata
+  service (``imds.py``) at 169.254.169.254:80 there. The box creates no namespace.
 - SIGTERM, SIGINT or the control ``shutdown``: stop the listeners and the control socket, then
   remove the runtime files (``box.json``, ``admin.json``, ``box.sock``). moto's state lives
   only in memory and ends with the process; the PKI, the SSH key and the logs stay.
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hacloud.errors import HacloudError
-from hacloud_aws.box import control, layout, listeners, moto_ext, pki, state
+from hacloud_aws.box import control, imds, layout, listeners, moto_ext, pki, state
 from hacloud_aws.box.frontend import ActionLog, Frontend, Throttles
 
 READY_TIMEOUT = 60.0  # moto's import alone takes seconds on a loaded 2-core host
@@ -105,6 +106,10 @@ def _listen(
             server = listeners.serve(listeners.bind(host, port, namespace), front, context)
             running.servers.append(server)
             running.listen[name] = f"{host}:{server.server_address[1]}"
+        if config.netns is not None:  # WP3: the instances' metadata service, beside their endpoint
+            metadata = imds.start(config.region, lambda: state.snapshot(config.region), config.netns)
+            running.servers.append(metadata)
+            running.listen["imds"] = f"{imds.IMDS_ADDRESS}:{imds.IMDS_PORT}"
     except BaseException:
         _close(running)
         raise

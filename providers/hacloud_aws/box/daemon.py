@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hacloud.errors import HacloudError
-from hacloud_aws.box import control, imds, layout, listeners, moto_ext, pki, state
+from hacloud_aws.box import control, imds, layout, listeners, metadata_options, moto_ext, pki, state
 from hacloud_aws.box.frontend import ActionLog, Frontend, Throttles
 
 READY_TIMEOUT = 60.0  # moto's import alone takes seconds on a loaded 2-core host
@@ -85,6 +85,7 @@ def _start_moto(config: BoxConfig, paths: layout.BoxPaths) -> tuple[Any, layout.
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     moto_ext.install()
+    metadata_options.install()  # WP3: EC2 keeps the metadata options a call does not name
     app = DomainDispatcherApplication(create_backend_app)
     fixed = moto_ext.bootstrap(config.region, pki.ensure_ssh_key(paths))
     admin = moto_ext.create_admin(config.region)

@@ -48,7 +48,6 @@ MAX_TOKEN_TTL = 21600  # s, EC2's maximum (and botocore's and fence_aws's reques
 ROLE_DURATION_S = 21600  # EC2 instance-profile credentials last about 6 h
 REFRESH_BEFORE_S = 900
 ANSWERING_STATES = ("running", "stopping")  # the OS still runs; a stopped instance has no IMDS
-DEFAULT_IP_TTL = 64
 
 
 def _utc(moment: datetime.datetime) -> datetime.datetime:
@@ -260,12 +259,12 @@ class _Handler(BaseHTTPRequestHandler):
         if not ttl_text.isdigit() or not 1 <= int(ttl_text) <= MAX_TOKEN_TTL:
             return self._send(400, "Bad Request")
         token = service.tokens.issue(inst.id, int(ttl_text))
-        # the hop limit: the token's packets die after this many routers, as on Nitro
+        # the hop limit: the token's packets die after this many routers, as on Nitro. The
+        # connection ends with this answer: TCP rebuilds retransmissions with the socket's TTL
+        # at that moment, so restoring it for later answers would let a lost token through
         self.connection.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, max(1, inst.hop_limit))
-        try:
-            self._send(200, token, {"X-aws-ec2-metadata-token-ttl-seconds": ttl_text})
-        finally:
-            self.connection.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, DEFAULT_IP_TTL)
+        self.close_connection = True
+        self._send(200, token, {"X-aws-ec2-metadata-token-ttl-seconds": ttl_text, "Connection": "close"})
 
     def do_GET(self) -> None:
         service = self.server.service

@@ -267,9 +267,8 @@ def test_hop_limit_keeps_the_token_from_a_container_behind_the_instance(
         run("ip", "-n", na, "addr", "add", "172.17.0.1/16", "dev", "docker0")
         run("ip", "-n", na, "link", "set", "docker0", "up")
         run("ip", "netns", "exec", na, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        nat = (
-            "table ip nat { chain post { type nat hook postrouting priority 100; oifname ens5 masquerade; }; }"
-        )
+        nat = "table ip nat { chain post { type nat hook postrouting priority 100; "
+        nat += "oifname ens5 masquerade; }; }"
         subprocess.run(["ip", "netns", "exec", na, "nft", "-f", "-"], input=nat, text=True, check=True)
         put = ["-X", "PUT", f"{BASE}/api/token", "-H", "X-aws-ec2-metadata-token-ttl-seconds: 60"]
         args = ["curl", "-sS", "--max-time", "2", "-o", "/dev/null", "-w", "%{http_code}", *put]
@@ -371,9 +370,10 @@ def test_awseip_finds_the_eni_holding_its_private_ip(box: Box, pair: dict[str, s
     (awseip L152-157) and associates the Elastic IP with that interface."""
     fixed, ec2 = box.info["layout"], box.client("ec2")
     ec2_b = described(box, pair["b"])
-    env = _cli_env(box, OCF_ROOT="/usr/lib/ocf", AWS_DEFAULT_REGION=REGION,
-                   OCF_RESKEY_elastic_ip=fixed["eip_address"], OCF_RESKEY_allocation_id=fixed["eip_allocation"],
-                   OCF_RESKEY_api_delay="0", OCF_RESKEY_private_ip_address=ec2_b["PrivateIpAddress"])  # fmt: skip
+    env = _cli_env(box, OCF_ROOT="/usr/lib/ocf", AWS_DEFAULT_REGION=REGION, OCF_RESKEY_api_delay="0",
+                   OCF_RESKEY_elastic_ip=fixed["eip_address"],
+                   OCF_RESKEY_allocation_id=fixed["eip_allocation"],
+                   OCF_RESKEY_private_ip_address=ec2_b["PrivateIpAddress"])  # fmt: skip
     try:
         res = in_netns(pair["nb"], [AWSEIP, "start"], env)
         assert res.returncode == 0, res.stdout + res.stderr

@@ -26,6 +26,7 @@ Nothing here logs or prints a secret.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import secrets
@@ -107,7 +108,8 @@ class Credentials:
             arn = iam_backends[ACCOUNT_ID]["aws"].get_role(role).arn
         except Exception:  # the role was deleted under its profile: EC2 hands out nothing
             return None
-        assumed = sts_backends[ACCOUNT_ID]["aws"].assume_role(
+        sts: Any = sts_backends[ACCOUNT_ID]["aws"]  # policy/external_id None = none, as moto's API passes
+        assumed = sts.assume_role(
             region_name=self.region,
             role_session_name=instance,
             role_arn=arn,
@@ -216,6 +218,10 @@ class Service:
         )
 
 
+class _Answered(Exception):
+    """The handler already answered (an error); stop handling this request."""
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as botocore's and requests' pools expect
     server: _Server
@@ -245,10 +251,27 @@ class _Handler(BaseHTTPRequestHandler):
         if 0 < length <= 65536:
             self.rfile.read(length)
 
+    def _caller(self) -> Instance | None:
+        """The calling instance, or None (no answer is due). A state read that fails answers 500
+        and raises ``_Answered``: it must not look like "not an instance"."""
+        try:
+            return self.server.service.caller(self.client_address[0])
+        except Exception as exc:
+            self._send(500, f"the box could not read its state: {type(exc).__name__}")
+            raise _Answered from exc
+
     def do_PUT(self) -> None:
         self._drain()
+        with contextlib.suppress(_Answered):
+            self._put()
+
+    def do_GET(self) -> None:
+        with contextlib.suppress(_Answered):
+            self._get()
+
+    def _put(self) -> None:
         service = self.server.service
-        inst = service.caller(self.client_address[0])
+        inst = self._caller()
         if inst is None:
             return self._reset()
         if self.path != "/latest/api/token":
@@ -266,9 +289,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         self._send(200, token, {"X-aws-ec2-metadata-token-ttl-seconds": ttl_text, "Connection": "close"})
 
-    def do_GET(self) -> None:
+    def _get(self) -> None:
         service = self.server.service
-        inst = service.caller(self.client_address[0])
+        inst = self._caller()
         if inst is None:
             return self._reset()
         token = self.headers.get("X-aws-ec2-metadata-token")

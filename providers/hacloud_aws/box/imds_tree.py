@@ -53,7 +53,7 @@ class Facts:
         profile = assoc.iam_instance_profile if assoc is not None else None
         subnets = {s.id: s.cidr_block for zone in backend.subnets.values() for s in zone.values()}
         zone_ids = {z.name: z.zone_id for z in backend.describe_availability_zones()}
-        vpc = backend.get_vpc(inst.vpc_id)
+        vpc = backend.get_vpc(str(inst.vpc_id))
         return Facts(
             ami=inst.image_id,
             instance_type=inst.instance_type,
@@ -63,7 +63,7 @@ class Facts:
             vpc=vpc.id,
             vpc_cidr=vpc.cidr_block,
             subnet_cidrs=subnets,
-            zone_id=zone_ids.get(inst.placement.zone, ""),
+            zone_id=zone_ids.get(str(inst.placement.zone), ""),
             profile_arn=profile.arn if profile is not None else None,
             profile_id=profile.id if profile is not None else None,
         )

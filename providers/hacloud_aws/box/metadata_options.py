@@ -36,7 +36,7 @@ def install() -> list[tuple[Any, str, Any]]:
     from moto.ec2.models.instances import InstanceBackend
 
     orig = InstanceBackend.__dict__["modify_instance_metadata_options"]
-    InstanceBackend.modify_instance_metadata_options = _modify(orig)
+    setattr(InstanceBackend, "modify_instance_metadata_options", _modify(orig))  # noqa: B010
     return [(InstanceBackend, "modify_instance_metadata_options", orig)]
 
 

@@ -199,6 +199,9 @@ def instance_netns(box: Box, router: str, instance_id: str, tag: str = "i") -> I
         etc.mkdir(parents=True)
         hosts = " ".join(pki.endpoint_names(REGION))
         (etc / "hosts").write_text(f"127.0.0.1 localhost\n{layout.ENDPOINT_ADDRESS} {hosts}\n")
+        # no DNS server in the box (names come from hosts): without this, the host's resolver
+        # would be asked through the router, which drops it, and each lookup waits 10 s
+        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)

@@ -173,7 +173,7 @@ def test_curl_v2_answers_each_instance_its_own_facts(box: Box, pair: dict[str, s
         assert get(ns, "meta-data/no-such-thing", tok)[0] == "404"
 
 
-def test_tokens_ttl_proxy_and_other_instances(pair: dict[str, str]) -> None:
+def test_tokens_ttl_proxy_and_other_instances(box: Box, pair: dict[str, str]) -> None:
     na, nb = pair["na"], pair["nb"]
     put = ["-X", "PUT", f"{BASE}/api/token"]
     for bad in ("0", "21601", "x"):
@@ -192,6 +192,15 @@ def test_tokens_ttl_proxy_and_other_instances(pair: dict[str, str]) -> None:
     assert get(na, "meta-data/instance-id", short) == ("200", pair["a"])
     subprocess.run(["sleep", "1.2"], check=True)
     assert get(na, "meta-data/instance-id", short)[0] == "401"  # expired
+    # the request log: who asked what and what they got, never a token
+    text = (box.paths.root / "imds.jsonl").read_text()
+    assert short not in text and "made-up" not in text
+    seen = [json.loads(line) for line in text.splitlines()]
+    mine = [(e["instance"], e["method"], e["path"], e["status"]) for e in seen[-3:]]
+    assert mine == [(pair["a"], "PUT", "/latest/api/token", 200),
+                    (pair["a"], "GET", "/latest/meta-data/instance-id", 200),
+                    (pair["a"], "GET", "/latest/meta-data/instance-id", 401)]  # fmt: skip
+    assert all(e["source"] == described(box, pair["a"])["PrivateIpAddress"] for e in seen[-3:])
 
 
 def test_v1_and_a_disabled_endpoint_follow_the_metadata_options(box: Box, pair: dict[str, str]) -> None:

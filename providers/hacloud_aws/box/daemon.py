@@ -108,7 +108,10 @@ def _listen(
             running.servers.append(server)
             running.listen[name] = f"{host}:{server.server_address[1]}"
         if config.netns is not None:  # WP3: the instances' metadata service, beside their endpoint
-            metadata = imds.start(config.region, lambda: state.snapshot(config.region), config.netns)
+            imds_log = ActionLog(paths.root / "imds.jsonl")
+            metadata = imds.start(
+                config.region, lambda: state.snapshot(config.region), config.netns, imds_log
+            )
             running.servers.append(metadata)
             running.listen["imds"] = f"{imds.IMDS_ADDRESS}:{imds.IMDS_PORT}"
     except BaseException:

@@ -21,7 +21,11 @@ Contract:
   ``assumed-role/<role>/<instance id>`` as on EC2), obtained in-process (EC2 itself needs no
   ``sts:AssumeRole`` permission), cached, and replaced ``refresh_before_s`` before they expire
   (EC2 makes new ones available at least 5 minutes before; we use 15).
-Nothing here logs or prints a secret.
+- Log: with ``log`` (``imds.jsonl`` in the box directory, 0600), one line per request: time,
+  source, instance, method, path, status (0 = reset, no answer) and ms; never a token or a key
+  (they travel in headers and bodies, which are not logged). The bench reads it for the IMDS
+  part of a fence.
+Nothing here prints a secret.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from hacloud_aws.box import imds_tree, listeners
+from hacloud_aws.box.frontend import ActionLog
 from hacloud_aws.box.layout import ACCOUNT_ID
 from hacloud_aws.box.state import CloudState, Instance
 
@@ -182,12 +187,14 @@ class Service:
         credentials: Credentials,
         facts: Callable[[str, str], imds_tree.Facts] = imds_tree.Facts.read,
         pin: str | None = None,
+        log: ActionLog | None = None,
     ) -> None:
         self.region = region
         self.snapshot = snapshot
         self.credentials = credentials
         self.facts = facts
         self.pin = pin
+        self.log = log
         self.tokens = Tokens()
 
     def caller(self, source: str) -> Instance | None:
@@ -225,11 +232,28 @@ class _Answered(Exception):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as botocore's and requests' pools expect
     server: _Server
+    _t0 = 0.0  # when the request being handled began (perf_counter)
+    _instance: Instance | None = None  # who sent it, once known
 
     def log_message(self, format: str, *args: Any) -> None:
         return None  # the URL can name a role; nothing secret, but the daemon log stays quiet
 
+    def _record(self, status: int) -> None:
+        log = self.server.service.log
+        if log is not None:
+            inst = self._instance
+            log.add({
+                "t": round(time.time(), 6),
+                "source": self.client_address[0],
+                "instance": inst.id if inst is not None else None,
+                "method": self.command,
+                "path": self.path.split("?", 1)[0][:256],
+                "status": status,
+                "ms": round((time.perf_counter() - self._t0) * 1000, 2),
+            })  # fmt: skip
+
     def _send(self, code: int, body: str = "", headers: dict[str, str] | None = None) -> None:
+        self._record(code)
         data = body.encode()
         self.send_response(code)
         self.send_header("Content-Type", "text/plain")
@@ -242,6 +266,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reset(self) -> None:
         """No answer at all: RST, as from an address where nothing listens."""
+        self._record(0)
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.close_connection = True
         self.connection.close()
@@ -255,17 +280,20 @@ class _Handler(BaseHTTPRequestHandler):
         """The calling instance, or None (no answer is due). A state read that fails answers 500
         and raises ``_Answered``: it must not look like "not an instance"."""
         try:
-            return self.server.service.caller(self.client_address[0])
+            self._instance = self.server.service.caller(self.client_address[0])
+            return self._instance
         except Exception as exc:
             self._send(500, f"the box could not read its state: {type(exc).__name__}")
             raise _Answered from exc
 
     def do_PUT(self) -> None:
+        self._t0, self._instance = time.perf_counter(), None
         self._drain()
         with contextlib.suppress(_Answered):
             self._put()
 
     def do_GET(self) -> None:
+        self._t0, self._instance = time.perf_counter(), None
         with contextlib.suppress(_Answered):
             self._get()
 
@@ -318,6 +346,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     service: Service
 
+    def server_close(self) -> None:
+        super().server_close()
+        if self.service.log is not None:
+            self.service.log.close()
+
 
 def serve(sock: socket.socket, service: Service) -> ThreadingHTTPServer:
     """Serve IMDS on the bound ``sock`` (``listeners.bind``) in a thread; returns the server
@@ -331,8 +364,10 @@ def serve(sock: socket.socket, service: Service) -> ThreadingHTTPServer:
     return server
 
 
-def start(region: str, snapshot: Callable[[], CloudState], namespace: str | None) -> ThreadingHTTPServer:
+def start(
+    region: str, snapshot: Callable[[], CloudState], namespace: str | None, log: ActionLog | None = None
+) -> ThreadingHTTPServer:
     """The box's IMDS at 169.254.169.254:80 inside ``namespace`` (which must hold that address,
-    e.g. on ``lo``; HAC695 from ``listeners.bind`` if not)."""
+    e.g. on ``lo``; HAC695 from ``listeners.bind`` if not); ``server_close()`` closes ``log``."""
     sock = listeners.bind(IMDS_ADDRESS, IMDS_PORT, namespace)
-    return serve(sock, Service(region, snapshot, Credentials(region)))
+    return serve(sock, Service(region, snapshot, Credentials(region), log=log))

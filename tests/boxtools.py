@@ -127,6 +127,8 @@ def endpoint_netns(tag: str) -> Iterator[str]:
         subprocess.run(
             ["ip", "-n", name, "addr", "add", f"{layout.ENDPOINT_ADDRESS}/32", "dev", "lo"], check=True
         )
+        # where the box's IMDS listens (imds.py), as on the router of a VPC
+        subprocess.run(["ip", "-n", name, "addr", "add", f"{IMDS_ADDRESS}/32", "dev", "lo"], check=True)
         etc.mkdir(parents=True)
         hosts = " ".join(pki.endpoint_names(REGION))
         (etc / "hosts").write_text(f"127.0.0.1 localhost\n{layout.ENDPOINT_ADDRESS} {hosts}\n")
@@ -164,54 +166,46 @@ IMDS_ADDRESS = "169.254.169.254"
 
 
 @contextlib.contextmanager
-def stand_in_imds(netns: str, instance_id: str) -> Iterator[None]:
-    """The two IMDSv2 answers ``fence_aws`` needs to know which instance it runs on (token, then
-    ``meta-data/instance-id``), at 169.254.169.254:80 inside ``netns``. fence_aws fences only
-    from an instance it sees ``running`` (``set_power_status``), so without this it never calls
-    StopInstances. A stand-in until the box's own per-instance IMDS (WP3) exists."""
-    import secrets
-    import threading
-    from http.server import BaseHTTPRequestHandler, HTTPServer
+def instance_netns(box: Box, router: str, instance_id: str, tag: str = "i") -> Iterator[str]:
+    """A namespace standing in for ``instance_id``'s OS: ``ens5`` with the ENI's MAC and private
+    IPs, a default route to the subnet's router address (.1, as in a VPC) on a veth into
+    ``router`` (the box's namespace, where the API endpoint and IMDS listen), and the real
+    endpoint names in its hosts file. The box's IMDS knows it by its source IP."""
+    import ipaddress
 
-    from hacloud_aws.box import listeners
-
-    token = secrets.token_urlsafe(16)
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            return None
-
-        def _send(self, code: int, body: str = "") -> None:
-            data = body.encode()
-            self.send_response(code)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_PUT(self) -> None:
-            ok = self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")
-            self._send(200, token) if ok else self._send(400)
-
-        def do_GET(self) -> None:
-            if self.headers.get("X-aws-ec2-metadata-token") != token:
-                self._send(401)
-            elif self.path == "/latest/meta-data/instance-id":
-                self._send(200, instance_id)
-            else:
-                self._send(404)
-
-    subprocess.run(["ip", "-n", netns, "addr", "replace", f"{IMDS_ADDRESS}/32", "dev", "lo"], check=True)
-    sock = listeners.bind(IMDS_ADDRESS, 80, netns)
-    server = HTTPServer((IMDS_ADDRESS, 80), Handler, bind_and_activate=False)
-    server.socket.close()
-    server.socket = sock
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    cloud = box.control(op="state")["state"]
+    inst = next(i for i in cloud["instances"] if i["id"] == instance_id)
+    eni = inst["interfaces"][0]
+    ids = box.info["layout"]["subnets"]
+    cidr = next(c for n, c, _ in layout.SUBNETS if ids[n] == eni["subnet"])
+    net = ipaddress.IPv4Network(cidr)
+    gateway = str(net.network_address + 1)
+    name = f"hactest-{tag}{os.getpid()}"
+    peer = f"r{tag}{os.getpid()}"[:15]
+    etc = Path("/etc/netns") / name
+    run = lambda *argv: subprocess.run(list(argv), check=True)  # noqa: E731
+    run("ip", "netns", "add", name)
     try:
-        yield
+        run("ip", "-n", name, "link", "set", "lo", "up")
+        run("ip", "-n", name, "link", "add", "ens5", "type", "veth", "peer", "name", peer, "netns", router)
+        run("ip", "-n", name, "link", "set", "ens5", "address", eni["mac"], "up")
+        for ip in eni["private_ips"]:
+            run("ip", "-n", name, "addr", "add", f"{ip}/{net.prefixlen}", "dev", "ens5")
+        run("ip", "-n", name, "route", "add", "default", "via", gateway)
+        run("ip", "-n", router, "addr", "add", f"{gateway}/32", "dev", peer)
+        run("ip", "-n", router, "link", "set", peer, "up")
+        for ip in eni["private_ips"]:
+            run("ip", "-n", router, "route", "add", f"{ip}/32", "dev", peer)
+        etc.mkdir(parents=True)
+        hosts = " ".join(pki.endpoint_names(REGION))
+        (etc / "hosts").write_text(f"127.0.0.1 localhost\n{layout.ENDPOINT_ADDRESS} {hosts}\n")
+        # no DNS server in the box (names come from hosts): without this, the host's resolver
+        # would be asked through the router, which drops it, and each lookup waits 10 s
+        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+        yield name
     finally:
-        server.shutdown()
-        server.server_close()
+        subprocess.run(["ip", "netns", "del", name], check=False)
+        shutil.rmtree(etc, ignore_errors=True)
 
 
 def fence_aws(

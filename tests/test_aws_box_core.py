@@ -28,8 +28,8 @@ from boxtools import (
     endpoint_netns,
     fence_aws,
     in_netns,
+    instance_netns,
     running_box,
-    stand_in_imds,
 )
 from hacloud_aws.box import control, daemon, layout, listeners
 
@@ -286,10 +286,10 @@ def test_stock_cli_retries_a_throttle_and_reports_a_persistent_one(box: Box, net
 
 def test_fence_aws_rides_out_a_short_throttle_and_fails_a_long_one(box: Box, netns: str) -> None:
     fencer, victim = box.run_instance("a"), box.run_instance("b")
-    with stand_in_imds(netns, fencer):
+    with instance_netns(box, netns, fencer) as node:
         box.control(op="fault", kind="throttle", action="StopInstances", count=2)
         since = box.next_seq()
-        res = fence_aws(box, netns, "off", victim)
+        res = fence_aws(box, node, "off", victim)
         assert res.returncode == 0 and "Powered OFF" in res.stdout, res.stderr
         assert statuses(box, since, "StopInstances") == [503, 503, 200]
         assert box.state(victim) == "stopped"
@@ -299,7 +299,7 @@ def test_fence_aws_rides_out_a_short_throttle_and_fails_a_long_one(box: Box, net
         # beyond botocore's attempts: fence_aws logs the error, then waits out power_timeout
         box.control(op="fault", kind="throttle", action="StopInstances", count=100)
         since = box.next_seq()
-        res = fence_aws(box, netns, "off", victim, power_timeout=2)
+        res = fence_aws(box, node, "off", victim, power_timeout=2)
         assert res.returncode == 1 and "Timed out waiting to power OFF" in res.stderr
         assert statuses(box, since, "StopInstances") == [503] * fence_aws_max_attempts()
         assert box.state(victim) == "running"

@@ -9,7 +9,8 @@ Contract:
   ``ready: true``. Nothing is served before authentication is on.
 - Listeners: host ``127.0.0.1:<port>`` (0 = any free port; the port is in ``box.json``), and,
   when ``netns`` is given, ``netns_listen`` (default ``ENDPOINT_ADDRESS:443``) inside that
-  namespace, where the guests resolve the real endpoint names. The box creates no namespace.
+  namespace, where the guests resolve the real endpoint names, and the instances' metadata
+  service (``imds.py``) at 169.254.169.254:80 there. The box creates no namespace.
 - SIGTERM, SIGINT or the control ``shutdown``: stop the listeners and the control socket, then
   remove the runtime files (``box.json``, ``admin.json``, ``box.sock``). moto's state lives
   only in memory and ends with the process; the PKI, the SSH key and the logs stay.
@@ -30,7 +31,17 @@ from pathlib import Path
 from typing import Any
 
 from hacloud.errors import HacloudError
-from hacloud_aws.box import authz_moto, control, layout, listeners, moto_ext, pki, state
+from hacloud_aws.box import (
+    authz_moto,
+    control,
+    imds,
+    layout,
+    listeners,
+    metadata_options,
+    moto_ext,
+    pki,
+    state,
+)
 from hacloud_aws.box.frontend import ActionLog, Frontend, Throttles
 
 READY_TIMEOUT = 60.0  # moto's import alone takes seconds on a loaded 2-core host
@@ -86,6 +97,7 @@ def _start_moto(config: BoxConfig, paths: layout.BoxPaths) -> tuple[Any, layout.
 
     moto_ext.install()
     authz_moto.install()  # WP2: EC2/IAM/STS authorised per resource ARN (box/authz.py)
+    metadata_options.install()  # WP3: EC2 keeps the metadata options a call does not name
     app = DomainDispatcherApplication(create_backend_app)
     fixed = moto_ext.bootstrap(config.region, pki.ensure_ssh_key(paths))
     admin = moto_ext.create_admin(config.region)
@@ -107,6 +119,13 @@ def _listen(
             server = listeners.serve(listeners.bind(host, port, namespace), front, context)
             running.servers.append(server)
             running.listen[name] = f"{host}:{server.server_address[1]}"
+        if config.netns is not None:  # WP3: the instances' metadata service, beside their endpoint
+            imds_log = ActionLog(paths.root / "imds.jsonl")
+            metadata = imds.start(
+                config.region, lambda: state.snapshot(config.region), config.netns, imds_log
+            )
+            running.servers.append(metadata)
+            running.listen["imds"] = f"{imds.IMDS_ADDRESS}:{imds.IMDS_PORT}"
     except BaseException:
         _close(running)
         raise

@@ -13,6 +13,7 @@ extract); the policy comes from hacloud's ARN builder: two independent sources.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 from awstools import Account, aws_spec_doc
-from boxtools import AWS_CLI, FENCE_AWS, REGION, Box, endpoint_netns, in_netns, running_box, stand_in_imds
+from boxtools import AWS_CLI, FENCE_AWS, REGION, Box, endpoint_netns, in_netns, instance_netns, running_box
 from conftest import spec_of
 from hacloud_aws import iam
 from hacloud_aws.box import layout
@@ -101,8 +102,9 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         work = tmp_path_factory.mktemp("boxiam")
         with running_box(work / layout.BOX_DIRNAME, netns=netns) as box:
             made = _account(box, netns, work)
-            with stand_in_imds(netns, made.nodes[0]):
-                yield made
+            # the agents run on node1: its namespace, where the box's IMDS knows it by address
+            with instance_netns(box, netns, made.nodes[0], "z") as node1:
+                yield dataclasses.replace(made, netns=node1)
 
 
 def _account(box: Box, netns: str, work: Path) -> Pair:

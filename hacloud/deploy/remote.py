@@ -65,30 +65,38 @@ class Result:
         return self.rc == 0
 
 
-def connect_in_namespace(namespace: str, address: str, port: int, timeout: float) -> socket.socket:
-    """A TCP connection made from inside ``namespace`` (setns affects only the helper thread)."""
+def socket_in_namespace(namespace: str | None, make: Callable[[], socket.socket]) -> socket.socket:
+    """The socket ``make`` creates from inside network ``namespace`` (None: this one). A socket
+    keeps the namespace it was made in, and ``setns`` moves only the calling thread: a helper
+    thread enters, makes it and ends. Raises the OSError of entering or of ``make``."""
     result: dict[str, Any] = {}
 
     def worker() -> None:
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(f"/run/netns/{namespace}", os.O_RDONLY)
-            try:
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), "setns failed")
-            finally:
-                os.close(fd)
-            result["sock"] = socket.create_connection((address, port), timeout=timeout)
+            if namespace is not None:
+                libc = ctypes.CDLL(None, use_errno=True)
+                fd = os.open(f"/run/netns/{namespace}", os.O_RDONLY)
+                try:
+                    if libc.setns(fd, CLONE_NEWNET) != 0:
+                        raise OSError(ctypes.get_errno(), "setns failed")
+                finally:
+                    os.close(fd)
+            result["sock"] = make()
         except OSError as exc:
             result["error"] = exc
 
-    thread = threading.Thread(target=worker, name=f"netns-{namespace}")
+    thread = threading.Thread(target=worker, name=f"netns-{namespace or 'host'}")
     thread.start()
     thread.join()
     if "error" in result:
         raise result["error"]
     sock: socket.socket = result["sock"]
     return sock
+
+
+def connect_in_namespace(namespace: str, address: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection made from inside ``namespace``."""
+    return socket_in_namespace(namespace, lambda: socket.create_connection((address, port), timeout=timeout))
 
 
 def fingerprint(key: paramiko.PKey) -> str:

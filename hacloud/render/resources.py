@@ -60,11 +60,6 @@ def volume_minor(spec: Spec, index: int) -> int:
     return vol.minor if vol.minor is not None else index
 
 
-def volume_port(spec: Spec, index: int) -> int:
-    """The port of the volume's DRBD resource (one port per resource)."""
-    return next(r.port for r in drbd_resources(spec) if any(v.index == index for v in r.volumes))
-
-
 def drbd_resources(spec: Spec) -> list[DrbdResource]:
     """The DRBD resources in order of first appearance. The port is the one a member sets,
     else 7789 + the index of the resource's first volume: for a spec without grouping that

@@ -355,12 +355,6 @@ def override_problems(profile: Profile, overrides: Mapping[str, object]) -> list
     return out
 
 
-def _type_name(value: object) -> str:
-    return {bool: "true/false", int: "a whole number", float: "a number", str: "text"}.get(
-        type(value), type(value).__name__
-    )
-
-
 def _example(value: Scalar) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -31,14 +31,18 @@ class Identity(AwsBase):
             )
         site.profile_arn = self._ensure_profile(name)
 
-    def _ensure_profile(self, name: str) -> str:
-        profile = self._read(
+    def _instance_profile(self, name: str) -> dict[str, Any] | None:
+        """The instance profile ``name`` as IAM returns it, None when it does not exist."""
+        return self._read(
             "get_instance_profile",
             "InstanceProfileName",
             name,
             "InstanceProfile",
             f"read instance profile {name}",
         )
+
+    def _ensure_profile(self, name: str) -> str:
+        profile = self._instance_profile(name)
         if profile is None:
             if not self.change(f"instance-profile/{name}", "create", f"IAM: create instance profile {name}"):
                 return f"arn:{iam.partition(self.c.region)}:iam::ACCOUNT:instance-profile/{name}"
@@ -106,13 +110,7 @@ class Identity(AwsBase):
         """The instance profile and the role (with its policies), when the role is the cluster's."""
         name = iam.role_name(self.cluster)
         role = self._read("get_role", "RoleName", name, "Role", f"read IAM role {name}")
-        profile = self._read(
-            "get_instance_profile",
-            "InstanceProfileName",
-            name,
-            "InstanceProfile",
-            f"read instance profile {name}",
-        )
+        profile = self._instance_profile(name)
         if role is not None and not self.owned(tags_of(role.get("Tags"))):
             self.ws.progress(f"kept IAM role {name}: it does not carry {TAG_CLUSTER}={self.cluster}")
             return

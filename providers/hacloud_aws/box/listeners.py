@@ -2,22 +2,19 @@
 
 A socket keeps the namespace it was created in, and ``setns`` changes only the calling thread's
 namespace: so a helper thread enters the namespace, binds, and ends, and the daemon serves the
-socket from its own threads (the pattern of ``hacloud.deploy.remote.connect_in_namespace``).
+socket from its own threads (:func:`hacloud.deploy.remote.socket_in_namespace`).
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import os
 import socket
 import ssl
 import threading
 from typing import Any
 
+from hacloud.deploy.remote import socket_in_namespace
 from hacloud.errors import HacloudError
-
-CLONE_NEWNET = 0x40000000
 
 
 def parse_address(text: str, default_port: int) -> tuple[str, int]:
@@ -41,39 +38,24 @@ def parse_address(text: str, default_port: int) -> tuple[str, int]:
 
 def bind(host: str, port: int, namespace: str | None = None) -> socket.socket:
     """A listening TCP socket on ``host:port``, inside ``namespace`` when given (HAC695 if not)."""
-    result: dict[str, Any] = {}
 
-    def worker() -> None:
-        try:
-            if namespace is not None:
-                libc = ctypes.CDLL(None, use_errno=True)
-                fd = os.open(f"/run/netns/{namespace}", os.O_RDONLY)
-                try:
-                    if libc.setns(fd, CLONE_NEWNET) != 0:
-                        raise OSError(ctypes.get_errno(), "setns failed")
-                finally:
-                    os.close(fd)
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-            sock.listen(128)
-            result["sock"] = sock
-        except OSError as exc:
-            result["error"] = exc
+    def listen() -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        return sock
 
-    thread = threading.Thread(target=worker, name=f"bind-{namespace or 'host'}")
-    thread.start()
-    thread.join()
-    if "error" in result:
+    try:
+        return socket_in_namespace(namespace, listen)
+    except OSError as exc:
         where = f"in network namespace {namespace}" if namespace else "on this host"
         raise HacloudError(
-            f"the AWS box cannot listen on {host}:{port} {where}: {result['error']}",
+            f"the AWS box cannot listen on {host}:{port} {where}: {exc}",
             "check that the namespace exists (`ip netns list`), holds that address, and that no "
             "other process uses the port; listening below 1024 needs root",
             code="HAC695",
-        )
-    sock: socket.socket = result["sock"]
-    return sock
+        ) from None
 
 
 def serve(sock: socket.socket, app: Any, context: ssl.SSLContext) -> Any:

@@ -364,8 +364,12 @@ def test_not_root_is_a_clear_error(lab: dict[str, object]) -> None:
 
     import hacloud.ops.converge
     from hacloud.cli import app
+    from hacloud.provision.provider import get_provider
 
     del hacloud.ops.converge
+    # the installed providers are read from the venv's metadata once per process: read them
+    # here, as root, since nobody may not be able to read a 0700 checkout's venv
+    get_provider("lab")
     # pytest's own tmp directories are 0700: the unprivileged user could not even read the spec.
     where = Path(tempfile.mkdtemp(prefix="hacloud-nonroot-"))
     where.chmod(0o755)

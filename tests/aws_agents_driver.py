@@ -265,7 +265,10 @@ def main() -> None:
         check_env = {**env, "PATH": f"{bindir}:{env['PATH']}", "AWS_SHARED_CREDENTIALS_FILE": str(creds)}
         imds.instance, imds.eni = node1.id, node1.extra["eni"]
         checks = {}
-        for check in aws_node_needs(ws.spec, inventory).probes:
+        # the dry-run permission probe needs an EC2 that judges permissions (plain moto would
+        # carry out a "dry" ReplaceRoute): the AWS box's tests run it (test_aws_box_permissions)
+        probes = [c for c in aws_node_needs(ws.spec, inventory).probes if c.code != "aws.permissions"]
+        for check in probes:
             res = subprocess.run(
                 ["sh", "-c", check.command], capture_output=True, text=True, env=check_env, timeout=300
             )
@@ -274,7 +277,7 @@ def main() -> None:
         # and what they say when IMDS is out of reach (a proxy or firewall in the way)
         broken = {**check_env, "http_proxy": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
         failed = {}
-        for check in aws_node_needs(ws.spec, inventory).probes:
+        for check in probes:
             res = subprocess.run(
                 ["sh", "-c", check.command], capture_output=True, text=True, env=broken, timeout=300
             )

@@ -130,6 +130,9 @@ class FakePower:
         self.world = world
         self.capabilities = Capabilities(create_nodes=False, power_control=True, faults=faults)
 
+    def capabilities_for(self, spec: Any) -> Capabilities:
+        return self.capabilities
+
     def power(self, ws: Any, node: str) -> str:
         return "on" if self.world.powered(node) else "off"
 

@@ -27,6 +27,9 @@ from boxtools import AWS_CLI, FENCE_AWS, REGION, Box, endpoint_netns, in_netns, 
 from conftest import spec_of
 from hacloud_aws import iam
 from hacloud_aws.box import layout
+from hacloud_aws.probes import permission_probe
+
+from hacloud.spec.model import Spec
 
 OVERLAY = "198.51.100.10"
 ROLE = "hacloud-judge"
@@ -176,6 +179,11 @@ def _syslog_to_stderr(work: Path) -> Path:
 
 def hacloud_policy(pair: Pair, kind: str) -> dict[str, Any]:
     """What hacloud's provider puts on the instance profile for a spec with this VIP kind."""
+    return iam.agent_policy(pair_spec(pair, kind), REGION, layout.ACCOUNT_ID, list(pair.nodes))
+
+
+def pair_spec(pair: Pair, kind: str) -> Spec:
+    """An AWS spec for the pair, with this VIP kind."""
     account = Account(
         vpc=pair.box.info["layout"]["vpc"],
         subnets=(pair.box.info["layout"]["subnets"]["a"], pair.box.info["layout"]["subnets"]["b"]),
@@ -186,7 +194,7 @@ def hacloud_policy(pair: Pair, kind: str) -> dict[str, Any]:
     if kind == "awseip":
         eip = pair.box.info["layout"]["eip_address"]
         doc["vip"] = {"kind": "awseip", "elastic_ip": eip, "allocation_id": pair.alloc}
-    return iam.agent_policy(spec_of(doc), REGION, layout.ACCOUNT_ID, list(pair.nodes))
+    return spec_of(doc)
 
 
 def refused(res: Any) -> bool:
@@ -429,3 +437,33 @@ def test_dry_run_of_replace_route_changes_nothing(pair: Pair) -> None:
     res = in_netns(pair.netns, [AWS_CLI, *argv, "--dry-run"], pair.env)
     assert "DryRunOperation" in res.stderr, res.stderr
     assert pair.route_target(table) == before
+
+
+@pytest.mark.parametrize("kind", ["aws-vpc-move-ip", "awseip"])
+def test_the_permission_probe_passes_on_hacloud_policy_and_names_what_is_missing(
+    pair: Pair, kind: str
+) -> None:
+    """The probe `up` and fence-test's preflight run on each node (EC2 dry runs with the node's
+    role), judged by the box: hacloud's policy passes; without StopInstances, or without the
+    VIP agent's action, it fails naming the call; and a dry run changes nothing."""
+    probe = permission_probe(pair_spec(pair, kind), REGION, list(pair.nodes))
+    assert probe is not None and probe.before_faults
+    peer = pair.peer_running()
+    pair.put_policy(hacloud_policy(pair, kind))
+    res = in_netns(pair.netns, ["sh", "-c", probe.command], pair.env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    route, eip = pair.route_target(pair.tables[0]), pair.eip_instance()
+    vip_action = (
+        ("ec2:ReplaceRoute", "replace_route")
+        if kind == "aws-vpc-move-ip"
+        else (
+            "ec2:AssociateAddress",
+            "associate_address",
+        )
+    )
+    for action, call in (("ec2:StopInstances", "stop_instances"), vip_action):
+        pair.put_policy(_edit(hacloud_policy(pair, kind), _drop(action)))
+        res = in_netns(pair.netns, ["sh", "-c", probe.command], pair.env)
+        assert res.returncode == 1 and f"{call}: UnauthorizedOperation" in res.stdout, res.stdout + res.stderr
+    assert pair.state(peer) == "running" and pair.state(pair.nodes[0]) == "running"
+    assert pair.route_target(pair.tables[0]) == route and pair.eip_instance() == eip

@@ -384,12 +384,22 @@ def test_the_rig_is_wired_from_the_session(
         lambda ws, inv: Session(ws, inv, {"node1": Conn(), "node2": Conn()}, bundle),
     )
 
+    from hacloud.provision.provider import NodeNeeds, NodeProbe
+
+    permission = NodeProbe("x.perm", "a dry run", "true", "grant it", before_faults=True)
+    deploy_only = NodeProbe("x.read", "a read", "true", "allow it")
+
     class Provider(FakePower):
         def discover(self, ws: Any) -> Any:
             return inventory
 
+        def node_needs(self, spec: Any, inv: Any) -> NodeNeeds:
+            return NodeNeeds(probes=(deploy_only, permission))
+
     with open_rig(ws, Provider(World(Scenario())), Options(), ManualClock()) as rig:  # type: ignore[arg-type]
         plan = rig.plan
+        # the preflight runs again only the probes marked before_faults
+        assert rig.cluster.probes == (permission,)  # type: ignore[attr-defined]
         # the ids are the rendered CIB's: the group's members in order, the DRBD primitive
         cib = ET.fromstring(bundle.cib)
         group = [p.get("id") for p in cib.iterfind(".//group/primitive")]
@@ -413,3 +423,28 @@ def test_the_rig_is_wired_from_the_session(
     with pytest.raises(HacloudError) as info, open_rig(ws, Nothing(World(Scenario())), Options()):  # type: ignore[arg-type]
         pass
     assert info.value.code == "HAC428"
+
+
+def test_a_failed_permission_probe_is_a_preflight_problem_naming_node_and_fix() -> None:
+    """A probe the provider marks ``before_faults`` runs on both nodes in the preflight; its
+    failure (as the real shell runs it) is a problem that names the node, the output and the fix."""
+    from hacloud.provision.provider import NodeProbe
+    from hacloud.verify.fencetest.nodes import probe_problems
+
+    def real_shell(command: str, stdin: bytes | None) -> Result:
+        proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    probe = NodeProbe(
+        "x.perm",
+        "EC2 dry runs",
+        'test "$(hostname)" = never || { echo "stop_instances: UnauthorizedOperation"; exit 1; }',
+        "give the role ec2:StopInstances",
+        before_faults=True,
+    )
+    conns = {n: ScriptedShell(n, [(".", real_shell)]) for n in ("node1", "node2")}
+    problems = probe_problems(conns, (probe,))  # type: ignore[arg-type]
+    assert len(problems) == 2 and problems[0].startswith("node1: EC2 dry runs failed")
+    assert "UnauthorizedOperation" in problems[1] and "fix: give the role ec2:StopInstances" in problems[1]
+    passing = NodeProbe("x.ok", "a read", "true", "n/a", before_faults=True)
+    assert probe_problems(conns, (passing,)) == []  # type: ignore[arg-type]

@@ -33,12 +33,16 @@ def init(
     ] = ProviderChoice.LAB,
     out: Annotated[Path, typer.Option("--out", help="where to write the spec")] = Path("hacloud.yaml"),
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
+    emulated: Annotated[
+        bool,
+        typer.Option("--emulated", help="target the provider's emulated cloud on this machine (aws)"),
+    ] = False,
 ) -> None:
     """Write a commented, valid example spec for a provider."""
     from hacloud.ops.example import write_example
 
     try:
-        write_example(provider.value, out, force)
+        write_example(provider.value, out, force, emulated)
     except HacloudError as exc:
         fail(exc)
     typer.echo(

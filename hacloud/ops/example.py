@@ -15,14 +15,24 @@ from hacloud.errors import UsageError
 from hacloud.spec.model import PROVIDER_KINDS
 
 
-def write_example(provider: str, out: Path, force: bool) -> None:
+def write_example(provider: str, out: Path, force: bool, emulated: bool = False) -> None:
     """Write the example spec for ``provider`` to ``out``: never over an existing file unless
     ``force``, and even then only over a regular file (not a directory, a device, a FIFO or a
     symbolic link). The text goes to a fresh temporary file beside ``out`` first, so ``out`` is
-    either the old file or the whole new one, and nothing is left behind on failure."""
+    either the old file or the whole new one, and nothing is left behind on failure.
+    ``emulated``: the provider's spec for its emulated cloud on this machine (where one exists)."""
     if provider not in PROVIDER_KINDS:
         raise UsageError(
             f"unknown provider {provider!r}", f"use one of: {', '.join(PROVIDER_KINDS)}", code="HAC315"
+        )
+    name = f"{provider}-emulated" if emulated else provider
+    template = templates_dir() / "init" / f"{name}.yaml"
+    if not template.is_file():
+        have = sorted(p.stem.removesuffix("-emulated") for p in template.parent.glob("*-emulated.yaml"))
+        raise UsageError(
+            f"--emulated: there is no emulated {provider} cloud",
+            f"use --emulated with --provider {' or '.join(have)}, or drop --emulated",
+            code="HAC339",
         )
     existing = _existing_kind(out)
     if existing is not None and existing != "regular file":
@@ -37,7 +47,7 @@ def write_example(provider: str, out: Path, force: bool) -> None:
             "pass --force to overwrite it, or --out to choose another file",
             code="HAC317",
         )
-    text = (templates_dir() / "init" / f"{provider}.yaml").read_text(encoding="utf-8")
+    text = template.read_text(encoding="utf-8")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)

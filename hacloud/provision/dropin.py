@@ -137,6 +137,10 @@ class DropIn:
     def endpoint(self, ws: Workspace, node: NodeInfo) -> Endpoint:
         return self.inner.endpoint(ws, node)
 
+    def capabilities_for(self, spec: Spec) -> Capabilities:
+        inner = self.inner.capabilities_for(spec)
+        return dataclasses.replace(self.capabilities, faults=inner.faults, power_control=inner.power_control)
+
     def power(self, ws: Workspace, node: str) -> PowerState:
         return self.inner.power(self.pinned(ws), node)
 

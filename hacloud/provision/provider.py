@@ -112,12 +112,15 @@ class Capabilities:
 @dataclass(frozen=True)
 class NodeProbe:
     """A read-only check the deploy engine runs as root on each node (`up` and `plan`) before
-    the CIB that enables fencing: ``command`` is a shell line, exit 0 means it passed."""
+    the CIB that enables fencing: ``command`` is a shell line, exit 0 means it passed.
+    ``before_faults``: fence-test's preflight runs it again before any fault (a permission the
+    fence agent needs, which can be taken away after `up`)."""
 
     code: str
     what: str
     command: str
     remedy: str
+    before_faults: bool = False
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,7 @@ class PowerControl(Protocol):
     @property
     def capabilities(self) -> Capabilities: ...
 
+    def capabilities_for(self, spec: Spec) -> Capabilities: ...
     def power(self, ws: Workspace, node: str) -> PowerState: ...
     def power_off(self, ws: Workspace, node: str) -> None: ...
     def power_on(self, ws: Workspace, node: str) -> None: ...
@@ -311,6 +315,11 @@ class BaseProvider:
         ssh = ws.spec.node(node.name).ssh
         key = str(ws.resolve(ssh.key)) if ssh.key else None
         return Endpoint(node.name, node.ssh_address, ssh.port, ssh.user, key, ssh.jump)
+
+    def capabilities_for(self, spec: Spec) -> Capabilities:
+        """What the provider can do for ``spec`` (an option may add faults: an emulated cloud
+        can cut networks a real one cannot). Default: :attr:`capabilities`."""
+        return self.capabilities
 
     def power(self, ws: Workspace, node: str) -> PowerState:
         raise self._todo("read a node's power state")

@@ -34,6 +34,26 @@ class OnpremProviderSpec(SpecModel):
     kind: Literal["onprem"]
 
 
+class AwsStopModel(SpecModel):
+    graceful_timeout_s: float = Field(
+        120.0,
+        ge=0,
+        le=3600,
+        description="a stop without SkipOsShutdown first shuts the OS down (the ACPI power button); after "
+        "this many seconds the instance is powered off (AWS documents no value: 120 s is hacloud's choice)",
+    )
+    hypervisor_delay_s: float = Field(
+        0.0, ge=0, le=600, description="seconds between a stop with SkipOsShutdown and the power going off"
+    )
+
+
+class AwsEmulation(SpecModel):
+    """An emulated AWS on this machine (the AWS box): moto, IMDS, a VPC router, lab guests."""
+
+    stop: AwsStopModel = Field(default_factory=AwsStopModel, description="how a stopped instance powers off")
+    memory_mib: int = Field(1024, ge=512, le=8192, description="RAM of each instance's guest, MiB")
+
+
 class AwsOptions(SpecModel):
     region: str = Field(pattern=AWS_REGION, description="AWS region, e.g. eu-central-1")
     instance_type: str = Field("t3.medium", description="EC2 instance type, e.g. m6i.large")
@@ -60,6 +80,11 @@ class AwsOptions(SpecModel):
         300, ge=0, le=3600, description="how long `up` waits for the instances to answer SSH after boot"
     )
     tags: dict[str, str] = Field(default_factory=dict, description="extra tags for what hacloud creates")
+    emulated: AwsEmulation | None = Field(
+        None,
+        description="run against an emulated AWS on this machine (`hacloud init --provider aws --emulated`): "
+        "same schema and code path, a local endpoint and lab guests as instances",
+    )
 
 
 class AwsProviderSpec(SpecModel):

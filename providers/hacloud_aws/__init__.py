@@ -8,41 +8,27 @@ maps the provider Protocol onto it.
 
 from __future__ import annotations
 
-import shlex
+from dataclasses import replace
 
-from hacloud.errors import HacloudError
 from hacloud.provision.changes import Change
+from hacloud.provision.endpoint import Endpoint
 from hacloud.provision.provider import (
     BaseProvider,
     Capabilities,
     NodeNeeds,
-    NodeProbe,
     PowerState,
     Role,
     with_placeholder_links,
 )
 from hacloud.provision.terraform import Candidate, TfResource
-from hacloud.spec.inventory import Inventory, NetworkInfo
-from hacloud.spec.model import AwsEipVip, AwsFencing, AwsMoveIpVip, AwsOptions, Spec
+from hacloud.spec.inventory import Inventory, NetworkInfo, NodeInfo
+from hacloud.spec.model import AwsOptions, Spec
 from hacloud.spec.workspace import Workspace
 from hacloud.verify.invariants import Finding
+from hacloud_aws.probes import AWS_PACKAGES, aws_node_needs, region_of
+from hacloud_aws.site import AWS_FAULTS, BOX_FAULTS, NO_PARTITION, site_of
 
-# The AWS CLI (for the CLI agents) and boto3 (for fence_aws), per package manager.
-AWS_PACKAGES = {
-    "apt-get": "awscli python3-boto3 python3-requests",
-    "dnf": "fence-agents-aws awscli2",
-    "zypper": "aws-cli python3-boto3",
-}
-
-
-def region_of(spec: Spec) -> str:
-    options = getattr(spec.provider, "options", None)
-    if isinstance(options, AwsOptions):
-        return options.region
-    for method in spec.fencing:
-        if isinstance(method, AwsFencing) and method.region:
-            return method.region
-    raise HacloudError("no AWS region in the spec", "set provider.options.region", code="HAC650")
+__all__ = ["AWS_PACKAGES", "AwsProvider", "aws_node_needs", "provider", "region_of"]
 
 
 class AwsProvider(BaseProvider):
@@ -50,18 +36,31 @@ class AwsProvider(BaseProvider):
     capabilities = Capabilities(
         create_nodes=True,
         power_control=True,
-        missing={"partition": "cutting the network between two instances would need NACL changes; not done"},
-        faults=("fence", "power", "crash"),
+        missing={"partition": NO_PARTITION},
+        faults=AWS_FAULTS,
         roles=frozenset({Role.TERRAFORM, Role.ACCOUNT}),
     )
     tracking = "issue #6 (AWS provider)"
     id_is_name = False
 
-    def _infra(self, ws: Workspace, apply: bool = True):  # type: ignore[no-untyped-def]
+    def capabilities_for(self, spec: Spec) -> Capabilities:
+        """An emulated AWS can also cut the path between the zones (fence-test --method partition)."""
+        options = getattr(spec.provider, "options", None)
+        if isinstance(options, AwsOptions) and options.emulated is not None:
+            missing = {k: v for k, v in self.capabilities.missing.items() if k != "partition"}
+            return replace(self.capabilities, faults=BOX_FAULTS, missing=missing)
+        return self.capabilities
+
+    def _infra(self, ws: Workspace, apply: bool = True, start: bool = False):  # type: ignore[no-untyped-def]
+        """The infrastructure phases on ``ws``'s site; ``start``: make the site reachable first
+        (an emulated AWS is started by the first command that changes or plans something)."""
         from hacloud_aws.api import clients
         from hacloud_aws.infra import Infra
 
-        return Infra(ws, clients(region_of(ws.spec)), apply=apply)
+        site = site_of(ws)
+        if start:
+            site.ensure(ws.progress)
+        return Infra(ws, clients(region_of(ws.spec), site.api()), apply=apply)
 
     def planned_inventory(self, spec: Spec) -> Inventory:
         """The spec's nodes; where the spec names no links, two placeholder links, as `up` makes
@@ -74,13 +73,15 @@ class AwsProvider(BaseProvider):
         require_boto3()
 
     def discover(self, ws: Workspace) -> Inventory | None:
+        if not site_of(ws).running():
+            return None  # an emulated AWS that is not running holds no instance
         inventory: Inventory | None = self._infra(ws, apply=False).discover()
         return inventory
 
     def ensure_nodes(self, ws: Workspace) -> Inventory:
         """Instances, identity, security group, policy, volumes and routes in one pass (the
         volumes need the instances' zones, the policy their ids)."""
-        inventory: Inventory = self._infra(ws).ensure()
+        inventory: Inventory = self._infra(ws, start=True).ensure()
         return inventory
 
     def ensure_volumes(self, ws: Workspace, inventory: Inventory) -> Inventory:
@@ -90,13 +91,36 @@ class AwsProvider(BaseProvider):
         """(what `up` would create or change, the agents' IAM policy), changing nothing."""
         from hacloud_aws.iam import policy_json
 
-        infra = self._infra(ws, apply=False)
+        infra = self._infra(ws, apply=False, start=True)
         infra.ensure()
         assert infra.policy is not None
         return infra.changes, policy_json(infra.policy)
 
     def teardown(self, ws: Workspace, delete_volumes: bool = False) -> None:
-        self._infra(ws).teardown(delete_volumes)
+        site = site_of(ws)
+        if site.running():
+            self._infra(ws).teardown(delete_volumes)
+        site.teardown(delete_volumes, ws.progress)
+
+    # -------------------------------------------------------------- where things run
+
+    def endpoint(self, ws: Workspace, node: NodeInfo) -> Endpoint:
+        """The spec's nodes[].ssh settings, started in the site's namespace (the box's admin
+        namespace in an emulated AWS; this machine's own on AWS)."""
+        return replace(super().endpoint(ws, node), namespace=site_of(ws).ssh_namespace())
+
+    def client_command(self, ws: Workspace, argv: list[str]) -> list[str]:
+        return site_of(ws).client_argv(argv)
+
+    def freeze(self, ws: Workspace, node: str) -> bool:
+        site = site_of(ws)
+        if not site.running():  # real AWS: never (the site says False without asking EC2)
+            return site.freeze("")
+        inst = self._infra(ws, apply=False).find_instance(ws.spec.node(node))
+        return site.freeze(inst["InstanceId"]) if inst is not None else False
+
+    def partition(self, ws: Workspace, cut: bool) -> None:
+        site_of(ws).partition(cut)
 
     def terraform_nodes(
         self, spec: Spec, resources: list[TfResource]
@@ -149,8 +173,14 @@ class AwsProvider(BaseProvider):
         infra = self._infra(ws)
         inst = infra.find_instance(ws.spec.node(node))
         if inst is not None:
-            # Force: no OS shutdown, as a fence would do it (fence_aws stops with Force=True).
-            call(f"stop {node}", infra.c.ec2.stop_instances, InstanceIds=[inst["InstanceId"]], Force=True)
+            # pull the plug: no OS shutdown at all (SkipOsShutdown); Force as fence_aws sends it
+            call(
+                f"stop {node}",
+                infra.c.ec2.stop_instances,
+                InstanceIds=[inst["InstanceId"]],
+                Force=True,
+                SkipOsShutdown=True,
+            )
 
     def power_on(self, ws: Workspace, node: str) -> None:
         from hacloud_aws.api import call
@@ -168,81 +198,6 @@ class AwsProvider(BaseProvider):
 
     def node_needs(self, spec: Spec, inventory: Inventory) -> NodeNeeds:
         return aws_node_needs(spec, inventory)
-
-
-def aws_node_needs(spec: Spec, inventory: Inventory) -> NodeNeeds:
-    """Packages the AWS agents need and the probes run on each node before fencing is enabled.
-
-    fence_aws stops the peer only after asking IMDS which instance it runs on, and silently
-    does nothing when IMDS cannot be reached (testbed.md §3): so the first check is IMDS."""
-    region = region_of(spec)
-    ids = [n.id for n in inventory.nodes]
-    q = shlex.quote
-    probes = [_imds_check(ids)]
-    if any(isinstance(m, AwsFencing) for m in spec.fencing):
-        # Ids are validated on import, and quoted here as well (this line runs as root); the
-        # first field of each `id,name,state` line is compared as a fixed string, not a regex.
-        listed = " && ".join(f"printf '%s\\n' \"$out\" | cut -d, -f1 | grep -qxF -- {q(i)}" for i in ids)
-        probes.append(
-            NodeProbe(
-                "aws.fence_list",
-                "fence_aws -o list reaches the EC2 API and sees both instances",
-                f"out=$(fence_aws -o list --region {q(region)}) && {listed}",
-                "give the instance profile ec2:DescribeInstances (see `hacloud plan`), and let the node "
-                "reach the EC2 API (NAT gateway or an ec2 VPC interface endpoint)",
-            )
-        )
-    vip_check = _vip_check(spec, region)
-    return NodeNeeds(
-        commands=("aws",) if vip_check else (),
-        packages=AWS_PACKAGES,
-        probes=(*probes, *([vip_check] if vip_check else [])),
-    )
-
-
-def _imds_check(ids: list[str]) -> NodeProbe:
-    """IMDSv2 answers with one of the cluster's instance ids."""
-    q = shlex.quote
-    imds = (
-        "t=$(curl -sf -m 3 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' "
-        "http://169.254.169.254/latest/api/token) && "
-        'i=$(curl -sf -m 3 -H "X-aws-ec2-metadata-token: $t" '
-        "http://169.254.169.254/latest/meta-data/instance-id) && "
-        f'case "$i" in {"|".join(q(i) for i in ids)}) exit 0;; esac; echo "IMDS says $i"; exit 1'
-    )
-    return NodeProbe(
-        "aws.imds",
-        "instance metadata (IMDSv2) names this node's instance",
-        imds,
-        "fence_aws does nothing without IMDS: enable the metadata endpoint "
-        "(aws ec2 modify-instance-metadata-options --http-endpoint enabled) and keep "
-        "169.254.169.254 out of any proxy or firewall rule on the node",
-    )
-
-
-def _vip_check(spec: Spec, region: str) -> NodeProbe | None:
-    """The AWS CLI, as the VIP agent calls it, reads what the agent moves (None: no CLI agent)."""
-    q = shlex.quote
-    if isinstance(spec.vip, AwsMoveIpVip):
-        tables = " ".join(q(r) for r in spec.vip.route_tables)
-        return NodeProbe(
-            "aws.route_read",
-            "the AWS CLI (as aws-vpc-move-ip calls it) reads the route tables",
-            f"aws --profile default --region {q(region)} --output text ec2 describe-route-tables "
-            f"--route-table-ids {tables} >/dev/null",
-            "give the instance profile ec2:DescribeRouteTables, make sure /root/.aws/config has a "
-            "[default] profile (hacloud installs it), and let the node reach the EC2 API",
-        )
-    if isinstance(spec.vip, AwsEipVip):
-        return NodeProbe(
-            "aws.eip_read",
-            "the AWS CLI (as awseip calls it) reads the Elastic IP",
-            f"aws --profile default --region {q(region)} --output text ec2 describe-addresses "
-            f"--allocation-ids {q(spec.vip.allocation_id)} >/dev/null",
-            "give the instance profile ec2:DescribeAddresses, make sure /root/.aws/config has a "
-            "[default] profile (hacloud installs it), and let the node reach the EC2 API",
-        )
-    return None
 
 
 provider = AwsProvider()

@@ -3,15 +3,16 @@
 Contract: :func:`clients` is the only place a boto3 session is made (botocore *standard*
 retries: throttling and transient 5xx are retried with backoff); :func:`aws_error` turns any
 botocore exception into a :class:`~hacloud.errors.HacloudError` whose remedy names the spec
-field or the permission to fix. The endpoint comes from boto3's own settings
-(``AWS_ENDPOINT_URL``, profiles), so hacloud adds no endpoint option of its own.
+field or the permission to fix. On real AWS the endpoint and credentials come from boto3's own
+settings (``AWS_ENDPOINT_URL``, profiles), so hacloud adds no endpoint option of its own; an
+emulated AWS passes its ``ApiAccess`` (the only difference in the provider's code path).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from hacloud.errors import HacloudError
@@ -65,21 +66,40 @@ def require_boto3() -> None:
         ) from None
 
 
-def clients(region: str) -> Clients:
+@dataclass(frozen=True)
+class ApiAccess:
+    """Where the API is and who calls it. The default is boto3's own chain (real AWS: endpoint,
+    credentials and CA from the environment, profiles or an instance role); an emulated AWS
+    gives its local endpoint, its CA and its admin key (``hacloud_aws.site``)."""
+
+    endpoint_url: str | None = None
+    verify: str | bool = True
+    key_id: str | None = field(default=None, repr=False)
+    secret: str | None = field(default=None, repr=False)
+
+
+def clients(region: str, access: ApiAccess | None = None) -> Clients:
     """boto3 clients for ``region`` (imports boto3 here, never at hacloud import time)."""
     require_boto3()
     import boto3
     from botocore.config import Config
 
-    session = boto3.session.Session(region_name=region)
+    access = access or ApiAccess()
+    session = boto3.session.Session(
+        region_name=region, aws_access_key_id=access.key_id, aws_secret_access_key=access.secret
+    )
     retrying = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=10, read_timeout=60)
     once = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=10, read_timeout=60)
+
+    def client(service: str, config: Config) -> Any:
+        return session.client(service, config=config, endpoint_url=access.endpoint_url, verify=access.verify)
+
     return Clients(
-        ec2=session.client("ec2", config=retrying),
-        iam=session.client("iam", config=retrying),
-        sts=session.client("sts", config=retrying),
+        ec2=client("ec2", retrying),
+        iam=client("iam", retrying),
+        sts=client("sts", retrying),
         region=region,
-        ec2_once=session.client("ec2", config=once),
+        ec2_once=client("ec2", once),
     )
 
 

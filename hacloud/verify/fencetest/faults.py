@@ -18,7 +18,8 @@ from hacloud.errors import HacloudError, InterruptedWork, UsageError
 from hacloud.poll import poll_until
 
 if TYPE_CHECKING:
-    from hacloud.provision.provider import PowerControl
+    from hacloud.provision.provider import Capabilities, PowerControl
+    from hacloud.spec.model import Spec
     from hacloud.spec.workspace import Workspace
     from hacloud.verify.fencetest.ports import Pending, Rig
 
@@ -41,8 +42,8 @@ class Fault:
     method: ClassVar[FaultMethod]
     summary: ClassVar[str]  # one phrase for --help
 
-    def unsupported(self, provider: PowerControl) -> UsageError | None:
-        """Why ``provider`` cannot inject this fault (None: it can)."""
+    def unsupported(self, provider: PowerControl, spec: Spec) -> UsageError | None:
+        """Why ``provider`` cannot inject this fault into ``spec``'s cluster (None: it can)."""
         return None
 
     def expected(self, active: str, standby: str, node: str | None) -> tuple[str, str]:
@@ -65,12 +66,12 @@ class Fault:
         raise NotImplementedError
 
 
-def _needs_power_control(provider: PowerControl) -> UsageError | None:
-    if provider.capabilities.power_control:
+def _needs_power_control(capabilities: Capabilities, name: str) -> UsageError | None:
+    if capabilities.power_control:
         return None
-    missing = provider.capabilities.missing
+    missing = capabilities.missing
     return UsageError(
-        f"the {provider.name} provider cannot power nodes off behind the cluster's back"
+        f"the {name} provider cannot power nodes off behind the cluster's back"
         + (f" ({missing['power_control']})" if "power_control" in missing else ""),
         "use --method fence, which fences through the cluster",
         code="HAC506",
@@ -94,8 +95,8 @@ class PowerFault(Fault):
     method = FaultMethod.POWER
     summary = "pull the plug"
 
-    def unsupported(self, provider: PowerControl) -> UsageError | None:
-        return _needs_power_control(provider)
+    def unsupported(self, provider: PowerControl, spec: Spec) -> UsageError | None:
+        return _needs_power_control(provider.capabilities_for(spec), provider.name)
 
     def inject(self, rig: Rig, victim: str, survivor: str) -> Pending | None:
         rig.power.power_off(rig.ws, victim)
@@ -109,8 +110,8 @@ class CrashFault(Fault):
     method = FaultMethod.CRASH
     summary = "freeze the node"
 
-    def unsupported(self, provider: PowerControl) -> UsageError | None:
-        return _needs_power_control(provider)
+    def unsupported(self, provider: PowerControl, spec: Spec) -> UsageError | None:
+        return _needs_power_control(provider.capabilities_for(spec), provider.name)
 
     def inject(self, rig: Rig, victim: str, survivor: str) -> Pending | None:
         if not rig.power.freeze(rig.ws, victim):
@@ -126,10 +127,11 @@ class PartitionFault(Fault):
     method = FaultMethod.PARTITION
     summary = "cut the links between the nodes"
 
-    def unsupported(self, provider: PowerControl) -> UsageError | None:
-        if "partition" in provider.capabilities.faults:
+    def unsupported(self, provider: PowerControl, spec: Spec) -> UsageError | None:
+        capabilities = provider.capabilities_for(spec)
+        if "partition" in capabilities.faults:
             return None
-        missing = provider.capabilities.missing
+        missing = capabilities.missing
         return UsageError(
             f"the {provider.name} provider cannot cut the network between the nodes"
             + (f" ({missing['partition']})" if "partition" in missing else ""),

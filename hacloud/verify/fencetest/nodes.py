@@ -21,6 +21,7 @@ from hacloud.verify.fencetest.ports import Pending, Preflight
 
 if TYPE_CHECKING:
     from hacloud.deploy.remote import Connection, Result
+    from hacloud.provision.provider import NodeProbe
     from hacloud.render.resources import DrbdResource
 
 CRASH = (
@@ -106,6 +107,18 @@ def fence_device_checks(conns: dict[str, Shell], devices: list[tuple[str, str]])
     return problems
 
 
+def probe_problems(conns: dict[str, Shell], probes: tuple[NodeProbe, ...]) -> list[str]:
+    """Each failed probe on each node, as "node: what failed (output); fix: remedy"."""
+    problems = []
+    for probe in probes:
+        for name, conn in conns.items():
+            res = conn.run(probe.command, check=False, timeout=120)
+            if res.rc != 0:
+                detail = " / ".join((res.stdout + res.stderr).strip().splitlines()[-3:]) or f"rc {res.rc}"
+                problems.append(f"{name}: {probe.what} failed ({detail}); fix: {probe.remedy}")
+    return problems
+
+
 def drbd_state(conn: Shell, resources: list[DrbdResource]) -> tuple[str, str]:
     """(link, disks) over every volume of ``resources`` on a node (see
     :func:`hacloud.deploy.query.drbd.pair_state`)."""
@@ -129,16 +142,21 @@ class NodeCluster:
         devices: list[tuple[str, str]],
         clock: Clock = SYSTEM,
         status: Any = read_status,
+        probes: tuple[NodeProbe, ...] = (),
     ) -> None:
         self.spec_path, self.conns, self.resources, self.devices = spec_path, conns, resources, devices
         self.clock = clock
         self._status = status  # the spec path -> `hacloud status`'s dict
+        self.probes = probes  # the provider's checks of what the fence agents may do
 
     def preflight(self) -> Preflight:
-        """The cluster must be healthy, and every fence device must answer a non-destructive
-        status call for its target, made from the node that would fence with it."""
+        """The cluster must be healthy, every fence device must answer a non-destructive
+        status call for its target, made from the node that would fence with it, and every
+        provider probe marked ``before_faults`` (e.g. a cloud permission, checked by a dry
+        run) must pass on every node."""
         st = self._status(self.spec_path)
         problems = status_problems(st) + fence_device_checks(self.conns, self.devices)
+        problems += probe_problems(self.conns, self.probes)
         active = st["service_node"] or ""
         standby = next((n["name"] for n in st["nodes"] if n["name"] != active), "")
         return Preflight(active, standby, problems)

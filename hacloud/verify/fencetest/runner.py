@@ -111,7 +111,7 @@ def validate(spec: Spec, provider: PowerControl, options: Options) -> None:
         raise UsageError(
             "fence-test needs the VIP's address to write through", "set vip.address", code="HAC505"
         )
-    refused = fault.unsupported(provider)
+    refused = fault.unsupported(provider, spec)
     if refused is not None:
         raise refused
 
@@ -167,7 +167,10 @@ def open_rig(ws: Workspace, provider: Provider, options: Options, clock: Clock =
         spec = ws.spec
         profile = effective_profile(spec, load_profile(spec.profile_name), session.inventory)
         plan = round_plan(spec, session.inventory, profile, session.bundle)
-        cluster = NodeCluster(ws.spec_path, session.conns, drbd_resources(spec), list(plan.devices), clock)
+        probes = tuple(p for p in provider.node_needs(spec, session.inventory).probes if p.before_faults)
+        cluster = NodeCluster(
+            ws.spec_path, session.conns, drbd_resources(spec), list(plan.devices), clock, probes=probes
+        )
         url = f"http://{vip_address(spec)}:{spec.service.port}"  # type: ignore[union-attr]
         writer = Client(
             ws, provider, url, ws.state_dir / "fence-test",

@@ -1,0 +1,307 @@
+"""AWS in a box, end to end: `hacloud init --provider aws --emulated` → `up` → a healthy pair
+serving on the VIP → `fence-test` → `down`, with the AWS provider's own code path against the
+emulated cloud, the stock agents inside lab guests, and every check made from outside hacloud:
+EC2's own state and action log (read with boto3 through the box's API), the kernel's routes in
+the box's router, the client's view of the VIP from the client subnet.
+
+Network rule: every hacloud command runs inside a namespace this test creates with only ``lo``
+(the box's API listener is that loopback); SSH and the clients go into the box's own namespaces.
+One class per VIP kind, each with its own box (cluster ``ciaws``: overlay IP; ``cieip``: Elastic IP).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hacloud.spec.load import load_spec
+from hacloud.spec.workspace import Workspace
+
+pytestmark = pytest.mark.lab
+VIP = "198.51.100.10"
+EIP = "198.51.100.200"
+
+# Reads EC2 through the box's API with its admin key, from inside the test's namespace.
+EC2_READER = r"""
+import json, sys, boto3
+root, region, op, args = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+info = json.load(open(root + "/box.json")); admin = json.load(open(root + "/admin.json"))
+ec2 = boto3.client("ec2", region_name=region, endpoint_url="https://127.0.0.1:%d" % info["port"],
+                   verify=root + "/ca.pem", aws_access_key_id=admin["access_key_id"],
+                   aws_secret_access_key=admin["secret_access_key"])
+print(json.dumps(getattr(ec2, op)(**args), default=str))
+"""
+
+
+def _require() -> None:
+    from hacloud_lab import kernel
+
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("not root")
+    if not kernel.SYSTEM_KERNEL.exists():
+        problems.append("user-mode-linux missing")
+    for tool in ("mmdebstrap", "nft", "ssh"):
+        if shutil.which(tool) is None:
+            problems.append(f"{tool} missing")
+    if problems:
+        if os.environ.get("HACLOUD_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"the AWS box cannot run: {problems}; .ci/run installs what it needs")
+        pytest.skip(f"the AWS box cannot run here: {problems}")
+
+
+class Box:
+    """One emulated-AWS cluster: its spec, the test's namespace, and readers of the cloud."""
+
+    def __init__(self, root: Path, cluster: str, eip: bool) -> None:
+        self.root, self.cluster, self.eip = root, cluster, eip
+        self.netns = f"hactest-{cluster}-{os.getpid()}"
+        self.router = f"hacaws-{cluster}"
+        self.spec = root / "hacloud.yaml"
+        self.box_dir = root / ".hacloud" / cluster / "aws-box"
+
+    def hacloud(self, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
+        argv = ["ip", "netns", "exec", self.netns, sys.executable, "-m", "hacloud", *args]
+        if args[0] != "init":
+            argv += ["-f", str(self.spec)]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=self.root)
+
+    def ec2(self, op: str, **args: Any) -> Any:
+        reader = [sys.executable, "-c", EC2_READER, str(self.box_dir), "eu-central-1", op, json.dumps(args)]
+        proc = subprocess.run(
+            ["ip", "netns", "exec", self.netns, *reader], capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads(proc.stdout)
+
+    def client(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """``argv`` where the service's clients sit (the client subnet; the Internet for an EIP)."""
+        where = "inet" if self.eip else "client"
+        return subprocess.run(
+            ["ip", "netns", "exec", f"{self.router}-{where}", *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def health(self) -> dict[str, Any]:
+        proc = self.client(
+            "curl", "-sS", "--max-time", "20", f"http://{EIP if self.eip else VIP}:8080/health"
+        )
+        assert proc.returncode == 0, proc.stderr
+        return dict(json.loads(proc.stdout))
+
+    def instances(self) -> dict[str, dict[str, Any]]:
+        """Node name -> the instance as EC2 describes it (live ones of this cluster)."""
+        res = self.ec2(
+            "describe_instances", Filters=[{"Name": "tag:hacloud:cluster", "Values": [self.cluster]}]
+        )
+        out = {}
+        for r in res["Reservations"]:
+            for i in r["Instances"]:
+                tags = {t["Key"]: t["Value"] for t in i.get("Tags", [])}
+                if i["State"]["Name"] != "terminated":
+                    out[tags["hacloud:node"]] = i
+        return out
+
+    def api_log(self, since: float) -> list[dict[str, Any]]:
+        lines = (self.box_dir / "api.jsonl").read_text().splitlines()
+        return [e for e in map(json.loads, lines) if e.get("t", e.get("time", 0)) >= since]
+
+    def ws(self) -> Workspace:
+        return Workspace(load_spec(self.spec), self.spec)
+
+
+def _box(tmp_path_factory: pytest.TempPathFactory, cluster: str, eip: bool) -> Iterator[Box]:
+    _require()
+    box = Box(tmp_path_factory.mktemp(cluster), cluster, eip)
+    subprocess.run(["ip", "netns", "add", box.netns], check=True)
+    subprocess.run(["ip", "-n", box.netns, "link", "set", "lo", "up"], check=True)
+    try:
+        init = box.hacloud("init", "--provider", "aws", "--emulated", "--out", str(box.spec))
+        assert init.returncode == 0, init.stderr
+        doc = yaml.safe_load(box.spec.read_text())
+        doc["cluster"]["name"] = cluster
+        for node in doc["nodes"]:
+            node["ssh"]["key"] = f".hacloud/{cluster}/aws-box/id_ed25519"
+        doc["profile"] = "lab"  # the lab's short timers: CI time (bench/aws_box_e2e.py runs AWS's)
+        doc["provider"]["options"]["emulated"]["stop"]["graceful_timeout_s"] = 30
+        if eip:
+            alloc = "eipalloc-44b0131531152faa8"
+            doc["vip"] = {"kind": "awseip", "elastic_ip": EIP, "allocation_id": alloc}
+        box.spec.write_text(yaml.safe_dump(doc))
+        yield box
+    finally:
+        box.hacloud("down", "-y", "--delete-volumes", timeout=300)
+        subprocess.run(["ip", "netns", "del", box.netns], check=False)
+
+
+def _assert_nothing_left(box: Box) -> None:
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert box.router not in namespaces, namespaces
+    procs = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(box.box_dir) not in procs, [p for p in procs.splitlines() if str(box.box_dir) in p]
+
+
+def _round(box: Box, method: str) -> dict[str, Any]:
+    started = time.time()
+    proc = box.hacloud("fence-test", "-y", "--json", "--method", method, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+    r: dict[str, Any] = json.loads(proc.stdout.splitlines()[-1])
+    print(
+        f"\n{box.cluster} {method}: RTO {r['rto_seconds']} s (floor {r['floor_seconds']} s), "
+        f"stages {r['stages']}, resync {r['resync_seconds']} s, acknowledged {r['acknowledged']}"
+    )
+    assert r["passed"] and r["lost"] == 0 and r["duplicates"] == 0 and r["corrupt"] == 0
+    assert r["acknowledged"] > 20 and r["single_primary"] and r["recovered"]
+    fenced, survivor = r["node"], r["survivor"]
+    inst = box.instances()
+    stops = [e for e in box.api_log(started) if e.get("action") == "StopInstances" and e.get("status") == 200]
+    victim_id = inst[fenced]["InstanceId"]
+    assert stops, "no StopInstances reached EC2"
+    if method == "fence":
+        # the cluster's own fence_aws did it, with the survivor's instance-profile credentials
+        assert any(f"/{inst[survivor]['InstanceId']}" in str(e.get("caller")) for e in stops), stops
+    r["victim_id"] = victim_id
+    # the service runs on the survivor and the pair is whole again
+    assert box.health()["node"] == survivor
+    st = box.hacloud("status", "--json")
+    assert st.returncode == 0, st.stdout + st.stderr
+    status = json.loads(st.stdout)
+    assert status["healthy"] and [n["drbd_disk"] for n in status["nodes"]] == ["UpToDate", "UpToDate"]
+    return r
+
+
+# ---------------------------------------------------------------- the overlay IP (aws-vpc-move-ip)
+
+
+@pytest.fixture(scope="class")
+def movebox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
+    yield from _box(tmp_path_factory, "ciaws", eip=False)
+
+
+@pytest.mark.usefixtures("movebox")
+class TestOverlayIp:
+    def test_up_builds_a_healthy_pair_on_emulated_ec2(self, movebox: Box) -> None:
+        box = movebox
+        started = time.monotonic()
+        up = box.hacloud("up", "-y")
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-5000:]
+        print(f"\nup from nothing: {time.monotonic() - started:.0f} s")
+        inst = box.instances()
+        assert set(inst) == {"node1", "node2"}
+        assert {i["State"]["Name"] for i in inst.values()} == {"running"}
+        zones = {i["Placement"]["AvailabilityZone"] for i in inst.values()}
+        assert zones == {"eu-central-1a", "eu-central-1b"}
+        # the DRBD backing disk is the EBS volume under the name Nitro gives it
+        inventory = json.loads((box.root / ".hacloud" / box.cluster / "inventory.json").read_text())
+        devices = [v["device"] for n in inventory["nodes"] for v in n["volumes"]]
+        assert all(d.startswith("/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol") for d in devices), (
+            devices
+        )
+        again = box.hacloud("up", "-y")
+        assert again.returncode == 0 and again.stdout.startswith("0 changes"), again.stdout + again.stderr
+
+    def test_clients_reach_the_service_only_through_the_route_table(self, movebox: Box) -> None:
+        box = movebox
+        active = box.health()["node"]
+        inst = box.instances()
+        # the route in the client subnet's table points at the active node's ENI, and the
+        # router's kernel route follows it
+        tables = box.ec2("describe_route_tables")["RouteTables"]
+        targets = {
+            r.get("NetworkInterfaceId")
+            for t in tables
+            for r in t["Routes"]
+            if r.get("DestinationCidrBlock") == f"{VIP}/32"
+        }
+        eni = inst[active]["NetworkInterfaces"][0]
+        assert targets == {eni["NetworkInterfaceId"]}
+        routes = subprocess.run(
+            ["ip", "-n", box.router, "route", "show", "table", "all", f"{VIP}/32"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert eni["PrivateIpAddress"] in routes, routes
+
+    @pytest.mark.parametrize("method", ["power", "fence", "crash", "partition"])
+    def test_fence_test(self, movebox: Box, method: str) -> None:
+        box = movebox
+        r = _round(box, method)
+        survivor_eni = box.instances()[r["survivor"]]["NetworkInterfaces"][0]["NetworkInterfaceId"]
+        tables = box.ec2("describe_route_tables")["RouteTables"]
+        targets = {
+            x.get("NetworkInterfaceId")
+            for t in tables
+            for x in t["Routes"]
+            if x.get("DestinationCidrBlock") == f"{VIP}/32"
+        }
+        assert targets == {survivor_eni}
+
+    def test_fenced_instance_is_stopped_in_ec2(self, movebox: Box) -> None:
+        box = movebox
+        proc = box.hacloud("fence-test", "-y", "--json", "--method", "power", "--no-recover", timeout=1200)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        r = json.loads(proc.stdout.splitlines()[-1])
+        assert r["lost"] == 0
+        assert box.instances()[r["node"]]["State"]["Name"] == "stopped"
+        # `up` starts it again (the instances phase), and the pair is whole
+        up = box.hacloud("up", "-y")
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        assert box.instances()[r["node"]]["State"]["Name"] == "running"
+
+    def test_down_leaves_nothing(self, movebox: Box) -> None:
+        box = movebox
+        started = time.time()
+        down = box.hacloud("down", "-y", timeout=600)
+        assert down.returncode == 0, down.stdout + down.stderr
+        actions = {e.get("action") for e in box.api_log(started)}
+        assert {"TerminateInstances", "DeleteSecurityGroup"} <= actions, actions
+        assert "DeleteVolume" not in actions  # data volumes stay unless asked
+        _assert_nothing_left(box)
+        assert sorted((box.box_dir / "volumes").glob("*.img")), "the volume files were kept"
+        gone = box.hacloud("down", "-y", "--delete-volumes", timeout=300)
+        assert gone.returncode == 0, gone.stderr
+        assert not box.box_dir.exists()
+
+
+# ---------------------------------------------------------------- the Elastic IP (awseip)
+
+
+@pytest.fixture(scope="class")
+def eipbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
+    yield from _box(tmp_path_factory, "cieip", eip=True)
+
+
+@pytest.mark.usefixtures("eipbox")
+class TestElasticIp:
+    def test_up_and_the_internet_reaches_the_elastic_ip(self, eipbox: Box) -> None:
+        box = eipbox
+        up = box.hacloud("up", "-y")
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-5000:]
+        active = box.health()["node"]
+        address = box.ec2("describe_addresses", PublicIps=[EIP])["Addresses"][0]
+        assert address["InstanceId"] == box.instances()[active]["InstanceId"]
+
+    def test_power_round_moves_the_elastic_ip(self, eipbox: Box) -> None:
+        box = eipbox
+        r = _round(box, "power")
+        address = box.ec2("describe_addresses", PublicIps=[EIP])["Addresses"][0]
+        assert address["InstanceId"] == box.instances()[r["survivor"]]["InstanceId"]
+
+    def test_down_leaves_nothing(self, eipbox: Box) -> None:
+        box = eipbox
+        down = box.hacloud("down", "-y", "--delete-volumes", timeout=600)
+        assert down.returncode == 0, down.stdout + down.stderr
+        _assert_nothing_left(box)
+        assert not box.box_dir.exists()

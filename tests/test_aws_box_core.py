@@ -256,6 +256,22 @@ def test_throttled_stop_is_retried_by_boto3_and_succeeds(box: Box) -> None:
     assert box.state(iid) == "stopped"
 
 
+def test_an_acting_only_throttle_lets_dry_runs_through_uncounted(box: Box) -> None:
+    """A script throttles the fence's StopInstances, not the permission checks before it."""
+    iid = box.run_instance()
+    box.control(op="fault", kind="throttle", action="StopInstances", count=1, acting_only=True)
+    since = box.next_seq()
+    ec2 = box.client("ec2")
+    for _ in range(2):
+        with pytest.raises(Exception) as exc:
+            ec2.stop_instances(InstanceIds=[iid], DryRun=True)
+        assert "DryRunOperation" in str(exc.value)
+    assert box.state(iid) == "running"
+    ec2.stop_instances(InstanceIds=[iid])
+    assert statuses(box, since, "StopInstances") == [412, 412, 503, 200]
+    assert box.state(iid) == "stopped"
+
+
 def test_persistent_throttle_surfaces_request_limit_exceeded(box: Box) -> None:
     iid = box.run_instance()
     box.control(op="fault", kind="throttle", action="StopInstances", seconds=600)

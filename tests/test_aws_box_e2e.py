@@ -31,15 +31,16 @@ pytestmark = pytest.mark.lab
 VIP = "198.51.100.10"
 EIP = "198.51.100.200"
 
-# Reads EC2 through the box's API with its admin key, from inside the test's namespace.
-EC2_READER = r"""
+# Calls the box's API with its admin key (as the account's administrator would, with boto3),
+# from inside the test's namespace, where its listener is.
+API_CALL = r"""
 import json, sys, boto3
-root, region, op, args = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+root, region, service, op, args = sys.argv[1:5] + [json.loads(sys.argv[5])]
 info = json.load(open(root + "/box.json")); admin = json.load(open(root + "/admin.json"))
-ec2 = boto3.client("ec2", region_name=region, endpoint_url="https://127.0.0.1:%d" % info["port"],
-                   verify=root + "/ca.pem", aws_access_key_id=admin["access_key_id"],
-                   aws_secret_access_key=admin["secret_access_key"])
-print(json.dumps(getattr(ec2, op)(**args), default=str))
+client = boto3.client(service, region_name=region, endpoint_url="https://127.0.0.1:%d" % info["port"],
+                      verify=root + "/ca.pem", aws_access_key_id=admin["access_key_id"],
+                      aws_secret_access_key=admin["secret_access_key"])
+print(json.dumps(getattr(client, op)(**args), default=str))
 """
 
 
@@ -77,7 +78,19 @@ class Box:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=self.root)
 
     def ec2(self, op: str, **args: Any) -> Any:
-        reader = [sys.executable, "-c", EC2_READER, str(self.box_dir), "eu-central-1", op, json.dumps(args)]
+        return self.api("ec2", op, **args)
+
+    def api(self, service: str, op: str, **args: Any) -> Any:
+        reader = [
+            sys.executable,
+            "-c",
+            API_CALL,
+            str(self.box_dir),
+            "eu-central-1",
+            service,
+            op,
+            json.dumps(args),
+        ]
         proc = subprocess.run(
             ["ip", "netns", "exec", self.netns, *reader], capture_output=True, text=True, timeout=60
         )
@@ -121,6 +134,18 @@ class Box:
     def ws(self) -> Workspace:
         return Workspace(load_spec(self.spec), self.spec)
 
+    def control(self, **request: Any) -> dict[str, Any]:
+        """A request to the box's control socket (faults the cloud itself injects)."""
+        from hacloud_aws.box import control
+
+        return control.call(self.box_dir / "box.sock", request, timeout=30)
+
+    def healthy_pair(self) -> None:
+        st = self.hacloud("status", "--json")
+        assert st.returncode == 0, st.stdout + st.stderr
+        status = json.loads(st.stdout)
+        assert status["healthy"] and [n["drbd_disk"] for n in status["nodes"]] == ["UpToDate", "UpToDate"]
+
 
 def _box(tmp_path_factory: pytest.TempPathFactory, cluster: str, eip: bool) -> Iterator[Box]:
     _require()
@@ -153,7 +178,7 @@ def _assert_nothing_left(box: Box) -> None:
     assert str(box.box_dir) not in procs, [p for p in procs.splitlines() if str(box.box_dir) in p]
 
 
-def _round(box: Box, method: str) -> dict[str, Any]:
+def _round(box: Box, method: str, check: bool = True) -> dict[str, Any]:
     started = time.time()
     proc = box.hacloud("fence-test", "-y", "--json", "--method", method, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
@@ -166,19 +191,18 @@ def _round(box: Box, method: str) -> dict[str, Any]:
     assert r["acknowledged"] > 20 and r["single_primary"] and r["recovered"]
     fenced, survivor = r["node"], r["survivor"]
     inst = box.instances()
-    stops = [e for e in box.api_log(started) if e.get("action") == "StopInstances" and e.get("status") == 200]
+    stops_all = [e for e in box.api_log(started) if e.get("action") == "StopInstances"]
+    stops = [e for e in stops_all if e.get("status") == 200]
+    r["stops_all"] = stops_all
     victim_id = inst[fenced]["InstanceId"]
     assert stops, "no StopInstances reached EC2"
     if method == "fence":
         # the cluster's own fence_aws did it, with the survivor's instance-profile credentials
         assert any(f"/{inst[survivor]['InstanceId']}" in str(e.get("caller")) for e in stops), stops
-    r["victim_id"] = victim_id
-    # the service runs on the survivor and the pair is whole again
-    assert box.health()["node"] == survivor
-    st = box.hacloud("status", "--json")
-    assert st.returncode == 0, st.stdout + st.stderr
-    status = json.loads(st.stdout)
-    assert status["healthy"] and [n["drbd_disk"] for n in status["nodes"]] == ["UpToDate", "UpToDate"]
+    r["victim_id"], r["stops"] = victim_id, stops
+    if check:  # the service runs on the survivor and the pair is whole again
+        assert box.health()["node"] == survivor
+        box.healthy_pair()
     return r
 
 
@@ -247,6 +271,62 @@ class TestOverlayIp:
             if x.get("DestinationCidrBlock") == f"{VIP}/32"
         }
         assert targets == {survivor_eni}
+
+    def test_a_throttled_stop_during_a_fence_is_retried_and_nothing_is_lost(self, movebox: Box) -> None:
+        """The next 3 StopInstances answer RequestLimitExceeded (503), as EC2 throttles: the
+        cluster's fence_aws (botocore's retries) still stops the victim within stonith-timeout."""
+        box = movebox
+        box.control(op="fault", kind="throttle", action="StopInstances", count=3)
+        r = _round(box, "fence")
+        statuses = [e["status"] for e in r["stops_all"]]
+        assert statuses[:3] == [503, 503, 503] and 200 in statuses[3:], statuses
+
+    def test_a_role_without_stop_instances_is_refused_before_any_fault(self, movebox: Box) -> None:
+        """The instance profile loses ec2:StopInstances after `up`: fence-test's preflight asks
+        EC2 (dry runs from the nodes, judged by the box's IAM) and refuses before any fault;
+        `up` then puts hacloud's policy back."""
+        from hacloud_aws import iam
+
+        box = movebox
+        role = iam.role_name(box.cluster)
+        policy = box.api("iam", "get_role_policy", RoleName=role, PolicyName=iam.POLICY_NAME)[
+            "PolicyDocument"
+        ]
+        for st in policy["Statement"]:
+            st["Action"] = [a for a in st["Action"] if a != "ec2:StopInstances"] or ["ec2:DescribeTags"]
+        box.api(
+            "iam",
+            "put_role_policy",
+            RoleName=role,
+            PolicyName=iam.POLICY_NAME,
+            PolicyDocument=json.dumps(policy),
+        )
+        started = time.time()
+        proc = box.hacloud("fence-test", "-y", "--method", "power", timeout=600)
+        assert proc.returncode != 0 and "refused" in proc.stderr, proc.stdout + proc.stderr
+        assert "stop_instances: UnauthorizedOperation" in proc.stderr, proc.stderr
+        assert not [
+            e for e in box.api_log(started) if e.get("action") == "StopInstances" and not e.get("dry")
+        ]
+        up = box.hacloud("up", "-y")
+        assert up.returncode == 0 and "IAM: put policy" in up.stdout, up.stdout + up.stderr
+        box.healthy_pair()
+
+    def test_the_active_zone_losing_the_api_while_partitioned_loses_nothing(self, movebox: Box) -> None:
+        """The active node's zone cannot reach the EC2 API while the zones are cut apart: it
+        cannot fence, its DRBD fence-peer handler waits, the other side fences it; every
+        acknowledged write survives."""
+        box = movebox
+        active = box.health()["node"]
+        zone = box.instances()[active]["Placement"]["AvailabilityZone"]
+        box.control(op="fault", kind="api_cut", zone=zone, on=True)
+        try:
+            r = _round(box, "partition", check=False)
+        finally:
+            box.control(op="fault", kind="api_cut", zone=zone, on=False)
+        assert r["node"] == active, r  # the side that could not fence lost
+        assert box.health()["node"] == r["survivor"]
+        box.healthy_pair()
 
     def test_fenced_instance_is_stopped_in_ec2(self, movebox: Box) -> None:
         box = movebox

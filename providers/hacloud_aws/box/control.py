@@ -9,7 +9,8 @@ One request per line, one answer per line. Every answer has ``ok``; a refused re
   (entries logged so far).
 - ``{"op": "fault", "kind": "throttle", "action": A, "count": N}``: the next N calls of A;
   ``"seconds": T``: every call for T s; ``"bucket": {"size": S, "refill": R}``: a token bucket;
-  ``"off": true``: stop throttling A (``action`` omitted with ``off``: every action).
+  ``"off": true``: stop throttling A (``action`` omitted with ``off``: every action);
+  ``"acting_only": true``: dry runs of A pass and do not count.
 - ``{"op": "state"}`` → ``state``: the account's ``CloudState`` (``state.py``) as JSON.
 - ``{"op": "actions", "since": SEQ}`` → ``entries`` (the action log from entry SEQ on).
 - ``{"op": "shutdown"}``: stop the daemon cleanly (as SIGTERM does).
@@ -39,7 +40,7 @@ FIELDS: dict[str, set[str]] = {
     "state": {"op"},
     "actions": {"op", "since"},
     "shutdown": {"op"},
-    "fault": {"op", "kind", "action", "count", "seconds", "bucket", "off", "on", "zone"},
+    "fault": {"op", "kind", "action", "count", "seconds", "bucket", "off", "on", "zone", "acting_only"},
     "net": {"op"},
 }
 
@@ -84,10 +85,17 @@ def _throttle(req: dict[str, Any], throttles: Throttles) -> None:
         raise RequestError(
             "action: missing", "name the API action to throttle, e.g. StopInstances", code="HAC696"
         )
+    acting_only = req.get("acting_only", False)
+    if not isinstance(acting_only, bool):
+        raise RequestError(
+            f"acting_only: {acting_only!r} is not true or false",
+            "true throttles only the calls that act (not their dry runs)",
+            code="HAC696",
+        )
     if modes[0] == "count":
-        throttles.set(action, count=int(_number(req, "count", 1, integer=True)))
+        throttles.set(action, count=int(_number(req, "count", 1, integer=True)), acting_only=acting_only)
     elif modes[0] == "seconds":
-        throttles.set(action, seconds=_number(req, "seconds", 0))
+        throttles.set(action, seconds=_number(req, "seconds", 0), acting_only=acting_only)
     else:
         bucket = req["bucket"]
         if not isinstance(bucket, dict) or set(bucket) != {"size", "refill"}:

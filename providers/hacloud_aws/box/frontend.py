@@ -80,6 +80,7 @@ class _Rule:
     refill: float = 0.0  # ...and tokens per second (a bucket when size > 0)
     tokens: float = 0.0
     stamp: float = 0.0
+    acting_only: bool = False  # dry runs (DryRun=true) pass untouched and do not count
 
 
 @dataclass
@@ -89,7 +90,9 @@ class Throttles:
     ``set(action, count=N)`` throttles the next N calls; ``seconds=T`` every call for T s;
     ``bucket=(size, refill)`` a token bucket as EC2 documents its limits (one bucket per account
     and action, full at start, one token per call, ``refill`` tokens per second, a call finding
-    no token is throttled). One rule per action; setting replaces it, ``clear`` drops it."""
+    no token is throttled). ``acting_only``: the rule ignores dry runs, so a script can throttle
+    the call that acts (a fence's StopInstances) and not the permission checks before it.
+    One rule per action; setting replaces it, ``clear`` drops it."""
 
     clock: Callable[[], float] = time.monotonic
     rules: dict[str, _Rule] = field(default_factory=dict)
@@ -102,9 +105,10 @@ class Throttles:
         count: int | None = None,
         seconds: float | None = None,
         bucket: tuple[float, float] | None = None,
+        acting_only: bool = False,
     ) -> None:
         now = self.clock()
-        rule = _Rule(count=count, until=None if seconds is None else now + seconds)
+        rule = _Rule(count=count, until=None if seconds is None else now + seconds, acting_only=acting_only)
         if bucket is not None:
             rule.size, rule.refill = bucket
             rule.tokens, rule.stamp = bucket[0], now
@@ -118,12 +122,12 @@ class Throttles:
             else:
                 self.rules.pop(action, None)
 
-    def take(self, action: str) -> bool:
+    def take(self, action: str, dry_run: bool = False) -> bool:
         """True when this call of ``action`` is to be throttled (and counts it)."""
         now = self.clock()
         with self.lock:
             rule = self.rules.get(action)
-            if rule is None:
+            if rule is None or (dry_run and rule.acting_only):
                 return False
             if rule.count is not None:
                 if rule.count <= 0:
@@ -230,7 +234,9 @@ class Frontend:
         elif not signed:  # every request is authenticated; moto cannot even route an unsigned one
             entry.update(status=401)
             result = _respond(start_response, "401 Unauthorized", _unsigned_body(), "text/xml")
-        elif entry["action"] and self.throttles.take(entry["action"]):
+        elif entry["action"] and self.throttles.take(
+            entry["action"], str(params.get("DryRun", "")).lower() == "true"
+        ):
             entry.update(status=503 if service == "ec2" else 400, throttled=True)
             if service == "ec2":
                 result = _respond(start_response, "503 Service Unavailable", _ec2_throttle_body(), "text/xml")

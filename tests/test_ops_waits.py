@@ -3,7 +3,9 @@ TCP connections to loopback ports this test owns, and no real waiting."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -61,3 +63,31 @@ def test_no_wait_without_a_timeout_or_behind_a_jump_host(tmp_path: Path) -> None
     jumped = Workspace(ws.spec.model_copy(update={"nodes": nodes}), ws.spec_path)
     wait_for_ssh(jumped, BaseProvider().planned_inventory(jumped.spec), 120, print, clock)
     assert clock.now == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root (CI runs as root)")
+def test_the_wait_probes_from_the_namespace_ssh_will_start_in(tmp_path: Path) -> None:
+    """An emulated cloud's nodes are reached from its admin namespace: the port answers there
+    (and nowhere in this namespace), so probing from here would wait out the timeout."""
+    from hacloud.deploy.remote import socket_in_namespace
+
+    ns = f"hactest-wait{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        port = closed_port()  # free here; the listeners live only inside the namespace
+        listen = [
+            socket_in_namespace(ns, lambda a=a: socket.create_server((a, port)))
+            for a in ("127.0.0.1", "127.0.0.2")
+        ]
+        with listen[0], listen[1]:
+            ws = with_port(loopback_spec(tmp_path), port)
+            inventory = BaseProvider().planned_inventory(ws.spec)
+            clock = ManualClock()
+            wait_for_ssh(ws, inventory, 300, print, clock, namespace_of=lambda node: ns)
+            assert clock.slept == 0
+            with pytest.raises(HacloudError) as info:
+                wait_for_ssh(ws, inventory, 30, print, ManualClock())
+            assert info.value.code == "HAC312"
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)

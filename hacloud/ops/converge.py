@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hacloud.deploy.remote import socket_in_namespace
 from hacloud.deploy.session import ClusterLock, Session, open_session, workspace
 from hacloud.errors import HacloudError, UsageError
 from hacloud.poll import SYSTEM, Clock, poll_until
@@ -73,7 +74,13 @@ def converge(
                 progress(f"{node.name}: {node.ssh_address} (links {', '.join(node.links)}){bmc}")
             return []
         if apply:
-            wait_for_ssh(ws, inventory, provider.ssh_wait_seconds(ws.spec), progress)
+            wait_for_ssh(
+                ws,
+                inventory,
+                provider.ssh_wait_seconds(ws.spec),
+                progress,
+                namespace_of=lambda node: provider.endpoint(ws, node).namespace,
+            )
         session = _log_in(ws, provider, inventory, verbose)
         try:
             engine = Engine(
@@ -121,10 +128,13 @@ def wait_for_ssh(
     timeout: float,
     progress: Callable[[str], None],
     clock: Clock = SYSTEM,
+    namespace_of: Callable[[NodeInfo], str | None] = lambda node: None,
 ) -> None:
     """Wait until every node's SSH port accepts a TCP connection (fresh cloud instances take a
     minute or two to boot), all nodes within one ``timeout``; a jump host makes the login itself
-    the test. Raises HAC312 naming the node that did not answer and what to check."""
+    the test. The connection starts where SSH will (``namespace_of``: the provider's endpoint
+    namespace, e.g. an emulated cloud's admin network). Raises HAC312 naming the node that did
+    not answer and what to check."""
     if timeout <= 0:
         return
     deadline = clock.monotonic() + timeout
@@ -132,7 +142,7 @@ def wait_for_ssh(
         ssh = ws.spec.node(node.name).ssh
         if ssh.jump:
             continue
-        cause = _wait_port(node, ssh.port, deadline - clock.monotonic(), progress, clock)
+        cause = _wait_port(node, ssh.port, deadline - clock.monotonic(), progress, clock, namespace_of(node))
         if cause is not None:
             raise HacloudError(
                 f"the {ws.spec.provider.kind} infrastructure is in place, but step 'reach the "
@@ -148,7 +158,12 @@ def wait_for_ssh(
 
 
 def _wait_port(
-    node: NodeInfo, port: int, timeout: float, progress: Callable[[str], None], clock: Clock
+    node: NodeInfo,
+    port: int,
+    timeout: float,
+    progress: Callable[[str], None],
+    clock: Clock,
+    namespace: str | None = None,
 ) -> OSError | None:
     """None once ``node``'s ``port`` accepts a connection within ``timeout`` s, else the last
     connection error (said once, on the first failure, that it is being waited for)."""
@@ -156,7 +171,8 @@ def _wait_port(
 
     def probe() -> bool | None:
         try:
-            with socket.create_connection((node.ssh_address, port), timeout=5):
+            address = (node.ssh_address, port)
+            with socket_in_namespace(namespace, lambda: socket.create_connection(address, timeout=5)):
                 return True
         except OSError as exc:
             if not failures:

@@ -25,15 +25,7 @@ def write_example(provider: str, out: Path, force: bool, emulated: bool = False)
         raise UsageError(
             f"unknown provider {provider!r}", f"use one of: {', '.join(PROVIDER_KINDS)}", code="HAC315"
         )
-    name = f"{provider}-emulated" if emulated else provider
-    template = templates_dir() / "init" / f"{name}.yaml"
-    if not template.is_file():
-        have = sorted(p.stem.removesuffix("-emulated") for p in template.parent.glob("*-emulated.yaml"))
-        raise UsageError(
-            f"--emulated: there is no emulated {provider} cloud",
-            f"use --emulated with --provider {' or '.join(have)}, or drop --emulated",
-            code="HAC339",
-        )
+    template = _template(provider, emulated)
     existing = _existing_kind(out)
     if existing is not None and existing != "regular file":
         raise UsageError(
@@ -80,6 +72,20 @@ def write_example(provider: str, out: Path, force: bool, emulated: bool = False)
         ) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _template(provider: str, emulated: bool) -> Path:
+    """The example for ``provider`` (its emulated cloud's, if asked and there is one)."""
+    name = f"{provider}-emulated" if emulated else provider
+    template = templates_dir() / "init" / f"{name}.yaml"
+    if not template.is_file():
+        have = sorted(p.stem.removesuffix("-emulated") for p in template.parent.glob("*-emulated.yaml"))
+        raise UsageError(
+            f"--emulated: there is no emulated {provider} cloud",
+            f"use --emulated with --provider {' or '.join(have)}, or drop --emulated",
+            code="HAC339",
+        )
+    return template
 
 
 def _link_new(tmp: Path, out: Path, text: str) -> None:

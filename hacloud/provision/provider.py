@@ -10,8 +10,7 @@ A provider plug-in is one object; each consumer types what it takes with the rol
   adds (``adopt``) or removes (``release``) what the agents need around them.
 - :class:`AccountChecks` (`up`, `plan`, `check --live`): this machine and the account can drive
   the provider; the infrastructure `up` would make; read-only checks of it.
-- :class:`Hooks`: what only some providers do (``purge`` their caches, the wording of a failed
-  login).
+- :class:`Hooks`: what only some providers do (``purge`` caches, a failed login's wording).
 
 :class:`Provider` is all of them: what a plug-in registers. :class:`Capabilities` says up front
 which roles (and fence-test faults) a provider really has, with the reason for each it has not.
@@ -25,14 +24,13 @@ Contracts:
   ``power_events`` read the provider's own record of a node's power, so a fence can be
   confirmed independently of the cluster that claims it.
 - Anything a provider cannot do raises :class:`~hacloud.errors.ProviderUnavailable` naming
-  what is missing; ``capabilities`` says up front what it can do.
+  what is missing; ``capabilities`` (``capabilities_for(spec)``) says up front what it can do.
 - Providers are found through the ``hacloud.providers`` entry points (looked up once per
   process) and :func:`register` (tests plug in a fake; it shadows an installed one only when
   asked to). Command groups a plug-in adds to the CLI (``hacloud lab ...``) are its
   ``hacloud.commands`` entry points, which the CLI loads without loading any provider.
 
-Provider packages must not import a cloud SDK at import time (``hacloud --help`` stays fast
-and works without the extras installed).
+Provider packages import no cloud SDK at import time (``hacloud --help`` stays fast without extras).
 """
 
 from __future__ import annotations
@@ -112,9 +110,8 @@ class Capabilities:
 @dataclass(frozen=True)
 class NodeProbe:
     """A read-only check the deploy engine runs as root on each node (`up` and `plan`) before
-    the CIB that enables fencing: ``command`` is a shell line, exit 0 means it passed.
-    ``before_faults``: fence-test's preflight runs it again before any fault (a permission the
-    fence agent needs, which can be taken away after `up`)."""
+    the CIB that enables fencing: ``command`` is a shell line, exit 0 means it passed;
+    ``before_faults``: fence-test's preflight runs it again (a permission the agents need)."""
 
     code: str
     what: str
@@ -317,8 +314,7 @@ class BaseProvider:
         return Endpoint(node.name, node.ssh_address, ssh.port, ssh.user, key, ssh.jump)
 
     def capabilities_for(self, spec: Spec) -> Capabilities:
-        """What the provider can do for ``spec`` (an option may add faults: an emulated cloud
-        can cut networks a real one cannot). Default: :attr:`capabilities`."""
+        """What the provider can do for ``spec`` (an emulated cloud can cut networks)."""
         return self.capabilities
 
     def power(self, ws: Workspace, node: str) -> PowerState:

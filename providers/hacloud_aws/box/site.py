@@ -6,8 +6,8 @@ its host listener over TLS, verified by the box's own CA, signed with its admin 
 in the router's admin namespace (on the client subnet, so the security group's ``admin_cidr``
 rule really decides), clients run in the client namespace (the Internet one for an Elastic IP),
 and the faults go through the box's control socket. ``teardown`` stops the daemon (its guests and
-namespaces with it) and removes whatever a dead daemon left behind; the volume files stay unless
-``delete_volumes``.
+namespaces with it) and removes whatever a dead daemon left behind, and the instances' recorded
+host keys; the volume files stay unless ``delete_volumes``.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class BoxSite:
         self.emulation = options.emulated
         self.vip = ws.spec.vip
         self.root = layout.box_dir(ws.state_dir)
+        self.known_hosts = ws.state_dir / "known_hosts"
         self.router = router_name(ws.spec.cluster.name)
 
     # -- the daemon ---------------------------------------------------------------------------
@@ -115,6 +116,9 @@ class BoxSite:
         from hacloud_aws.box.net import Router
 
         Router(self.router).destroy()  # what a killed daemon left: namespaces and their processes
+        # the instances are gone with the emulator, and the next ones reuse its seeded addresses
+        # with new host keys: keeping the old keys would refuse them as impostors
+        self.known_hosts.unlink(missing_ok=True)
         if not self.root.exists():
             return
         if delete_volumes:

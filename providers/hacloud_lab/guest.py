@@ -35,6 +35,10 @@ class GuestConfig:
     kernel: str = str(SYSTEM_KERNEL)  # linux.uml to run (hacloud_lab.kernel chooses it)
     network: str = "tuntap"  # the kernel's network transport: "tuntap" or "vector"
     seccomp: bool = False  # the kernel supports seccomp=on (faster system calls than ptrace)
+    # AWS box additions (defaults keep the lab's guests as they were):
+    disk_serials: tuple[str, ...] = ()  # per data disk, its serial ("" none): EBS volume ids
+    cmdline: tuple[str, ...] = ()  # extra kernel arguments, e.g. lab.gw=, lab.ifname=, lab.ca=
+    netns: str = ""  # start the guest inside this namespace, where its taps are
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
@@ -45,6 +49,8 @@ class GuestConfig:
         raw["data_disks"] = tuple(raw["data_disks"])
         raw["taps"] = tuple(tuple(t) for t in raw["taps"])
         raw["addresses"] = tuple(raw["addresses"])
+        for key in ("disk_serials", "cmdline"):
+            raw[key] = tuple(raw.get(key, ()))
         return GuestConfig(**raw)
 
     @property
@@ -61,7 +67,10 @@ class GuestConfig:
             # ubd0 = per-guest copy-on-write layer over the shared, never-modified image
             f"ubd0={d / 'root.cow'},{self.base_image}",
         ]
-        args += [f"ubd{i + 1}={disk}" for i, disk in enumerate(self.data_disks)]
+        for i, disk in enumerate(self.data_disks):
+            serial = self.disk_serials[i] if i < len(self.disk_serials) else ""
+            # "file,,serial": no backing file; the serial shows in /sys/block/ubdX/serial
+            args.append(f"ubd{i + 1}={disk},,{serial}" if serial else f"ubd{i + 1}={disk}")
         if self.network == "tuntap":
             args += [f"eth{i}=tuntap,{tap},{mac}" for i, (tap, mac) in enumerate(self.taps)]
         else:
@@ -85,6 +94,7 @@ class GuestConfig:
         if self.seccomp:
             args.append("seccomp=on")
         args += [f"lab.ip{i}={addr}" for i, addr in enumerate(self.addresses)]
+        args += list(self.cmdline)
         return args
 
 
@@ -133,7 +143,9 @@ def start(config: GuestConfig) -> int:
         return existing
     d = Path(config.directory)
     (d / "uml").mkdir(parents=True, exist_ok=True)
-    pid = spawn_detached(config.command(), d / "console.log")
+    # `ip netns exec` execs in place (same pid), so the pid is the guest's and its taps are there
+    prefix = ["ip", "netns", "exec", config.netns] if config.netns else []
+    pid = spawn_detached([*prefix, *config.command()], d / "console.log")
     config.pidfile.write_text(f"{pid}\n")
     return pid
 

@@ -10,13 +10,14 @@ import threading
 from pathlib import Path
 
 import pytest
-from hacloud.errors import HacloudError
 from hacloud_aws.box import control, daemon, guests, moto_power, pki, stopmodel
 from hacloud_aws.box.frontend import ActionLog, Throttles
 from hacloud_aws.box.layout import ENDPOINT_ADDRESS
 from hacloud_aws.box.state import Instance, Interface
 from hacloud_aws.tfstate import ebs_device_path
 from hacloud_lab import image
+
+from hacloud.errors import HacloudError
 
 UML_COMMAND_LINE_SIZE = 4096  # arch/um/include/uapi/asm/setup.h (the guest's /proc/cmdline limit)
 REGION = "eu-central-1"
@@ -25,7 +26,9 @@ SUBNETS = {"a": "subnet-a1", "b": "subnet-b2", "c": "subnet-c3"}
 
 def _instance() -> Instance:
     eni = Interface("eni-1", "subnet-b2", ("192.0.2.70",), "02:00:00:12:34:56", True, ("sg-1",), None)
-    return Instance("i-0123456789abcdef0", "pending", REGION + "b", "subnet-b2", (eni,), None, "required", "enabled", 2)
+    return Instance(
+        "i-0123456789abcdef0", "pending", REGION + "b", "subnet-b2", (eni,), None, "required", "enabled", 2
+    )
 
 
 def _inputs(tmp_path: Path) -> guests.GuestInputs:
@@ -109,7 +112,9 @@ def test_mconsole_without_a_guest_fails_fast(tmp_path: Path) -> None:
     assert exc.value.code == "HAC703"
 
 
-def _run_model(job: stopmodel.StopJob, off_at: float | None, grace: float, delay: float) -> list[tuple[float, str]]:
+def _run_model(
+    job: stopmodel.StopJob, off_at: float | None, grace: float, delay: float
+) -> list[tuple[float, str]]:
     """Drive ``next_step`` every 0.5 s of fake time; the guest goes off at ``off_at`` (a clean
     shutdown) or when killed. Returns the (time, step) of every step that is not ``wait``."""
     steps, killed_at = [], None

@@ -39,6 +39,13 @@ class GuestConfig:
     disk_serials: tuple[str, ...] = ()  # per data disk, its serial ("" none): EBS volume ids
     cmdline: tuple[str, ...] = ()  # extra kernel arguments, e.g. lab.gw=, lab.ifname=, lab.ca=
     netns: str = ""  # start the guest inside this namespace, where its taps are
+    # UML's runtime dir (mconsole socket): default <directory>/uml; a unix socket path must stay
+    # under 108 bytes, so a deep state directory needs a short one elsewhere
+    uml_dir: str = ""
+
+    @property
+    def runtime_dir(self) -> Path:
+        return Path(self.uml_dir) if self.uml_dir else Path(self.directory) / "uml"
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
@@ -62,7 +69,7 @@ class GuestConfig:
         args = [
             self.kernel,
             f"umid={self.umid}",
-            f"uml_dir={d / 'uml'}",
+            f"uml_dir={self.runtime_dir}",
             f"mem={self.memory_mib}M",
             # ubd0 = per-guest copy-on-write layer over the shared, never-modified image
             f"ubd0={d / 'root.cow'},{self.base_image}",
@@ -142,7 +149,7 @@ def start(config: GuestConfig) -> int:
     if existing is not None:
         return existing
     d = Path(config.directory)
-    (d / "uml").mkdir(parents=True, exist_ok=True)
+    config.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     # `ip netns exec` execs in place (same pid), so the pid is the guest's and its taps are there
     prefix = ["ip", "netns", "exec", config.netns] if config.netns else []
     pid = spawn_detached([*prefix, *config.command()], d / "console.log")

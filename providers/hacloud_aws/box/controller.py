@@ -103,6 +103,8 @@ class GuestController:
                     busy = self.reconcile()
                     self.error = ""
                 except HacloudError as exc:  # kept for status; the next tick retries
+                    if exc.message != self.error:
+                        self.event("", f"reconcile failed: {exc.message}")
                     self.error = exc.message
                 except Exception as exc:  # a box bug: keep the box serving, say it in status
                     self.error = repr(exc)
@@ -247,6 +249,7 @@ class GuestController:
         if config is not None:
             guest.kill(config)
             guests.remove_tap(self.inputs.router, config.taps[0][0])
+            shutil.rmtree(config.runtime_dir / config.umid, ignore_errors=True)
         self.plugged.pop(instance, None)
         self.stops.pop(instance, None)
         self.frozen.discard(instance)
@@ -273,6 +276,10 @@ class GuestController:
                 console = str(Path(config.directory) / "console.log")
                 out[iid] = {"power": power, "pid": pgid, "console": console}
         return out
+
+    def problem(self) -> str:
+        """The last reconcile's error ("" when it converged): retried every tick."""
+        return self.error
 
     def signal(self, instance: str, freeze: bool) -> dict[str, Any]:
         """Freeze (SIGSTOP the guest's process group: a hung kernel; EC2 still says running)

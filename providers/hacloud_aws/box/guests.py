@@ -172,6 +172,7 @@ def guest_config(inputs: GuestInputs, inst: Instance, disks: tuple[tuple[str, st
         disk_serials=tuple(s for _f, s in disks),
         cmdline=(f"lab.gw={gateway_address(cidr)}", f"lab.ifname={IFNAME}", f"lab.ca={inputs.ca_b64}"),
         netns=inputs.router,
+        uml_dir=str(runtime_dir(inputs.root)),
     )
 
 
@@ -221,18 +222,39 @@ def decode_reply(packet: bytes) -> tuple[int, bool, str]:
 
 
 def mconsole_socket(config: GuestConfig) -> Path:
-    return Path(config.directory) / "uml" / config.umid / "mconsole"
+    return config.runtime_dir / config.umid / "mconsole"
+
+
+def runtime_dir(root: Path) -> Path:
+    """UML's runtime directory for the guests of the box at ``root``: short (UML binds its
+    mconsole socket there and a socket path has at most 107 bytes), root-only, one per box."""
+    import hashlib
+
+    return Path("/run/hacloud-box") / hashlib.sha256(str(root).encode()).hexdigest()[:10]
 
 
 def mconsole(sock: Path, command: str, timeout: float = 10.0) -> str:
     """Send ``command`` to the guest's mconsole and return its reply (see module contract)."""
-    with tempfile.TemporaryDirectory(prefix="mc-", dir=sock.parent.parent) as tmp:
-        me = os.path.join(tmp, "c")
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.bind(me)
+    # A unix socket path is at most 107 bytes and a box directory can be deep: reach the
+    # guest's socket through its directory's descriptor (/proc/self/fd/N/mconsole), and bind
+    # our own reply socket in a short private directory under /tmp.
+    try:
+        folder = os.open(sock.parent, os.O_PATH | os.O_DIRECTORY)
+    except OSError as exc:
+        raise HacloudError(
+            f"the guest's console {sock} is not there ({exc.strerror})",
+            "the guest is off; see its console.log",
+            code="HAC703",
+        ) from None
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="hacmc-") as tmp,
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s,
+        ):
+            s.bind(os.path.join(tmp, "c"))
             s.settimeout(timeout)
             try:
-                s.sendto(encode_request(command), str(sock))
+                s.sendto(encode_request(command), f"/proc/self/fd/{folder}/{sock.name}")
                 parts, more, err = [], True, 0
                 while more:
                     err, more, text = decode_reply(s.recv(4096))
@@ -243,6 +265,8 @@ def mconsole(sock: Path, command: str, timeout: float = 10.0) -> str:
                     "the guest is off or hung; see its console.log",
                     code="HAC703",
                 ) from None
+    finally:
+        os.close(folder)
     reply = "".join(parts)
     if err:
         raise HacloudError(

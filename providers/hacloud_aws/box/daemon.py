@@ -206,30 +206,7 @@ def run(config: BoxConfig) -> None:
         running = _listen(config, paths, app, log, throttles) if not running.stopping.is_set() else running
         if requests is not None:
             machines = _start_guests(config, paths, fixed, requests, log)
-        info = {
-            "pid": os.getpid(),
-            "ready": True,
-            "region": config.region,
-            "moto": version,
-            "listen": running.listen,
-            "port": int(running.listen["host"].rsplit(":", 1)[1]) if running.listen else 0,
-            "layout": fixed.as_dict(),
-            "startup_s": round(time.monotonic() - started, 3),
-        }
-        controller = control.Controller(
-            log,
-            throttles,
-            lambda: dict(info),
-            running.stopping.set,
-            lambda: state.snapshot(config.region).as_dict(),
-            network,
-            machines,
-        )
-        ctl = control.serve(paths.sock, controller)
-        _write_json(paths.box_json, info, 0o644)
-        running.stopping.wait()
-        ctl.shutdown()
-        ctl.server_close()
+        _serve(config, paths, running, log, throttles, fixed, version, started, network, machines)
     finally:
         _close(running)
         if machines is not None:
@@ -239,6 +216,46 @@ def run(config: BoxConfig) -> None:
         log.close()
         for path in paths.runtime_files():
             path.unlink(missing_ok=True)
+
+
+def _serve(
+    config: BoxConfig,
+    paths: layout.BoxPaths,
+    running: _Running,
+    log: ActionLog,
+    throttles: Throttles,
+    fixed: layout.Layout,
+    version: str,
+    started: float,
+    network: Any,
+    machines: Any,
+) -> None:
+    """Write ``box.json`` (ready), serve the control socket until the box is told to stop."""
+    info = {
+        "pid": os.getpid(),
+        "ready": True,
+        "region": config.region,
+        "moto": version,
+        "listen": running.listen,
+        "port": int(running.listen["host"].rsplit(":", 1)[1]) if running.listen else 0,
+        "layout": fixed.as_dict(),
+        "guests": config.guests,
+        "startup_s": round(time.monotonic() - started, 3),
+    }
+    controller = control.Controller(
+        log,
+        throttles,
+        lambda: dict(info),
+        running.stopping.set,
+        lambda: state.snapshot(config.region).as_dict(),
+        network,
+        machines,
+    )
+    ctl = control.serve(paths.sock, controller)
+    _write_json(paths.box_json, info, 0o644)
+    running.stopping.wait()
+    ctl.shutdown()
+    ctl.server_close()
 
 
 def _start_guests(

@@ -36,6 +36,8 @@ def _boot(box: Box, router: str, group: str) -> tuple[str, str]:
     wait_ssh(box, router, ip)
     out = ssh(box, router, ip, "ip -br link show ens5; ip -br addr show ens5; hostname").stdout
     assert mac in out and f"{ip}/26" in out and f"ip-{ip.replace('.', '-')}" in out
+    # the root disk is the COW layer; moto's root EBS volume is not a second disk
+    assert ssh(box, router, ip, "ls /sys/block | grep ubd").stdout.split() == ["ubda"]
     imds = (
         "T=$(curl -sf -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' "
         'http://169.254.169.254/latest/api/token) && curl -sf -H "X-aws-ec2-metadata-token: $T" '

@@ -222,7 +222,8 @@ class GuestController:
         if step == "cad" and config is not None:
             job.cad_sent = True
             try:
-                guests.mconsole(guests.mconsole_socket(config), "cad")
+                # short: a frozen guest never answers, and the loop serves every instance
+                guests.mconsole(guests.mconsole_socket(config), "cad", timeout=3.0)
                 self.event(inst.id, "power button (cad)")
             except HacloudError as exc:
                 self.event(inst.id, f"power button failed: {exc.message}")
@@ -306,4 +307,5 @@ class GuestController:
         with self._lock:
             for iid in list(self.configs):
                 self._kill(iid, "killed (box stopped)")
+        shutil.rmtree(guests.runtime_dir(self.inputs.root), ignore_errors=True)
         self._events_out.close()

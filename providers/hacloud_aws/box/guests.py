@@ -84,7 +84,7 @@ def load_image(root: Path) -> ImageInfo:
         raise HacloudError(
             f"{path} names {missing[0]}, which is gone",
             "prepare the guest image again (hacloud_aws.box.guests.ensure_image, run by `hacloud up`)",
-            code="HAC701",
+            code="HAC713",
         )
     return info
 
@@ -244,7 +244,7 @@ def mconsole(sock: Path, command: str, timeout: float = 10.0) -> str:
         raise HacloudError(
             f"the guest's console {sock} is not there ({exc.strerror})",
             "the guest is off; see its console.log",
-            code="HAC703",
+            code="HAC714",
         ) from None
     try:
         with (

@@ -63,7 +63,7 @@ def _volume(box: Box, router: str, iid: str, ip: str) -> str:
     assert (
         ssh(box, router, ip, f"mkfs.ext4 -q {path} && mkdir -p /mnt/v && mount {path} /mnt/v").returncode == 0
     )
-    ec2.detach_volume(VolumeId=vol)
+    ec2.detach_volume(VolumeId=vol, InstanceId=iid)  # moto 5.2.5 fails (500) without InstanceId
     wait("detach refused", lambda: any("refused" in e for e in _events(box, since)), 30)
     assert ssh(box, router, ip, f"test -b {path}").returncode == 0
     assert ssh(box, router, ip, "umount /mnt/v").returncode == 0

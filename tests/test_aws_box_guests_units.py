@@ -241,3 +241,24 @@ def test_guest_ops_without_guests_and_with_a_bad_instance(tmp_path: Path) -> Non
     assert ctl.handle({"op": "freeze", "instance": 5})["code"] == "HAC712"
     assert ctl.handle({"op": "freeze", "instance": "i-1", "x": 1})["code"] == "HAC696"
     assert ctl.handle({"op": "thaw", "instance": "i-1"})["guests"] == {"i-1": False}
+
+
+def test_a_new_box_never_reuses_an_earlier_boxs_root_disk_and_keeps_its_volume_data(tmp_path: Path) -> None:
+    """moto's ids are seeded (the same instance and volume ids on every start): an earlier box's
+    root COW would boot the new instance, and its volume file would be a new volume's content."""
+    from hacloud_aws.box.controller import GuestController
+
+    old_guest = tmp_path / "guests" / "i-7404e508fb19a80ca"
+    old_guest.mkdir(parents=True)
+    (old_guest / "root.cow").write_bytes(b"old root")
+    (tmp_path / "volumes").mkdir()
+    (tmp_path / "volumes" / "vol-1.img").write_bytes(b"cluster data")
+    machines = GuestController(
+        _inputs(tmp_path), moto_power.Requests(), ActionLog(tmp_path / "api.jsonl"), 120, 0
+    )
+    machines.clear_stale()
+    assert not old_guest.exists()
+    assert not (tmp_path / "volumes" / "vol-1.img").exists()
+    (kept,) = (tmp_path / "orphaned").glob("*/vol-1.img")
+    assert kept.read_bytes() == b"cluster data"  # never destroyed
+    assert len(machines.events(0)) == 2

@@ -86,8 +86,29 @@ class GuestController:
     # -- the loop -------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Clear what an earlier box left (before any API call can run), then start the loop."""
+        self.clear_stale()
         self._seen = len(self.log.since(0))
         self._thread.start()
+
+    def clear_stale(self) -> None:
+        """An earlier box's guests and volumes: its instances died with it, and moto's seeded ids
+        repeat, so a new instance or volume would otherwise reuse an old root disk or old data.
+        Root disks (copy-on-write layers over the image) are removed; volume files, which may
+        hold a cluster's data, are moved to ``orphaned/<epoch>/`` and said in the events."""
+        stale = self.inputs.root / "guests"
+        if stale.is_dir():
+            for directory in sorted(stale.iterdir()):
+                shutil.rmtree(directory)
+                self.event(directory.name, "an earlier box's guest removed")
+        folder = self.inputs.root / "volumes"
+        files = sorted(folder.glob("vol-*.img")) if folder.is_dir() else []
+        if files:
+            keep = self.inputs.root / "orphaned" / str(int(time.time()))
+            keep.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for path in files:
+                path.rename(keep / path.name)
+                self.event("", f"an earlier box's volume file kept as {keep / path.name}")
 
     def _run(self) -> None:
         last = 0.0

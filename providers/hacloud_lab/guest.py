@@ -35,6 +35,17 @@ class GuestConfig:
     kernel: str = str(SYSTEM_KERNEL)  # linux.uml to run (hacloud_lab.kernel chooses it)
     network: str = "tuntap"  # the kernel's network transport: "tuntap" or "vector"
     seccomp: bool = False  # the kernel supports seccomp=on (faster system calls than ptrace)
+    # AWS box additions (defaults keep the lab's guests as they were):
+    disk_serials: tuple[str, ...] = ()  # per data disk, its serial ("" none): EBS volume ids
+    cmdline: tuple[str, ...] = ()  # extra kernel arguments, e.g. lab.gw=, lab.ifname=, lab.ca=
+    netns: str = ""  # start the guest inside this namespace, where its taps are
+    # UML's runtime dir (mconsole socket): default <directory>/uml; a unix socket path must stay
+    # under 108 bytes, so a deep state directory needs a short one elsewhere
+    uml_dir: str = ""
+
+    @property
+    def runtime_dir(self) -> Path:
+        return Path(self.uml_dir) if self.uml_dir else Path(self.directory) / "uml"
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
@@ -45,6 +56,8 @@ class GuestConfig:
         raw["data_disks"] = tuple(raw["data_disks"])
         raw["taps"] = tuple(tuple(t) for t in raw["taps"])
         raw["addresses"] = tuple(raw["addresses"])
+        for key in ("disk_serials", "cmdline"):
+            raw[key] = tuple(raw.get(key, ()))
         return GuestConfig(**raw)
 
     @property
@@ -56,12 +69,15 @@ class GuestConfig:
         args = [
             self.kernel,
             f"umid={self.umid}",
-            f"uml_dir={d / 'uml'}",
+            f"uml_dir={self.runtime_dir}",
             f"mem={self.memory_mib}M",
             # ubd0 = per-guest copy-on-write layer over the shared, never-modified image
             f"ubd0={d / 'root.cow'},{self.base_image}",
         ]
-        args += [f"ubd{i + 1}={disk}" for i, disk in enumerate(self.data_disks)]
+        for i, disk in enumerate(self.data_disks):
+            serial = self.disk_serials[i] if i < len(self.disk_serials) else ""
+            # "file,,serial": no backing file; the serial shows in /sys/block/ubdX/serial
+            args.append(f"ubd{i + 1}={disk},,{serial}" if serial else f"ubd{i + 1}={disk}")
         if self.network == "tuntap":
             args += [f"eth{i}=tuntap,{tap},{mac}" for i, (tap, mac) in enumerate(self.taps)]
         else:
@@ -85,6 +101,7 @@ class GuestConfig:
         if self.seccomp:
             args.append("seccomp=on")
         args += [f"lab.ip{i}={addr}" for i, addr in enumerate(self.addresses)]
+        args += list(self.cmdline)
         return args
 
 
@@ -132,8 +149,10 @@ def start(config: GuestConfig) -> int:
     if existing is not None:
         return existing
     d = Path(config.directory)
-    (d / "uml").mkdir(parents=True, exist_ok=True)
-    pid = spawn_detached(config.command(), d / "console.log")
+    config.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # `ip netns exec` execs in place (same pid), so the pid is the guest's and its taps are there
+    prefix = ["ip", "netns", "exec", config.netns] if config.netns else []
+    pid = spawn_detached([*prefix, *config.command()], d / "console.log")
     config.pidfile.write_text(f"{pid}\n")
     return pid
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from hacloud.errors import HacloudError
 from hacloud_lab import kernel as kernel_mod
 
-RECIPE_VERSION = "2"
+RECIPE_VERSION = "3"
 IMAGE_SIZE = "2G"
 Progress = Callable[[str], None]
 
@@ -53,6 +53,11 @@ PACKAGES = (
     "socat",
     "ca-certificates",
     "python3",
+    # the AWS agents (fence_aws, aws-vpc-move-ip, awseip) and hacloud's AWS checks in the AWS box,
+    # whose guests have no package network (hacloud_aws.AWS_PACKAGES["apt-get"])
+    "awscli",
+    "python3-boto3",
+    "python3-requests",
 )
 
 # Runs at every boot: identity, addresses and the admin key come from the kernel command
@@ -67,15 +72,39 @@ for arg in $(cat /proc/cmdline); do
     lab.key=*) KEY="${arg#*=}" ;;
     lab.hosts=*) HOSTS="${arg#*=}" ;;
     lab.if=*) IFP="${arg#*=}" ;;
+    lab.ifname=*) IFNAME="${arg#*=}" ;;
+    lab.gw=*) GW="${arg#*=}" ;;
+    lab.ca=*) CA="${arg#*=}" ;;
   esac
 done
 # eth0, eth1 with the legacy tuntap transport; vec0, vec1 with the vector driver (later kernels)
 IFP="${IFP:-eth}"
+IF0="${IFP}0"
 echo "$NAME" > /etc/hostname
 hostname "$NAME"
 ip link set lo up
-ip addr add "$IP0" dev "${IFP}0" 2>/dev/null || true
-ip link set "${IFP}0" up
+# lab.ifname: the first card's name as the cloud's images have it (ens5 on Nitro Debian AMIs)
+if [ -n "${IFNAME:-}" ] && [ "$IFNAME" != "$IF0" ]; then
+  ip link set "$IF0" name "$IFNAME" 2>/dev/null || true
+  ip link show "$IFNAME" >/dev/null 2>&1 && IF0="$IFNAME"
+fi
+ip addr add "$IP0" dev "$IF0" 2>/dev/null || true
+ip link set "$IF0" up
+if [ -n "${GW:-}" ]; then
+  ip route replace default via "$GW" dev "$IF0"
+  # No DNS server behind the gateway (names come from /etc/hosts): fail a lookup at once
+  # instead of waiting for the host's resolver through a router that drops it.
+  printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' > /etc/resolv.conf
+fi
+# lab.ca: base64 DER of a CA to trust (the AWS box's); appended, not a full
+# update-ca-certificates, which takes long on one UML CPU
+if [ -n "${CA:-}" ]; then
+  PEM="$(echo '-----BEGIN CERTIFICATE-----'; printf '%s' "$CA" | fold -w 64
+         echo; echo '-----END CERTIFICATE-----')"
+  printf '%s\n' "$PEM" > /usr/local/share/ca-certificates/hacloud-box.crt
+  grep -qxF "$(printf '%s' "$CA" | cut -c1-64)" /etc/ssl/certs/ca-certificates.crt ||
+    printf '%s\n' "$PEM" >> /etc/ssl/certs/ca-certificates.crt
+fi
 if [ -n "${IP1:-}" ]; then
   ip addr add "$IP1" dev "${IFP}1" 2>/dev/null || true
   ip link set "${IFP}1" up
@@ -90,6 +119,14 @@ install -d -m 700 /root/.ssh
 echo "ssh-ed25519 ${KEY} hacloud-lab" > /root/.ssh/authorized_keys
 chmod 600 /root/.ssh/authorized_keys
 """
+
+# An attached EBS volume's stable name on Nitro: udev names NVMe disks by serial, the volume id
+# without the dash (hacloud_aws.tfstate.ebs_device_path). The AWS box attaches volumes as UML
+# ubd disks whose serial is that id, so the same name appears here.
+EBS_UDEV_RULE = (
+    'SUBSYSTEM=="block", KERNEL=="ubd[b-z]", ATTR{serial}=="vol?*", '
+    'SYMLINK+="disk/by-id/nvme-Amazon_Elastic_Block_Store_$attr{serial}"\n'
+)
 
 FIRST_BOOT_UNIT = """[Unit]
 Description=hacloud lab identity (host name, addresses, SSH keys from the kernel command line)
@@ -197,6 +234,7 @@ def image_key(codename: str, sources: list[AptSource], kernel: str) -> str:
         IMAGE_SIZE,
         FIRST_BOOT,
         FIRST_BOOT_UNIT,
+        EBS_UDEV_RULE,
         *PACKAGES,
         *(s.line() for s in sources),
     ):
@@ -313,6 +351,14 @@ def _customise(rootfs: Path, kernel: kernel_mod.Kernel) -> None:
     # No console login: the guests are reached over SSH only.
     for unit_name in ("getty@tty1.service", "serial-getty@ttyS0.service", "console-getty.service"):
         (rootfs / "etc" / "systemd" / "system" / unit_name).symlink_to("/dev/null")
+    rules = rootfs / "etc" / "udev" / "rules.d" / "60-hacloud-ebs.rules"
+    rules.parent.mkdir(parents=True, exist_ok=True)
+    rules.write_text(EBS_UDEV_RULE, encoding="utf-8")
+    # UML's mconsole `cad` (the AWS box's ACPI power button for a default StopInstances) sends
+    # Ctrl-Alt-Del: power off cleanly, as an EC2 instance does on that button, not reboot.
+    cad = rootfs / "etc" / "systemd" / "system" / "ctrl-alt-del.target"
+    cad.unlink(missing_ok=True)
+    cad.symlink_to("/lib/systemd/system/poweroff.target")
     sshd = rootfs / "etc" / "ssh" / "sshd_config.d" / "hacloud.conf"
     sshd.parent.mkdir(parents=True, exist_ok=True)
     sshd.write_text(

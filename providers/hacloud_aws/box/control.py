@@ -18,6 +18,10 @@ One request per line, one answer per line. Every answer has ``ok``; a refused re
   "partition", "on": B}``, ``{"op": "fault", "kind": "api_cut", "zone": Z, "on": B}`` (in force
   when answered) and ``{"op": "net"}`` → ``net``: router, faults, applies, kicks (applies an
   API call caused), last apply ms, error.
+- Guests (a box started with ``--guests``, ``controller.py``): ``{"op": "guests"}`` →
+  ``guests``: {iid: {power: on|off|frozen, pid, console}}; ``{"op": "freeze"|"thaw",
+  "instance": IID}`` (SIGSTOP/SIGCONT of the guest: a hung kernel, EC2 still says running);
+  ``{"op": "events", "since": EPOCH}`` → ``events`` [{t, instance, event}].
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ FIELDS: dict[str, set[str]] = {
     "shutdown": {"op"},
     "fault": {"op", "kind", "action", "count", "seconds", "bucket", "off", "on", "zone", "acting_only"},
     "net": {"op"},
+    "guests": {"op"},
+    "freeze": {"op", "instance"},
+    "thaw": {"op", "instance"},
+    "events": {"op", "since"},
 }
 
 
@@ -125,6 +133,28 @@ def _network(req: dict[str, Any], network: Any) -> dict[str, Any]:
     return {"net": network.fault(req["kind"], req["on"], zone if isinstance(zone, str) else None)}
 
 
+def _guests(req: dict[str, Any], machines: Any) -> dict[str, Any]:
+    """The guest ops (``guests``, ``freeze``, ``thaw``, ``events``): see the module contract."""
+    if machines is None:
+        raise RequestError(
+            "this box runs no guests (it was started without --guests)",
+            "start the box with --router NAME --guests",
+            code="HAC711",
+        )
+    if req["op"] == "guests":
+        return {"guests": machines.status()}
+    if req["op"] == "events":
+        return {"events": machines.events(_number(req, "since", 0) if "since" in req else 0.0)}
+    instance = req.get("instance")
+    if not isinstance(instance, str) or not instance.startswith("i-"):
+        raise RequestError(
+            f"instance: {instance!r} is not an instance id",
+            'e.g. {"op": "freeze", "instance": "i-0123456789abcdef0"}',
+            code="HAC712",
+        )
+    return {"guests": machines.signal(instance, req["op"] == "freeze")}
+
+
 class Controller:
     """Executes control requests against the running box's shared state."""
 
@@ -136,9 +166,10 @@ class Controller:
         stop: Callable[[], None],
         state: Callable[[], dict[str, Any]] = dict,
         network: Any = None,  # netloop.NetLoop when the box runs its router
+        machines: Any = None,  # controller.GuestController when the box runs guests
     ) -> None:
         self.log, self.throttles, self.status, self.stop, self.state = log, throttles, status, stop, state
-        self.network = network
+        self.network, self.machines = network, machines
 
     def handle(self, req: Any) -> dict[str, Any]:
         """The answer to one decoded request (never raises for a bad request: it answers it)."""
@@ -182,6 +213,8 @@ class Controller:
         if op == "shutdown":
             self.stop()
             return {}
+        if op in ("guests", "freeze", "thaw", "events"):
+            return _guests(req, self.machines)
         if op == "net" or req.get("kind") in ("partition", "api_cut"):
             return _network(req, self.network)
         if req.get("kind") != "throttle":

@@ -55,6 +55,32 @@ class BoxConfig:
     netns: str | None = None
     netns_listen: tuple[str, int] = (layout.ENDPOINT_ADDRESS, 443)
     router: str | None = None  # network WP: build this router namespace (netloop.py)
+    guests: bool = False  # guests WP: instances are UML guests (controller.py); needs router
+    graceful_timeout_s: float = 120.0  # stop model (stopmodel.py): AWS publishes no number
+    hypervisor_delay_s: float = 0.0
+    memory_mib: int = 1024
+
+
+def check_guests(config: BoxConfig) -> None:
+    """Refuse ``guests`` without a router or a prepared image (HAC709, HAC701), before anything
+    starts."""
+    if not config.guests:
+        return
+    if config.router is None:
+        raise HacloudError(
+            "--guests needs --router: the guests' taps live on the router's subnet bridges",
+            "start the box with --router NAME --guests",
+            code="HAC709",
+        )
+    from hacloud_aws.box import guests
+
+    guests.load_image(config.root)
+    if config.graceful_timeout_s < 0 or config.hypervisor_delay_s < 0 or config.memory_mib < 128:
+        raise HacloudError(
+            "--graceful-timeout and --hypervisor-delay must be >= 0 and --memory-mib >= 128",
+            "e.g. --graceful-timeout 120 --hypervisor-delay 0 --memory-mib 1024",
+            code="HAC710",
+        )
 
 
 def _alive(pid: int) -> bool:
@@ -92,10 +118,16 @@ class _Running:
     stopping: threading.Event = field(default_factory=threading.Event)
 
 
-def _start_moto(config: BoxConfig, paths: layout.BoxPaths) -> tuple[Any, layout.Layout, dict[str, str]]:
+def _start_moto(
+    config: BoxConfig, paths: layout.BoxPaths, requests: Any
+) -> tuple[Any, layout.Layout, dict[str, str]]:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     moto_ext.install()
+    if requests is not None:  # guests WP: moto's power transitions wait for the guests
+        from hacloud_aws.box import moto_power
+
+        moto_power.install(requests)
     authz_moto.install()  # WP2: EC2/IAM/STS authorised per resource ARN (box/authz.py)
     metadata_options.install()  # WP3: EC2 keeps the metadata options a call does not name
     app = DomainDispatcherApplication(create_backend_app)
@@ -148,16 +180,23 @@ def run(config: BoxConfig) -> None:
             "use it, or stop it first (`hacloud down`, or kill that pid with SIGTERM)",
             code="HAC691",
         )
+    check_guests(config)
     running = _Running()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: running.stopping.set())
     started = time.monotonic()
     version = moto_ext.check_version()
     pki.ensure(paths, config.region)
-    app, fixed, admin = _start_moto(config, paths)
+    requests = None
+    if config.guests:
+        from hacloud_aws.box import moto_power
+
+        requests = moto_power.Requests()
+    app, fixed, admin = _start_moto(config, paths, requests)
     log, throttles = ActionLog(paths.api_log), Throttles()
     _write_json(paths.admin_json, {**admin, "region": config.region}, 0o600)
     network = None
+    machines = None
     try:
         if config.router is not None:  # network WP: the router, then the API listener inside it
             from hacloud_aws.box import netloop
@@ -165,36 +204,80 @@ def run(config: BoxConfig) -> None:
             network = netloop.start(config.router, config.region, fixed.subnets, log)
             config.netns = config.netns or config.router
         running = _listen(config, paths, app, log, throttles) if not running.stopping.is_set() else running
-        info = {
-            "pid": os.getpid(),
-            "ready": True,
-            "region": config.region,
-            "moto": version,
-            "listen": running.listen,
-            "port": int(running.listen["host"].rsplit(":", 1)[1]) if running.listen else 0,
-            "layout": fixed.as_dict(),
-            "startup_s": round(time.monotonic() - started, 3),
-        }
-        controller = control.Controller(
-            log,
-            throttles,
-            lambda: dict(info),
-            running.stopping.set,
-            lambda: state.snapshot(config.region).as_dict(),
-            network,
-        )
-        ctl = control.serve(paths.sock, controller)
-        _write_json(paths.box_json, info, 0o644)
-        running.stopping.wait()
-        ctl.shutdown()
-        ctl.server_close()
+        if requests is not None:
+            machines = _start_guests(config, paths, fixed, requests, log)
+        _serve(config, paths, running, log, throttles, fixed, version, started, network, machines)
     finally:
         _close(running)
+        if machines is not None:
+            machines.stop()  # every guest killed: moto's state dies with the daemon
         if network is not None:
             network.stop()  # removes the router's namespaces
         log.close()
         for path in paths.runtime_files():
             path.unlink(missing_ok=True)
+
+
+def _serve(
+    config: BoxConfig,
+    paths: layout.BoxPaths,
+    running: _Running,
+    log: ActionLog,
+    throttles: Throttles,
+    fixed: layout.Layout,
+    version: str,
+    started: float,
+    network: Any,
+    machines: Any,
+) -> None:
+    """Write ``box.json`` (ready), serve the control socket until the box is told to stop."""
+    info = {
+        "pid": os.getpid(),
+        "ready": True,
+        "region": config.region,
+        "moto": version,
+        "listen": running.listen,
+        "port": int(running.listen["host"].rsplit(":", 1)[1]) if running.listen else 0,
+        "layout": fixed.as_dict(),
+        "guests": config.guests,
+        "startup_s": round(time.monotonic() - started, 3),
+    }
+    controller = control.Controller(
+        log,
+        throttles,
+        lambda: dict(info),
+        running.stopping.set,
+        lambda: state.snapshot(config.region).as_dict(),
+        network,
+        machines,
+    )
+    ctl = control.serve(paths.sock, controller)
+    _write_json(paths.box_json, info, 0o644)
+    running.stopping.wait()
+    ctl.shutdown()
+    ctl.server_close()
+
+
+def _start_guests(
+    config: BoxConfig, paths: layout.BoxPaths, fixed: layout.Layout, requests: Any, log: ActionLog
+) -> Any:
+    from hacloud_aws.box import guests
+    from hacloud_aws.box.controller import GuestController
+
+    assert config.router is not None  # check_guests
+    inputs = guests.GuestInputs(
+        root=paths.root,
+        region=config.region,
+        router=config.router,
+        subnet_ids=dict(fixed.subnets),
+        image=guests.load_image(paths.root),
+        public_key=pki.ensure_ssh_key(paths),
+        ca_b64=guests.ca_der_b64(paths),
+        memory_mib=config.memory_mib,
+    )
+    machines = GuestController(inputs, requests, log, config.graceful_timeout_s, config.hypervisor_delay_s)
+    machines.start()
+    return machines
 
 
 # -- running it as a background process ----------------------------------------------------
@@ -214,12 +297,16 @@ def launch(config: BoxConfig, timeout: float = READY_TIMEOUT) -> BoxProcess:
     a daemon that exits or does not get ready in ``timeout`` s is stopped and HAC692 raised
     with the end of its log."""
     paths = layout.prepare(config.root)
+    check_guests(config)
     argv = [sys.executable, "-m", "hacloud_aws.box", "--dir", str(config.root), "--region", config.region]
     argv += ["--port", str(config.port)]
     if config.netns is not None:
         argv += ["--netns", config.netns, "--netns-listen", "{}:{}".format(*config.netns_listen)]
     if config.router is not None:
         argv += ["--router", config.router]
+    if config.guests:
+        argv += ["--guests", "--graceful-timeout", str(config.graceful_timeout_s)]
+        argv += ["--hypervisor-delay", str(config.hypervisor_delay_s), "--memory-mib", str(config.memory_mib)]
     with paths.daemon_log.open("ab") as out:
         proc = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
@@ -266,6 +353,14 @@ def main(argv: list[str] | None = None) -> int:
         "--netns-listen", default=f"{layout.ENDPOINT_ADDRESS}:443", help="ADDRESS[:PORT] there"
     )
     parser.add_argument("--router", help="build this router namespace: the VPC network (needs root)")
+    parser.add_argument("--guests", action="store_true", help="run instances as UML guests (needs --router)")
+    parser.add_argument(
+        "--graceful-timeout", type=float, default=120.0, help="s a stop waits for a clean shutdown"
+    )
+    parser.add_argument(
+        "--hypervisor-delay", type=float, default=0.0, help="s before a SkipOsShutdown stop kills"
+    )
+    parser.add_argument("--memory-mib", type=int, default=1024, help="each guest's memory")
     args = parser.parse_args(argv)
     try:
         run(
@@ -276,6 +371,10 @@ def main(argv: list[str] | None = None) -> int:
                 args.netns,
                 listeners.parse_address(args.netns_listen, 443),
                 args.router,
+                args.guests,
+                args.graceful_timeout,
+                args.hypervisor_delay,
+                args.memory_mib,
             )
         )
     except HacloudError as exc:

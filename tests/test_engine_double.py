@@ -19,7 +19,7 @@ from hacloud.deploy.engine import Engine
 from hacloud.deploy.remote import RemoteError
 from hacloud.errors import HacloudError
 from hacloud.poll import ManualClock
-from hacloud.provision.provider import get_provider
+from hacloud.provision.provider import NodeNeeds, get_provider
 
 PASSWORDS = {"node1": "bmc-pw-node1", "node2": "bmc-pw-node2"}
 DISK = {"node1": "/dev/disk/by-id/wwn-0x500000000000000", "node2": "/dev/disk/by-id/wwn-0x500000000000001"}
@@ -35,7 +35,7 @@ class Pair:
         self.clock = ManualClock()
         self.said: list[str] = []
 
-    def engine(self, *, apply: bool = True, force: bool = False) -> Engine:
+    def engine(self, *, apply: bool = True, force: bool = False, needs: NodeNeeds | None = None) -> Engine:
         return Engine(
             self.spec,
             self.inventory,
@@ -45,6 +45,7 @@ class Pair:
             apply=apply,
             force=force,
             clock=self.clock,
+            **({"needs": needs} if needs is not None else {}),
         )
 
     def up(self, **kw: Any) -> list[str]:
@@ -462,3 +463,28 @@ def test_the_double_reports_an_expectation_never_consumed() -> None:
     pair.node("node2").expect(r"^drbdadm down r0$")
     with pytest.raises(AssertionError, match="never run"):
         pair.cluster.verify()
+
+
+def test_a_cloud_instance_takes_its_node_name_as_host_name_once() -> None:
+    """EC2 names a host ip-10-0-1-4; DRBD finds its `on NAME` section by `uname -n`."""
+    pair = Pair()
+    pair.node("node1").state.hostname, pair.node("node1").state.cloud_init = "ip-192-0-2-4", True
+    changes = [str(c) for c in pair.engine(needs=NodeNeeds(name_hosts=True)).run_all()]
+    assert any("node1" in c and "set the host name to node1 (was ip-192-0-2-4)" in c for c in changes), (
+        changes
+    )
+    assert not any("node2" in c and "host name" in c for c in changes)
+    assert pair.node("node1").state.hostname == "node1"
+    assert "/etc/cloud/cloud.cfg.d/99-hacloud-hostname.cfg" in pair.node("node1").state.files
+    again = [str(c) for c in pair.engine(needs=NodeNeeds(name_hosts=True)).run_all()]
+    assert not any("host name" in c for c in again), again
+
+
+def test_a_host_named_otherwise_is_refused_before_anything_is_written() -> None:
+    """On someone's server (on-prem) hacloud never renames the host: it says which name to use."""
+    pair = Pair()
+    pair.node("node2").state.hostname = "db-b.example"
+    with pytest.raises(HacloudError) as exc:
+        pair.up()
+    assert exc.value.code == "HAC429" and "'db-b.example'" in exc.value.remedy
+    assert not [c for _, c in pair.cluster.commands if c.startswith(("put ", "hostnamectl"))]

@@ -53,6 +53,7 @@ class Engine(InstallSteps, DrbdSteps, CibSteps, HealthSteps):
         self.failures_before = self.failure_keys()
         self.drbd_layout()
         self.packages()
+        self.host_names()
         changed_files = self.files()
         self.drbd(changed_files)
         self.cluster_services(changed_files)

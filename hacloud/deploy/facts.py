@@ -58,6 +58,9 @@ class HostFacts:
     addresses: dict[str, str] = field(default_factory=dict)
     #: the limits the spec's service sets itself (None: not asked, or not on the node yet)
     service: ServiceLimits | None = None
+    #: `uname -n` (DRBD knows a node by it), and whether cloud-init manages the host name
+    hostname: str = ""
+    cloud_init: bool = False
 
 
 # systemd time spans as `systemctl show` prints them (format_timespan: "1min 30s", "1h",
@@ -142,6 +145,7 @@ echo @pm; for p in apt-get dnf zypper; do command -v $p >/dev/null 2>&1 && echo 
 echo @cmds; for c in {cmds}; do command -v $c >/dev/null 2>&1 && echo $c; done
 echo @pacemaker; pacemakerd --version 2>/dev/null | head -1
 echo @drbd; modprobe drbd 2>/dev/null; head -1 /proc/drbd 2>/dev/null
+echo @host; uname -n; [ -d /etc/cloud ] && echo cloud-init
 echo @sums; for f in {q}; do if [ -f "$f" ]; then sha256sum "$f"; else echo "- $f"; fi; done
 echo @services; for s in corosync pacemaker; do \
   echo "$s $(systemctl is-enabled $s 2>/dev/null || true) $(systemctl is-active $s 2>/dev/null || true)"; done
@@ -195,7 +199,7 @@ def _agent_limits(lines: list[str]) -> ServiceLimits | None:
 
 
 # The facts script's section markers; any other line starting with "@" is data.
-_SECTION = re.compile(r"@(os|pm|cmds|pacemaker|drbd|sums|services|logdirs|ifaces|service|agent|end)")
+_SECTION = re.compile(r"@(os|pm|cmds|pacemaker|drbd|host|sums|services|logdirs|ifaces|service|agent|end)")
 
 
 def parse_facts(name: str, text: str) -> HostFacts:
@@ -233,6 +237,11 @@ def parse_facts(name: str, text: str) -> HostFacts:
             m = re.search(r"version: (\d+)\.(\d+)", line)
             if m:
                 facts.drbd = "9" if m.group(1) == "9" else f"{m.group(1)}.{m.group(2)}"
+        elif section == "host":
+            if line.strip() == "cloud-init":
+                facts.cloud_init = True
+            else:
+                facts.hostname = line.strip()
         elif section == "sums":
             digest, _, path = line.partition(" ")
             facts.sums[path.strip()] = None if digest == "-" else digest

@@ -77,6 +77,38 @@ class InstallSteps(EngineBase):
         if self.apply and any(c.step == "packages" for c in self.changes):
             self.read_facts()
 
+    def host_names(self) -> None:
+        """Each node's host name is its node name: DRBD finds its own `on NAME` section by
+        `uname -n`, and the vendors' AWS/Azure HA guides set it (with cloud-init told to keep it).
+        Only on machines the provider made for the cluster (``needs.name_hosts``); elsewhere a
+        different host name is refused before anything is written."""
+        for name in self.names:
+            current = self.facts[name].hostname
+            if not current or current == name:
+                continue
+            if not self.needs.name_hosts:
+                raise HacloudError(
+                    f"{name}: the host's name is {current!r}, not {name!r}; DRBD and Pacemaker "
+                    "know a node by its host name",
+                    f"name the node {current!r} in nodes[].name, or rename the host to {name!r}",
+                    code="HAC429",
+                )
+            self.change(name, "hostname", f"set the host name to {name} (was {current})")
+            if self.apply:
+                self.conns[name].run(self._hostname_command(name), timeout=60)
+
+    def _hostname_command(self, name: str) -> str:
+        q = shlex.quote(name)
+        keep = (
+            # cloud-init would give the instance its metadata name back at the next boot
+            "printf 'preserve_hostname: true\n' > /etc/cloud/cloud.cfg.d/99-hacloud-hostname.cfg; "
+            if self.facts[name].cloud_init
+            else ""
+        )
+        return (
+            f"{keep}hostnamectl set-hostname {q} 2>/dev/null || {{ echo {q} > /etc/hostname; hostname {q}; }}"
+        )
+
     def node_probes(self) -> None:
         """The provider's read-only node checks (IMDS, cloud API reach, agent listing), before
         the CIB that enables fencing goes in: a fence agent that cannot work must stop `up`."""

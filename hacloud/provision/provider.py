@@ -122,12 +122,13 @@ class NodeProbe:
 
 @dataclass(frozen=True)
 class NodeNeeds:
-    """What a provider's agents need on the nodes beyond the core packages: ``commands`` that
-    must exist, ``packages`` per package manager that provide them, and ``probes``."""
+    """The agents' ``commands``, the ``packages`` per package manager giving them, ``probes``;
+    ``name_hosts``: `up` may give a host its node's name (a cloud instance made for the cluster)."""
 
     commands: tuple[str, ...] = ()
     packages: dict[str, str] = field(default_factory=dict)
     probes: tuple[NodeProbe, ...] = ()
+    name_hosts: bool = False
 
 
 @runtime_checkable

@@ -67,6 +67,7 @@ def aws_node_needs(spec: Spec, inventory: Inventory) -> NodeNeeds:
         commands=("aws",) if vip_check else (),
         packages=AWS_PACKAGES,
         probes=(*probes, *([vip_check] if vip_check else [])),
+        name_hosts=True,  # EC2 names hosts ip-10-0-1-4; the instances are the cluster's
     )
 
 

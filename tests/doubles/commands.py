@@ -42,7 +42,8 @@ def _facts(node: ScriptedNode, m: re.Match[str]) -> Result:
         else "version: 9.2.12 (api:2/proto:86-122)"
     )
     lines = ["@os", s.os_line, "@pm", s.package_manager, "@cmds", *[c for c in wanted if c in s.commands]]
-    lines += ["@pacemaker", "Pacemaker 2.1.5" if "pacemakerd" in s.commands else "", "@drbd", drbd, "@sums"]
+    lines += ["@pacemaker", "Pacemaker 2.1.5" if "pacemakerd" in s.commands else "", "@drbd", drbd]
+    lines += ["@host", s.hostname or node.name, *(["cloud-init"] if s.cloud_init else []), "@sums"]
     lines += [f"{s.files[p].sha256}  {p}" if p in s.files else f"- {p}" for p in paths]
     lines += ["@services", *[f"{k} {e} {a}" for k, (e, a) in s.services.items()]]
     lines += ["@logdirs", "/var/log/cluster", "@ifaces", "default via 192.0.2.1 dev eth0 proto static"]
@@ -231,6 +232,15 @@ def _mkfs(node: ScriptedNode, m: re.Match[str]) -> Result:
     return ok()
 
 
+def _set_hostname(node: ScriptedNode, m: re.Match[str]) -> Result:
+    """`hostnamectl set-hostname NAME` (with the cloud-init drop-in first when cloud-init is there)."""
+    if "preserve_hostname: true" in m.string:
+        path = "/etc/cloud/cloud.cfg.d/99-hacloud-hostname.cfg"
+        node.state.files[path] = File(b"preserve_hostname: true\n", 0o644, "root:root")
+    node.state.hostname = shlex.split(m.group(1))[0]
+    return ok()
+
+
 def _systemctl_start(node: ScriptedNode, m: re.Match[str]) -> Result:
     node.state.services[m.group(1)] = ("enabled", "active")
     return ok()
@@ -361,6 +371,7 @@ HANDLERS: list[tuple[re.Pattern[str], Handler]] = [
         (r"^drbdadm primary [\w.-]+ && mkfs", _mkfs),
         (r"^mkdir -p \S", lambda n, m: ok()),
         (r"^systemctl enable (\w+) && systemctl start \w+$", _systemctl_start),
+        (r"hostnamectl set-hostname (\S+) ", _set_hostname),
         (r"^systemctl daemon-reload$|^sysctl --system >/dev/null$|^corosync-cfgtool -R$", lambda n, m: ok()),
         (rf"^{re.escape(LINKS_SCRIPT)}$", lambda n, m: ok()),
         (r"^crm_mon -1 --output-as=xml 2>/dev/null$", _crm_mon),

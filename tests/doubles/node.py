@@ -106,6 +106,9 @@ class NodeState:
     #: what the service probe prints after the service id: `systemctl show -p ...` Key=Value
     #: lines for a unit, the agent's meta-data for an OCF agent ("" when not installed)
     service_text: str = ""
+    #: `uname -n` ("": the node's own name, as a host named for its node answers)
+    hostname: str = ""
+    cloud_init: bool = False
 
 
 class ScriptedNode:

@@ -122,8 +122,7 @@ class NodeProbe:
 
 @dataclass(frozen=True)
 class NodeNeeds:
-    """The agents' ``commands``, the ``packages`` per package manager giving them, ``probes``;
-    ``name_hosts``: `up` may give a host its node's name (a cloud instance made for the cluster)."""
+    """Agents' ``commands``, ``packages`` per manager, ``probes``; ``name_hosts``: may rename hosts."""
 
     commands: tuple[str, ...] = ()
     packages: dict[str, str] = field(default_factory=dict)

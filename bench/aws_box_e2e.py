@@ -42,7 +42,7 @@ class Cluster:
         self.vip = vip
 
     def hacloud(self, *args: str, timeout: float = 7200) -> subprocess.CompletedProcess[str]:
-        argv = ["ip", "netns", "exec", self.netns, sys.executable, "-m", "hacloud", *args]
+        argv = ["nsenter", f"--net=/run/netns/{self.netns}", sys.executable, "-m", "hacloud", *args]
         if args[0] != "init":
             argv += ["-f", str(self.spec)]
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=self.work)
@@ -65,8 +65,10 @@ class Cluster:
         doc["cluster"]["name"] = CLUSTER
         for node in doc["nodes"]:
             node["ssh"]["key"] = f".hacloud/{CLUSTER}/aws-box/id_ed25519"
-        if self.profile != "aws":
+        if self.profile != "aws":  # with the AWS VIP agents' own op timeouts (not IPaddr2's)
             doc["profile"] = self.profile
+            ops = {"start_timeout": 180, "stop_timeout": 180, "monitor_interval": 60, "monitor_timeout": 60}
+            doc["overrides"] = {f"ops.vip.{k}": v for k, v in ops.items()}
         if self.vip == "awseip":
             text = (ROOT / "templates/init/aws-emulated.yaml").read_text()
             alloc = text.split("allocation_id: ")[1].split()[0]

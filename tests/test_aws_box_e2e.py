@@ -6,6 +6,8 @@ the box's router, the client's view of the VIP from the client subnet.
 
 Network rule: every hacloud command runs inside a namespace this test creates with only ``lo``
 (the box's API listener is that loopback); SSH and the clients go into the box's own namespaces.
+The commands enter it with ``nsenter --net`` (network only): ``ip netns exec`` would also give
+each its own mount namespace, and the namespaces the box makes would not be seen by the next.
 One class per VIP kind, each with its own box (cluster ``ciaws``: overlay IP; ``cieip``: Elastic IP).
 """
 
@@ -29,6 +31,7 @@ from hacloud.spec.workspace import Workspace
 
 pytestmark = pytest.mark.lab
 VIP = "198.51.100.10"
+VIP_OPS = {"start_timeout": 180, "stop_timeout": 180, "monitor_interval": 60, "monitor_timeout": 60}
 EIP = "198.51.100.200"
 
 # Calls the box's API with its admin key (as the account's administrator would, with boto3),
@@ -72,9 +75,8 @@ class Box:
         self.box_dir = root / ".hacloud" / cluster / "aws-box"
 
     def hacloud(self, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
-        argv = ["ip", "netns", "exec", self.netns, sys.executable, "-m", "hacloud", *args]
-        if args[0] != "init":
-            argv += ["-f", str(self.spec)]
+        argv = ["nsenter", f"--net=/run/netns/{self.netns}", sys.executable, "-m", "hacloud", args[0]]
+        argv += [*(["-f", str(self.spec)] if args[0] != "init" else []), *args[1:]]
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=self.root)
 
     def ec2(self, op: str, **args: Any) -> Any:
@@ -92,7 +94,7 @@ class Box:
             json.dumps(args),
         ]
         proc = subprocess.run(
-            ["ip", "netns", "exec", self.netns, *reader], capture_output=True, text=True, timeout=60
+            ["nsenter", f"--net=/run/netns/{self.netns}", *reader], capture_output=True, text=True, timeout=60
         )
         assert proc.returncode == 0, proc.stderr[-2000:]
         return json.loads(proc.stdout)
@@ -159,7 +161,11 @@ def _box(tmp_path_factory: pytest.TempPathFactory, cluster: str, eip: bool) -> I
         doc["cluster"]["name"] = cluster
         for node in doc["nodes"]:
             node["ssh"]["key"] = f".hacloud/{cluster}/aws-box/id_ed25519"
-        doc["profile"] = "lab"  # the lab's short timers: CI time (bench/aws_box_e2e.py runs AWS's)
+        # the lab's short timers for CI time (bench/aws_box_e2e.py runs AWS's), with the AWS VIP
+        # agents' own operation timeouts: the lab's are IPaddr2's (20 s), and aws-vpc-move-ip
+        # makes 7-10 AWS CLI calls to start, 3-4 s each on a lab guest
+        doc["profile"] = "lab"
+        doc["overrides"] = {f"ops.vip.{k}": v for k, v in VIP_OPS.items()}
         doc["provider"]["options"]["emulated"]["stop"]["graceful_timeout_s"] = 30
         if eip:
             alloc = "eipalloc-44b0131531152faa8"
@@ -231,12 +237,18 @@ class TestOverlayIp:
         assert {i["State"]["Name"] for i in inst.values()} == {"running"}
         zones = {i["Placement"]["AvailabilityZone"] for i in inst.values()}
         assert zones == {"eu-central-1a", "eu-central-1b"}
-        # the DRBD backing disk is the EBS volume under the name Nitro gives it
-        inventory = json.loads((box.root / ".hacloud" / box.cluster / "inventory.json").read_text())
-        devices = [v["device"] for n in inventory["nodes"] for v in n["volumes"]]
-        assert all(d.startswith("/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol") for d in devices), (
-            devices
-        )
+        # the DRBD backing disk is the node's EBS volume, under the name Nitro gives it, and
+        # the host carries the node's name (EC2 named it ip-...; DRBD knows a node by uname -n)
+        for name, instance in inst.items():
+            attached = [{"Name": "attachment.instance-id", "Values": [instance["InstanceId"]]}]
+            vols = box.ec2("describe_volumes", Filters=attached)["Volumes"]
+            data = [v["VolumeId"] for v in vols if v["Attachments"][0]["Device"] != "/dev/sda1"]
+            assert len(data) == 1, vols
+            path = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_" + data[0].replace("-", "")
+            # sh-ll-dev: the backing device DRBD uses (never `drbdadm dump`: it prints the secret)
+            res = box.hacloud("ssh", name, "--", f"uname -n; test -b {path} && drbdadm sh-ll-dev r0")
+            assert res.returncode == 0, res.stdout + res.stderr
+            assert res.stdout.split() == [name, path], res.stdout
         again = box.hacloud("up", "-y")
         assert again.returncode == 0 and again.stdout.startswith("0 changes"), again.stdout + again.stderr
 

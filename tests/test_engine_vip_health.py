@@ -72,3 +72,21 @@ def test_status_text_says_the_vip_runs_nowhere_while_it_is_starting(monkeypatch:
     assert out.exit_code == 1
     assert "service: on node1; VIP 192.0.2.100: on nowhere" in out.output
     assert "not healthy: vip_ip is Starting on node1" in out.output
+
+
+def test_fence_test_does_not_call_the_service_back_while_the_vip_is_starting() -> None:
+    """fence-test's recovery waits for `healthy` from the same judgement (NodeCluster.healthy
+    reads `hacloud status --json`): a VIP still Starting is not the service back."""
+    from test_nodequery import _pair, _status
+
+    from hacloud.deploy.query.health import judge
+    from hacloud.deploy.query.status import as_json
+    from hacloud.verify.fencetest.nodes import NodeCluster
+
+    docs = {}
+    for mon in ("crm_mon-vip-starting.xml", "crm_mon-healthy.xml"):
+        st = _status(_pair(mon))
+        docs[mon] = as_json(st, judge(st).texts())
+    for mon, healthy in (("crm_mon-vip-starting.xml", False), ("crm_mon-healthy.xml", True)):
+        cluster = NodeCluster(Path("hacloud.yaml"), {}, [], [], status=lambda _p, d=docs[mon]: d)
+        assert cluster.healthy() is healthy, mon

@@ -466,3 +466,15 @@ def test_up_gives_up_on_a_resync_that_stalls() -> None:
         engine.wait_healthy(timeout=10)
     assert err.value.code == "HAC453" and "SyncTarget" in err.value.message
     assert 20 <= engine.clock.now < 32  # the first window, then one more while it advanced
+
+
+def test_vip_node_needs_every_vip_primitive_running_there() -> None:
+    """Azure's VIP is two primitives (the address and the load balancer's probe listener): the
+    VIP is served on a node only when both run there."""
+    import dataclasses
+
+    st = _status(_pair("crm_mon-healthy.xml"))
+    both = dataclasses.replace(st, expected=dataclasses.replace(st.expected, vips=("vip_ip", "svc_demo")))
+    assert both.vip_node == "node1"
+    one = dataclasses.replace(st, expected=dataclasses.replace(st.expected, vips=("vip_ip", "vip_lb")))
+    assert one.vip_node is None  # vip_lb runs nowhere (crm_mon does not list it)

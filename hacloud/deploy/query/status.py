@@ -120,13 +120,16 @@ class ClusterStatus:
 
     @property
     def vip_node(self) -> str | None:
-        """Where the first VIP primitive really runs (Started, not failed), else None; with no
-        VIP primitive in the group (none rendered), where the service runs."""
+        """The node where every VIP primitive really runs (Started, not FAILED; Azure's VIP is
+        an address and a load-balancer probe listener, both needed), else None; with no VIP
+        primitive in the group (none rendered), where the service runs."""
         if not self.expected.vips:
             return self.service_node
         if self.view is None:
             return None
-        return _running_started(self.view, self.expected.vips[0])
+        view = self.view
+        nodes = {_running_started(view, rid) for rid in self.expected.vips}
+        return nodes.pop() if len(nodes) == 1 else None
 
     @property
     def primaries(self) -> dict[str, list[str]]:

@@ -13,7 +13,18 @@ started), then:
 - fence-start-failed: the same, plus ``-F fence_node1_start_0@node2=1`` (the restart failed:
   the device is FAILED, not recovered);
 - node1-lost: ``crm_simulate --node-fail node1`` without executing (node1 UNCLEAN, not fenced yet);
-- maintenance-standby: ``crm_attribute -n maintenance-mode -v true``, node2 ``standby on``.
+- maintenance-standby: ``crm_attribute -n maintenance-mode -v true``, node2 ``standby on``;
+- vip-starting: healthy's CIB with vip_ip's start on node1 still running, recorded as the
+  controller records a pending operation under ``record-pending`` (``op-status="-1"``,
+  ``rc-code="193"``) and its monitor not yet begun: Pacemaker 2.1.5's and 3.0's crm_mon both
+  print ``role="Starting"`` (and no ``pending`` attribute) for it;
+- vip-start-failed: the rendered CIB simulated from nothing with
+  ``-F vip_ip_start_0@node1=1 -F vip_ip_start_0@node2=1`` (the VIP's start fails): vip_ip
+  FAILED on node1, the failed start recorded;
+- vip-start-failed-everywhere: the issue's end state. vip-start-failed plus a failed start on
+  node2 (``-i vip_ip_start_0@node2=1``), each node's ``fail-count-vip_ip#start_0`` set to
+  INFINITY as the controller sets it under start-failure-is-fatal, then ``crm_simulate -S``
+  until it plans nothing: vip_ip Stopped, both failures recorded.
 
 Each validates against Pacemaker's API schema (``/usr/share/pacemaker/api/api-result.rng``).
 The ``drbd84-*`` fixtures were captured on the lab's guests (see test_drbdstate.py).
@@ -183,6 +194,7 @@ def test_healthy_pair_is_healthy_and_the_json_keeps_its_keys() -> None:
     assert set(doc) == {
         "cluster", "nodes", "quorum", "service_node", "vip", "vip_node", "fencing_enabled", "fencing",
         "fencing_history", "failed_actions", "split_brain", "healthy", "reasons",
+        "service_group",  # added in issue 18; the keys before it are unchanged
     }  # fmt: skip
     # (plus "bmc" where the inventory knows a node's BMC: the lab's)
     assert set(doc["nodes"][0]) == {
@@ -218,6 +230,73 @@ def test_the_issues_leftover_fence_monitor_failure_is_not_healthy() -> None:
 )
 def test_judge_names_each_cause(mon: str | None, kinds: list[str]) -> None:
     assert [r.kind for r in judge(_status(_pair(mon))).reasons] == kinds
+
+
+def _group_in_rendered_cib() -> list[str]:
+    """The service group's members as the rendered CIB lists them (read here with ElementTree)."""
+    import xml.etree.ElementTree as ET
+
+    _spec, bundle = render_doc(onprem_doc())
+    return [p.get("id", "") for p in ET.fromstring(bundle.cib).iterfind(".//group/primitive")]
+
+
+def test_a_vip_still_starting_is_not_healthy_and_runs_nowhere_yet() -> None:
+    """Issue 18: `up` said healthy while the VIP was Starting. Every group member counts."""
+    st = _status(_pair("crm_mon-vip-starting.xml"))
+    health = judge(st)
+    assert [(r.kind, r.resource) for r in health.reasons] == [("service", "vip_ip")]
+    assert "vip_ip is Starting on node1" in health.texts()[0]
+    doc = as_json(st, health.texts())
+    assert doc["healthy"] is False and doc["service_node"] == "node1" and doc["vip_node"] is None
+    # the members judged are the rendered CIB's, in its order, as crm_mon shows them
+    assert [m["id"] for m in doc["service_group"]] == _group_in_rendered_cib()
+    assert [m["role"] for m in doc["service_group"]] == ["Started", "Started", "Starting"]
+
+
+def test_a_vip_whose_start_failed_is_not_healthy_and_its_failure_is_named() -> None:
+    st = _status(_pair("crm_mon-vip-start-failed.xml"))
+    health = judge(st)
+    assert [(r.kind, r.resource) for r in health.reasons] == [
+        ("service-failed", "vip_ip"), ("failed-action", "vip_ip")
+    ]  # fmt: skip
+    assert "vip_ip is FAILED on node1" in health.texts()[0]
+    assert as_json(st, health.texts())["vip_node"] is None
+    # not recovered: `up` reports the failure, never cleans it
+    (f,) = st.view.failures if st.view else ()
+    assert leftover_failures(st, health, {f.key}) == ([], [f])
+
+
+@pytest.mark.parametrize(
+    ("mon", "kind"),
+    [
+        ("crm_mon-vip-starting.xml", "service"),  # Pacemaker is acting: wait
+        ("crm_mon-vip-start-failed.xml", "service-failed"),  # FAILED: report, do not wait
+        ("crm_mon-vip-start-failed-everywhere.xml", "service-failed"),  # stopped, start failed here
+    ],
+)
+def test_only_a_member_pacemaker_still_acts_on_is_waited_for(mon: str, kind: str) -> None:
+    from hacloud.deploy.query.health import STABLE
+
+    health = judge(_status(_pair(mon)))
+    member = next(r for r in health.reasons if r.resource == "vip_ip" and r.kind != "failed-action")
+    assert member.kind == kind and member.node == "node1"
+    assert health.only(STABLE) == (kind == "service-failed")
+
+
+def test_a_member_whose_start_failed_only_on_the_other_node_is_waited_for() -> None:
+    """The VIP stopped, its start failed on node2 only (an old failure): Pacemaker can still
+    start it on node1 with the service, so it is not a failure to report yet."""
+    import dataclasses
+
+    text = _read("crm_mon-vip-start-failed-everywhere.xml")
+    here = re.search(r'\n\s*<failure op_key="vip_ip_start_0" node="node1"[^>]*/>', text)
+    assert here is not None
+    st = _status(_pair("crm_mon-vip-start-failed-everywhere.xml"))
+    st = dataclasses.replace(st, view=parse_crm_mon(text.replace(here.group(0), "")))
+    health = judge(st)
+    assert [(r.kind, r.resource, r.node) for r in health.reasons] == [
+        ("service", "vip_ip", "node1"), ("failed-action", "vip_ip", "node2")
+    ]  # fmt: skip
 
 
 def test_judge_lost_node_and_split_brain() -> None:
@@ -387,3 +466,15 @@ def test_up_gives_up_on_a_resync_that_stalls() -> None:
         engine.wait_healthy(timeout=10)
     assert err.value.code == "HAC453" and "SyncTarget" in err.value.message
     assert 20 <= engine.clock.now < 32  # the first window, then one more while it advanced
+
+
+def test_vip_node_needs_every_vip_primitive_running_there() -> None:
+    """Azure's VIP is two primitives (the address and the load balancer's probe listener): the
+    VIP is served on a node only when both run there."""
+    import dataclasses
+
+    st = _status(_pair("crm_mon-healthy.xml"))
+    both = dataclasses.replace(st, expected=dataclasses.replace(st.expected, vips=("vip_ip", "svc_demo")))
+    assert both.vip_node == "node1"
+    one = dataclasses.replace(st, expected=dataclasses.replace(st.expected, vips=("vip_ip", "vip_lb")))
+    assert one.vip_node is None  # vip_lb runs nowhere (crm_mon does not list it)

@@ -67,7 +67,11 @@ def status(
                     f"peer {v['peer_disk'] or '?'}, {v['connection']} {v['replication'] or ''}".rstrip()
                 )
     where = st["service_node"] or ("nowhere" if answered else "unknown")
-    typer.echo(f"service and VIP {st['vip']}: on {where}")
+    vip_where = st.get("vip_node", st["service_node"]) or ("nowhere" if answered else "unknown")
+    if vip_where == where:
+        typer.echo(f"service and VIP {st['vip']}: on {where}")
+    else:  # the group is partly up (a VIP still Starting, or its start failed)
+        typer.echo(f"service: on {where}; VIP {st['vip']}: on {vip_where}")
     _echo_split_brain(st.get("split_brain", []))
     for dev in st["fencing"]:
         typer.echo(f"fencing {dev['id']} (fences {dev['target']}): {dev['state']} on {dev['node'] or '-'}")

@@ -15,7 +15,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
-from hacloud.deploy.query.pacemaker import FailedAction
+from hacloud.deploy.query.pacemaker import ClusterView, FailedAction
 from hacloud.deploy.query.status import ClusterStatus, drbd_summary
 
 Kind = Literal[
@@ -28,14 +28,16 @@ Kind = Literal[
     "primary",
     "split-brain",
     "service",
+    "service-failed",
     "fencing-off",
     "fence-device",
     "failed-action",
 ]
 
-#: Kinds that waiting does not change: Pacemaker keeps a failure until it is cleaned, and
+#: Kinds that waiting does not change: Pacemaker keeps a failure until it is cleaned (and
+#: does not start a resource again where its start failed: start-failure-is-fatal), and
 #: nobody but the operator turns fencing or maintenance mode back.
-STABLE: frozenset[Kind] = frozenset({"failed-action", "fencing-off", "maintenance"})
+STABLE: frozenset[Kind] = frozenset({"failed-action", "service-failed", "fencing-off", "maintenance"})
 
 
 @dataclass(frozen=True)
@@ -163,21 +165,46 @@ def _drbd(status: ClusterStatus) -> list[Reason]:
 
 
 def _service(status: ClusterStatus) -> list[Reason]:
-    """The service runs, and every filesystem and DRBD promotion with it (one node)."""
+    """The service runs: every member of the service group (filesystems, the service, the
+    VIPs) Started and not FAILED on one node, every DRBD promotion there too. A member that is
+    Starting or Stopping is a reason like any other: `up` waits for it to settle."""
     assert status.view is not None
     view, service = status.view, status.service_node
     if service is None:
         return [Reason("service", "the service is not running", status.expected.filesystems[0])]
-    reasons = []
-    for fs in status.expected.filesystems[1:]:
-        if view.started_on(fs) != service:
-            reasons.append(Reason("service", f"{fs} is not Started on {service} with the service", fs))
+    members = status.expected.group or status.expected.filesystems
+    reasons = [r for r in (_member(view, rid, service) for rid in members) if r is not None]
     for rid in status.expected.drbd_primitives:
         promoted = view.promoted_on(rid)
         if promoted != [service]:
             where = ", ".join(promoted) or "no node"
             reasons.append(Reason("service", f"{rid} is promoted on {where}, not on {service}", rid))
     return reasons
+
+
+def _member(view: ClusterView, rid: str, service: str) -> Reason | None:
+    """Why group member ``rid`` does not run with the service on node ``service`` (None: it
+    does). Kind ``service-failed`` when waiting will not bring it up: an instance is FAILED,
+    or it is stopped and its start failed on ``service`` (Pacemaker will not retry it there
+    until the failure is cleaned); kind ``service`` while it is Starting, Stopping or not yet
+    started, which `up` waits for."""
+    placed = view.placements(rid)
+    if view.started_on(rid) == service and not any(p.failed for p in placed):
+        return None
+    stopped = all(p.node is None or p.role == "Stopped" for p in placed)
+    start_failed = any(f.resource == rid and f.node == service and f.task == "start" for f in view.failures)
+    stuck = any(p.failed for p in placed) or (stopped and start_failed)
+    text = f"{rid} is {_where(view, rid)}, not Started on {service} with the service"
+    return Reason("service-failed" if stuck else "service", text, rid, service)
+
+
+def _where(view: ClusterView, rid: str) -> str:
+    """How crm_mon shows a resource: "Starting on node1", "FAILED on node1", "Stopped"."""
+    placed = view.placements(rid)
+    if not placed:
+        return "not in Pacemaker's view"
+    shown = [("FAILED" if p.failed else p.role or "?") + (f" on {p.node}" if p.node else "") for p in placed]
+    return ", ".join(shown)
 
 
 def _fencing(status: ClusterStatus) -> list[Reason]:

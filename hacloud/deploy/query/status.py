@@ -10,6 +10,7 @@ Resource ids come from the renderer (:class:`Expected`), never from string prefi
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from hacloud.deploy.query.drbd import (
     split_brain_report,
 )
 from hacloud.deploy.query.pacemaker import ClusterView, crm_mon
-from hacloud.render.resources import drbd_resources, filesystem_ids, primitive_id_of_drbd
+from hacloud.render.resources import GROUP_ID, drbd_resources, filesystem_ids, primitive_id_of_drbd
 
 if TYPE_CHECKING:
     from hacloud.deploy.remote import Connection
@@ -42,17 +43,32 @@ class Expected:
     filesystems: tuple[str, ...]  # Filesystem primitive ids, the service's data first
     fence_devices: tuple[tuple[str, str], ...]  # (device id, the node it fences)
     volumes: int  # DRBD volumes per node
+    group: tuple[str, ...] = ()  # every member of the service group, in start order
+    vips: tuple[str, ...] = ()  # the VIP primitive ids among them
 
     @classmethod
     def of(cls, spec: Spec, bundle: Bundle) -> Expected:
         resources = drbd_resources(spec)
+        group = service_group(bundle.cib)
+        filesystems = tuple(filesystem_ids(spec))
         return cls(
             tuple(r.name for r in resources),
             tuple(primitive_id_of_drbd(r.name) for r in resources),
-            tuple(filesystem_ids(spec)),
+            filesystems,
             tuple((d.primitive.id, d.target) for d in bundle.fence_devices),
             len(spec.volumes),
+            group,
+            # the renderer's group is filesystems, the service, then the VIPs (render.cib.group_members)
+            group[len(filesystems) + 1 :],
         )
+
+
+def service_group(cib: str) -> tuple[str, ...]:
+    """The primitive ids of the service group in the rendered CIB ``cib``, in the group's
+    (start) order: what must run, read from what was written rather than rebuilt."""
+    root = ET.fromstring(cib)
+    group = root.find(f"./configuration/resources/group[@id='{GROUP_ID}']")
+    return tuple(p.get("id", "") for p in group.iterfind("./primitive")) if group is not None else ()
 
 
 @dataclass(frozen=True)
@@ -101,6 +117,19 @@ class ClusterStatus:
         if self.view is None or not self.expected.filesystems:
             return None
         return self.view.started_on(self.expected.filesystems[0])
+
+    @property
+    def vip_node(self) -> str | None:
+        """The node where every VIP primitive really runs (Started, not FAILED; Azure's VIP is
+        an address and a load-balancer probe listener, both needed), else None; with no VIP
+        primitive in the group (none rendered), where the service runs."""
+        if not self.expected.vips:
+            return self.service_node
+        if self.view is None:
+            return None
+        view = self.view
+        nodes = {_running_started(view, rid) for rid in self.expected.vips}
+        return nodes.pop() if len(nodes) == 1 else None
 
     @property
     def primaries(self) -> dict[str, list[str]]:
@@ -155,6 +184,26 @@ def gather(
     report = tuple(split_brain_report(states, logged_on, status.service_node))
     hist = _fencing_history(next(iter(conns.values()))) if history and conns else ()
     return ClusterStatus(status.cluster, status.vip, expected, status.nodes, view, fencing, hist, report)
+
+
+def _running_started(view: ClusterView, rid: str) -> str | None:
+    """The node where primitive ``rid`` is Started and not FAILED (crm_mon keeps the role
+    Started on a failed instance), else None."""
+    node = view.started_on(rid)
+    return node if node is not None and not any(p.failed for p in view.placements(rid)) else None
+
+
+def member_json(view: ClusterView | None, rid: str) -> dict[str, Any]:
+    """One service group member as crm_mon shows it: its role (Started, Starting, Stopped...),
+    whether it is FAILED, and its node (None when it runs nowhere or nobody answered)."""
+    placed = view.placements(rid) if view is not None else ()
+    first = placed[0] if placed else None
+    return {
+        "id": rid,
+        "role": (first.role if first else "Stopped") if view is not None else None,
+        "failed": bool(first and first.failed),
+        "node": first.node if first else None,
+    }
 
 
 def _fence_device(view: ClusterView, rid: str, target: str) -> FenceDeviceStatus:
@@ -229,7 +278,8 @@ def as_json(status: ClusterStatus, reasons: Sequence[str]) -> dict[str, Any]:
         "quorum": view.quorum if view is not None else None,  # None: no node answered, unknown
         "service_node": status.service_node,
         "vip": status.vip,
-        "vip_node": status.service_node,
+        "vip_node": status.vip_node,  # where the VIP primitive runs (None: nowhere)
+        "service_group": [member_json(view, rid) for rid in status.expected.group],
         "fencing_enabled": view.fencing_enabled if view is not None else None,
         "fencing": [
             {"id": f.id, "target": f.target, "state": f.state, "node": f.node} for f in status.fencing

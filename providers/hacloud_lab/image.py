@@ -23,7 +23,7 @@ from pathlib import Path
 from hacloud.errors import HacloudError
 from hacloud_lab import kernel as kernel_mod
 
-RECIPE_VERSION = "3"
+RECIPE_VERSION = "4"
 IMAGE_SIZE = "2G"
 Progress = Callable[[str], None]
 
@@ -80,7 +80,14 @@ done
 # eth0, eth1 with the legacy tuntap transport; vec0, vec1 with the vector driver (later kernels)
 IFP="${IFP:-eth}"
 IF0="${IFP}0"
-echo "$NAME" > /etc/hostname
+# The host name from the command line at every boot, as cloud-init gives an instance its
+# metadata name, unless cloud-init is told to keep the host's own (`up` renames cloud instances
+# to their node names and says so in /etc/cloud/cloud.cfg.d, as the AWS/Azure HA guides do).
+if grep -qsE '^preserve_hostname: *true' /etc/cloud/cloud.cfg /etc/cloud/cloud.cfg.d/*.cfg; then
+  NAME="$(cat /etc/hostname)"
+else
+  echo "$NAME" > /etc/hostname
+fi
 hostname "$NAME"
 ip link set lo up
 # lab.ifname: the first card's name as the cloud's images have it (ens5 on Nitro Debian AMIs)
@@ -351,6 +358,8 @@ def _customise(rootfs: Path, kernel: kernel_mod.Kernel) -> None:
     # No console login: the guests are reached over SSH only.
     for unit_name in ("getty@tty1.service", "serial-getty@ttyS0.service", "console-getty.service"):
         (rootfs / "etc" / "systemd" / "system" / unit_name).symlink_to("/dev/null")
+    # where cloud-init's settings live: the first-boot script honours preserve_hostname there
+    (rootfs / "etc" / "cloud" / "cloud.cfg.d").mkdir(parents=True, exist_ok=True)
     rules = rootfs / "etc" / "udev" / "rules.d" / "60-hacloud-ebs.rules"
     rules.parent.mkdir(parents=True, exist_ok=True)
     rules.write_text(EBS_UDEV_RULE, encoding="utf-8")

@@ -27,6 +27,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "providers"))
 
 from hacloud.verify.fencetest.analysis import summary  # noqa: E402
 
@@ -58,6 +59,9 @@ class Cluster:
         return [e for e in entries if e.get("t", 0) >= since]
 
     def up(self) -> None:
+        from hacloud_lab import image  # the guest image: built here, where the mirror is reachable
+
+        image.ensure_image(image.select_kernel())
         subprocess.run(["ip", "netns", "add", self.netns], check=True)
         subprocess.run(["ip", "-n", self.netns, "link", "set", "lo", "up"], check=True)
         self.hacloud("init", "--provider", "aws", "--emulated", "--out", str(self.spec))

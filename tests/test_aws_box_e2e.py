@@ -151,6 +151,11 @@ class Box:
 
 def _box(tmp_path_factory: pytest.TempPathFactory, cluster: str, eip: bool) -> Iterator[Box]:
     _require()
+    # the guest image is built (or found in the cache) here, where the Debian mirror is
+    # reachable; hacloud itself then runs where nothing but loopback is
+    from hacloud_lab import image
+
+    image.ensure_image(image.select_kernel(lambda _m: None), lambda _m: None)
     box = Box(tmp_path_factory.mktemp(cluster), cluster, eip)
     subprocess.run(["ip", "netns", "add", box.netns], check=True)
     subprocess.run(["ip", "-n", box.netns, "link", "set", "lo", "up"], check=True)
@@ -182,6 +187,17 @@ def _assert_nothing_left(box: Box) -> None:
     assert box.router not in namespaces, namespaces
     procs = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(box.box_dir) not in procs, [p for p in procs.splitlines() if str(box.box_dir) in p]
+
+
+def _overlay_targets(box: Box) -> set[str]:
+    """The interfaces the route tables send the overlay IP to (every table: one)."""
+    tables = box.ec2("describe_route_tables")["RouteTables"]
+    return {
+        str(r.get("NetworkInterfaceId"))
+        for t in tables
+        for r in t["Routes"]
+        if r.get("DestinationCidrBlock") == f"{VIP}/32"
+    }
 
 
 def _dry(entry: dict[str, Any]) -> bool:
@@ -274,19 +290,28 @@ class TestOverlayIp:
         ).stdout
         assert eni["PrivateIpAddress"] in routes, routes
 
+    def test_plan_check_live_and_a_planned_failover(self, movebox: Box) -> None:
+        """What an operator runs between faults: nothing to change, the account checked live,
+        and a switchover that the route table follows."""
+        box = movebox
+        plan = box.hacloud("plan")
+        assert plan.returncode == 0 and "0 changes" in plan.stdout, plan.stdout + plan.stderr
+        live = box.hacloud("check", "--live")
+        assert live.returncode == 0, live.stdout[-3000:] + live.stderr[-2000:]
+        before = box.health()["node"]
+        moved = box.hacloud("failover", "-y", timeout=600)
+        assert moved.returncode == 0, moved.stdout[-2000:] + moved.stderr[-2000:]
+        after = box.health()["node"]
+        assert after != before
+        eni = box.instances()[after]["NetworkInterfaces"][0]["NetworkInterfaceId"]
+        assert _overlay_targets(box) == {eni}
+
     @pytest.mark.parametrize("method", ["power", "fence", "crash", "partition"])
     def test_fence_test(self, movebox: Box, method: str) -> None:
         box = movebox
         r = _round(box, method)
         survivor_eni = box.instances()[r["survivor"]]["NetworkInterfaces"][0]["NetworkInterfaceId"]
-        tables = box.ec2("describe_route_tables")["RouteTables"]
-        targets = {
-            x.get("NetworkInterfaceId")
-            for t in tables
-            for x in t["Routes"]
-            if x.get("DestinationCidrBlock") == f"{VIP}/32"
-        }
-        assert targets == {survivor_eni}
+        assert _overlay_targets(box) == {survivor_eni}
 
     def test_a_throttled_stop_during_a_fence_is_retried_and_nothing_is_lost(self, movebox: Box) -> None:
         """The next 3 StopInstances answer RequestLimitExceeded (503), as EC2 throttles: the

@@ -478,3 +478,23 @@ def test_vip_node_needs_every_vip_primitive_running_there() -> None:
     assert both.vip_node == "node1"
     one = dataclasses.replace(st, expected=dataclasses.replace(st.expected, vips=("vip_ip", "vip_lb")))
     assert one.vip_node is None  # vip_lb runs nowhere (crm_mon does not list it)
+
+
+def test_failover_waits_until_every_group_member_runs_on_the_target() -> None:
+    """The filesystem up on the target is not the end of a switchover: a cloud VIP agent moves
+    its route tens of seconds later (the emulated AWS showed `failover` returning while clients
+    still timed out). Real crm_mon XML: the VIP Starting, then everything Started."""
+    from hacloud.deploy.remote import Result
+    from hacloud.ops.failover import _wait_moved
+
+    answers = [_read("crm_mon-vip-starting.xml")] * 3 + [_read("crm_mon-healthy.xml")]
+
+    class Conn:
+        def run(self, command: str, **_kw: Any) -> Result:
+            assert command.startswith("crm_mon")
+            return Result(0, answers.pop(0), "")
+
+    clock = ManualClock()
+    view = _wait_moved(Conn(), ("fs_r0", "svc_demo", "vip_ip"), "node1", 60, clock)  # type: ignore[arg-type]
+    assert answers == [] and view.started_on("vip_ip") == "node1"
+    assert clock.now >= 6  # three polls saw the VIP still starting

@@ -56,7 +56,8 @@ def failover(
             progress(f"moving {GROUP_ID} from {source} to {target}")
             first.run(f"crm_resource --move -r {GROUP_ID} --node {target}")
             try:
-                mon = _wait_moved(first, status.expected.filesystems[0], target, timeout, clock)
+                members = status.expected.group or status.expected.filesystems[:1]
+                mon = _wait_moved(first, members, target, timeout, clock)
             finally:
                 # Leave no cli-prefer constraint behind: stickiness keeps the service where it is.
                 first.run(f"crm_resource --clear -r {GROUP_ID}")
@@ -66,12 +67,16 @@ def failover(
             session.close()
 
 
-def _wait_moved(conn: Connection, service_fs: str, target: str, timeout: float, clock: Clock) -> ClusterView:
-    """Pacemaker's view once the service's filesystem is Started on ``target``."""
+def _wait_moved(
+    conn: Connection, members: tuple[str, ...], target: str, timeout: float, clock: Clock
+) -> ClusterView:
+    """Pacemaker's view once every member of the service group (filesystems, the service, the
+    VIP: a cloud VIP agent takes tens of seconds to move its route) is Started on ``target``."""
 
     def moved() -> ClusterView | None:
         view = crm_mon(conn)
-        return view if view is not None and view.started_on(service_fs) == target else None
+        done = view is not None and all(view.started_on(m) == target for m in members)
+        return view if done else None
 
     view = poll_until(moved, timeout=timeout, interval=2, clock=clock)
     if view is None:

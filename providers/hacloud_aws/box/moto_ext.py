@@ -238,14 +238,20 @@ def _targets() -> list[tuple[Any, str, Any]]:
     ]
 
 
-def install() -> list[tuple[Any, str, Any]]:
-    """Apply every patch; returns what ``uninstall`` needs to undo them."""
+def wrap_all(targets: Any) -> list[tuple[Any, str, Any]]:
+    """Replace each ``owner.name`` by ``wrap(original)`` for (owner, name, wrap) in ``targets``;
+    returns what ``uninstall`` needs to undo them (every box patch of moto goes through here)."""
     undo = []
-    for owner, name, wrap in _targets():
+    for owner, name, wrap in targets:
         orig = owner.__dict__[name]
         setattr(owner, name, wrap(orig))
         undo.append((owner, name, orig))
     return undo
+
+
+def install() -> list[tuple[Any, str, Any]]:
+    """Apply every patch; returns what ``uninstall`` needs to undo them."""
+    return wrap_all(_targets())
 
 
 def uninstall(undo: list[tuple[Any, str, Any]]) -> None:

@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from hacloud_aws.box import moto_ext
+
 #: EC2's instance state codes (DescribeInstances ``State.Code``)
 CODES = {"pending": 0, "running": 16, "shutting-down": 32, "terminated": 48, "stopping": 64, "stopped": 80}
 
@@ -122,17 +124,10 @@ def install(requests: Requests) -> list[tuple[Any, str, Any]]:
         (Instance, "terminate", _wrap_instance(requests, "terminate", "shutting-down")),
         (InstanceResponse, "stop_instances", _wrap_stop_response),
     ]
-    undo = []
-    for owner, name, wrap in targets:
-        orig = owner.__dict__[name]
-        setattr(owner, name, wrap(orig))
-        undo.append((owner, name, orig))
-    return undo
+    return moto_ext.wrap_all(targets)
 
 
-def uninstall(undo: list[tuple[Any, str, Any]]) -> None:
-    for owner, name, orig in reversed(undo):
-        setattr(owner, name, orig)
+uninstall = moto_ext.uninstall
 
 
 @contextlib.contextmanager

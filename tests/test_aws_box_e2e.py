@@ -18,8 +18,9 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,8 @@ def _box(tmp_path_factory: pytest.TempPathFactory, cluster: str, eip: bool) -> I
         if eip:
             alloc = "eipalloc-44b0131531152faa8"
             doc["vip"] = {"kind": "awseip", "elastic_ip": EIP, "allocation_id": alloc}
+            # its clients are on the Internet: the security group must admit them, as on AWS
+            doc["provider"]["options"]["client_cidr"] = "198.51.100.0/24"
         box.spec.write_text(yaml.safe_dump(doc))
         yield box
     finally:
@@ -204,9 +207,34 @@ def _dry(entry: dict[str, Any]) -> bool:
     return str(entry.get("params", {}).get("DryRun", "")).lower() == "true"
 
 
-def _round(box: Box, method: str, check: bool = True) -> dict[str, Any]:
+def _fence_test(box: Box, method: str, on: dict[str, Callable[[], None]]) -> subprocess.CompletedProcess[str]:
+    """`fence-test --method METHOD`, calling ``on[text]`` the moment its progress says ``text``
+    (e.g. "injecting the fault": after its preflight, which would refuse a cloud fault already on)."""
+    argv = ["nsenter", f"--net=/run/netns/{box.netns}", sys.executable, "-m", "hacloud", "fence-test"]
+    argv += ["-f", str(box.spec), "-y", "--json", "--method", method]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=box.root)
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read()))  # type: ignore[union-attr]
+    reader.start()
+    err = []
+    for line in proc.stderr:  # type: ignore[union-attr]
+        err.append(line)
+        for text, action in on.items():
+            if text in line:
+                action()
+    proc.wait(timeout=1200)
+    reader.join()
+    return subprocess.CompletedProcess(argv, proc.returncode, "".join(out), "".join(err))
+
+
+def _round(
+    box: Box, method: str, check: bool = True, on: dict[str, Callable[[], None]] | None = None
+) -> dict[str, Any]:
     started = time.time()
-    proc = box.hacloud("fence-test", "-y", "--json", "--method", method, timeout=1200)
+    if on is None:
+        proc = box.hacloud("fence-test", "-y", "--json", "--method", method, timeout=1200)
+    else:
+        proc = _fence_test(box, method, on)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
     r: dict[str, Any] = json.loads(proc.stdout.splitlines()[-1])
     print(
@@ -350,7 +378,7 @@ class TestOverlayIp:
         refused = [e for e in box.api_log(started) if e.get("action") == "StopInstances"]
         assert refused and all(_dry(e) for e in refused)  # asked by dry runs only, nothing stopped
         up = box.hacloud("up", "-y")
-        assert up.returncode == 0 and "IAM: put policy" in up.stdout, up.stdout + up.stderr
+        assert up.returncode == 0 and "IAM: put policy" in up.stderr, up.stdout + up.stderr
         box.healthy_pair()
 
     def test_the_active_zone_losing_the_api_while_partitioned_loses_nothing(self, movebox: Box) -> None:
@@ -360,13 +388,23 @@ class TestOverlayIp:
         box = movebox
         active = box.health()["node"]
         zone = box.instances()[active]["Placement"]["AvailabilityZone"]
-        box.control(op="fault", kind="api_cut", zone=zone, on=True)
+
+        def api(on: bool) -> Callable[[], None]:
+            return lambda: box.control(op="fault", kind="api_cut", zone=zone, on=on) and None
+
+        # the zone loses the API with the partition, and gets it back when the round recovers
         try:
-            r = _round(box, "partition", check=False)
+            r = _round(
+                box, "partition", check=False, on={"injecting the fault": api(True), "recovery:": api(False)}
+            )
         finally:
             box.control(op="fault", kind="api_cut", zone=zone, on=False)
         assert r["node"] == active, r  # the side that could not fence lost
         assert box.health()["node"] == r["survivor"]
+        # the cut zone's fence device monitor failed meanwhile (it could not reach EC2): `up`
+        # cleans a failure whose resource runs again
+        up = box.hacloud("up", "-y")
+        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
         box.healthy_pair()
 
     def test_fenced_instance_is_stopped_in_ec2(self, movebox: Box) -> None:

@@ -202,3 +202,37 @@ def test_a_private_key_others_can_read_is_refused(sshd: Sshd, tmp_path: Path) ->
         sshd.connection(tmp_path / "kh").connect()
     assert "readable by other users (mode 644)" in info.value.message and "chmod 600" in info.value.remedy
     assert not (tmp_path / "kh").exists()  # refused before any contact
+
+
+def test_first_contacts_at_once_keep_every_key(tmp_path: Path) -> None:
+    """`up` reaches both nodes at once: each first contact reads, adds and writes known_hosts.
+    Without a lock the last writer dropped the other's key (seen on the emulated AWS: the next
+    strict `hacloud ssh` was refused). Real keys, real file, 16 threads at once."""
+    import threading
+
+    import paramiko
+
+    known = tmp_path / "state" / "known_hosts"
+    hosts = [f"192.0.2.{i}" for i in range(10, 26)]
+    keys = {
+        h: paramiko.Ed25519Key.generate() if hasattr(paramiko.Ed25519Key, "generate") else None for h in hosts
+    }
+    if any(k is None for k in keys.values()):
+        keys = {h: paramiko.ECDSAKey.generate() for h in hosts}
+    start = threading.Barrier(len(hosts))
+
+    def contact(host: str) -> None:
+        conn = Connection(Endpoint(host, host, 22, "root", None, None), known, lambda _m: None)
+        start.wait()
+        conn._record(host, keys[host])  # type: ignore[arg-type]
+
+    threads = [threading.Thread(target=contact, args=(h,)) for h in hosts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    recorded = paramiko.HostKeys(str(known))
+    assert all(recorded.lookup(h) is not None for h in hosts), [
+        h for h in hosts if recorded.lookup(h) is None
+    ]
+    assert stat.S_IMODE(os.stat(known).st_mode) == 0o600

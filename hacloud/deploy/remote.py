@@ -106,6 +106,10 @@ def fingerprint(key: paramiko.PKey) -> str:
     return f"{key.get_name()} SHA256:{base64.b64encode(digest).decode().rstrip('=')}"
 
 
+#: first contacts of one process record host keys one at a time (see Connection._record)
+_RECORD_LOCK = threading.Lock()
+
+
 class Connection:
     """One SSH connection to a node; safe to use from one thread at a time."""
 
@@ -128,22 +132,33 @@ class Connection:
     # ------------------------------------------------------------ connect
 
     def _record(self, host: str, key: paramiko.PKey) -> None:
-        """First contact: record the node's key (never overwrite one already recorded)."""
+        """First contact: record the node's key (never overwrite one already recorded). Both
+        nodes are reached at once: the file is read, added to and written under a lock (this
+        process's threads, and other processes through flock on its directory), else the
+        last writer drops the other node's key and the next strict login is refused."""
+        import fcntl
+
         import paramiko
 
-        keys = paramiko.HostKeys()
-        if self.known_hosts.exists():
-            keys.load(str(self.known_hosts))
-        if keys.lookup(host) is not None:
-            raise HacloudError(
-                f"{self.endpoint.name} ({host}) offered a key type that was not recorded",
-                f"if the node was rebuilt on purpose, delete its line from {self.known_hosts}",
-                code="HAC401",
-            )
-        keys.add(host, key.get_name(), key)
         self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
-        keys.save(str(self.known_hosts))
-        os.chmod(self.known_hosts, 0o600)
+        fd = os.open(self.known_hosts.parent, os.O_RDONLY)
+        try:
+            with _RECORD_LOCK:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                keys = paramiko.HostKeys()
+                if self.known_hosts.exists():
+                    keys.load(str(self.known_hosts))
+                if keys.lookup(host) is not None:
+                    raise HacloudError(
+                        f"{self.endpoint.name} ({host}) offered a key type that was not recorded",
+                        f"if the node was rebuilt on purpose, delete its line from {self.known_hosts}",
+                        code="HAC401",
+                    )
+                keys.add(host, key.get_name(), key)
+                keys.save(str(self.known_hosts))
+                os.chmod(self.known_hosts, 0o600)
+        finally:
+            os.close(fd)  # releases the flock
         self.log(
             f"{self.endpoint.name}: first contact, recorded host key {fingerprint(key)} in {self.known_hosts}"
         )

@@ -214,11 +214,7 @@ def test_first_contacts_at_once_keep_every_key(tmp_path: Path) -> None:
 
     known = tmp_path / "state" / "known_hosts"
     hosts = [f"192.0.2.{i}" for i in range(10, 26)]
-    keys = {
-        h: paramiko.Ed25519Key.generate() if hasattr(paramiko.Ed25519Key, "generate") else None for h in hosts
-    }
-    if any(k is None for k in keys.values()):
-        keys = {h: paramiko.ECDSAKey.generate() for h in hosts}
+    keys = {h: paramiko.ECDSAKey.generate() for h in hosts}
     start = threading.Barrier(len(hosts))
 
     def contact(host: str) -> None:

@@ -302,15 +302,8 @@ class TestOverlayIp:
         inst = box.instances()
         # the route in the client subnet's table points at the active node's ENI, and the
         # router's kernel route follows it
-        tables = box.ec2("describe_route_tables")["RouteTables"]
-        targets = {
-            r.get("NetworkInterfaceId")
-            for t in tables
-            for r in t["Routes"]
-            if r.get("DestinationCidrBlock") == f"{VIP}/32"
-        }
         eni = inst[active]["NetworkInterfaces"][0]
-        assert targets == {eni["NetworkInterfaceId"]}
+        assert _overlay_targets(box) == {eni["NetworkInterfaceId"]}
         routes = subprocess.run(
             ["ip", "-n", box.router, "route", "show", "table", "all", f"{VIP}/32"],
             capture_output=True,

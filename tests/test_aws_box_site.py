@@ -101,6 +101,9 @@ def test_only_the_site_differs_between_real_and_emulated_aws(tmp_path: Path) -> 
     assert partition.unsupported(aws, ws_box.spec) is None
     refused = partition.unsupported(aws, ws_real.spec)
     assert refused is not None and refused.code == "HAC507" and "NACL" in refused.message
+    # a crash on real AWS is a kernel crash over SSH: freeze answers without asking EC2 (this
+    # test has no credentials, so a call would fail)
+    assert aws.freeze(ws_real, "node1") is False
     with pytest.raises(ProviderUnavailable) as exc:
         aws.partition(ws_real, True)
     assert exc.value.code == "HAC671"

@@ -27,6 +27,7 @@ NO_PARTITION = "cutting the network between two instances would need NACL change
 
 class Site(Protocol):
     faults: tuple[str, ...]
+    can_freeze: bool  # whether ``freeze`` can stop an instance's kernel
 
     def api(self) -> ApiAccess:
         """The endpoint, CA and credentials boto3 uses."""
@@ -66,6 +67,7 @@ class RealAws:
     """Amazon's own cloud: boto3's settings, SSH and clients from this machine."""
 
     faults: tuple[str, ...] = AWS_FAULTS
+    can_freeze = False
 
     def api(self) -> ApiAccess:
         return ApiAccess()

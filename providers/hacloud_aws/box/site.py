@@ -39,6 +39,7 @@ def router_name(cluster: str) -> str:
 
 class BoxSite:
     faults: tuple[str, ...] = BOX_FAULTS
+    can_freeze = True
 
     def __init__(self, ws: Workspace) -> None:
         options = getattr(ws.spec.provider, "options", None)
